@@ -1,0 +1,38 @@
+# geoledger: two commands take a fresh clone to a report (`make run`) or a green suite (`make test`).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test install lint bench cassandra-start cassandra-stop clean
+
+$(STAMP): pyproject.toml setup.py $(wildcard cext/*.pyx)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/geoledger bench --quick
+
+test: install
+	PYTHON=$(PY) scripts/cassandra start
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy ledger cext geoledger bench
+
+bench: install
+	$(VENV)/bin/geoledger bench
+
+cassandra-start:
+	PYTHON=$(PY) scripts/cassandra start
+
+cassandra-stop:
+	scripts/cassandra stop
+
+clean:
+	rm -rf $(VENV) build cext/*.c cext/*.so *.egg-info

@@ -1,0 +1,133 @@
+"""The ledger benchmark: engine, durable API, the naive eventsourcing model, reopen time.
+
+Every figure is measured in the same run on the same machine, so the ratios mean something
+even when the machine is noisy. Results go to `bench/results/ledger.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import cext
+from ledger import Account, Ledger, Transfer
+
+BATCH = 8190
+N_ACCOUNTS = 10_000
+
+
+def _transfer_batches(n_batches: int, first_id: int = 1, seed: int = 7) -> list[list[Transfer]]:
+    rng = np.random.default_rng(seed)
+    batches = []
+    tid = first_id
+    for _ in range(n_batches):
+        dr = rng.integers(1, N_ACCOUNTS + 1, BATCH).tolist()
+        off = rng.integers(1, N_ACCOUNTS, BATCH).tolist()
+        batch = []
+        for d, o in zip(dr, off, strict=True):
+            c = (d - 1 + o) % N_ACCOUNTS + 1
+            batch.append(Transfer(id=tid, debit_account_id=d, credit_account_id=c, amount=100, ledger=1, code=1))
+            tid += 1
+        batches.append(batch)
+    return batches
+
+
+def _open_with_accounts(path: str) -> Ledger:
+    led = Ledger.open(f"sqlite:///{path}")
+    for start in range(1, N_ACCOUNTS + 1, BATCH):
+        led.create_accounts(
+            [Account(id=i, ledger=1, code=1) for i in range(start, min(start + BATCH, N_ACCOUNTS + 1))]
+        )
+    return led
+
+
+def durable_sqlite(tmp: str, n_batches: int) -> tuple[float, str]:
+    """Transfers/s through `Ledger.create_transfers` with a durable SQLite commit per batch."""
+    path = os.path.join(tmp, "durable.db")
+    led = _open_with_accounts(path)
+    batches = _transfer_batches(n_batches)
+    start = time.perf_counter()
+    for batch in batches:
+        results = led.create_transfers(batch)
+        assert not any(results)
+    elapsed = time.perf_counter() - start
+    led.close()
+    return n_batches * BATCH / elapsed, path
+
+
+def naive_eventsourcing(tmp: str, n_transfers: int) -> float:
+    from bench.naive_es import naive_bank
+
+    bank = naive_bank(os.path.join(tmp, "naive.db"))
+    n_accounts = 1000
+    for i in range(1, n_accounts + 1):
+        bank.open_account(i)
+    start = time.perf_counter()
+    for i in range(n_transfers):
+        bank.transfer(i + 1, 1 + i % n_accounts, 1 + (i * 7 + 1) % n_accounts, 100)
+    elapsed = time.perf_counter() - start
+    bank.close()
+    return n_transfers / elapsed
+
+
+def reopen(tmp: str, n_transfers: int) -> float:
+    """Seconds to reopen a SQLite ledger holding `n_transfers` transfers."""
+    path = os.path.join(tmp, "reopen.db")
+    led = _open_with_accounts(path)
+    n_batches = max(1, n_transfers // BATCH)
+    for batch in _transfer_batches(n_batches, first_id=1, seed=11):
+        led.create_transfers(batch)
+    digest = led.digest()
+    led.close()
+    start = time.perf_counter()
+    again = Ledger.open(f"sqlite:///{path}")
+    elapsed = time.perf_counter() - start
+    assert again.digest() == digest
+    again.close()
+    return elapsed
+
+
+def run(quick: bool, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    from bench.engine_bench import measure_engines
+
+    out: dict[str, Any] = {
+        "quick": quick,
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "platform": platform.platform(),
+            "compiled_engine": cext.COMPILED,
+        },
+    }
+    progress("engine: Cython vs pure-Python twin")
+    out.update(measure_engines(quick=quick))
+    with tempfile.TemporaryDirectory(prefix="geoledger-bench-") as tmp:
+        progress("durable SQLite through the Ledger API")
+        out["durable_sqlite_per_s"], _ = durable_sqlite(tmp, 4 if quick else 40)
+        progress("naive eventsourcing model (aggregate per account)")
+        out["naive_eventsourcing_per_s"] = naive_eventsourcing(tmp, 300 if quick else 3000)
+        n_reopen = 100_000 if quick else 1_000_000
+        progress(f"reopen a SQLite ledger of {n_reopen:,} transfers")
+        out["reopen_transfers"] = n_reopen
+        out["reopen_s"] = reopen(tmp, n_reopen)
+        if not quick:
+            out["reopen_1m_s"] = out["reopen_s"]
+    out["ratios"] = {
+        "cython_over_twin": out["cython_apply_per_s"] / out["python_twin_apply_per_s"],
+        "durable_over_naive": out["durable_sqlite_per_s"] / out["naive_eventsourcing_per_s"],
+    }
+    return out
+
+
+def write(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,1557 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The compiled engine: `CyEngine`, the Cython twin of `cext.engine_py.PyEngine`.
+
+Same columnar state (the numpy rows of `cext.layout`), same checks in TigerBeetle's order,
+same results, same snapshot bytes and digest; the Python twin is the reference and the
+hypothesis tests hold the two to it. What differs is only how:
+
+* the batch loop runs in C without the GIL, over C structs laid over the numpy buffers
+  (declared field by field to match the dtypes, checked at import);
+* u128 arithmetic uses the compiler's `unsigned __int128`; every sum is checked against
+  2^128 - 1 before it is made, so an overflow is a result code, never a wrap;
+* the id -> slot indexes are open-addressing hash tables (linear probing, backward-shift
+  deletion so that a rolled-back chain removes its own entries without tombstones);
+* pending transfers with a timeout sit in a binary min-heap on (expires_at, slot), so
+  `expire_pending` costs one comparison when nothing is due (it runs before every batch).
+
+Capacity (rows, index, heap, rollback journal) is reserved before each batch for the worst
+case of that batch, so nothing in the loop allocates or touches a Python object.
+"""
+
+cimport cython
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from cpython.buffer cimport PyBuffer_FillInfo
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset
+
+import hashlib
+import struct
+
+import numpy as np
+
+cimport numpy as cnp
+
+from cext.engine_py import parse_snapshot
+from cext.layout import ACCOUNT_DTYPE, HISTORY_DTYPE, META_DTYPE, TRANSFER_DTYPE
+from ledger.types import (
+    ACCOUNT_FLAGS_KNOWN as _PY_ACCOUNT_FLAGS_KNOWN,
+    TRANSFER_FLAGS_KNOWN as _PY_TRANSFER_FLAGS_KNOWN,
+    CreateAccountResult,
+    CreateTransferResult,
+)
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    typedef unsigned __int128 gl_u128;
+    """
+    ctypedef unsigned long long u128 "gl_u128"
+
+
+# --------------------------------------------------------------------------- row structs
+# Field by field as in cext/layout.py; natural C alignment gives exactly the dtype offsets
+# (verified against the dtypes at import, below).
+
+ctypedef struct AccountRow:
+    uint64_t id_lo
+    uint64_t id_hi
+    uint64_t debits_pending_lo
+    uint64_t debits_pending_hi
+    uint64_t debits_posted_lo
+    uint64_t debits_posted_hi
+    uint64_t credits_pending_lo
+    uint64_t credits_pending_hi
+    uint64_t credits_posted_lo
+    uint64_t credits_posted_hi
+    uint64_t user_data_128_lo
+    uint64_t user_data_128_hi
+    uint64_t user_data_64
+    uint32_t user_data_32
+    uint32_t reserved
+    uint32_t ledger
+    uint16_t code
+    uint16_t flags
+    uint64_t timestamp
+
+ctypedef struct TransferRow:
+    uint64_t id_lo
+    uint64_t id_hi
+    uint64_t debit_account_id_lo
+    uint64_t debit_account_id_hi
+    uint64_t credit_account_id_lo
+    uint64_t credit_account_id_hi
+    uint64_t amount_lo
+    uint64_t amount_hi
+    uint64_t pending_id_lo
+    uint64_t pending_id_hi
+    uint64_t user_data_128_lo
+    uint64_t user_data_128_hi
+    uint64_t user_data_64
+    uint32_t user_data_32
+    uint32_t timeout
+    uint32_t ledger
+    uint16_t code
+    uint16_t flags
+    uint64_t timestamp
+
+ctypedef struct MetaRow:
+    uint32_t debit_slot
+    uint32_t credit_slot
+    uint64_t expires_at
+    uint8_t status
+    uint8_t pad[7]
+
+ctypedef struct HistoryRow:
+    uint64_t account_id_lo
+    uint64_t account_id_hi
+    uint64_t timestamp
+    uint64_t debits_pending_lo
+    uint64_t debits_pending_hi
+    uint64_t debits_posted_lo
+    uint64_t debits_posted_hi
+    uint64_t credits_pending_lo
+    uint64_t credits_pending_hi
+    uint64_t credits_posted_lo
+    uint64_t credits_posted_hi
+
+
+def _check_layout() -> None:
+    """Refuse to load if a struct drifted from its dtype: a silent mismatch corrupts rows."""
+    cdef AccountRow a
+    cdef TransferRow t
+    cdef MetaRow m
+    cdef HistoryRow h
+    checks = [
+        (ACCOUNT_DTYPE, sizeof(AccountRow), {
+            "id_lo": <size_t>&a.id_lo - <size_t>&a,
+            "debits_pending_lo": <size_t>&a.debits_pending_lo - <size_t>&a,
+            "credits_posted_hi": <size_t>&a.credits_posted_hi - <size_t>&a,
+            "user_data_128_lo": <size_t>&a.user_data_128_lo - <size_t>&a,
+            "user_data_64": <size_t>&a.user_data_64 - <size_t>&a,
+            "user_data_32": <size_t>&a.user_data_32 - <size_t>&a,
+            "reserved": <size_t>&a.reserved - <size_t>&a,
+            "ledger": <size_t>&a.ledger - <size_t>&a,
+            "code": <size_t>&a.code - <size_t>&a,
+            "flags": <size_t>&a.flags - <size_t>&a,
+            "timestamp": <size_t>&a.timestamp - <size_t>&a,
+        }),
+        (TRANSFER_DTYPE, sizeof(TransferRow), {
+            "id_lo": <size_t>&t.id_lo - <size_t>&t,
+            "amount_lo": <size_t>&t.amount_lo - <size_t>&t,
+            "pending_id_lo": <size_t>&t.pending_id_lo - <size_t>&t,
+            "user_data_128_hi": <size_t>&t.user_data_128_hi - <size_t>&t,
+            "user_data_64": <size_t>&t.user_data_64 - <size_t>&t,
+            "user_data_32": <size_t>&t.user_data_32 - <size_t>&t,
+            "timeout": <size_t>&t.timeout - <size_t>&t,
+            "ledger": <size_t>&t.ledger - <size_t>&t,
+            "code": <size_t>&t.code - <size_t>&t,
+            "flags": <size_t>&t.flags - <size_t>&t,
+            "timestamp": <size_t>&t.timestamp - <size_t>&t,
+        }),
+        (META_DTYPE, sizeof(MetaRow), {
+            "debit_slot": <size_t>&m.debit_slot - <size_t>&m,
+            "credit_slot": <size_t>&m.credit_slot - <size_t>&m,
+            "expires_at": <size_t>&m.expires_at - <size_t>&m,
+            "status": <size_t>&m.status - <size_t>&m,
+            "pad": <size_t>&m.pad[0] - <size_t>&m,
+        }),
+        (HISTORY_DTYPE, sizeof(HistoryRow), {
+            "account_id_lo": <size_t>&h.account_id_lo - <size_t>&h,
+            "timestamp": <size_t>&h.timestamp - <size_t>&h,
+            "debits_pending_lo": <size_t>&h.debits_pending_lo - <size_t>&h,
+            "credits_posted_hi": <size_t>&h.credits_posted_hi - <size_t>&h,
+        }),
+    ]
+    for dtype, size, offsets in checks:
+        if dtype.itemsize != size:
+            raise ImportError(f"cext._engine: struct size {size} != dtype size {dtype.itemsize}")
+        for name, offset in offsets.items():
+            if dtype.fields[name][1] != offset:
+                raise ImportError(f"cext._engine: field {name} at {offset}, dtype says {dtype.fields[name][1]}")
+
+
+_check_layout()
+
+
+# --------------------------------------------------------------------------- constants
+# Mirrors of ledger.types; checked against it at import so the two cannot drift.
+
+cdef enum:
+    STATUS_NONE = 0
+    STATUS_PENDING = 1
+    STATUS_POSTED = 2
+    STATUS_VOIDED = 3
+    STATUS_EXPIRED = 4
+
+cdef enum:
+    AF_LINKED = 1
+    AF_DEBITS_MUST_NOT_EXCEED_CREDITS = 2
+    AF_CREDITS_MUST_NOT_EXCEED_DEBITS = 4
+    AF_HISTORY = 8
+    AF_CLOSED = 32
+    AF_KNOWN = 1 | 2 | 4 | 8 | 32
+
+cdef enum:
+    TF_LINKED = 1
+    TF_PENDING = 2
+    TF_POST = 4
+    TF_VOID = 8
+    TF_BALANCING_DEBIT = 16
+    TF_BALANCING_CREDIT = 32
+    TF_KNOWN = 63
+
+# Result codes shared by both operations.
+cdef enum:
+    R_OK = 0
+    R_LINKED_EVENT_FAILED = 1
+    R_LINKED_EVENT_CHAIN_OPEN = 2
+
+cdef enum:
+    A_RESERVED_FLAG = 3
+    A_ID_MUST_NOT_BE_ZERO = 4
+    A_ID_MUST_NOT_BE_INT_MAX = 5
+    A_EXISTS_WITH_DIFFERENT_FLAGS = 6
+    A_EXISTS_WITH_DIFFERENT_USER_DATA_128 = 7
+    A_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 8
+    A_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 9
+    A_EXISTS_WITH_DIFFERENT_LEDGER = 10
+    A_EXISTS_WITH_DIFFERENT_CODE = 11
+    A_EXISTS = 12
+    A_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 13
+    A_LEDGER_MUST_NOT_BE_ZERO = 14
+    A_CODE_MUST_NOT_BE_ZERO = 15
+
+cdef enum:
+    T_RESERVED_FLAG = 3
+    T_ID_MUST_NOT_BE_ZERO = 4
+    T_ID_MUST_NOT_BE_INT_MAX = 5
+    T_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 6
+    T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 7
+    T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 8
+    T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 9
+    T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 10
+    T_ACCOUNTS_MUST_BE_DIFFERENT = 11
+    T_PENDING_ID_MUST_BE_ZERO = 12
+    T_PENDING_ID_MUST_NOT_BE_ZERO = 13
+    T_PENDING_ID_MUST_NOT_BE_INT_MAX = 14
+    T_PENDING_ID_MUST_BE_DIFFERENT = 15
+    T_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER = 16
+    T_LEDGER_MUST_NOT_BE_ZERO = 17
+    T_CODE_MUST_NOT_BE_ZERO = 18
+    T_DEBIT_ACCOUNT_NOT_FOUND = 19
+    T_CREDIT_ACCOUNT_NOT_FOUND = 20
+    T_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER = 21
+    T_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS = 22
+    T_PENDING_TRANSFER_NOT_FOUND = 23
+    T_PENDING_TRANSFER_NOT_PENDING = 24
+    T_PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID = 25
+    T_PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID = 26
+    T_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER = 27
+    T_PENDING_TRANSFER_HAS_DIFFERENT_CODE = 28
+    T_EXCEEDS_PENDING_TRANSFER_AMOUNT = 29
+    T_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT = 30
+    T_PENDING_TRANSFER_ALREADY_POSTED = 31
+    T_PENDING_TRANSFER_ALREADY_VOIDED = 32
+    T_PENDING_TRANSFER_EXPIRED = 33
+    T_EXISTS_WITH_DIFFERENT_FLAGS = 34
+    T_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID = 35
+    T_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID = 36
+    T_EXISTS_WITH_DIFFERENT_AMOUNT = 37
+    T_EXISTS_WITH_DIFFERENT_PENDING_ID = 38
+    T_EXISTS_WITH_DIFFERENT_USER_DATA_128 = 39
+    T_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 40
+    T_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 41
+    T_EXISTS_WITH_DIFFERENT_TIMEOUT = 42
+    T_EXISTS_WITH_DIFFERENT_CODE = 43
+    T_EXISTS = 44
+    T_DEBIT_ACCOUNT_ALREADY_CLOSED = 45
+    T_CREDIT_ACCOUNT_ALREADY_CLOSED = 46
+    T_OVERFLOWS_DEBITS_PENDING = 47
+    T_OVERFLOWS_CREDITS_PENDING = 48
+    T_OVERFLOWS_DEBITS_POSTED = 49
+    T_OVERFLOWS_CREDITS_POSTED = 50
+    T_OVERFLOWS_DEBITS = 51
+    T_OVERFLOWS_CREDITS = 52
+    T_OVERFLOWS_TIMEOUT = 53
+    T_EXCEEDS_CREDITS = 54
+    T_EXCEEDS_DEBITS = 55
+
+
+def _check_constants() -> None:
+    if AF_KNOWN != _PY_ACCOUNT_FLAGS_KNOWN or TF_KNOWN != _PY_TRANSFER_FLAGS_KNOWN:
+        raise ImportError("cext._engine: flag masks differ from ledger.types")
+    if (
+        CreateAccountResult.CODE_MUST_NOT_BE_ZERO != A_CODE_MUST_NOT_BE_ZERO
+        or CreateAccountResult.EXISTS != A_EXISTS
+        or CreateTransferResult.EXCEEDS_DEBITS != T_EXCEEDS_DEBITS
+        or CreateTransferResult.EXISTS != T_EXISTS
+        or CreateTransferResult.PENDING_TRANSFER_EXPIRED != T_PENDING_TRANSFER_EXPIRED
+        or len(CreateAccountResult) != 16
+        or len(CreateTransferResult) != 56
+    ):
+        raise ImportError("cext._engine: result codes differ from ledger.types")
+
+
+_check_constants()
+
+cdef uint64_t U64_MAX = 0xFFFFFFFFFFFFFFFFULL
+cdef uint64_t NS_PER_S = 1000000000ULL
+
+
+cdef inline u128 join128(uint64_t lo, uint64_t hi) noexcept nogil:
+    return ((<u128>hi) << 64) | <u128>lo
+
+
+cdef inline u128 u128_max() noexcept nogil:
+    return ~(<u128>0)
+
+
+cdef inline bint is_max(uint64_t lo, uint64_t hi) noexcept nogil:
+    return lo == U64_MAX and hi == U64_MAX
+
+
+# --------------------------------------------------------------------------- id index
+# Open addressing, linear probing, power-of-two capacity, load <= 1/2. A cell is 8 bytes:
+# the low 32 bits of the id's hash (so probes rarely touch a row that is not the one, and
+# a rehash never reads the rows) and slot + 1 (0 = empty). The id itself lives only in the
+# row (`keys`: the account or transfer array, whose rows are 16 words with the id first),
+# which is read to confirm a match; for accounts that row is read next anyway.
+
+cdef extern from *:
+    """
+    #include <string.h>
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    /* Copy a 128-byte row to its new slot. Transfer rows are appended and not read back
+       soon, so where the target is 64-byte aligned they bypass the cache (no read for
+       ownership of the fresh lines, no eviction of the account rows the loop reuses). */
+    static inline void gl_append_row(void *dst, const void *src) {
+    #if defined(__SSE2__)
+        if (((uintptr_t)dst & 63) == 0) {
+            const __m128i *s = (const __m128i *)src;
+            __m128i *d = (__m128i *)dst;
+            int k;
+            for (k = 0; k < 8; k++) _mm_stream_si128(d + k, _mm_loadu_si128(s + k));
+            return;
+        }
+    #endif
+        memcpy(dst, src, 128);
+    }
+    #define GL_PREFETCH(p) __builtin_prefetch((const void *)(p))
+    #define GL_PREFETCH_W(p) __builtin_prefetch((const void *)(p), 1)
+    """
+    void append_row "gl_append_row"(void* dst, const void* src) noexcept nogil
+    void prefetch "GL_PREFETCH"(const void* p) noexcept nogil
+    void prefetch_w "GL_PREFETCH_W"(const void* p) noexcept nogil
+
+ctypedef struct IdIndex:
+    uint64_t* cells
+    uint64_t mask
+    uint64_t count
+    const uint64_t* keys  # row k's id is keys[16 * k], keys[16 * k + 1]
+    void* block_base  # how `cells` was allocated (see zalloc)
+    size_t block_len
+
+cdef enum:
+    ROW_WORDS = 16  # 128-byte rows, as u64 words
+    PREFETCH_DISTANCE = 8  # transfers
+
+cdef uint64_t CELL_SLOT = 0xFFFFFFFFULL
+
+
+cdef inline uint32_t mix128(uint64_t lo, uint64_t hi) noexcept nogil:
+    # hi * odd constant is a bijection, so ids differing in one word never collide here;
+    # murmur3's fmix64 then spreads every input bit over the low bits kept.
+    cdef uint64_t h = lo ^ (hi * 0x9E3779B97F4A7C15ULL)
+    h ^= h >> 33
+    h *= 0xFF51AFD7ED558CCDULL
+    h ^= h >> 33
+    h *= 0xC4CEB9FE1A85EC53ULL
+    h ^= h >> 33
+    return <uint32_t>h
+
+
+cdef extern from *:
+    """
+    #include <stdlib.h>
+    #include <stdint.h>
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    /* Zeroed memory for hash tables. Large ones are fresh anonymous mappings on
+       2 MiB-aligned transparent huge pages: zero without a memset pass, and a random
+       probe into a 64 MiB table no longer misses the TLB on every other access. */
+    static void *gl_zalloc(size_t bytes, void **base_out, size_t *len_out) {
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        const uintptr_t huge = (uintptr_t)1 << 21;
+        if (bytes >= huge) {
+            size_t len = bytes + huge;
+            void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (base != MAP_FAILED) {
+                uintptr_t start = ((uintptr_t)base + huge - 1) & ~(huge - 1);
+                (void)madvise((void *)start, bytes & ~(huge - 1), MADV_HUGEPAGE);
+                *base_out = base;
+                *len_out = len;
+                return (void *)start;
+            }
+        }
+    #endif
+        *base_out = NULL;
+        *len_out = 0;
+        return calloc(bytes ? bytes : 1, 1);
+    }
+    static void gl_zfree(void *p, void *base, size_t len) {
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (base != NULL) { (void)munmap(base, len); return; }
+    #endif
+        (void)base; (void)len;
+        free(p);
+    }
+    """
+    void* zalloc "gl_zalloc"(size_t nbytes, void** base_out, size_t* len_out) noexcept nogil
+    void zfree "gl_zfree"(void* p, void* base, size_t length) noexcept nogil
+
+
+cdef inline void idx_free(IdIndex* ix) noexcept nogil:
+    zfree(ix.cells, ix.block_base, ix.block_len)
+    ix.cells = NULL
+
+
+cdef int idx_init(IdIndex* ix, uint64_t capacity) except -1:
+    cdef uint64_t cap = 16
+    while cap < capacity:
+        cap <<= 1
+    ix.cells = <uint64_t*>zalloc(cap * sizeof(uint64_t), &ix.block_base, &ix.block_len)
+    if ix.cells == NULL:
+        raise MemoryError()
+    ix.mask = cap - 1
+    ix.count = 0
+    return 0
+
+
+cdef inline int64_t idx_find(const IdIndex* ix, uint64_t lo, uint64_t hi) noexcept nogil:
+    cdef uint32_t h = mix128(lo, hi)
+    cdef uint64_t i = h & ix.mask
+    cdef uint64_t c, s
+    while True:
+        c = ix.cells[i]
+        if c == 0:
+            return -1
+        if <uint32_t>(c >> 32) == h:
+            s = (c & CELL_SLOT) - 1
+            if ix.keys[ROW_WORDS * s] == lo and ix.keys[ROW_WORDS * s + 1] == hi:
+                return <int64_t>s
+        i = (i + 1) & ix.mask
+
+
+cdef inline void idx_prefetch(const IdIndex* ix, uint64_t lo, uint64_t hi) noexcept nogil:
+    prefetch(&ix.cells[mix128(lo, hi) & ix.mask])
+
+
+cdef inline int64_t idx_peek(const IdIndex* ix, uint64_t lo, uint64_t hi) noexcept nogil:
+    """The slot an id probably has (hash match, row not read), or -1: for prefetching only."""
+    cdef uint32_t h = mix128(lo, hi)
+    cdef uint64_t i = h & ix.mask
+    cdef uint64_t c
+    while True:
+        c = ix.cells[i]
+        if c == 0:
+            return -1
+        if <uint32_t>(c >> 32) == h:
+            return <int64_t>((c & CELL_SLOT) - 1)
+        i = (i + 1) & ix.mask
+
+
+cdef inline void idx_put_hashed(IdIndex* ix, uint32_t h, uint64_t slot) noexcept nogil:
+    cdef uint64_t i = h & ix.mask
+    while ix.cells[i] != 0:
+        i = (i + 1) & ix.mask
+    ix.cells[i] = ((<uint64_t>h) << 32) | (slot + 1)
+    ix.count += 1
+
+
+cdef inline void idx_put(IdIndex* ix, uint64_t lo, uint64_t hi, uint64_t slot) noexcept nogil:
+    """Insert an absent id; capacity was reserved before the batch."""
+    idx_put_hashed(ix, mix128(lo, hi), slot)
+
+
+cdef void idx_remove(IdIndex* ix, uint64_t lo, uint64_t hi) noexcept nogil:
+    """Backward-shift deletion: later cells of the run move up, so no tombstones remain."""
+    cdef uint64_t mask = ix.mask
+    cdef uint32_t h = mix128(lo, hi)
+    cdef uint64_t i = h & mask
+    cdef uint64_t j, home, c, s
+    while True:
+        c = ix.cells[i]
+        if c == 0:
+            return  # absent: nothing to do
+        if <uint32_t>(c >> 32) == h:
+            s = (c & CELL_SLOT) - 1
+            if ix.keys[ROW_WORDS * s] == lo and ix.keys[ROW_WORDS * s + 1] == hi:
+                break
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        c = ix.cells[j]
+        if c == 0:
+            break
+        home = (c >> 32) & mask
+        # The cell at j may fill the hole at i only if its home is not in (i, j].
+        if ((j - home) & mask) >= ((j - i) & mask):
+            ix.cells[i] = c
+            i = j
+    ix.cells[i] = 0
+    ix.count -= 1
+
+
+cdef int idx_reserve(IdIndex* ix, uint64_t total) except -1:
+    """Grow (and rehash) so that `total` ids keep the load at or under one half."""
+    cdef uint64_t cap = ix.mask + 1
+    cdef uint64_t new_cap = cap
+    cdef uint64_t* old = ix.cells
+    cdef void* old_base = ix.block_base
+    cdef size_t old_len = ix.block_len
+    cdef uint64_t k, c, i, new_mask
+    while total * 2 > new_cap:
+        new_cap <<= 1
+    if new_cap == cap:
+        return 0
+    if new_cap > (1ULL << 32):
+        raise MemoryError("id index is full (2^31 ids)")
+    ix.cells = <uint64_t*>zalloc(new_cap * sizeof(uint64_t), &ix.block_base, &ix.block_len)
+    if ix.cells == NULL:
+        ix.cells = old
+        ix.block_base = old_base
+        ix.block_len = old_len
+        raise MemoryError()
+    new_mask = new_cap - 1
+    ix.mask = new_mask
+    with nogil:
+        for k in range(cap):
+            c = old[k]
+            if c != 0:
+                i = (c >> 32) & new_mask
+                while ix.cells[i] != 0:
+                    i = (i + 1) & new_mask
+                ix.cells[i] = c
+    zfree(old, old_base, old_len)
+    return 0
+
+
+# --------------------------------------------------------------------------- expiry heap
+# Min-heap on (expires_at, slot) of pending transfers with a timeout. Entries go stale when
+# the pending is posted/voided or its chain rolls back; they are checked against the meta
+# row when popped, and dropped in bulk when the heap would otherwise have to grow.
+
+ctypedef struct HeapEntry:
+    uint64_t at
+    uint64_t slot
+
+ctypedef struct Heap:
+    HeapEntry* items
+    uint64_t size
+    uint64_t cap
+
+
+cdef inline bint heap_less(const HeapEntry* a, const HeapEntry* b) noexcept nogil:
+    return a.at < b.at or (a.at == b.at and a.slot < b.slot)
+
+
+cdef inline void heap_sift_down(Heap* h, uint64_t i) noexcept nogil:
+    cdef uint64_t child
+    cdef HeapEntry tmp
+    while True:
+        child = 2 * i + 1
+        if child >= h.size:
+            return
+        if child + 1 < h.size and heap_less(&h.items[child + 1], &h.items[child]):
+            child += 1
+        if not heap_less(&h.items[child], &h.items[i]):
+            return
+        tmp = h.items[i]
+        h.items[i] = h.items[child]
+        h.items[child] = tmp
+        i = child
+
+
+cdef inline void heap_push(Heap* h, uint64_t at, uint64_t slot) noexcept nogil:
+    """Capacity was reserved before the batch."""
+    cdef uint64_t i = h.size
+    cdef uint64_t parent
+    cdef HeapEntry e
+    e.at = at
+    e.slot = slot
+    h.size += 1
+    while i > 0:
+        parent = (i - 1) // 2
+        if not heap_less(&e, &h.items[parent]):
+            break
+        h.items[i] = h.items[parent]
+        i = parent
+    h.items[i] = e
+
+
+cdef inline void heap_pop(Heap* h) noexcept nogil:
+    h.size -= 1
+    if h.size > 0:
+        h.items[0] = h.items[h.size]
+        heap_sift_down(h, 0)
+
+
+cdef inline bint heap_live(const HeapEntry* e, const MetaRow* meta, uint64_t n_transfers) noexcept nogil:
+    return (
+        e.slot < n_transfers
+        and meta[e.slot].status == STATUS_PENDING
+        and meta[e.slot].expires_at == e.at
+    )
+
+
+# --------------------------------------------------------------------------- rollback journal
+
+ctypedef struct SavedBalances:
+    uint64_t slot
+    uint64_t words[8]  # the 8 balance words of an account row, in row order
+
+ctypedef struct SavedStatus:
+    uint64_t slot
+    uint64_t status
+
+
+cdef inline uint32_t exists_tail(
+    uint64_t ud128_lo, uint64_t ud128_hi, uint64_t ud64, uint32_t ud32, uint32_t timeout,
+    uint16_t code, const TransferRow* e,
+) noexcept nogil:
+    if ud128_lo != e.user_data_128_lo or ud128_hi != e.user_data_128_hi:
+        return T_EXISTS_WITH_DIFFERENT_USER_DATA_128
+    if ud64 != e.user_data_64:
+        return T_EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if ud32 != e.user_data_32:
+        return T_EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if timeout != e.timeout:
+        return T_EXISTS_WITH_DIFFERENT_TIMEOUT
+    if code != 0 and code != e.code:
+        return T_EXISTS_WITH_DIFFERENT_CODE
+    return T_EXISTS
+
+
+# --------------------------------------------------------------------------- row storage
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    /* Reserve `reserve` bytes of address space (no memory: pages are zero-filled on first
+       touch) starting on a 2 MiB boundary, and ask for transparent huge pages past the
+       first 4 MiB, so a big table faults once per 2 MiB while a small one stays small.
+       Returns the aligned start, or NULL where this is not available (then: calloc). */
+    static char *gl_map_rows(size_t reserve, void **base_out, size_t *len_out) {
+    #if defined(__linux__) && defined(MAP_NORESERVE)
+        const uintptr_t huge = (uintptr_t)1 << 21;
+        size_t len = reserve + huge;
+        uintptr_t start;
+        void *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base == MAP_FAILED) return NULL;
+        start = ((uintptr_t)base + huge - 1) & ~(huge - 1);
+    #if defined(MADV_HUGEPAGE)
+        if (reserve > 2 * huge)
+            (void)madvise((void *)(start + 2 * huge), (reserve - 2 * huge) & ~(huge - 1), MADV_HUGEPAGE);
+    #endif
+        *base_out = base;
+        *len_out = len;
+        return (char *)start;
+    #else
+        (void)reserve; (void)base_out; (void)len_out;
+        return NULL;
+    #endif
+    }
+    static void gl_unmap_rows(void *base, size_t len) {
+    #if defined(__linux__) && defined(MAP_NORESERVE)
+        (void)munmap(base, len);
+    #else
+        (void)base; (void)len;
+    #endif
+    }
+    """
+    char* map_rows "gl_map_rows"(size_t reserve, void** base_out, size_t* len_out) noexcept nogil
+    void unmap_rows "gl_unmap_rows"(void* base, size_t length) noexcept nogil
+
+
+@cython.final
+cdef class _Rows:
+    """The memory under one row array; numpy sees `nbytes` of it through the buffer protocol.
+
+    It is a large reservation of address space, so growing is a change of `nbytes`: no
+    copy, no move, and views handed out earlier stay valid (they see the rows they saw,
+    as the twin's old arrays do). On a VM where touching fresh memory is the expensive
+    part, copying or remapping 1M transfer rows cost 30-300 ms a doubling; now the only
+    cost is the first touch of each new page, with huge pages for big tables. Past the
+    reservation (or without mmap) a larger block is allocated and the rows copied.
+    """
+
+    cdef char* data
+    cdef Py_ssize_t nbytes
+    cdef Py_ssize_t reserved
+    cdef void* map_base
+    cdef size_t map_len
+
+    def __cinit__(self, Py_ssize_t nbytes, Py_ssize_t reserve) -> None:
+        if reserve < nbytes:
+            reserve = nbytes
+        self.data = map_rows(<size_t>reserve, &self.map_base, &self.map_len)
+        if self.data != NULL:
+            self.reserved = reserve
+        else:
+            self.map_base = NULL
+            self.data = <char*>calloc(nbytes if nbytes > 0 else 1, 1)
+            if self.data == NULL:
+                raise MemoryError()
+            self.reserved = nbytes
+        self.nbytes = nbytes
+
+    def __dealloc__(self) -> None:
+        if self.map_base != NULL:
+            unmap_rows(self.map_base, self.map_len)
+        else:
+            free(self.data)
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        PyBuffer_FillInfo(view, self, self.data, self.nbytes, 0, flags)
+
+    def __releasebuffer__(self, Py_buffer* view):
+        pass
+
+
+# Address space reserved per row block: 64M transfers (8 GiB of rows), all zero-cost until
+# touched. A ledger that outgrows it is moved to a reservation twice the size.
+cdef Py_ssize_t RESERVE_BYTES = (<Py_ssize_t>1) << 33
+
+
+cdef _Rows _rows_grown(_Rows rows, Py_ssize_t keep, Py_ssize_t nbytes):
+    """`rows` holding `nbytes` (in place if reserved), else a new block with `keep` copied."""
+    cdef _Rows grown
+    if nbytes <= rows.reserved:
+        rows.nbytes = nbytes
+        return rows
+    grown = _Rows(nbytes, 2 * nbytes if 2 * nbytes > RESERVE_BYTES else RESERVE_BYTES)
+    memcpy(grown.data, rows.data, keep)
+    return grown
+
+
+# --------------------------------------------------------------------------- the engine
+
+@cython.final
+cdef class CyEngine:
+    """Columnar ledger state plus batch validate+apply, compiled; see `PyEngine` for the rules."""
+
+    # Each row array is a numpy view of the whole of its _Rows block (capacity rows).
+    cdef object _accounts
+    cdef object _transfers
+    cdef object _meta
+    cdef object _history
+    cdef _Rows _acc_rows
+    cdef _Rows _tr_rows
+    cdef _Rows _mt_rows
+    cdef _Rows _hist_rows
+    cdef AccountRow* acc
+    cdef TransferRow* tr
+    cdef MetaRow* mt
+    cdef HistoryRow* hist
+    cdef readonly Py_ssize_t n_accounts
+    cdef readonly Py_ssize_t n_transfers
+    cdef readonly Py_ssize_t n_history
+    cdef IdIndex aidx
+    cdef IdIndex tidx
+    cdef Heap heap
+    # The open linked chain: where it started and what it changed.
+    cdef bint in_scope
+    cdef Py_ssize_t scope_accounts
+    cdef Py_ssize_t scope_transfers
+    cdef Py_ssize_t scope_history
+    cdef SavedBalances* saved_bal
+    cdef Py_ssize_t n_saved_bal
+    cdef Py_ssize_t cap_saved_bal
+    cdef SavedStatus* saved_st
+    cdef Py_ssize_t n_saved_st
+    cdef Py_ssize_t cap_saved_st
+
+    def __cinit__(self) -> None:
+        idx_init(&self.aidx, 16)
+        idx_init(&self.tidx, 16)
+        self.heap.items = <HeapEntry*>malloc(16 * sizeof(HeapEntry))
+        self.saved_bal = <SavedBalances*>malloc(16 * sizeof(SavedBalances))
+        self.saved_st = <SavedStatus*>malloc(16 * sizeof(SavedStatus))
+        if self.heap.items == NULL or self.saved_bal == NULL or self.saved_st == NULL:
+            raise MemoryError()
+        self.heap.cap = 16
+        self.cap_saved_bal = 16
+        self.cap_saved_st = 16
+        self._acc_rows = _Rows(16 * sizeof(AccountRow), RESERVE_BYTES)
+        self._tr_rows = _Rows(16 * sizeof(TransferRow), RESERVE_BYTES)
+        self._mt_rows = _Rows(16 * sizeof(MetaRow), RESERVE_BYTES)
+        self._hist_rows = _Rows(16 * sizeof(HistoryRow), RESERVE_BYTES)
+        self._install(True, True, True, True)
+
+    def __dealloc__(self) -> None:
+        idx_free(&self.aidx)
+        idx_free(&self.tidx)
+        free(self.heap.items)
+        free(self.saved_bal)
+        free(self.saved_st)
+
+    cdef _install(self, bint accounts, bint transfers, bint meta, bint history):
+        """(Re)build the numpy arrays over the row blocks that changed, and the pointers."""
+        if accounts:
+            self._accounts = np.frombuffer(self._acc_rows, ACCOUNT_DTYPE, self._acc_rows.nbytes // sizeof(AccountRow))
+        if transfers:
+            self._transfers = np.frombuffer(
+                self._tr_rows, TRANSFER_DTYPE, self._tr_rows.nbytes // sizeof(TransferRow)
+            )
+        if meta:
+            self._meta = np.frombuffer(self._mt_rows, META_DTYPE, self._mt_rows.nbytes // sizeof(MetaRow))
+        if history:
+            self._history = np.frombuffer(
+                self._hist_rows, HISTORY_DTYPE, self._hist_rows.nbytes // sizeof(HistoryRow)
+            )
+        self.acc = <AccountRow*>self._acc_rows.data
+        self.tr = <TransferRow*>self._tr_rows.data
+        self.mt = <MetaRow*>self._mt_rows.data
+        self.hist = <HistoryRow*>self._hist_rows.data
+        self.aidx.keys = <const uint64_t*>self.acc
+        self.tidx.keys = <const uint64_t*>self.tr
+
+    # ------------------------------------------------------------------ state views
+    @property
+    def accounts(self) -> np.ndarray:
+        return self._accounts[: self.n_accounts]
+
+    @property
+    def transfers(self) -> np.ndarray:
+        return self._transfers[: self.n_transfers]
+
+    @property
+    def meta(self) -> np.ndarray:
+        return self._meta[: self.n_transfers]
+
+    @property
+    def history(self) -> np.ndarray:
+        return self._history[: self.n_history]
+
+    def account_slot(self, account_id: int) -> int:
+        if account_id <= 0 or account_id >> 128:
+            return -1
+        return idx_find(&self.aidx, account_id & 0xFFFFFFFFFFFFFFFF, account_id >> 64)
+
+    def transfer_slot(self, transfer_id: int) -> int:
+        if transfer_id <= 0 or transfer_id >> 128:
+            return -1
+        return idx_find(&self.tidx, transfer_id & 0xFFFFFFFFFFFFFFFF, transfer_id >> 64)
+
+    # ------------------------------------------------------------------ capacity
+    cdef Py_ssize_t _new_capacity(self, Py_ssize_t cap, Py_ssize_t need) noexcept:
+        return need if need > 2 * cap else 2 * cap
+
+    cdef _reserve_accounts(self, Py_ssize_t extra):
+        cdef Py_ssize_t cap = self._acc_rows.nbytes // sizeof(AccountRow)
+        cdef Py_ssize_t need = self.n_accounts + extra
+        if need > cap:
+            self._acc_rows = _rows_grown(
+                self._acc_rows,
+                self.n_accounts * sizeof(AccountRow), self._new_capacity(cap, need) * sizeof(AccountRow),
+            )
+            self._install(True, False, False, False)
+        idx_reserve(&self.aidx, self.aidx.count + extra)
+
+    cdef _reserve_transfers(self, Py_ssize_t extra):
+        cdef Py_ssize_t cap = self._tr_rows.nbytes // sizeof(TransferRow)
+        cdef Py_ssize_t cap_h = self._hist_rows.nbytes // sizeof(HistoryRow)
+        cdef Py_ssize_t need = self.n_transfers + extra
+        cdef Py_ssize_t need_h = self.n_history + 2 * extra
+        if need > cap:
+            self._tr_rows = _rows_grown(
+                self._tr_rows,
+                self.n_transfers * sizeof(TransferRow), self._new_capacity(cap, need) * sizeof(TransferRow),
+            )
+            self._mt_rows = _rows_grown(
+                self._mt_rows,
+                self.n_transfers * sizeof(MetaRow), self._new_capacity(cap, need) * sizeof(MetaRow),
+            )
+            self._install(False, True, True, False)
+        if need_h > cap_h:
+            self._hist_rows = _rows_grown(
+                self._hist_rows,
+                self.n_history * sizeof(HistoryRow), self._new_capacity(cap_h, need_h) * sizeof(HistoryRow),
+            )
+            self._install(False, False, False, True)
+        idx_reserve(&self.tidx, self.tidx.count + extra)
+        self._reserve_heap(extra)
+
+    cdef _reserve_heap(self, Py_ssize_t extra):
+        cdef uint64_t k, kept
+        cdef uint64_t new_cap
+        cdef HeapEntry* items
+        if self.heap.size + <uint64_t>extra <= self.heap.cap:
+            return
+        # Drop stale entries first: the heap grows only if the live ones need it.
+        kept = 0
+        for k in range(self.heap.size):
+            if heap_live(&self.heap.items[k], self.mt, <uint64_t>self.n_transfers):
+                self.heap.items[kept] = self.heap.items[k]
+                kept += 1
+        self.heap.size = kept
+        if kept > 1:
+            k = kept // 2
+            while k > 0:
+                k -= 1
+                heap_sift_down(&self.heap, k)
+        if kept + <uint64_t>extra <= self.heap.cap:
+            return
+        new_cap = self.heap.cap * 2
+        if new_cap < kept + <uint64_t>extra:
+            new_cap = kept + <uint64_t>extra
+        items = <HeapEntry*>malloc(new_cap * sizeof(HeapEntry))
+        if items == NULL:
+            raise MemoryError()
+        memcpy(items, self.heap.items, kept * sizeof(HeapEntry))
+        free(self.heap.items)
+        self.heap.items = items
+        self.heap.cap = new_cap
+
+    cdef _reserve_journal(self, Py_ssize_t n):
+        cdef SavedBalances* b
+        cdef SavedStatus* s
+        if 2 * n > self.cap_saved_bal:
+            b = <SavedBalances*>malloc(2 * n * sizeof(SavedBalances))
+            if b == NULL:
+                raise MemoryError()
+            free(self.saved_bal)
+            self.saved_bal = b
+            self.cap_saved_bal = 2 * n
+        if n > self.cap_saved_st:
+            s = <SavedStatus*>malloc(n * sizeof(SavedStatus))
+            if s == NULL:
+                raise MemoryError()
+            free(self.saved_st)
+            self.saved_st = s
+            self.cap_saved_st = n
+
+    # ------------------------------------------------------------------ batches
+    def create_accounts(self, rows: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+        rows, ts, results = self._prepare(rows, timestamps, ACCOUNT_DTYPE)
+        cdef Py_ssize_t n = len(rows)
+        self._reserve_accounts(n)
+        self._reserve_journal(n)
+        cdef const AccountRow* r = <const AccountRow*>cnp.PyArray_DATA(rows)
+        cdef const uint64_t* t = <const uint64_t*>cnp.PyArray_DATA(ts)
+        cdef uint32_t* out = <uint32_t*>cnp.PyArray_DATA(results)
+        with nogil:
+            self._run_batch(<const void*>r, sizeof(AccountRow), t, out, n, 0)
+        return results
+
+    def create_transfers(self, rows: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+        rows, ts, results = self._prepare(rows, timestamps, TRANSFER_DTYPE)
+        cdef Py_ssize_t n = len(rows)
+        self._reserve_transfers(n)
+        self._reserve_journal(n)
+        cdef const TransferRow* r = <const TransferRow*>cnp.PyArray_DATA(rows)
+        cdef const uint64_t* t = <const uint64_t*>cnp.PyArray_DATA(ts)
+        cdef uint32_t* out = <uint32_t*>cnp.PyArray_DATA(results)
+        with nogil:
+            self._run_batch(<const void*>r, sizeof(TransferRow), t, out, n, 1)
+        return results
+
+    @staticmethod
+    def _prepare(rows, timestamps, dtype):
+        rows = np.asarray(rows)
+        if rows.dtype != dtype:
+            rows = rows.astype(dtype)
+        rows = np.ascontiguousarray(rows)
+        ts = np.ascontiguousarray(timestamps, dtype=np.uint64)
+        if rows.ndim != 1 or ts.ndim != 1 or len(ts) != len(rows):
+            raise ValueError("rows and timestamps must be 1-d and of the same length")
+        return rows, ts, np.zeros(len(rows), np.uint32)
+
+    cdef void _run_batch(
+        self, const void* rows, size_t stride, const uint64_t* ts, uint32_t* out,
+        Py_ssize_t n, bint transfers,
+    ) noexcept nogil:
+        """TigerBeetle's batch loop: linked chains commit or roll back as one."""
+        cdef Py_ssize_t i, j
+        cdef Py_ssize_t chain = -1
+        cdef bint broken = False
+        cdef bint linked
+        cdef uint32_t result
+        cdef const char* base = <const char*>rows
+        cdef uint16_t flags
+        cdef const TransferRow* ahead
+        cdef int64_t peek
+        for i in range(n):
+            if transfers:
+                # Software pipelining: the index cells of the transfer 2D ahead and the
+                # account rows of the one D ahead are in cache by the time they are used.
+                if i + 2 * PREFETCH_DISTANCE < n:
+                    ahead = <const TransferRow*>(base + (i + 2 * PREFETCH_DISTANCE) * stride)
+                    idx_prefetch(&self.tidx, ahead.id_lo, ahead.id_hi)
+                    idx_prefetch(&self.aidx, ahead.debit_account_id_lo, ahead.debit_account_id_hi)
+                    idx_prefetch(&self.aidx, ahead.credit_account_id_lo, ahead.credit_account_id_hi)
+                if i + PREFETCH_DISTANCE < n:
+                    ahead = <const TransferRow*>(base + (i + PREFETCH_DISTANCE) * stride)
+                    peek = idx_peek(&self.aidx, ahead.debit_account_id_lo, ahead.debit_account_id_hi)
+                    if peek >= 0:
+                        prefetch_w(&self.acc[peek])
+                    peek = idx_peek(&self.aidx, ahead.credit_account_id_lo, ahead.credit_account_id_hi)
+                    if peek >= 0:
+                        prefetch_w(&self.acc[peek])
+                flags = (<const TransferRow*>(base + i * stride)).flags
+            else:
+                flags = (<const AccountRow*>(base + i * stride)).flags
+            linked = (flags & 1) != 0
+            if linked and chain < 0:
+                chain = i
+                self._scope_open()
+            if linked and i == n - 1:
+                result = R_LINKED_EVENT_CHAIN_OPEN
+            elif broken:
+                result = R_LINKED_EVENT_FAILED
+            elif transfers:
+                result = self._create_transfer(<const TransferRow*>(base + i * stride), ts[i])
+            else:
+                result = self._create_account(<const AccountRow*>(base + i * stride), ts[i])
+            if result != R_OK and chain >= 0 and not broken:
+                broken = True
+                self._rollback()
+                for j in range(chain, i):
+                    out[j] = R_LINKED_EVENT_FAILED
+            out[i] = result
+            if chain >= 0 and (not linked or result == R_LINKED_EVENT_CHAIN_OPEN):
+                self.in_scope = False
+                chain = -1
+                broken = False
+
+    # ------------------------------------------------------------------ accounts
+    cdef uint32_t _create_account(self, const AccountRow* row, uint64_t timestamp) noexcept nogil:
+        cdef uint16_t flags = row.flags
+        cdef int64_t slot
+        cdef AccountRow* e
+        if flags & ~AF_KNOWN & 0xFFFF:
+            return A_RESERVED_FLAG
+        if row.id_lo == 0 and row.id_hi == 0:
+            return A_ID_MUST_NOT_BE_ZERO
+        if is_max(row.id_lo, row.id_hi):
+            return A_ID_MUST_NOT_BE_INT_MAX
+        slot = idx_find(&self.aidx, row.id_lo, row.id_hi)
+        if slot >= 0:
+            e = &self.acc[slot]
+            if flags != e.flags:
+                return A_EXISTS_WITH_DIFFERENT_FLAGS
+            if row.user_data_128_lo != e.user_data_128_lo or row.user_data_128_hi != e.user_data_128_hi:
+                return A_EXISTS_WITH_DIFFERENT_USER_DATA_128
+            if row.user_data_64 != e.user_data_64:
+                return A_EXISTS_WITH_DIFFERENT_USER_DATA_64
+            if row.user_data_32 != e.user_data_32:
+                return A_EXISTS_WITH_DIFFERENT_USER_DATA_32
+            if row.ledger != e.ledger:
+                return A_EXISTS_WITH_DIFFERENT_LEDGER
+            if row.code != e.code:
+                return A_EXISTS_WITH_DIFFERENT_CODE
+            return A_EXISTS
+        if (flags & AF_DEBITS_MUST_NOT_EXCEED_CREDITS) and (flags & AF_CREDITS_MUST_NOT_EXCEED_DEBITS):
+            return A_FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        if row.ledger == 0:
+            return A_LEDGER_MUST_NOT_BE_ZERO
+        if row.code == 0:
+            return A_CODE_MUST_NOT_BE_ZERO
+        slot = self.n_accounts
+        e = &self.acc[slot]
+        memset(e, 0, sizeof(AccountRow))
+        e.id_lo = row.id_lo
+        e.id_hi = row.id_hi
+        e.user_data_128_lo = row.user_data_128_lo
+        e.user_data_128_hi = row.user_data_128_hi
+        e.user_data_64 = row.user_data_64
+        e.user_data_32 = row.user_data_32
+        e.ledger = row.ledger
+        e.code = row.code
+        e.flags = flags
+        e.timestamp = timestamp
+        self.n_accounts += 1
+        idx_put(&self.aidx, row.id_lo, row.id_hi, <uint64_t>slot)
+        return R_OK
+
+    # ------------------------------------------------------------------ transfers
+    cdef uint32_t _create_transfer(self, const TransferRow* row, uint64_t timestamp) noexcept nogil:
+        cdef uint16_t flags = row.flags
+        cdef int64_t dr_slot, cr_slot, existing
+        cdef AccountRow* dr
+        cdef AccountRow* cr
+        cdef u128 amount, avail, s, dr_dp, dr_dpo, dr_cp, dr_cpo, cr_dp, cr_dpo, cr_cp, cr_cpo
+        cdef u128 MAX = u128_max()
+        cdef uint64_t timeout_ns, expires_at
+        cdef bint pending
+        cdef TransferRow out
+        cdef Py_ssize_t slot
+
+        if flags & ~TF_KNOWN & 0xFFFF:
+            return T_RESERVED_FLAG
+        if row.id_lo == 0 and row.id_hi == 0:
+            return T_ID_MUST_NOT_BE_ZERO
+        if is_max(row.id_lo, row.id_hi):
+            return T_ID_MUST_NOT_BE_INT_MAX
+        if flags & (TF_POST | TF_VOID):
+            return self._post_or_void(row, flags, timestamp)
+
+        if row.debit_account_id_lo == 0 and row.debit_account_id_hi == 0:
+            return T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+        if is_max(row.debit_account_id_lo, row.debit_account_id_hi):
+            return T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+        if row.credit_account_id_lo == 0 and row.credit_account_id_hi == 0:
+            return T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
+        if is_max(row.credit_account_id_lo, row.credit_account_id_hi):
+            return T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX
+        if (row.credit_account_id_lo == row.debit_account_id_lo
+                and row.credit_account_id_hi == row.debit_account_id_hi):
+            return T_ACCOUNTS_MUST_BE_DIFFERENT
+        if row.pending_id_lo != 0 or row.pending_id_hi != 0:
+            return T_PENDING_ID_MUST_BE_ZERO
+        pending = (flags & TF_PENDING) != 0
+        if not pending and row.timeout != 0:
+            return T_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+        if row.ledger == 0:
+            return T_LEDGER_MUST_NOT_BE_ZERO
+        if row.code == 0:
+            return T_CODE_MUST_NOT_BE_ZERO
+        dr_slot = idx_find(&self.aidx, row.debit_account_id_lo, row.debit_account_id_hi)
+        if dr_slot < 0:
+            return T_DEBIT_ACCOUNT_NOT_FOUND
+        cr_slot = idx_find(&self.aidx, row.credit_account_id_lo, row.credit_account_id_hi)
+        if cr_slot < 0:
+            return T_CREDIT_ACCOUNT_NOT_FOUND
+        dr = &self.acc[dr_slot]
+        cr = &self.acc[cr_slot]
+        if dr.ledger != cr.ledger:
+            return T_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
+        if row.ledger != dr.ledger:
+            return T_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
+
+        existing = idx_find(&self.tidx, row.id_lo, row.id_hi)
+        if existing >= 0:
+            return self._transfer_exists(row, flags, &self.tr[existing])
+        if dr.flags & AF_CLOSED:
+            return T_DEBIT_ACCOUNT_ALREADY_CLOSED
+        if cr.flags & AF_CLOSED:
+            return T_CREDIT_ACCOUNT_ALREADY_CLOSED
+
+        dr_dp = join128(dr.debits_pending_lo, dr.debits_pending_hi)
+        dr_dpo = join128(dr.debits_posted_lo, dr.debits_posted_hi)
+        dr_cpo = join128(dr.credits_posted_lo, dr.credits_posted_hi)
+        cr_dpo = join128(cr.debits_posted_lo, cr.debits_posted_hi)
+        cr_cp = join128(cr.credits_pending_lo, cr.credits_pending_hi)
+        cr_cpo = join128(cr.credits_posted_lo, cr.credits_posted_hi)
+        amount = join128(row.amount_lo, row.amount_hi)
+        if flags & TF_BALANCING_DEBIT:
+            # min(amount, max(0, cpo - (dpo + dp))), with the sum taken as unbounded.
+            s = dr_dpo + dr_dp
+            avail = dr_cpo - s if (s >= dr_dpo and dr_cpo > s) else 0
+            if avail < amount:
+                amount = avail
+        if flags & TF_BALANCING_CREDIT:
+            s = cr_cpo + cr_cp
+            avail = cr_dpo - s if (s >= cr_cpo and cr_dpo > s) else 0
+            if avail < amount:
+                amount = avail
+        if pending:
+            if amount > MAX - dr_dp:
+                return T_OVERFLOWS_DEBITS_PENDING
+            if amount > MAX - cr_cp:
+                return T_OVERFLOWS_CREDITS_PENDING
+        if amount > MAX - dr_dpo:
+            return T_OVERFLOWS_DEBITS_POSTED
+        if amount > MAX - cr_cpo:
+            return T_OVERFLOWS_CREDITS_POSTED
+        s = dr_dp + dr_dpo
+        if s < dr_dp or amount > MAX - s:
+            return T_OVERFLOWS_DEBITS
+        s = cr_cp + cr_cpo
+        if s < cr_cp or amount > MAX - s:
+            return T_OVERFLOWS_CREDITS
+        timeout_ns = <uint64_t>row.timeout * NS_PER_S
+        if timestamp > U64_MAX - timeout_ns:
+            return T_OVERFLOWS_TIMEOUT
+        if (dr.flags & AF_DEBITS_MUST_NOT_EXCEED_CREDITS) and dr_dp + dr_dpo + amount > dr_cpo:
+            return T_EXCEEDS_CREDITS
+        if (cr.flags & AF_CREDITS_MUST_NOT_EXCEED_DEBITS) and cr_cp + cr_cpo + amount > cr_dpo:
+            return T_EXCEEDS_DEBITS
+
+        if self.in_scope:
+            self._save_balances(dr_slot)
+            self._save_balances(cr_slot)
+        if pending:
+            s = dr_dp + amount
+            dr.debits_pending_lo = <uint64_t>s
+            dr.debits_pending_hi = <uint64_t>(s >> 64)
+            s = cr_cp + amount
+            cr.credits_pending_lo = <uint64_t>s
+            cr.credits_pending_hi = <uint64_t>(s >> 64)
+        else:
+            s = dr_dpo + amount
+            dr.debits_posted_lo = <uint64_t>s
+            dr.debits_posted_hi = <uint64_t>(s >> 64)
+            s = cr_cpo + amount
+            cr.credits_posted_lo = <uint64_t>s
+            cr.credits_posted_hi = <uint64_t>(s >> 64)
+        expires_at = timestamp + timeout_ns if (pending and timeout_ns != 0) else 0
+
+        slot = self.n_transfers
+        out = row[0]
+        out.amount_lo = <uint64_t>amount
+        out.amount_hi = <uint64_t>(amount >> 64)
+        out.timestamp = timestamp
+        append_row(&self.tr[slot], &out)
+        self._append_meta_and_history(
+            slot, out.id_lo, out.id_hi, <uint32_t>dr_slot, <uint32_t>cr_slot,
+            STATUS_PENDING if pending else STATUS_NONE, expires_at, timestamp,
+        )
+        if expires_at != 0:
+            heap_push(&self.heap, expires_at, <uint64_t>slot)
+        return R_OK
+
+    cdef uint32_t _transfer_exists(self, const TransferRow* row, uint16_t flags, const TransferRow* e) noexcept nogil:
+        cdef u128 amount, stored
+        if flags != e.flags:
+            return T_EXISTS_WITH_DIFFERENT_FLAGS
+        if row.debit_account_id_lo != e.debit_account_id_lo or row.debit_account_id_hi != e.debit_account_id_hi:
+            return T_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+        if row.credit_account_id_lo != e.credit_account_id_lo or row.credit_account_id_hi != e.credit_account_id_hi:
+            return T_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+        amount = join128(row.amount_lo, row.amount_hi)
+        stored = join128(e.amount_lo, e.amount_hi)
+        if flags & (TF_BALANCING_DEBIT | TF_BALANCING_CREDIT):
+            # A balancing amount is an upper bound; the stored one is what was moved.
+            if amount < stored:
+                return T_EXISTS_WITH_DIFFERENT_AMOUNT
+        elif amount != stored:
+            return T_EXISTS_WITH_DIFFERENT_AMOUNT
+        return exists_tail(
+            row.user_data_128_lo, row.user_data_128_hi, row.user_data_64, row.user_data_32,
+            row.timeout, row.code, e,
+        )
+
+    cdef uint32_t _post_or_void(self, const TransferRow* row, uint16_t flags, uint64_t timestamp) noexcept nogil:
+        cdef bint post = (flags & TF_POST) != 0
+        cdef int64_t p_slot, existing
+        cdef const TransferRow* p
+        cdef const TransferRow* e
+        cdef u128 p_amount, amount, posted, v
+        cdef uint64_t ud128_lo, ud128_hi, ud64
+        cdef uint32_t ud32
+        cdef MetaRow* pm
+        cdef uint8_t status
+        cdef uint32_t dr_slot, cr_slot
+        cdef AccountRow* dr
+        cdef AccountRow* cr
+        cdef TransferRow out
+        cdef Py_ssize_t slot
+
+        if post and (flags & TF_VOID):
+            return T_FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        if flags & (TF_PENDING | TF_BALANCING_DEBIT | TF_BALANCING_CREDIT):
+            return T_FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        if row.pending_id_lo == 0 and row.pending_id_hi == 0:
+            return T_PENDING_ID_MUST_NOT_BE_ZERO
+        if is_max(row.pending_id_lo, row.pending_id_hi):
+            return T_PENDING_ID_MUST_NOT_BE_INT_MAX
+        if row.pending_id_lo == row.id_lo and row.pending_id_hi == row.id_hi:
+            return T_PENDING_ID_MUST_BE_DIFFERENT
+        if row.timeout != 0:
+            return T_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+        p_slot = idx_find(&self.tidx, row.pending_id_lo, row.pending_id_hi)
+        if p_slot < 0:
+            return T_PENDING_TRANSFER_NOT_FOUND
+        p = &self.tr[p_slot]
+        if not (p.flags & TF_PENDING):
+            return T_PENDING_TRANSFER_NOT_PENDING
+        if ((row.debit_account_id_lo != 0 or row.debit_account_id_hi != 0)
+                and (row.debit_account_id_lo != p.debit_account_id_lo
+                     or row.debit_account_id_hi != p.debit_account_id_hi)):
+            return T_PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
+        if ((row.credit_account_id_lo != 0 or row.credit_account_id_hi != 0)
+                and (row.credit_account_id_lo != p.credit_account_id_lo
+                     or row.credit_account_id_hi != p.credit_account_id_hi)):
+            return T_PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
+        if row.ledger != 0 and row.ledger != p.ledger:
+            return T_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
+        if row.code != 0 and row.code != p.code:
+            return T_PENDING_TRANSFER_HAS_DIFFERENT_CODE
+        p_amount = join128(p.amount_lo, p.amount_hi)
+        amount = join128(row.amount_lo, row.amount_hi)
+        if amount == u128_max():
+            amount = p_amount
+        if amount > p_amount:
+            return T_EXCEEDS_PENDING_TRANSFER_AMOUNT
+        if not post and amount < p_amount:
+            return T_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
+
+        # TigerBeetle: a post/void's user_data fields that are zero inherit the pending's.
+        if row.user_data_128_lo != 0 or row.user_data_128_hi != 0:
+            ud128_lo = row.user_data_128_lo
+            ud128_hi = row.user_data_128_hi
+        else:
+            ud128_lo = p.user_data_128_lo
+            ud128_hi = p.user_data_128_hi
+        ud64 = row.user_data_64 if row.user_data_64 != 0 else p.user_data_64
+        ud32 = row.user_data_32 if row.user_data_32 != 0 else p.user_data_32
+
+        existing = idx_find(&self.tidx, row.id_lo, row.id_hi)
+        if existing >= 0:
+            e = &self.tr[existing]
+            if flags != e.flags:
+                return T_EXISTS_WITH_DIFFERENT_FLAGS
+            if row.pending_id_lo != e.pending_id_lo or row.pending_id_hi != e.pending_id_hi:
+                return T_EXISTS_WITH_DIFFERENT_PENDING_ID
+            if amount != join128(e.amount_lo, e.amount_hi):
+                return T_EXISTS_WITH_DIFFERENT_AMOUNT
+            return exists_tail(ud128_lo, ud128_hi, ud64, ud32, row.timeout, row.code, e)
+
+        pm = &self.mt[p_slot]
+        status = pm.status
+        if status == STATUS_POSTED:
+            return T_PENDING_TRANSFER_ALREADY_POSTED
+        if status == STATUS_VOIDED:
+            return T_PENDING_TRANSFER_ALREADY_VOIDED
+        if status == STATUS_EXPIRED or (pm.expires_at != 0 and pm.expires_at <= timestamp):
+            return T_PENDING_TRANSFER_EXPIRED
+
+        dr_slot = pm.debit_slot
+        cr_slot = pm.credit_slot
+        dr = &self.acc[dr_slot]
+        cr = &self.acc[cr_slot]
+        if self.in_scope:
+            self._save_balances(dr_slot)
+            self._save_balances(cr_slot)
+            self._save_status(p_slot)
+        posted = amount if post else 0
+        # dp + dpo never grows here, so the overflow checks at pending time still hold.
+        v = join128(dr.debits_pending_lo, dr.debits_pending_hi) - p_amount
+        dr.debits_pending_lo = <uint64_t>v
+        dr.debits_pending_hi = <uint64_t>(v >> 64)
+        v = join128(dr.debits_posted_lo, dr.debits_posted_hi) + posted
+        dr.debits_posted_lo = <uint64_t>v
+        dr.debits_posted_hi = <uint64_t>(v >> 64)
+        v = join128(cr.credits_pending_lo, cr.credits_pending_hi) - p_amount
+        cr.credits_pending_lo = <uint64_t>v
+        cr.credits_pending_hi = <uint64_t>(v >> 64)
+        v = join128(cr.credits_posted_lo, cr.credits_posted_hi) + posted
+        cr.credits_posted_lo = <uint64_t>v
+        cr.credits_posted_hi = <uint64_t>(v >> 64)
+        pm.status = STATUS_POSTED if post else STATUS_VOIDED
+
+        slot = self.n_transfers
+        out = row[0]
+        out.debit_account_id_lo = p.debit_account_id_lo
+        out.debit_account_id_hi = p.debit_account_id_hi
+        out.credit_account_id_lo = p.credit_account_id_lo
+        out.credit_account_id_hi = p.credit_account_id_hi
+        out.user_data_128_lo = ud128_lo
+        out.user_data_128_hi = ud128_hi
+        out.user_data_64 = ud64
+        out.user_data_32 = ud32
+        out.ledger = p.ledger
+        out.code = p.code
+        out.amount_lo = <uint64_t>amount
+        out.amount_hi = <uint64_t>(amount >> 64)
+        out.timestamp = timestamp
+        append_row(&self.tr[slot], &out)
+        self._append_meta_and_history(slot, out.id_lo, out.id_hi, dr_slot, cr_slot, STATUS_NONE, 0, timestamp)
+        return R_OK
+
+    # ------------------------------------------------------------------ bookkeeping
+    cdef inline void _append_meta_and_history(
+        self, Py_ssize_t slot, uint64_t id_lo, uint64_t id_hi, uint32_t dr_slot, uint32_t cr_slot,
+        uint8_t status, uint64_t expires_at, uint64_t timestamp,
+    ) noexcept nogil:
+        """The transfer row at `slot` is written; add its meta row, index entry, history."""
+        cdef MetaRow* m = &self.mt[slot]
+        memset(m, 0, sizeof(MetaRow))
+        m.debit_slot = dr_slot
+        m.credit_slot = cr_slot
+        m.expires_at = expires_at
+        m.status = status
+        self.n_transfers += 1
+        idx_put(&self.tidx, id_lo, id_hi, <uint64_t>slot)
+        if self.acc[dr_slot].flags & AF_HISTORY:
+            self._append_history(&self.acc[dr_slot], timestamp)
+        if self.acc[cr_slot].flags & AF_HISTORY:
+            self._append_history(&self.acc[cr_slot], timestamp)
+
+    cdef inline void _append_history(self, const AccountRow* a, uint64_t timestamp) noexcept nogil:
+        cdef HistoryRow* h = &self.hist[self.n_history]
+        h.account_id_lo = a.id_lo
+        h.account_id_hi = a.id_hi
+        h.timestamp = timestamp
+        h.debits_pending_lo = a.debits_pending_lo
+        h.debits_pending_hi = a.debits_pending_hi
+        h.debits_posted_lo = a.debits_posted_lo
+        h.debits_posted_hi = a.debits_posted_hi
+        h.credits_pending_lo = a.credits_pending_lo
+        h.credits_pending_hi = a.credits_pending_hi
+        h.credits_posted_lo = a.credits_posted_lo
+        h.credits_posted_hi = a.credits_posted_hi
+        self.n_history += 1
+
+    cdef inline void _scope_open(self) noexcept nogil:
+        self.in_scope = True
+        self.scope_accounts = self.n_accounts
+        self.scope_transfers = self.n_transfers
+        self.scope_history = self.n_history
+        self.n_saved_bal = 0
+        self.n_saved_st = 0
+
+    cdef inline void _save_balances(self, Py_ssize_t slot) noexcept nogil:
+        # Journal every save; restoring newest-first leaves the oldest (pre-chain) value.
+        cdef SavedBalances* s = &self.saved_bal[self.n_saved_bal]
+        s.slot = <uint64_t>slot
+        memcpy(s.words, &self.acc[slot].debits_pending_lo, 8 * sizeof(uint64_t))
+        self.n_saved_bal += 1
+
+    cdef inline void _save_status(self, Py_ssize_t slot) noexcept nogil:
+        cdef SavedStatus* s = &self.saved_st[self.n_saved_st]
+        s.slot = <uint64_t>slot
+        s.status = self.mt[slot].status
+        self.n_saved_st += 1
+
+    cdef void _rollback(self) noexcept nogil:
+        cdef Py_ssize_t k
+        k = self.n_saved_bal
+        while k > 0:
+            k -= 1
+            memcpy(&self.acc[self.saved_bal[k].slot].debits_pending_lo, self.saved_bal[k].words,
+                   8 * sizeof(uint64_t))
+        k = self.n_saved_st
+        while k > 0:
+            k -= 1
+            self.mt[self.saved_st[k].slot].status = <uint8_t>self.saved_st[k].status
+        k = self.n_transfers
+        while k > self.scope_transfers:
+            k -= 1
+            idx_remove(&self.tidx, self.tr[k].id_lo, self.tr[k].id_hi)
+        k = self.n_accounts
+        while k > self.scope_accounts:
+            k -= 1
+            idx_remove(&self.aidx, self.acc[k].id_lo, self.acc[k].id_hi)
+        memset(&self.tr[self.scope_transfers], 0,
+               (self.n_transfers - self.scope_transfers) * sizeof(TransferRow))
+        memset(&self.mt[self.scope_transfers], 0,
+               (self.n_transfers - self.scope_transfers) * sizeof(MetaRow))
+        memset(&self.acc[self.scope_accounts], 0,
+               (self.n_accounts - self.scope_accounts) * sizeof(AccountRow))
+        memset(&self.hist[self.scope_history], 0,
+               (self.n_history - self.scope_history) * sizeof(HistoryRow))
+        self.n_transfers = self.scope_transfers
+        self.n_accounts = self.scope_accounts
+        self.n_history = self.scope_history
+        self._scope_open()
+
+    # ------------------------------------------------------------------ expiry
+    def expire_pending(self, now: int) -> int:
+        """Void, in (expiry, slot) order, every pending transfer whose timeout has passed."""
+        if now < 1:
+            return 0
+        cdef uint64_t limit = U64_MAX if now >= U64_MAX else <uint64_t>now
+        cdef Py_ssize_t count = 0
+        with nogil:
+            count = self._expire(limit)
+        return count
+
+    cdef Py_ssize_t _expire(self, uint64_t now) noexcept nogil:
+        cdef Py_ssize_t count = 0
+        cdef HeapEntry top
+        cdef const TransferRow* p
+        cdef MetaRow* m
+        cdef AccountRow* dr
+        cdef AccountRow* cr
+        cdef u128 amount, v
+        while self.heap.size > 0 and self.heap.items[0].at <= now:
+            top = self.heap.items[0]
+            heap_pop(&self.heap)
+            if not heap_live(&top, self.mt, <uint64_t>self.n_transfers):
+                continue
+            p = &self.tr[top.slot]
+            m = &self.mt[top.slot]
+            amount = join128(p.amount_lo, p.amount_hi)
+            dr = &self.acc[m.debit_slot]
+            cr = &self.acc[m.credit_slot]
+            v = join128(dr.debits_pending_lo, dr.debits_pending_hi) - amount
+            dr.debits_pending_lo = <uint64_t>v
+            dr.debits_pending_hi = <uint64_t>(v >> 64)
+            v = join128(cr.credits_pending_lo, cr.credits_pending_hi) - amount
+            cr.credits_pending_lo = <uint64_t>v
+            cr.credits_pending_hi = <uint64_t>(v >> 64)
+            m.status = STATUS_EXPIRED
+            count += 1
+        return count
+
+    # ------------------------------------------------------------------ snapshot / digest
+    def digest(self) -> bytes:
+        """SHA-256 of the whole state: equal digests mean equal books, row for row."""
+        h = hashlib.sha256()
+        for part in (self.accounts, self.transfers, self.meta, self.history):
+            h.update(memoryview(np.ascontiguousarray(part)).cast("B"))
+        return h.digest()
+
+    def snapshot(self) -> bytes:
+        header = struct.pack("<8sQQQ", b"GLENG1\0\0", self.n_accounts, self.n_transfers, self.n_history)
+        return b"".join(
+            [header, self.accounts.tobytes(), self.transfers.tobytes(), self.meta.tobytes(), self.history.tobytes()]
+        )
+
+    def restore(self, data: bytes) -> None:
+        """Replace the state with a snapshot's; raises ValueError if it is not one."""
+        n_accounts, n_transfers, n_history, parts = parse_snapshot(data)
+        cdef Py_ssize_t k
+        cdef IdIndex aidx, tidx
+        sizes = (n_accounts, n_transfers, n_transfers, n_history)
+        blocks_list = []
+        for part, n in zip(parts, sizes):
+            block = _Rows(max(16, n) * part.dtype.itemsize, max(RESERVE_BYTES, 2 * n * part.dtype.itemsize))
+            if n:
+                memcpy((<_Rows>block).data, cnp.PyArray_DATA(<cnp.ndarray>np.ascontiguousarray(part)),
+                       n * part.dtype.itemsize)
+            blocks_list.append(block)
+        # Allocate the new indexes before touching any state, so a failure leaves it whole.
+        idx_init(&aidx, 2 * n_accounts)
+        try:
+            idx_init(&tidx, 2 * n_transfers)
+        except MemoryError:
+            idx_free(&aidx)
+            raise
+        idx_free(&self.aidx)
+        idx_free(&self.tidx)
+        self.aidx = aidx
+        self.tidx = tidx
+        self._acc_rows, self._tr_rows, self._mt_rows, self._hist_rows = blocks_list
+        self._install(True, True, True, True)
+        self.n_accounts = n_accounts
+        self.n_transfers = n_transfers
+        self.n_history = n_history
+        self.in_scope = False
+        for k in range(n_accounts):
+            # The twin's dict keeps the last slot of a duplicated id; so does this.
+            idx_remove(&self.aidx, self.acc[k].id_lo, self.acc[k].id_hi)
+            idx_put(&self.aidx, self.acc[k].id_lo, self.acc[k].id_hi, <uint64_t>k)
+        for k in range(n_transfers):
+            idx_remove(&self.tidx, self.tr[k].id_lo, self.tr[k].id_hi)
+            idx_put(&self.tidx, self.tr[k].id_lo, self.tr[k].id_hi, <uint64_t>k)
+        self.heap.size = 0
+        count = 0
+        for k in range(n_transfers):
+            if self.mt[k].status == STATUS_PENDING and self.mt[k].expires_at != 0:
+                count += 1
+        self._reserve_heap(count)
+        for k in range(n_transfers):
+            if self.mt[k].status == STATUS_PENDING and self.mt[k].expires_at != 0:
+                heap_push(&self.heap, self.mt[k].expires_at, <uint64_t>k)

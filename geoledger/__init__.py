@@ -1,0 +1,1 @@
+"""The `geoledger` command line: a thin layer over the ledger, simulator and load packages."""

@@ -1,0 +1,1 @@
+"""Durable event stores behind the eventsourcing library's recorder interface."""

@@ -1,0 +1,1 @@
+"""Locust user classes, load shapes and the HTTP gateway used under load."""

@@ -1,0 +1,223 @@
+"""A region's HTTP gateway: the ledger API over JSON, with group commit and metrics.
+
+The gateway is a thin driver: it validates at the boundary (strict models, 422 naming the
+field), turns requests into ledger batches through the group committer, and reports
+business outcomes as TigerBeetle result codes in a 200/201 body. Nothing a client sends
+can produce a 500: bad input is a 4xx, and a store failure is a 503 the client may retry
+with the same transfer id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Protocol
+
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from ledger import (
+    Account,
+    AccountState,
+    CreateAccountResult,
+    CreateTransferResult,
+    Ledger,
+    LedgerError,
+    Transfer,
+    TransferFlags,
+    TransferState,
+)
+from ledger.types import U64_MAX, U128_MAX
+from load.groupcommit import GroupCommitter
+from load.metrics import GatewayMetrics
+from load.schemas import AccountIn, AccountOut, Outcome, ResolveIn, TransferIn, TransferOut
+
+MAX_REQUEST_ITEMS = 8190
+PathId = Annotated[int, Path(ge=1, lt=U128_MAX)]
+
+
+class RegionBackend(Protocol):
+    """What a gateway needs from its region: a local ledger, or a region node."""
+
+    region: str
+
+    def create_accounts(self, accounts: list[Account]) -> list[tuple[CreateAccountResult, str]]: ...
+
+    def create_transfers(self, transfers: list[Transfer]) -> list[tuple[CreateTransferResult, str]]: ...
+
+    def lookup_accounts(self, ids: list[int]) -> list[AccountState]: ...
+
+    def lookup_transfers(self, ids: list[int]) -> list[TransferState]: ...
+
+    def get_account_transfers(self, account_id: int, **filters: Any) -> list[TransferState]: ...
+
+    def replication_lag(self) -> dict[str, float]: ...
+
+    def close(self) -> None: ...
+
+
+class LedgerBackend:
+    """One region with no peers: every unit is homed here and committed locally."""
+
+    def __init__(self, ledger: Ledger, region: str = "local") -> None:
+        self.ledger = ledger
+        self.region = region
+
+    def create_accounts(self, accounts: list[Account]) -> list[tuple[CreateAccountResult, str]]:
+        return [(r, self.region) for r in self.ledger.create_accounts(accounts)]
+
+    def create_transfers(self, transfers: list[Transfer]) -> list[tuple[CreateTransferResult, str]]:
+        return [(r, self.region) for r in self.ledger.create_transfers(transfers)]
+
+    def lookup_accounts(self, ids: list[int]) -> list[AccountState]:
+        return self.ledger.lookup_accounts(ids)
+
+    def lookup_transfers(self, ids: list[int]) -> list[TransferState]:
+        return self.ledger.lookup_transfers(ids)
+
+    def get_account_transfers(self, account_id: int, **filters: Any) -> list[TransferState]:
+        return self.ledger.get_account_transfers(account_id, **filters)
+
+    def replication_lag(self) -> dict[str, float]:
+        return {}
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def _account_out(a: AccountState) -> AccountOut:
+    return AccountOut(
+        id=str(a.id), ledger=a.ledger, code=a.code, flags=int(a.flags),
+        debits_pending=str(a.debits_pending), debits_posted=str(a.debits_posted),
+        credits_pending=str(a.credits_pending), credits_posted=str(a.credits_posted), timestamp=a.timestamp,
+    )
+
+
+def _transfer_out(t: TransferState) -> TransferOut:
+    return TransferOut(
+        id=str(t.id), debit_account_id=str(t.debit_account_id), credit_account_id=str(t.credit_account_id),
+        amount=str(t.amount), pending_id=str(t.pending_id), ledger=t.ledger, code=t.code,
+        flags=int(t.flags), timeout=t.timeout, timestamp=t.timestamp,
+    )
+
+
+def create_app(
+    backend: RegionBackend,
+    *,
+    group_commit: bool = True,
+    max_batch: int = 8190,
+    max_wait: float = 0.002,
+) -> FastAPI:
+    metrics = GatewayMetrics(backend.region)
+    transfers: GroupCommitter[Transfer, tuple[CreateTransferResult, str]] = GroupCommitter(
+        backend.create_transfers, max_batch=max_batch, max_wait=max_wait, enabled=group_commit,
+        on_batch=metrics.observe_batch,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        await transfers.close()
+        backend.close()
+
+    app = FastAPI(
+        title=f"geoledger gateway — region {backend.region}",
+        version="0.1.0",
+        description="TigerBeetle-style accounts and transfers over JSON. u128 values are returned as "
+        "decimal strings so that JavaScript clients keep every digit.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.state.committer = transfers
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        metrics.observe_request(request.url.path, response.status_code)
+        return response
+
+    @app.exception_handler(LedgerError)
+    async def ledger_error(_: Request, exc: LedgerError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    async def commit(items: Sequence[Transfer]) -> list[Outcome]:
+        alone = bool(items[-1].flags & TransferFlags.LINKED)
+        try:
+            results = await transfers.submit(items, alone=alone)
+        except LedgerError as e:
+            raise HTTPException(503, f"commit failed, retry with the same ids: {e}") from e
+        for result, _ in results:
+            metrics.observe_result(result.name)
+        return [Outcome(id=str(t.id), result=r.name, region=region) for t, (r, region) in zip(items, results, strict=True)]
+
+    @app.post("/accounts", response_model=list[Outcome], summary="Create accounts (a batch)")
+    async def create_accounts(body: list[AccountIn]) -> list[Outcome]:
+        if not 1 <= len(body) <= MAX_REQUEST_ITEMS:
+            raise HTTPException(422, f"body: between 1 and {MAX_REQUEST_ITEMS} accounts")
+        accounts = [a.to_domain() for a in body]
+        results = await asyncio.to_thread(backend.create_accounts, accounts)
+        return [Outcome(id=str(a.id), result=r.name, region=region) for a, (r, region) in zip(accounts, results, strict=True)]
+
+    @app.post("/transfers", response_model=Outcome, summary="Create one transfer")
+    async def create_transfer(body: TransferIn) -> JSONResponse:
+        (outcome,) = await commit([body.to_domain()])
+        status = 201 if outcome.result == "OK" else 200
+        return JSONResponse(outcome.model_dump(), status_code=status)
+
+    @app.post("/transfers/batch", response_model=list[Outcome], summary="Create transfers (a batch)")
+    async def create_transfers(body: list[TransferIn]) -> list[Outcome]:
+        if not 1 <= len(body) <= MAX_REQUEST_ITEMS:
+            raise HTTPException(422, f"body: between 1 and {MAX_REQUEST_ITEMS} transfers")
+        return await commit([t.to_domain() for t in body])
+
+    @app.post("/transfers/{pending_id}/post", response_model=Outcome, summary="Post (part of) a pending transfer")
+    async def post_pending(pending_id: PathId, body: ResolveIn) -> Outcome:
+        (outcome,) = await commit([
+            Transfer(id=body.id, pending_id=pending_id, amount=body.amount, flags=TransferFlags.POST_PENDING_TRANSFER)
+        ])
+        return outcome
+
+    @app.post("/transfers/{pending_id}/void", response_model=Outcome, summary="Void a pending transfer")
+    async def void_pending(pending_id: PathId, body: ResolveIn) -> Outcome:
+        (outcome,) = await commit([
+            Transfer(id=body.id, pending_id=pending_id, amount=body.amount, flags=TransferFlags.VOID_PENDING_TRANSFER)
+        ])
+        return outcome
+
+    @app.get("/accounts/{account_id}", response_model=AccountOut, summary="Look up an account")
+    async def get_account(account_id: PathId) -> AccountOut:
+        found = backend.lookup_accounts([account_id])
+        if not found:
+            raise HTTPException(404, f"account_id: no account {account_id}")
+        return _account_out(found[0])
+
+    @app.get("/transfers/{transfer_id}", response_model=TransferOut, summary="Look up a transfer")
+    async def get_transfer(transfer_id: PathId) -> TransferOut:
+        found = backend.lookup_transfers([transfer_id])
+        if not found:
+            raise HTTPException(404, f"transfer_id: no transfer {transfer_id}")
+        return _transfer_out(found[0])
+
+    @app.get("/accounts/{account_id}/transfers", response_model=list[TransferOut], summary="Account statement (paged)")
+    async def statement(
+        account_id: PathId,
+        limit: Annotated[int, Query(ge=1, le=8190)] = 100,
+        reverse: bool = False,
+        timestamp_min: Annotated[int, Query(ge=0, le=U64_MAX)] = 0,
+        timestamp_max: Annotated[int, Query(ge=0, le=U64_MAX)] = 0,
+    ) -> list[TransferOut]:
+        rows = backend.get_account_transfers(
+            account_id, limit=limit, reverse=reverse, timestamp_min=timestamp_min, timestamp_max=timestamp_max
+        )
+        return [_transfer_out(t) for t in rows]
+
+    @app.get("/health", summary="Liveness and the region's name")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "region": backend.region}
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    async def prometheus() -> str:
+        return metrics.render(backend.replication_lag())
+
+    return app

@@ -1,0 +1,1 @@
+"""Sans-IO region node: routing, log shipping, failover and the replication modes."""

@@ -1,0 +1,114 @@
+"""The account and transfer-id scheme the replicated ledger relies on.
+
+Units (shards) own accounts. Every unit has two bank-internal accounts: a *fund*
+account that issued the customers' opening balances, and a *transit* account that holds
+money between the two legs of a cross-unit transfer. Customers are `1..n_customers`;
+bank accounts live above `BANK_BASE` so that their unit is readable from the id itself.
+
+A cross-unit transfer `T` is two engine transfers with the same client id space:
+the debit leg `T` (customer -> transit of the debit unit) and the credit leg
+`T | CREDIT_BIT` (transit of the credit unit -> customer). The credit leg's id is
+derived, so re-sending it is idempotent (`EXISTS`), which is what makes "credit applied
+exactly once" hold under retries, duplication and failover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cext.layout import ACCOUNT_DTYPE, TRANSFER_DTYPE
+from ledger.types import AccountFlags
+
+LEDGER = 156
+"""ISO 4217 numeric code of CNY: every simulated account is in one currency."""
+CODE = 1
+BANK_BASE = 1 << 40
+FUND_BASE = BANK_BASE
+TRANSIT_BASE = BANK_BASE + (1 << 20)
+UNIT_MASK = (1 << 20) - 1
+CREDIT_BIT_HI = np.uint64(1 << 63)
+"""Bit 127 of a transfer id (bit 63 of its high word) marks a credit leg."""
+CUSTOMER_FLAGS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+
+
+def fund_id(unit: int) -> int:
+    return FUND_BASE + unit
+
+
+def transit_id(unit: int) -> int:
+    return TRANSIT_BASE + unit
+
+
+@dataclass(frozen=True)
+class AccountMap:
+    """Which unit each account belongs to; shared, read-only, by every node of a run."""
+
+    n_units: int
+    customer_unit: np.ndarray  # index: customer id (0 unused) -> unit
+
+    @property
+    def n_customers(self) -> int:
+        return len(self.customer_unit) - 1
+
+    def units_of(self, ids: np.ndarray) -> np.ndarray:
+        """Unit of each account id (vectorised; ids are the low words, all < 2^64)."""
+        ids = ids.astype(np.int64, copy=False)
+        is_bank = ids >= BANK_BASE
+        out = np.empty(len(ids), np.int64)
+        out[~is_bank] = self.customer_unit[ids[~is_bank]]
+        out[is_bank] = ids[is_bank] & UNIT_MASK
+        return out
+
+    def unit_of(self, account_id: int) -> int:
+        return int(account_id & UNIT_MASK) if account_id >= BANK_BASE else int(self.customer_unit[account_id])
+
+
+def genesis(amap: AccountMap, opening_balance: int, *, enforce_flags: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Rows every replica starts from: all accounts, and each customer's opening deposit.
+
+    `enforce_flags` puts the no-overdraft flag into the engine (unit mode: the single
+    writer's engine is the guard). In `async` and `escrow` the node guards admission and
+    replicas must accept other regions' rows in any order, so the engine flag is left off;
+    the flag stays the account's *logical* property that checkers test.
+    """
+    n, u = amap.n_customers, amap.n_units
+    accounts = np.zeros(n + 2 * u, ACCOUNT_DTYPE)
+    accounts["id_lo"][:n] = np.arange(1, n + 1)
+    accounts["id_lo"][n : n + u] = FUND_BASE + np.arange(u)
+    accounts["id_lo"][n + u :] = TRANSIT_BASE + np.arange(u)
+    accounts["ledger"] = LEDGER
+    accounts["code"] = CODE
+    accounts["code"][n:] = 2
+    if enforce_flags:
+        accounts["flags"][:n] = CUSTOMER_FLAGS
+    deposits = np.zeros(n, TRANSFER_DTYPE)
+    ids = np.arange(1, n + 1, dtype=np.uint64)
+    deposits["id_lo"] = ids
+    deposits["id_hi"] = np.uint64(1 << 62)  # genesis id space, never a client id
+    deposits["debit_account_id_lo"] = FUND_BASE + amap.customer_unit[1:]
+    deposits["credit_account_id_lo"] = ids
+    deposits["amount_lo"] = opening_balance
+    deposits["ledger"] = LEDGER
+    deposits["code"] = CODE
+    deposits["timestamp"] = ids
+    accounts["timestamp"] = np.arange(1, len(accounts) + 1)
+    return accounts, deposits
+
+
+def customer_flags_logical() -> int:
+    return CUSTOMER_FLAGS
+
+
+__all__ = [
+    "BANK_BASE",
+    "CODE",
+    "CREDIT_BIT_HI",
+    "CUSTOMER_FLAGS",
+    "LEDGER",
+    "AccountMap",
+    "fund_id",
+    "genesis",
+    "transit_id",
+]

@@ -1,0 +1,203 @@
+"""Messages a region node accepts and effects it returns (sans-IO, h11 style).
+
+Everything a node knows arrives as a message with the current time; everything it
+wants done leaves as an effect. Row payloads are numpy arrays of `TRANSFER_DTYPE`, shared
+by reference and never mutated after creation, so shipping costs no copies in a runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from replication.log import Entry
+from replication.routing import RoutingTable
+
+# ------------------------------------------------------------------ client side
+
+
+@dataclass(slots=True)
+class ClientRequest:
+    """A batch of client operations submitted at the node's region gateway."""
+
+    batch_id: int
+    rows: np.ndarray  # client transfer rows (TRANSFER_DTYPE)
+    reads: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # account ids
+
+
+@dataclass(slots=True)
+class Tick:
+    """Time passes: heartbeats, failure detection, promotions, resends."""
+
+
+# ------------------------------------------------------------------ node to node
+
+
+@dataclass(slots=True)
+class Forward:
+    """Rows routed to the home of their unit (unit mode)."""
+
+    sender: int
+    fwd_id: int
+    rows: np.ndarray
+
+
+@dataclass(slots=True)
+class ForwardReply:
+    fwd_id: int
+    results: np.ndarray
+
+
+@dataclass(slots=True)
+class Ship:
+    """Entries of one origin's log, in sequence order (push or answer to a pull)."""
+
+    sender: int
+    origin: int
+    entries: list[Entry]
+
+
+@dataclass(slots=True)
+class ShipAck:
+    sender: int
+    origin: int
+    seq: int
+
+
+@dataclass(slots=True)
+class Pull:
+    """Send me `origin`'s entries after `after` (catch-up after a gap, a heal, a restart)."""
+
+    sender: int
+    origin: int
+    after: int
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    sender: int
+    round: int
+    routing_version: int
+    heads: tuple[int, ...]  # per origin: last sequence number applied here
+
+
+@dataclass(slots=True)
+class HeartbeatAck:
+    sender: int
+    round: int
+    grant: bool  # counts toward the sender's write lease
+    routing: RoutingTable | None  # sent when newer than the heartbeat's
+
+
+@dataclass(slots=True)
+class Propose:
+    """A coordinator proposes routing version `version` moving units off suspected homes."""
+
+    sender: int
+    table: RoutingTable
+
+
+@dataclass(slots=True)
+class Vote:
+    sender: int
+    version: int
+    yes: bool
+    heads: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class RoutingUpdate:
+    sender: int
+    table: RoutingTable
+
+
+@dataclass(slots=True)
+class CreditLegs:
+    """Credit legs of cross-unit transfers, for the credit unit's home to apply once."""
+
+    sender: int
+    rows: np.ndarray
+
+
+@dataclass(slots=True)
+class QuotaRequest:
+    """Escrow: I am short of `need` on `account`; grant me some of your share."""
+
+    sender: int
+    account: int
+    need: int
+
+
+@dataclass(slots=True)
+class Corrupted:
+    """The store found records whose checksum fails (from a scrub or a read)."""
+
+    records: list[tuple[int, int, int]]  # (store index, origin, seq)
+
+
+@dataclass(slots=True)
+class RepairRequest:
+    sender: int
+    origin: int
+    seq: int
+    index: int
+
+
+@dataclass(slots=True)
+class RepairData:
+    index: int
+    entry: Entry
+
+
+Message = (
+    ClientRequest | Tick | Forward | ForwardReply | Ship | ShipAck | Pull | Heartbeat | HeartbeatAck
+    | Propose | Vote | RoutingUpdate | CreditLegs | QuotaRequest | Corrupted | RepairRequest | RepairData
+)
+
+# ------------------------------------------------------------------ effects
+
+
+@dataclass(slots=True)
+class Send:
+    to: int
+    message: Message
+    size: int = 64  # bytes, for the runtime's bandwidth model
+
+
+@dataclass(slots=True)
+class Persist:
+    """Append to the region's durable store (before any reply that depends on it)."""
+
+    record: object  # Entry | RoutingTable
+
+
+@dataclass(slots=True)
+class PersistRepair:
+    index: int
+    entry: Entry
+
+
+@dataclass(slots=True)
+class Reply:
+    """Answer a client batch: one result code per row, one balance tuple per read."""
+
+    batch_id: int
+    results: np.ndarray
+    balances: np.ndarray | None = None
+
+
+@dataclass(slots=True)
+class SetTimer:
+    after: int  # ns from now
+
+
+@dataclass(slots=True)
+class Report:
+    """Something an operator must see: promotions, divergence (RPO), anomalies."""
+
+    kind: str
+    detail: dict
+
+
+Effect = Send | Persist | PersistRepair | Reply | SetTimer | Report

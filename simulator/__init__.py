@@ -1,0 +1,1 @@
+"""Runtimes that drive region nodes (deterministic and Ray), workloads, scenarios, checkers, reports."""

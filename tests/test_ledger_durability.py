@@ -1,0 +1,212 @@
+"""Store URLs, bad input at the boundary, corrupt records, crashes and snapshots (SQLite)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ledger.ledger as ledger_module
+from ledger import (
+    Account,
+    CorruptStoreError,
+    CreateTransferResult,
+    InvalidInputError,
+    Ledger,
+    StoreError,
+    StoreURLError,
+    Transfer,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://localhost/x",
+        "sqlite://host/x.db",
+        "sqlite:///",
+        "sqlite:///x.db?mode=ro",
+        "memory://somewhere",
+        "no-scheme-at-all",
+        "sqlite:///no/such/dir/x.db",
+    ],
+)
+def test_bad_store_urls_are_refused_clearly(url: str) -> None:
+    with pytest.raises((StoreURLError, StoreError)):
+        Ledger.open(url)
+
+
+def test_non_string_url_is_refused() -> None:
+    with pytest.raises(StoreURLError):
+        Ledger.open(42)  # type: ignore[arg-type]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_foreign_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    before = _sha(path)
+    with pytest.raises(StoreError, match="not a geoledger store"):
+        Ledger.open(f"sqlite:///{path}")
+    assert _sha(path) == before
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("hello, this is not a database at all" * 100)
+    before = _sha(path)
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        Ledger.open(f"sqlite:///{path}")
+    assert _sha(path) == before
+
+
+FIELDS = ["id", "debit_account_id", "credit_account_id", "amount", "ledger", "code", "flags",
+          "pending_id", "timeout", "user_data_128", "user_data_64", "user_data_32"]
+BAD_VALUES = [-1, 1 << 128, 1.0, True, "5", None, b"1"]
+
+
+@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize("value", BAD_VALUES, ids=repr)
+def test_every_transfer_field_rejects_wrong_types_and_ranges(field: str, value: object) -> None:
+    kwargs: dict[str, object] = {"id": 1, field: value}
+    with pytest.raises(InvalidInputError, match=field):
+        Transfer(**kwargs)  # type: ignore[arg-type]
+
+
+@given(st.integers(min_value=1 << 128) | st.integers(max_value=-1))
+def test_account_ids_out_of_u128_are_refused(value: int) -> None:
+    with pytest.raises(InvalidInputError, match="id"):
+        Account(id=value, ledger=1, code=1)
+
+
+@pytest.mark.parametrize("field,bits", [("user_data_64", 64), ("user_data_32", 32), ("ledger", 32), ("code", 16)])
+def test_narrow_fields_are_range_checked(field: str, bits: int) -> None:
+    with pytest.raises(InvalidInputError, match=field):
+        Account(**{"id": 1, "ledger": 1, "code": 1, field: 1 << bits})  # type: ignore[arg-type]
+
+
+def _populated(path: Path, batches: int = 3) -> Ledger:
+    led = Ledger.open(f"sqlite:///{path}")
+    led.create_accounts([Account(id=i, ledger=1, code=1) for i in range(1, 11)])
+    for b in range(batches):
+        led.create_transfers(
+            [Transfer(id=1000 * b + i + 1, debit_account_id=1 + i % 10, credit_account_id=1 + (i + 3) % 10,
+                      amount=i + 1, ledger=1, code=1) for i in range(50)]
+        )
+    return led
+
+
+def test_a_flipped_byte_on_disk_is_detected_and_named(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    _populated(path).close()
+    with sqlite3.connect(path) as conn:
+        version, state = conn.execute(
+            "SELECT originator_version, state FROM stored_events ORDER BY originator_version LIMIT 1 OFFSET 2"
+        ).fetchone()
+        corrupted = bytearray(state)
+        corrupted[len(corrupted) // 2] ^= 0x40
+        conn.execute("UPDATE stored_events SET state=? WHERE originator_version=?", (bytes(corrupted), version))
+    with pytest.raises(CorruptStoreError, match=f"batch {version}") as info:
+        Ledger.open(f"sqlite:///{path}")
+    assert info.value.batch == version
+
+
+def test_verify_names_the_first_bad_batch_when_the_chain_is_forged(tmp_path: Path) -> None:
+    """A record rewritten with a valid checksum but a forged payload breaks the hash chain."""
+    path = tmp_path / "ledger.db"
+    led = _populated(path)
+    assert led.verify().ok
+    app = led._app  # the recorder is the only way in for a forger, too
+    stored = app.recorder.select_events(ledger_module.JOURNAL_ID)
+    target = stored[3]
+    event = app.mapper.to_domain_event(target)
+    rows = bytearray(event.rows)
+    rows[48] ^= 1  # amount_lo of the first row
+    event.__dict__["rows"] = bytes(rows)
+    forged = app.mapper.to_stored_event(event)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE stored_events SET state=? WHERE originator_version=?",
+                     (forged.state, target.originator_version))
+    report = led.verify()
+    assert not report.ok and report.first_bad_batch == target.originator_version
+    assert report.problem == "hash chain broken"
+    led.close()
+
+
+def test_reopen_from_a_snapshot_plus_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_module, "SNAPSHOT_EVERY", 3)
+    path = tmp_path / "ledger.db"
+    led = _populated(path, batches=7)
+    digest = led.digest()
+    led.close()
+    with sqlite3.connect(path) as conn:
+        (snapshots,) = conn.execute("SELECT COUNT(*) FROM stored_snapshots").fetchone()
+    assert snapshots >= 2
+    again = Ledger.open(f"sqlite:///{path}")
+    assert again.digest() == digest
+    assert again.verify().ok
+    again.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from ledger import Account, Ledger, Transfer
+    led = Ledger.open(sys.argv[1])
+    led.create_accounts([Account(id=i, ledger=1, code=1) for i in range(1, 101)])
+    b = 0
+    while True:
+        ts = [Transfer(id=b * 1000 + i + 1, debit_account_id=1 + i % 100,
+                       credit_account_id=1 + (i + 1) % 100, amount=1, ledger=1, code=1) for i in range(500)]
+        assert not any(led.create_transfers(ts))
+        print(b, flush=True)
+        b += 1
+    """
+)
+
+
+def test_kill_9_mid_batch_loses_no_acknowledged_batch(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, f"sqlite:///{path}"],
+        stdout=subprocess.PIPE, cwd=ROOT, text=True,
+    )
+    assert proc.stdout is not None
+    acked = -1
+    deadline = time.monotonic() + 60
+    while acked < 15 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        acked = int(line)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert acked >= 15, "the writer did not get going"
+    led = Ledger.open(f"sqlite:///{path}")
+    found = led.lookup_transfers([b * 1000 + i + 1 for b in range(acked + 1) for i in range(500)])
+    assert len(found) == (acked + 1) * 500
+    report = led.verify()
+    assert report.ok, report
+    # Whatever was in flight is either wholly there or wholly absent.
+    in_flight = led.lookup_transfers([(acked + 1) * 1000 + i + 1 for i in range(500)])
+    assert len(in_flight) in (0, 500)
+    assert led.create_transfers(
+        [Transfer(id=10**9, debit_account_id=1, credit_account_id=2, amount=1, ledger=1, code=1)]
+    ) == [CreateTransferResult.OK]
+    led.close()
