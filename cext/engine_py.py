@@ -349,7 +349,8 @@ class PyEngine:
             return T.PENDING_TRANSFER_HAS_DIFFERENT_CODE
         p_amount = join(p["amount_lo"], p["amount_hi"])
         amount = join(row["amount_lo"], row["amount_hi"])
-        if amount == U128_MAX:
+        # TigerBeetle >= 0.16: AMOUNT_MAX means "all of it"; a void may also leave it 0.
+        if amount == U128_MAX or (not post and amount == 0):
             amount = p_amount
         if amount > p_amount:
             return T.EXCEEDS_PENDING_TRANSFER_AMOUNT

@@ -107,6 +107,22 @@ class Vote:
 
 
 @dataclass(slots=True)
+class Query:
+    """A voter asks the proposer what became of proposal `version` (so it may grant again)."""
+
+    sender: int
+    version: int
+
+
+@dataclass(slots=True)
+class Abort:
+    """Proposal `version` will never be committed: its votes are released."""
+
+    sender: int
+    version: int
+
+
+@dataclass(slots=True)
 class RoutingUpdate:
     sender: int
     table: RoutingTable
@@ -152,7 +168,8 @@ class RepairData:
 
 Message = (
     ClientRequest | Tick | Forward | ForwardReply | Ship | ShipAck | Pull | Heartbeat | HeartbeatAck
-    | Propose | Vote | RoutingUpdate | CreditLegs | QuotaRequest | Corrupted | RepairRequest | RepairData
+    | Propose | Vote | Query | Abort | RoutingUpdate | CreditLegs | QuotaRequest | Corrupted
+    | RepairRequest | RepairData
 )
 
 # ------------------------------------------------------------------ effects

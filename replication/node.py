@@ -56,6 +56,7 @@ from ledger.types import CreateTransferResult, TransferFlags
 from replication.accounts import CREDIT_BIT_HI, TRANSIT_BASE, AccountMap, genesis
 from replication.log import DurableStore, Entry
 from replication.messages import (
+    Abort,
     ClientRequest,
     Corrupted,
     CreditLegs,
@@ -69,6 +70,7 @@ from replication.messages import (
     PersistRepair,
     Propose,
     Pull,
+    Query,
     QuotaRequest,
     RepairData,
     RepairRequest,
@@ -180,7 +182,8 @@ class RegionNode:
         self.hb_acks: dict[int, set[int]] = {}
         self.grant_until: dict[int, int] = {}
         self.voted: dict[int, int] = {}
-        self.no_grant: set[int] = set()
+        # version -> (proposer, demoted homes, when, our heads when we voted)
+        self.votes_cast: dict[int, tuple[int, set[int], int, tuple[int, ...]]] = {}
         self.proposal: _Proposal | None = None
         self.catching_up: set[int] = set()
         self.peer_acked = dict.fromkeys(self.peers, 0)
@@ -193,7 +196,7 @@ class RegionNode:
         self.pulled_at: dict[tuple[int, int], int] = {}
         self.quota = self._initial_quota() if config.mode == "escrow" else []
         self.quota_asked: dict[int, int] = {}
-        self.repairing: set[int] = set()
+        self.repairing: dict[int, list[int]] = {}  # store index -> [origin, seq, last asked]
         self.started = False
         self.reported_void: set[tuple[int, int]] = set()
 
@@ -221,12 +224,16 @@ class RegionNode:
                 node.next_seq = max(node.next_seq, e.seq + 1)
             if not e.intact():
                 stopped.add(e.origin)
+                node.repairing[index] = [e.origin, e.seq, 0]
                 for p in node.peers:
                     effects.append(Send(p, RepairRequest(node.me, e.origin, e.seq, index)))
                 continue
-            if e.origin in stopped or e.seq != node.heads[e.origin] + 1:
+            if e.origin in stopped:
+                node.buffer[e.origin][e.seq] = e  # good, but must wait for the damaged one
                 continue
-            node._apply(e, replay=True)
+            if e.seq != node.heads[e.origin] + 1:
+                continue
+            node._apply(e)
             if e.origin == node.me and len(e.rows):
                 node.last_ts = max(node.last_ts, int(e.rows["timestamp"].max()))
         node.durable_seq = 0
@@ -321,6 +328,8 @@ class RegionNode:
 
     def _commit(self, rows: np.ndarray, now: int, out: list[Effect]) -> tuple[np.ndarray, int]:
         """Admit, transform and apply client rows as one entry of this region's log."""
+        if self.own_gap():
+            return np.full(len(rows), UNAVAILABLE, np.uint32), 0
         if self.cfg.mode == "unit":
             return self._commit_unit(rows, now, out)
         return self._commit_anywhere(rows, now, out)
@@ -488,7 +497,7 @@ class RegionNode:
                 self.quota[c] += amt
 
     def _on_quota_request(self, m: QuotaRequest, now: int, out: list[Effect]) -> None:
-        if self.cfg.mode != "escrow":
+        if self.cfg.mode != "escrow" or self.own_gap():
             return
         have = self.quota[m.account]
         give = min(m.need, (have + 1) // 2) if have > 0 else 0
@@ -499,6 +508,11 @@ class RegionNode:
         self._append_own(empty, ((m.account, m.sender, give),), now, out)
 
     # ================================================================== own log
+    def own_gap(self) -> bool:
+        """After a restart with a damaged own record: our own log must come back from peers
+        before we write again, or our sequence numbers would skip what they lack."""
+        return self.heads[self.me] < self.next_seq - 1
+
     def _stamp(self, n: int, now: int) -> np.ndarray:
         base = max(now, self.last_ts + 1)
         self.last_ts = base + n - 1
@@ -532,7 +546,7 @@ class RegionNode:
         before = self.heads[o]
         self._drain(o, m.sender, now, out)
         if self.heads[o] > before and o != self.me:
-            out.append(Send(o, ShipAck(self.me, o, self.heads[o])))
+            out.append(Send(o, ShipAck(self.me, o, self.acked_head(o))))
 
     def _drain(self, o: int, source: int, now: int, out: list[Effect]) -> None:
         buf = self.buffer[o]
@@ -560,7 +574,7 @@ class RegionNode:
             self.pulled_at[key] = now
             out.append(Send(source, Pull(self.me, o, self.heads[o])))
 
-    def _apply(self, e: Entry, replay: bool = False) -> None:
+    def _apply(self, e: Entry) -> None:
         """Apply the next entry of its origin (idempotent by (origin, seq))."""
         o = e.origin
         self.heads[o] = e.seq
@@ -574,14 +588,14 @@ class RegionNode:
                 self.anomalies.append((o, e.seq, int(np.nonzero(res)[0][0]), int(res[res != 0][0])))
             if self.cfg.mode == "unit":
                 self._track_debit_legs(e.rows, e.seq if o == self.me else 0)
-            elif self.cfg.mode == "escrow" and o == self.me and replay:
+            elif self.cfg.mode == "escrow" and o == self.me:  # replay, or own entries pulled back
                 self._escrow_debits(e.rows)
                 self._escrow_credits(e.rows)
         if self.cfg.mode == "escrow":
             for account, to, amount in e.grants:
                 if to == self.me:
                     self.quota[account] += amount
-                elif o == self.me and replay:
+                elif o == self.me:
                     self.quota[account] -= amount
 
     def _on_pull(self, m: Pull, now: int, out: list[Effect]) -> None:
@@ -697,10 +711,16 @@ class RegionNode:
             self.hb_acks.pop(self.hb_round - 64, None)
             if self.maj == 1:
                 self.lease_until = now + self.cfg.lease
-            hb = Heartbeat(self.me, self.hb_round, self.routing.version, tuple(self.heads))
+            hb = Heartbeat(self.me, self.hb_round, self.routing.version, self._vouched_heads())
             for p in self.peers:
                 out.append(Send(p, hb))
+        if self.repairing:
+            self._retry_repairs(now, out)
+        if self.own_gap():
+            for p in self.peers:
+                self._pull(self.me, p, now, out)
         if self.cfg.mode == "unit":
+            self._chase_votes(now, out)
             self._maybe_promote(now, out)
             self._send_credit_legs(now, out)
             if self.catching_up:
@@ -716,7 +736,8 @@ class RegionNode:
 
     def _on_heartbeat(self, m: Heartbeat, now: int, out: list[Effect]) -> None:
         self.last_heard[m.sender] = now
-        grant = self.cfg.mode == "unit" and m.sender not in self.no_grant and m.routing_version >= self.routing.version
+        grant = (self.cfg.mode == "unit" and m.routing_version >= self.routing.version
+                 and not self._refuses_grant(m.sender))
         if grant:
             self.grant_until[m.sender] = now + self.cfg.lease
         newer = self.routing if self.routing.version > m.routing_version else None
@@ -727,6 +748,45 @@ class RegionNode:
         for o, head in enumerate(m.heads):
             if head > self.heads[o]:
                 self._pull(o, m.sender, now, out)
+
+    def _refuses_grant(self, home: int) -> bool:
+        """A region that voted to demote `home` grants it no lease until that vote's fate is known."""
+        return any(home in x[1] for v, x in self.votes_cast.items() if v > self.routing.version)
+
+    def acked_head(self, o: int) -> int:
+        """How far we vouch for `o`'s log (acks, heartbeat heads). Void entries are never
+        vouched for. Having voted to demote `o`,
+        we vouch for nothing past what we had when voting: the fork point is computed from
+        those heads, so anything we acked later could be voided after the client was told OK."""
+        head = self.heads[o]
+        log = self.by_origin[o]
+        while head > 0 and head <= len(log) and self.routing.is_void(o, head, log[head - 1].rv):
+            head -= 1  # a void entry is never vouched for: its writer must not count it as stored
+        for v, (_, demoted, _, heads) in self.votes_cast.items():
+            if v > self.routing.version and o in demoted:
+                head = min(head, heads[o])
+        return head
+
+    def _vouched_heads(self) -> tuple[int, ...]:
+        return tuple(self.acked_head(o) for o in range(len(self.heads)))
+
+    def _chase_votes(self, now: int, out: list[Effect]) -> None:
+        for v, (proposer, _, when, _) in list(self.votes_cast.items()):
+            if v <= self.routing.version:
+                del self.votes_cast[v]
+            elif proposer != self.me and now - when > 4 * self.cfg.heartbeat_every:
+                out.append(Send(proposer, Query(self.me, v)))
+
+    def _on_query(self, m: Query, now: int, out: list[Effect]) -> None:
+        if self.routing.version >= m.version:
+            out.append(Send(m.sender, RoutingUpdate(self.me, self.routing)))
+        elif self.proposal is None or self.proposal.table.version != m.version:
+            out.append(Send(m.sender, Abort(self.me, m.version)))
+
+    def _on_abort(self, m: Abort, now: int, out: list[Effect]) -> None:
+        got = self.votes_cast.get(m.version)
+        if got is not None and got[0] == m.sender:
+            del self.votes_cast[m.version]
 
     def _on_heartbeat_ack(self, m: HeartbeatAck, now: int, out: list[Effect]) -> None:
         self.last_heard[m.sender] = now
@@ -751,7 +811,13 @@ class RegionNode:
         if self.proposal is not None:
             if now - self.proposal.sent < 4 * self.cfg.heartbeat_every:
                 return
-            self.proposal = None  # no majority in time: try again with a fresh version
+            # no majority in time: abandon it for good (late votes are ignored) and release
+            # the voters, who would otherwise refuse the old home its lease forever
+            v = self.proposal.table.version
+            self.proposal = None
+            self.votes_cast.pop(v, None)
+            for p in self.peers:
+                out.append(Send(p, Abort(self.me, v)))
         if not self.is_decider(now):
             return
         dead = {h for h in set(self.routing.homes) if h != self.me and self.suspects(h, now)}
@@ -766,7 +832,7 @@ class RegionNode:
         table = self.routing.promote(moves, {}, version)
         self.proposal = _Proposal(table, moves, dead, {self.me: tuple(self.heads)}, now)
         self.voted[version] = self.me
-        self.no_grant |= dead
+        self.votes_cast[version] = (self.me, set(dead), now, tuple(self.heads))
         for p in sorted(live - {self.me}):
             out.append(Send(p, Propose(self.me, table)))
 
@@ -781,7 +847,7 @@ class RegionNode:
         )
         if yes:
             self.voted[t.version] = m.sender
-            self.no_grant |= demoted
+            self.votes_cast[t.version] = (m.sender, demoted, now, tuple(self.heads))
         elif self.routing.version >= t.version:
             out.append(Send(m.sender, RoutingUpdate(self.me, self.routing)))
         out.append(Send(m.sender, Vote(self.me, t.version, yes, tuple(self.heads))))
@@ -818,7 +884,7 @@ class RegionNode:
         old = self.routing
         self._set_routing(table)
         out.append(Persist(table))
-        self.no_grant.clear()
+        self.votes_cast = {v: x for v, x in self.votes_cast.items() if v > table.version}
         self.voted = {v: p for v, p in self.voted.items() if v > table.version}
         if self.proposal is not None and self.proposal.table.version <= table.version:
             self.proposal = None
@@ -879,10 +945,19 @@ class RegionNode:
         for index, origin, seq in m.records:
             if index in self.repairing:
                 continue
-            self.repairing.add(index)
+            self.repairing[index] = [origin, seq, now]
             out.append(Report("corruption", {"region": self.me, "index": index, "origin": origin, "seq": seq}))
             for p in self.peers:
                 out.append(Send(p, RepairRequest(self.me, origin, seq, index)))
+
+    def _retry_repairs(self, now: int, out: list[Effect]) -> None:
+        """Asked during a partition, the answer may never come: ask again until repaired."""
+        for index, item in self.repairing.items():
+            origin, seq, last = item
+            if now - last >= 5 * self.cfg.tick_every:
+                item[2] = now
+                for p in self.peers:
+                    out.append(Send(p, RepairRequest(self.me, origin, seq, index)))
 
     def _on_repair_request(self, m: RepairRequest, now: int, out: list[Effect]) -> None:
         log = self.by_origin[m.origin]
@@ -890,9 +965,13 @@ class RegionNode:
             out.append(Send(m.sender, RepairData(m.index, log[m.seq - 1]), 96 + 128 * len(log[m.seq - 1].rows)))
 
     def _on_repair_data(self, m: RepairData, now: int, out: list[Effect]) -> None:
-        if m.entry.intact():
-            self.repairing.discard(m.index)
-            out.append(PersistRepair(m.index, m.entry))
+        e = m.entry
+        if e.intact():
+            self.repairing.pop(m.index, None)
+            out.append(PersistRepair(m.index, e))
+            if e.seq > self.heads[e.origin]:
+                self.buffer[e.origin][e.seq] = e
+                self._drain(e.origin, e.origin, now, out)
 
     # ================================================================== introspection
     def status(self) -> dict[str, Any]:
@@ -921,6 +1000,8 @@ _HANDLERS: dict[type, Any] = {
     Propose: RegionNode._on_propose,
     Vote: RegionNode._on_vote,
     RoutingUpdate: RegionNode._on_routing_update,
+    Query: RegionNode._on_query,
+    Abort: RegionNode._on_abort,
     CreditLegs: RegionNode._on_credit_legs,
     QuotaRequest: RegionNode._on_quota_request,
     Corrupted: RegionNode._on_corrupted,

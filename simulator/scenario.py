@@ -69,8 +69,8 @@ class Workload:
     units_per_region: int = 4
     rate: float = 1000.0  # client operations per second, per region
     opening_balance: int = 1_000_000
-    zipf: float = 1.1
-    amount_max_fraction: float = 0.02
+    zipf: float = 0.8
+    amount_max_fraction: float = 0.005
     travel: float = 0.05  # share of operations submitted away from the customer's home region
     batch_ms: float = 5.0
     client_timeout_ms: float = 1500.0
@@ -129,6 +129,8 @@ class Scenario:
             s = replace(s, ship=ship)
         _check_choice(s.mode, ("async", "unit", "escrow"), "mode")
         _check_choice(s.ship, ("async", "semi-sync"), "ship")
+        if s.mode != "unit":
+            s = replace(s, ship="async")  # only a unit home waits for replicas before replying
         return s
 
     def to_json(self) -> dict[str, Any]:

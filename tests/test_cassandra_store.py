@@ -426,6 +426,26 @@ def test_unknown_outcome_then_caller_retry_gives_integrity_error_not_a_copy() ->
     assert [e.originator_version for e in recorder.select_events(a)] == [1, 2]
 
 
+def test_tracking_timeout_after_a_write_that_happened_is_not_double_applied() -> None:
+    from cassandra import OperationTimedOut
+
+    recorder = cs.CassandraTrackingRecorder(shared_datastore(), unique_table("trk"))
+    recorder.create_table()
+    real = recorder._execute_lwt
+
+    def lwt_then_timeout(stmt: Any, params: Any) -> Any:
+        real(stmt, params)
+        raise OperationTimedOut("simulated: reply lost after the write was applied")
+
+    recorder._execute_lwt = lwt_then_timeout
+    recorder.insert_tracking(Tracking("up", 1))  # resolved as done (our writer token)
+    recorder.insert_tracking(Tracking("up", 2))  # the CAS path, same resolution
+    recorder._execute_lwt = real
+    assert recorder.max_tracking_id("up") == 2
+    with pytest.raises(IntegrityError):
+        recorder.insert_tracking(Tracking("up", 2))
+
+
 def test_writer_dying_before_materialising_is_rolled_forward_without_a_gap() -> None:
     table = unique_table("crash")
     first = app_recorder(table=table)

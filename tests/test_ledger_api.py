@@ -254,3 +254,11 @@ def test_a_bad_clock_is_refused_before_anything_changes(store_url: str) -> None:
         led.create_accounts([Account(id=1, ledger=1, code=1)])
     assert led.lookup_accounts([1]) == []
     led.close()
+
+
+def test_void_without_an_amount_voids_the_whole_pending_amount(led: Ledger) -> None:
+    accounts(led, (1, 0), (2, 0))
+    led.create_transfers([tr(10, 1, 2, 70, TF.PENDING)])
+    assert led.create_transfers([Transfer(id=11, pending_id=10, flags=TF.VOID_PENDING_TRANSFER)]) == [R.OK]
+    assert led.lookup_transfers([11])[0].amount == 70
+    assert balances(led, 1) == (0, 0, 0, 0)

@@ -95,7 +95,8 @@ class LedgerVersusModel(RuleBasedStateMachine):
             return R.PENDING_TRANSFER_NOT_FOUND
         if p.state == "done":
             return R.PENDING_TRANSFER_NOT_PENDING
-        resolved = p.amount if amount == AMOUNT_MAX else amount
+        everything = amount == AMOUNT_MAX or (not post and amount == 0)
+        resolved = p.amount if everything else amount
         if resolved > p.amount:
             return R.EXCEEDS_PENDING_TRANSFER_AMOUNT
         if not post and resolved < p.amount:
@@ -136,14 +137,15 @@ class LedgerVersusModel(RuleBasedStateMachine):
         assert got == [expected]
         if expected == R.OK:
             p = self.transfers[pid]
-            posted = (p.amount if amount == AMOUNT_MAX else amount) if post else 0
+            resolved = p.amount if amount == AMOUNT_MAX or (not post and amount == 0) else amount
+            posted = resolved if post else 0
             d, c = self.accounts[p.dr], self.accounts[p.cr]
             d.dp -= p.amount
             c.cp -= p.amount
             d.dpo += posted
             c.cpo += posted
             p.state = "posted" if post else "voided"
-            self.transfers[tid] = ModelTransfer(p.dr, p.cr, posted, flags, pending_id=pid)
+            self.transfers[tid] = ModelTransfer(p.dr, p.cr, resolved, flags, pending_id=pid)
 
     @rule(a=st.tuples(TRANSFER_IDS, ACCOUNT_IDS, ACCOUNT_IDS, st.integers(0, 300)),
           b=st.tuples(TRANSFER_IDS, ACCOUNT_IDS, ACCOUNT_IDS, st.integers(0, 300)))

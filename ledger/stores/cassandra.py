@@ -249,6 +249,10 @@ _MAX_NAME_LEN = 48  # Cassandra's limit for keyspace and table names.
 
 #: Errors after which a write may or may not have been applied.
 _UNCERTAIN = (WriteTimeout, OperationTimedOut, ConnectionException, CoordinationFailure)
+#: For a lightweight transaction even these are treated as "outcome unknown": the
+#: coordinator can report Unavailable from the Paxos commit phase, after the value was
+#: accepted (and so decided).  Resolving costs a SERIAL read; being wrong costs a copy.
+_LWT_UNCERTAIN = (*_UNCERTAIN, Unavailable, NoHostAvailable)
 
 URL_PARAMETERS = {
     "dc": "CASSANDRA_DC",
@@ -962,6 +966,10 @@ class CassandraRecorder(Recorder):
     def originator_id_text(originator_id: UUID | str) -> str:
         return str(originator_id)
 
+    def _execute_lwt(self, stmt: PreparedStatement, params: Sequence[Any]) -> list[dict[str, Any]]:
+        """Run a lightweight transaction (a seam for fault-injection tests)."""
+        return list(self.datastore.execute_raw(stmt, params))
+
 
 class CassandraAggregateRecorder(CassandraRecorder, AggregateRecorder):
     """Aggregate sequences, written through the commit log (see module docstring)."""
@@ -1141,14 +1149,12 @@ class CassandraAggregateRecorder(CassandraRecorder, AggregateRecorder):
         for _ in range(attempts):
             try:
                 rows = self._execute_lwt(stmt, params)
-            except _UNCERTAIN:
+            except _LWT_UNCERTAIN:
                 # The write may or may not have happened: ask Paxos, by txn_id.
                 existing = self._resolve_slot(txn.seq)
                 if existing is None:
                     continue  # Not there: claim again with the same txn_id and content.
-            except DriverException as e:  # Unavailable etc.: not attempted.
-                raise _translate(e, "committing events", ds.settings.where) from e
-            except NoHostAvailable as e:
+            except DriverException as e:  # e.g. InvalidRequest: not applied.
                 raise _translate(e, "committing events", ds.settings.where) from e
             else:
                 row = rows[0] if rows else {}
@@ -1164,10 +1170,6 @@ class CassandraAggregateRecorder(CassandraRecorder, AggregateRecorder):
             "overload); nothing was written"
         )
         raise OperationalError(msg)
-
-    def _execute_lwt(self, stmt: PreparedStatement, params: Sequence[Any]) -> list[dict[str, Any]]:
-        """Run a lightweight transaction (a seam for fault-injection tests)."""
-        return list(self.datastore.execute_raw(stmt, params))
 
     def _resolve_slot(self, seq: int, attempts: int = 6) -> _Txn | None:
         ds = self.datastore
@@ -1247,9 +1249,14 @@ class CassandraAggregateRecorder(CassandraRecorder, AggregateRecorder):
         for attempt in range(5):
             try:
                 self._materialize(txn)
-            except OperationalError:
+            except OperationalError as e:
                 if attempt == 4:
-                    raise
+                    msg = (
+                        f"events committed in log slot {txn.seq} of {self.ks}.{self.log_table_name} "
+                        f"but not yet readable ({e}); the next write to this table rolls them "
+                        "forward - retrying this write would be refused with IntegrityError"
+                    )
+                    raise OperationalError(msg) from e
                 time.sleep(delay)
                 delay *= 2
             else:
@@ -1519,8 +1526,8 @@ class CassandraTrackingRecorder(CassandraRecorder, TrackingRecorder):
         """None if our write is in place, else the current row."""
         ds = self.datastore
         try:
-            rows = list(ds.execute_raw(stmt, params))
-        except _UNCERTAIN:
+            rows = self._execute_lwt(stmt, params)
+        except _LWT_UNCERTAIN:
             rows = []
         except Exception as e:
             raise _translate(e, "recording tracking", ds.settings.where) from e
@@ -1537,11 +1544,25 @@ class CassandraTrackingRecorder(CassandraRecorder, TrackingRecorder):
             return None
         return current if current is not None else {"notification_id": None, "writer": None}
 
-    def _read_serial(self, name: str) -> dict[str, Any] | None:
+    def _read_serial(self, name: str, attempts: int = 6) -> dict[str, Any] | None:
         ds = self.datastore
         stmt = ds.prepare(self._cql_select, idempotent=True)
-        rows = ds.execute(stmt, (name,), consistency=ds.serial_consistency, what="reading tracking")
-        return rows[0] if rows else None
+        delay = 0.2
+        last: BaseException | None = None
+        for _ in range(attempts):
+            try:
+                rows = list(ds.execute_raw(stmt, (name,), consistency=ds.serial_consistency))
+            except (*_LWT_UNCERTAIN, ReadTimeout) as e:
+                last = e
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            return dict(rows[0]) if rows else None
+        msg = (
+            f"outcome unknown: recording tracking for {name!r} timed out and could not be "
+            f"read back from {ds.settings.where} ({type(last).__name__}: {last})"
+        )
+        raise OperationalError(msg) from last
 
     def max_tracking_id(self, application_name: str) -> int | None:
         ds = self.datastore

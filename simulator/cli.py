@@ -1,0 +1,157 @@
+"""`geoledger simulate` and `geoledger fuzz`: thin wrappers over `simulator.run`.
+
+`register(subparsers)` is called by `geoledger.cli`. Exit codes: 0 when every invariant
+the mode promises holds, 1 when one is violated, 2 on a bad scenario or argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+MODE_CHOICES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow")
+
+
+def register(subparsers: Any) -> None:
+    sim = subparsers.add_parser(
+        "simulate",
+        help="run a scenario on the deterministic simulator and check every invariant",
+        description="Runs SCENARIO (a name under scenarios/ or a TOML path), prints a verdict table and "
+                    "writes result.json, history.jsonl and final_state.json to --out.",
+    )
+    sim.add_argument("scenario", nargs="?", default="baseline", help="scenario name or path (default: %(default)s)")
+    sim.add_argument("--seed", type=int, default=None, help="PRNG seed (default: the scenario's)")
+    sim.add_argument("--mode", choices=MODE_CHOICES, default=None,
+                     help="replication mode; unit takes +async or +semi-sync shipping (default: the scenario's)")
+    sim.add_argument("--out", default=None, help="output directory (default: runs/SCENARIO-MODE-SEED)")
+    sim.set_defaults(func=cmd_simulate)
+
+    fuzz = subparsers.add_parser(
+        "fuzz",
+        help="run the fuzz scenario with a random nemesis for many seeds",
+        description="One random fault schedule per seed over scenarios/fuzz.toml; prints every failure "
+                    "with the command that replays it.",
+    )
+    fuzz.add_argument("--seeds", type=int, default=100, help="how many seeds (default: %(default)s)")
+    fuzz.add_argument("--start", type=int, default=1, help="first seed (default: %(default)s)")
+    fuzz.add_argument("--mode", choices=MODE_CHOICES, default="unit+semi-sync", help="(default: %(default)s)")
+    fuzz.add_argument("--jobs", type=int, default=1, help="worker processes (default: %(default)s)")
+    fuzz.add_argument("--scenario", default="fuzz", help="base scenario (default: %(default)s)")
+    fuzz.set_defaults(func=cmd_fuzz)
+
+
+def _load(name: str, mode: str | None) -> Any:
+    from simulator.scenario import load_scenario
+
+    return load_scenario(name).with_mode(mode)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulator.run import run_scenario, write_outputs
+    from simulator.scenario import ScenarioError
+
+    console = Console()
+    try:
+        scenario = _load(args.scenario, args.mode)
+    except ScenarioError as e:
+        console.print(f"[red]scenario error:[/red] {e}")
+        return 2
+    seed = scenario.seed if args.seed is None else args.seed
+    mode = f"unit+{scenario.ship}" if scenario.mode == "unit" else scenario.mode
+    out = Path(args.out or f"runs/{scenario.name}-{mode}-{seed}")
+    with console.status(f"simulating {scenario.name} ({mode}, seed {seed})"):
+        sim, result = run_scenario(scenario, seed)
+        write_outputs(sim, result, out)
+    print_verdicts(console, result)
+    console.print(f"written: {out}/result.json, history.jsonl, final_state.json")
+    return 1 if result["violated"] else 0
+
+
+def print_verdicts(console: Console, result: dict[str, Any]) -> None:
+    table = Table(title=f"{result['scenario']['name']} — {result['mode']} — seed {result['seed']}")
+    table.add_column("invariant")
+    table.add_column("promised")
+    table.add_column("verdict")
+    table.add_column("first counter-example", overflow="fold")
+    for name, v in result["invariants"].items():
+        verdict = "[green]holds[/green]" if v["ok"] else ("[red]VIOLATED[/red]" if v["promised"]
+                                                           else "[yellow]violated (not promised)[/yellow]")
+        fv = v["first_violation"]
+        table.add_row(name, "yes" if v["promised"] else "no", verdict, _short(fv) if fv else "")
+    console.print(table)
+    m = result["metrics"]
+    figures = Table(title="figures")
+    figures.add_column("figure")
+    figures.add_column("value", justify="right")
+    figures.add_row("acked transfers/s", f"{m['acked_per_s']:,}")
+    figures.add_row("latency p50 / p99 (ms)", f"{m['latency_ms']['p50']} / {m['latency_ms']['p99']}")
+    figures.add_row("replication lag p99 (ms)", str(m["replication_lag_ms"]["p99"]))
+    av = m["availability"]
+    figures.add_row("availability in / out of faults", f"{av['inside_faults']} / {av['outside_faults']}")
+    for r in m["rto"]:
+        figures.add_row(f"RTO {r['fault']} {','.join(r['target'])} @{r['at']}s", f"{r['rto_s']} s")
+    rpo = m["rpo"]
+    figures.add_row("RPO (acked transfers lost)", f"{rpo['lost_acknowledged']}"
+                    + (f" over {rpo['window_s']} s" if rpo.get("window_s") is not None else ""))
+    figures.add_row("virtual / wall", f"{m['sim']['virtual_s']} s / {m['sim']['wall_s']} s "
+                                      f"(x{m['sim']['virtual_to_wall']})")
+    figures.add_row("digest", result["digest"][:16])
+    console.print(figures)
+
+
+def _short(fv: dict[str, Any]) -> str:
+    keys = ("t", "region", "account", "balance", "transfer_ids", "problem", "lost")
+    return ", ".join(f"{k}={fv[k]}" for k in keys if k in fv)
+
+
+def _fuzz_one(job: tuple[str, str | None, int]) -> tuple[int, list[str], str, dict[str, Any]]:
+    from simulator.run import run_scenario
+
+    name, mode, seed = job
+    scenario = _load(name, mode)
+    _, result = run_scenario(scenario, seed)
+    firsts = {k: result["invariants"][k]["first_violation"] for k in result["violated"]}
+    return seed, result["violated"], result["digest"], firsts
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from simulator.scenario import ScenarioError
+
+    console = Console()
+    try:
+        _load(args.scenario, args.mode)
+    except ScenarioError as e:
+        console.print(f"[red]scenario error:[/red] {e}")
+        return 2
+    jobs = [(args.scenario, args.mode, s) for s in range(args.start, args.start + args.seeds)]
+    failures: list[tuple[int, list[str], dict[str, Any]]] = []
+    columns = (TextColumn("fuzz {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("failures: {task.fields[failures]}"))
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(args.mode, total=len(jobs), failures=0)
+        if args.jobs > 1:
+            with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+                results = pool.imap_unordered(_fuzz_one, jobs)
+                for seed, violated, _, firsts in results:
+                    _record(progress, task, console, args, seed, violated, firsts, failures)
+        else:
+            for job in jobs:
+                seed, violated, _, firsts = _fuzz_one(job)
+                _record(progress, task, console, args, seed, violated, firsts, failures)
+    console.print(f"{len(jobs)} seeds, {len(failures)} with a violated promise ({args.mode})")
+    return 1 if failures else 0
+
+
+def _record(progress: Progress, task: Any, console: Console, args: argparse.Namespace, seed: int,
+            violated: list[str], firsts: dict[str, Any], failures: list) -> None:
+    if violated:
+        failures.append((seed, violated, firsts))
+        console.print(f"[red]seed {seed}: {', '.join(violated)}[/red] {firsts}\n"
+                      f"  replay: geoledger simulate {args.scenario} --seed {seed} --mode {args.mode}")
+    progress.update(task, advance=1, failures=len(failures))

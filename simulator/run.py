@@ -1,0 +1,211 @@
+"""Run a scenario and produce the output contract: result.json, history.jsonl, final_state.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ledger.types import AccountFlags, TransferFlags
+from replication.accounts import CUSTOMER_FLAGS
+from replication.node import result_name
+from replication.state import BALANCE_FIELDS, canonical_digest
+from simulator.checkers import check_all
+from simulator.metrics import Histogram
+from simulator.runtime import OUT_OK, OUT_TIMEOUT, TIMEOUT_CODE, Simulation
+from simulator.scenario import Scenario
+from simulator.workload import KIND_NAMES, KIND_READ
+
+OUTCOMES = ("none", "ok", "fail", "timeout")
+
+
+def run_scenario(scenario: Scenario, seed: int) -> tuple[Simulation, dict[str, Any]]:
+    scenario = scenario.with_mode(None)
+    sim = Simulation(scenario, seed).run()
+    invariants = check_all(sim)
+    finals = [canonical_digest(n.engine) if n is not None else None for n in sim.nodes]
+    h = hashlib.sha256(sim.digest().encode())
+    for d in finals:
+        h.update(str(d).encode())
+    result = {
+        "seed": seed,
+        "mode": scenario.mode if scenario.mode != "unit" else f"unit+{scenario.ship}",
+        "runtime": "deterministic",
+        "scenario": scenario.to_json(),
+        "digest": h.hexdigest(),
+        "invariants": invariants,
+        "metrics": metrics(sim, invariants),
+        "history_summary": history_summary(sim),
+        "final_digests": dict(zip(sim.regions, finals, strict=True)),
+        "replay": f"geoledger simulate {scenario.name} --seed {seed} --mode {_mode_arg(scenario)}",
+    }
+    result["violated"] = [k for k, v in invariants.items() if v["promised"] and not v["ok"]]
+    return sim, result
+
+
+def _mode_arg(s: Scenario) -> str:
+    return f"unit+{s.ship}" if s.mode == "unit" else s.mode
+
+
+def metrics(sim: Simulation, invariants: dict[str, Any]) -> dict[str, Any]:
+    plan, o = sim.plan, sim.ops
+    done = o.status == 1
+    lat_us = (o.complete_t - plan.t) * 1e6
+    transfers = plan.kind != KIND_READ
+    acked = (o.outcome == OUT_OK) & transfers
+    per_region: dict[str, Any] = {}
+    secs = int(np.ceil(sim.s.duration + sim.s.quiesce))
+    for r, name in enumerate(sim.regions):
+        mine = plan.region == r
+        tput = np.bincount(np.floor(o.complete_t[acked & mine]).astype(np.int64), minlength=secs)[:secs]
+        lat: dict[str, Any] = {}
+        for k, kname in enumerate(KIND_NAMES):
+            sel = mine & done & (plan.kind == k) & (o.outcome != OUT_TIMEOUT)
+            if sel.any():
+                hist = Histogram()
+                hist.record(lat_us[sel])
+                lat[kname] = hist.summary_ms()
+        per_region[name] = {
+            "acked_transfers": int((acked & mine).sum()),
+            "acked_per_s": tput.tolist(),
+            "latency_ms": lat,
+        }
+    all_hist = Histogram()
+    all_hist.record(lat_us[done & transfers & (o.outcome != OUT_TIMEOUT)])
+    lag = Histogram()
+    lag.record(np.asarray(sim.log.lag_ns, float) / 1000)
+    windows = [(a, b) for a, b, f in sim.fault_windows]
+    inside = np.zeros(plan.n_ops, bool)
+    for a, b in windows:
+        inside |= (plan.t >= a) & (plan.t < b)
+    available = (o.outcome != OUT_TIMEOUT) & (o.result != 1001)
+    wall = sim.log.wall_s
+    virtual = sim.end / 1e9
+    return {
+        "ops": int(plan.n_ops),
+        "acked_transfers": int(acked.sum()),
+        "acked_per_s": round(float(acked.sum()) / sim.s.duration, 1),
+        "latency_ms": all_hist.summary_ms(),
+        "regions": per_region,
+        "replication_lag_ms": lag.summary_ms(),
+        "availability": {
+            "inside_faults": _ratio(available & inside & transfers, inside & transfers),
+            "outside_faults": _ratio(available & ~inside & transfers, ~inside & transfers),
+        },
+        "rto": rto(sim),
+        "rpo": invariants["durability"]["rpo"],
+        "divergence_reports": sum(1 for *_, k, _ in sim.log.reports if k == "divergence"),
+        "promotions": [{"t": round(t, 3), "region": sim.regions[r], **{k: v for k, v in d.items() if k != "kept"}}
+                       for t, r, k, d in sim.log.reports if k == "promotion"],
+        "network": {"messages": sim.net.sent, "dropped": sim.net.dropped, "bytes": sim.net.bytes},
+        "sim": {"events": sim.log.events, "virtual_s": virtual, "wall_s": round(wall, 3),
+                "virtual_to_wall": round(virtual / wall, 2) if wall else None,
+                "transfers_per_wall_s": round(float(transfers.sum()) / wall, 1) if wall else None},
+    }
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
+    d = int(den.sum())
+    return round(int(num.sum()) / d, 5) if d else None
+
+
+def rto(sim: Simulation) -> list[dict[str, Any]]:
+    """Per outage-type fault: time from the fault to the first acknowledged write on the
+    accounts it affected (units homed, at the start, in the faulted regions)."""
+    plan, o = sim.plan, sim.ops
+    out = []
+    amap = plan.amap
+    dunit = amap.customer_unit[np.clip(plan.debit, 0, amap.n_customers)]
+    for start, _end, f in sim.fault_windows:
+        if f.kind not in ("crash", "partition", "pause", "partition-bridge", "partition-partial"):
+            continue
+        targets = {sim.regions.index(x) for x in f.target}
+        affected = np.isin(dunit % sim.R, list(targets))
+        sel = affected & (plan.t >= start) & (o.outcome == OUT_OK) & (plan.kind != KIND_READ)
+        first = float(o.complete_t[sel].min()) if sel.any() else None
+        out.append({"fault": f.kind, "target": list(f.target), "at": start,
+                    "rto_s": round(first - start, 4) if first is not None else None})
+    return out
+
+
+def history_summary(sim: Simulation) -> dict[str, Any]:
+    plan, o = sim.plan, sim.ops
+    by_outcome = {OUTCOMES[k]: int((o.outcome == k).sum()) for k in range(1, 4)}
+    by_kind = {KIND_NAMES[k]: int((plan.kind == k).sum()) for k in range(len(KIND_NAMES))}
+    codes, counts = np.unique(o.result[plan.kind != KIND_READ], return_counts=True)
+    by_result = {_code_name(int(c)): int(n) for c, n in zip(codes, counts, strict=True)}
+    return {"operations": int(plan.n_ops), "by_outcome": by_outcome, "by_kind": by_kind, "by_result": by_result,
+            "retried": int((o.attempts > 1).sum())}
+
+
+def _code_name(code: int) -> str:
+    return "TIMEOUT" if code == TIMEOUT_CODE else result_name(code)
+
+
+def _flag_names(flags: int, enum: Any) -> list[str]:
+    return [m.name for m in enum if m.value and flags & m.value]
+
+
+def write_outputs(sim: Simulation, result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=2, default=_json_default))
+    _write_history(sim, out / "history.jsonl")
+    _write_final_state(sim, out / "final_state.json")
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating):
+        return float(x)
+    if isinstance(x, set | tuple):
+        return list(x)
+    raise TypeError(type(x).__name__)
+
+
+def _write_history(sim: Simulation, path: Path) -> None:
+    plan, o = sim.plan, sim.ops
+    flag_names = {0: [], 2: ["PENDING"], 4: ["POST_PENDING_TRANSFER"], 8: ["VOID_PENDING_TRANSFER"]}
+    kind_flag = (0, 2, 4, 8, 0)
+    names = {}
+    cols = [plan.kind.tolist(), plan.debit.tolist(), plan.credit.tolist(), plan.amount.tolist(),
+            plan.pending_ix.tolist(), plan.region.tolist(), plan.t.tolist(), o.complete_t.tolist(),
+            o.outcome.tolist(), o.result.tolist()]
+    dumps = json.dumps
+    with path.open("w") as fh:
+        for i, (k, d, c, a, p, g, t, ct, oc, res) in enumerate(zip(*cols, strict=True)):
+            if res not in names:
+                names[res] = _code_name(res)
+            is_read = k == KIND_READ
+            fh.write(dumps({
+                "op": "read" if is_read else "transfer", "kind": KIND_NAMES[k], "id": i + 1,
+                "debit": d, "credit": 0 if is_read else c, "amount": 0 if is_read else a, "ledger": 156,
+                "flags": flag_names[kind_flag[k]], "pending_id": p + 1 if p >= 0 else 0,
+                "region": sim.regions[g], "invoke_t": round(t, 9),
+                "complete_t": None if ct != ct else round(ct, 9), "outcome": OUTCOMES[oc],
+                "result": "OK" if is_read and oc == OUT_OK else names[res],
+            }))
+            fh.write("\n")
+
+
+def _write_final_state(sim: Simulation, path: Path) -> None:
+    from replication.state import transfer_ids
+
+    n_cust = sim.plan.amap.n_customers
+    regions = {}
+    for r, node in enumerate(sim.nodes):
+        if node is None:
+            continue
+        acc = node.engine.accounts
+        ids = acc["id_lo"].tolist()
+        cols = {f: acc[f + "_lo"].tolist() for f in BALANCE_FIELDS}
+        accounts = {}
+        for i, a in enumerate(ids):
+            logical = CUSTOMER_FLAGS if 1 <= a <= n_cust else 0
+            accounts[str(a)] = {**{f: cols[f][i] for f in BALANCE_FIELDS},
+                                "flags": _flag_names(logical, AccountFlags)}
+        regions[sim.regions[r]] = {"accounts": accounts, "applied_transfer_ids": transfer_ids(node.engine)}
+    path.write_text(json.dumps({"regions": regions, "transfer_flags_known": [m.name for m in TransferFlags]}))

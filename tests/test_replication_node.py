@@ -1,0 +1,177 @@
+"""The region node on its own: messages in, effects out, time passed in."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cext.layout import TRANSFER_DTYPE
+from replication.accounts import CREDIT_BIT_HI, AccountMap
+from replication.log import DurableStore
+from replication.messages import (
+    ClientRequest,
+    Heartbeat,
+    HeartbeatAck,
+    Persist,
+    Pull,
+    Reply,
+    Report,
+    RoutingUpdate,
+    Send,
+    Ship,
+    ShipAck,
+    Tick,
+)
+from replication.node import MS, UNAVAILABLE, NodeConfig, RegionNode
+from replication.routing import RoutingTable
+from replication.state import canonical_digest
+
+T = 1_700_000_000_000_000_000
+N_UNITS = 3  # one per region: unit u is homed at region u
+AMAP = AccountMap(N_UNITS, np.arange(13) % N_UNITS)  # customers 1..12; customer c is in unit c % 3
+
+
+def node(me: int, mode: str = "unit", ship: str = "async") -> RegionNode:
+    return RegionNode(NodeConfig(3, me, mode, AMAP, 1000, ship=ship))
+
+
+def rows(*transfers: tuple[int, int, int, int]) -> np.ndarray:
+    out = np.zeros(len(transfers), TRANSFER_DTYPE)
+    for i, (tid, debit, credit, amount) in enumerate(transfers):
+        out[i]["id_lo"], out[i]["debit_account_id_lo"] = tid, debit
+        out[i]["credit_account_id_lo"], out[i]["amount_lo"] = credit, amount
+        out[i]["ledger"], out[i]["code"] = 156, 1
+    return out
+
+
+def of(effects, kind):  # type: ignore[no-untyped-def]
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def with_lease(n: RegionNode, now: int) -> None:
+    """Give `n` a write lease the way the protocol does: a heartbeat round acked by a peer."""
+    n.handle(Tick(), now)
+    n.handle(HeartbeatAck((n.me + 1) % 3, n.hb_round, True, None), now)
+
+
+def test_home_without_lease_refuses_then_accepts_with_one():
+    home = node(0)
+    # customer 3 is in unit 0 (3 % 3), homed at region 0
+    eff = home.handle(ClientRequest(1, rows((1, 3, 6, 10))), T)
+    assert of(eff, Reply)[0].results.tolist() == [UNAVAILABLE]
+    with_lease(home, T)
+    eff = home.handle(ClientRequest(2, rows((1, 3, 6, 10))), T + 1)
+    assert of(eff, Reply)[0].results.tolist() == [0]
+    assert len(of(eff, Persist)) == 1
+    ships = [e for e in of(eff, Send) if isinstance(e.message, Ship)]
+    assert sorted(e.to for e in ships) == [1, 2]
+
+
+def test_lease_expires_without_heartbeat_acks():
+    home = node(0)
+    with_lease(home, T)
+    eff = home.handle(ClientRequest(1, rows((1, 3, 6, 10))), T + 2000 * MS)
+    assert of(eff, Reply)[0].results.tolist() == [UNAVAILABLE]
+
+
+def test_other_region_forwards_to_the_home():
+    gw = node(1)
+    eff = gw.handle(ClientRequest(7, rows((1, 3, 6, 10))), T)
+    assert not of(eff, Reply)  # waits for the home's answer
+    assert [e.to for e in of(eff, Send)] == [0]
+
+
+def test_follower_applies_in_order_once_and_pulls_gaps():
+    home, follower = node(0), node(1)
+    with_lease(home, T)
+    e1 = [e.message for e in home.handle(ClientRequest(1, rows((1, 3, 6, 10))), T + 1) if isinstance(e, Send)][0]
+    e2 = [e.message for e in home.handle(ClientRequest(2, rows((2, 3, 6, 5))), T + 2) if isinstance(e, Send)][0]
+    # out of order: entry 2 first -> buffered, a pull for what is missing
+    eff = follower.handle(e2, T + 3)
+    assert any(isinstance(e.message, Pull) and e.message.after == 0 for e in of(eff, Send))
+    eff = follower.handle(e1, T + 4)
+    assert follower.heads[0] == 2
+    assert [e.message.seq for e in of(eff, Send) if isinstance(e.message, ShipAck)] == [2]
+    # duplicates change nothing
+    follower.handle(e1, T + 5)
+    follower.handle(e2, T + 6)
+    assert canonical_digest(follower.engine) == canonical_digest(home.engine)
+
+
+def test_semi_sync_replies_only_after_a_peer_stored_the_entry():
+    home = node(0, ship="semi-sync")
+    with_lease(home, T)
+    eff = home.handle(ClientRequest(1, rows((1, 3, 6, 10))), T + 1)
+    assert not of(eff, Reply)
+    eff = home.handle(ShipAck(2, 0, 1), T + 2)
+    assert of(eff, Reply)[0].results.tolist() == [0]
+
+
+def test_cross_unit_transfer_parks_money_in_transit_then_credits_once():
+    home0, home1 = node(0), node(1)
+    with_lease(home0, T)
+    with_lease(home1, T)
+    # customer 3 (unit 0) pays customer 4 (unit 1)
+    eff = home0.handle(ClientRequest(1, rows((9, 3, 4, 100))), T + 1)
+    assert of(eff, Reply)[0].results.tolist() == [0]
+    ship = [e.message for e in eff if isinstance(e, Send) and e.to == 1][0]
+    home1.handle(ship, T + 2)
+    assert 9 in home0.outbox
+    home0.handle(ShipAck(1, 0, 1), T + 3)  # stored on a majority: the credit leg may go
+    eff = home0.handle(Tick(), T + 4)
+    legs = [e for e in of(eff, Send) if type(e.message).__name__ == "CreditLegs"]
+    assert legs and legs[0].to == 1
+    for _ in range(2):  # delivered twice: applied once
+        home1.handle(legs[0].message, T + 5)
+    ids = home1.engine.transfers
+    assert int(((ids["id_hi"] & CREDIT_BIT_HI) != 0).sum()) == 1
+
+
+def test_heartbeat_brings_a_newer_routing_table_and_voids_a_divergent_suffix():
+    old_home, peer = node(0), node(1)
+    with_lease(old_home, T)
+    old_home.handle(ClientRequest(1, rows((1, 3, 6, 10))), T + 1)  # never shipped: divergent
+    newer = RoutingTable.initial(N_UNITS, 3).promote({0: 1}, {0: 0})
+    peer.handle(RoutingUpdate(2, newer), T + 2)
+    eff = peer.handle(Heartbeat(0, 5, 1, tuple(old_home.heads)), T + 3)
+    ack = [e.message for e in of(eff, Send) if isinstance(e.message, HeartbeatAck)][0]
+    assert ack.routing == newer and not ack.grant
+    eff = old_home.handle(ack, T + 4)
+    div = [e for e in of(eff, Report) if e.kind == "divergence"]
+    assert div and div[0].detail["transfer_ids"] == [1]
+    assert old_home.engine.transfer_slot(1) < 0  # rolled back, reported, not merged
+    assert old_home.lease_until == 0
+
+
+def test_recovery_replays_the_durable_store():
+    home = node(0)
+    store = DurableStore()
+    with_lease(home, T)
+    for i in range(5):
+        for e in home.handle(ClientRequest(i, rows((i + 1, 3, 6, 10))), T + i):
+            if isinstance(e, Persist):
+                store.append(e.record)
+    again, _ = RegionNode.recover(home.cfg, store)
+    assert canonical_digest(again.engine) == canonical_digest(home.engine)
+    assert again.next_seq == home.next_seq and again.lease_until == 0
+    store.corrupt(2)
+    assert store.scrub()[0][0] == 2
+    _, effects = RegionNode.recover(home.cfg, store)
+    assert any(type(e.message).__name__ == "RepairRequest" for e in of(effects, Send))
+
+
+def test_async_admits_against_the_local_view_only():
+    a, b = node(0, "async"), node(1, "async")
+    # both regions accept 800 of customer 3's 1000: a real double spend
+    ra = of(a.handle(ClientRequest(1, rows((1, 3, 6, 800))), T), Reply)[0]
+    rb = of(b.handle(ClientRequest(1, rows((2, 3, 6, 800))), T), Reply)[0]
+    assert ra.results.tolist() == rb.results.tolist() == [0]
+
+
+def test_escrow_spends_only_its_share():
+    a = node(0, "escrow")
+    share = a.quota[3]
+    assert share == 1000 // 3 + 1000 % 3  # unit 0 is homed here: the remainder is ours
+    r = of(a.handle(ClientRequest(1, rows((1, 3, 6, share + 1))), T), Reply)[0]
+    assert r.results.tolist() == [54]  # EXCEEDS_CREDITS
+    r = of(a.handle(ClientRequest(2, rows((2, 3, 6, share))), T + 1), Reply)[0]
+    assert r.results.tolist() == [0]

@@ -1,0 +1,131 @@
+"""The deterministic simulator end to end: determinism, the modes' promises, the outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+
+import pytest
+
+from simulator.cli import cmd_simulate
+from simulator.run import run_scenario
+from simulator.scenario import ScenarioError, load_scenario, parse_scenario
+
+
+def small(name: str, mode: str, **workload: object):  # type: ignore[no-untyped-def]
+    s = load_scenario(name).with_mode(mode)
+    return replace(s, workload=replace(s.workload, **workload)) if workload else s
+
+
+def test_same_seed_same_digest_other_seed_other_digest():
+    s = replace(small("fuzz", "unit+semi-sync"), duration=4.0, quiesce=4.0)
+    _, a = run_scenario(s, 7)
+    _, b = run_scenario(s, 7)
+    _, c = run_scenario(s, 8)
+    assert a["digest"] == b["digest"]
+    assert a["metrics"]["latency_ms"] == b["metrics"]["latency_ms"]
+    assert a["digest"] != c["digest"]
+
+
+@pytest.fixture(scope="module")
+def partition_async():  # type: ignore[no-untyped-def]
+    return run_scenario(small("partition", "async", rate=400), 1)[1]
+
+
+def test_async_under_partition_is_caught_overdrawing(partition_async):  # type: ignore[no-untyped-def]
+    v = partition_async["invariants"]["no_overdraft"]
+    assert v["ok"] is False and v["promised"] is False
+    fv = v["first_violation"]
+    assert fv["seed"] == 1 and fv["transfer_ids"] and fv["t"] > 5.0
+    regions = {d["region"] for d in fv["acknowledged_debits"]}
+    assert len(regions) >= 2  # the same money acknowledged in two regions
+    assert partition_async["violated"] == []  # async never promised it: exit code 0
+
+
+def test_escrow_never_overdraws_under_partition():
+    _, res = run_scenario(small("partition", "escrow", rate=400), 1)
+    inv = res["invariants"]
+    assert all(v["ok"] for k, v in inv.items() if v["promised"]), inv
+    assert inv["no_overdraft"]["promised"] and inv["no_overdraft"]["ok"]
+
+
+def test_unit_semi_sync_loses_nothing_in_a_region_outage_and_reports_rto():
+    _, res = run_scenario(small("region-outage", "unit+semi-sync", rate=400), 1)
+    assert res["violated"] == []
+    assert res["metrics"]["rpo"]["lost_acknowledged"] == 0
+    rto = res["metrics"]["rto"][0]
+    assert rto["fault"] == "crash" and 0 < rto["rto_s"] < 5
+    assert res["metrics"]["promotions"]
+
+
+def test_unit_async_shipping_reports_rpo_loss_but_never_overdraws():
+    _, res = run_scenario(small("partition", "unit+async", rate=400), 1)
+    inv = res["invariants"]
+    assert inv["durability"]["promised"] is False
+    assert inv["durability"]["rpo"]["lost_acknowledged"] > 0  # the cut-off home's tail
+    assert res["metrics"]["divergence_reports"] > 0
+    assert inv["no_overdraft"]["ok"] and inv["conservation"]["ok"] and inv["convergence"]["ok"]
+
+
+def test_simulate_writes_the_output_contract(tmp_path):  # type: ignore[no-untyped-def]
+    args = argparse.Namespace(scenario="fuzz", seed=3, mode="unit+semi-sync", out=str(tmp_path))
+    assert cmd_simulate(args) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    for key in ("seed", "mode", "runtime", "scenario", "digest", "invariants", "metrics"):
+        assert key in result
+    for name in ("conservation", "no_overdraft", "exactly_once", "convergence", "durability", "audit_chain"):
+        assert set(result["invariants"][name]) >= {"ok", "promised", "first_violation"}
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert set(first) >= {"op", "id", "debit", "credit", "amount", "ledger", "flags", "pending_id", "region",
+                          "invoke_t", "complete_t", "outcome", "result"}
+    assert {json.loads(x)["outcome"] for x in lines} <= {"ok", "fail", "timeout"}
+    final = json.loads((tmp_path / "final_state.json").read_text())
+    region = next(iter(final["regions"].values()))
+    acct = next(iter(region["accounts"].values()))
+    assert set(acct) == {"debits_pending", "debits_posted", "credits_pending", "credits_posted", "flags"}
+    # anyone can re-check conservation from the raw state
+    totals = [sum(a["debits_posted"] for a in region["accounts"].values()),
+              sum(a["credits_posted"] for a in region["accounts"].values())]
+    assert totals[0] == totals[1]
+
+
+def test_simulate_exit_code_is_nonzero_only_for_a_promised_violation(tmp_path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "async-partition.toml"
+    path.write_text((load_scenario.__globals__["SCENARIO_DIR"] / "partition.toml").read_text()
+                    .replace('mode = "unit"', 'mode = "async"').replace("rate = 1000", "rate = 300"))
+    args = argparse.Namespace(scenario=str(path), seed=1, mode=None, out=str(tmp_path / "out"))
+    assert cmd_simulate(args) == 0  # overdraft shown, but async never promised it
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["invariants"]["no_overdraft"]["ok"] is False
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"workload": {"rte": 5}}, "workload.rte"),
+        ({"workload": {"mix": {"cross_unti": 0.1}}}, "workload.mix.cross_unti"),
+        ({"regions": {"names": ["changchun", "atlantis"]}}, "regions.names"),
+        ({"mode": "paxos"}, "mode"),
+        ({"chaos": [{"at": 1, "fault": "meteor", "target": "beijing", "duration": 1}]}, "chaos[0].fault"),
+        ({"chaos": [{"at": 1, "fault": "crash", "target": "mars", "duration": 1}]}, "chaos[0].target"),
+        ({"chaos": [{"at": 1, "fault": "loss", "target": "beijing", "duration": 1, "q": 1}]}, "chaos[0].q"),
+        ({"workload": {"customers": "many"}}, "workload.customers"),
+        ({"durations": 3}, "durations"),
+    ],
+)
+def test_scenario_errors_name_the_key(data, key):  # type: ignore[no-untyped-def]
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(data)
+    assert str(e.value).startswith(key), str(e.value)
+
+
+def test_shipped_scenarios_load():
+    for name in ("baseline", "region-outage", "partition", "flaky-wan", "clock-skew", "split-brain-attempt"):
+        s = load_scenario(name)
+        assert s.name == name and len(s.regions) == 3
+    eight = parse_scenario({"regions": {"names": ["changchun", "beijing", "shanghai", "guangzhou", "chengdu",
+                                                  "wuhan", "xian", "shenzhen"]}})
+    rtt = eight.rtt_matrix()
+    assert len(rtt) == 8 and rtt[0][1] < rtt[0][3]  # Changchun-Beijing closer than Changchun-Guangzhou
