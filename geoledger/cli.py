@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="bench/results/ledger.json", help="where to write the JSON (default: %(default)s)"
     )
     bench.set_defaults(func=_cmd_bench)
+
+    from simulator.cli import register as register_simulator
+
+    register_simulator(sub)
+
+    from load.cli import register as register_load
+
+    register_load(sub)
     return parser
 
 

@@ -20,8 +20,9 @@ from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 import cext
-from cext.codec import accounts_to_rows, row_to_account, row_to_transfer, transfers_to_rows
-from cext.layout import ACCOUNT_DTYPE, TRANSFER_DTYPE, join
+from cext.codec import accounts_to_rows, row_to_account, transfers_to_rows
+from cext.layout import ACCOUNT_DTYPE, TRANSFER_DTYPE
+from ledger import queries
 from ledger.errors import ConcurrentWriterError, CorruptStoreError, InvalidInputError, StoreError
 from ledger.journal import (
     GENESIS,
@@ -147,15 +148,13 @@ class Ledger:
         """The accounts that exist among `ids`, in the order asked (missing ones left out)."""
         ids = _check_ids(ids, "ids")
         with self._lock:
-            slots = [self._engine.account_slot(i) for i in ids]
-            return [row_to_account(self._engine.accounts[s]) for s in slots if s >= 0]
+            return queries.lookup_accounts(self._engine, ids)
 
     def lookup_transfers(self, ids: Iterable[int]) -> list[TransferState]:
         """The transfers that exist among `ids`, in the order asked (missing ones left out)."""
         ids = _check_ids(ids, "ids")
         with self._lock:
-            slots = [self._engine.transfer_slot(i) for i in ids]
-            return [row_to_transfer(self._engine.transfers[s]) for s in slots if s >= 0]
+            return queries.lookup_transfers(self._engine, ids)
 
     def get_account_transfers(
         self,
@@ -173,21 +172,12 @@ class Ledger:
         Page on by passing the last timestamp seen + 1 as `timestamp_min` (or - 1 as
         `timestamp_max` when reversed), as with TigerBeetle's AccountFilter.
         """
-        _check_filter(account_id, limit, timestamp_min, timestamp_max)
+        check_filter(account_id, limit, timestamp_min, timestamp_max)
         with self._lock:
-            slot = self._engine.account_slot(account_id)
-            if slot < 0:
-                return []
-            meta, transfers = self._engine.meta, self._engine.transfers
-            mask = np.zeros(len(meta), bool)
-            if debits:
-                mask |= meta["debit_slot"] == slot
-            if credits:
-                mask |= meta["credit_slot"] == slot
-            mask &= _time_window(transfers["timestamp"], timestamp_min, timestamp_max)
-            found = np.nonzero(mask)[0]
-            found = found[::-1][:limit] if reverse else found[:limit]
-            return [row_to_transfer(transfers[s]) for s in found]
+            return queries.account_transfers(
+                self._engine, account_id, limit=limit, reverse=reverse, timestamp_min=timestamp_min,
+                timestamp_max=timestamp_max, debits=debits, credits=credits,
+            )
 
     def get_account_balances(
         self,
@@ -199,28 +189,16 @@ class Ledger:
         timestamp_max: int = 0,
     ) -> list[AccountBalance]:
         """Balances after each transfer of a `HISTORY` account (empty for other accounts)."""
-        _check_filter(account_id, limit, timestamp_min, timestamp_max)
-        lo, hi = account_id & ((1 << 64) - 1), account_id >> 64
+        check_filter(account_id, limit, timestamp_min, timestamp_max)
         with self._lock:
-            history = self._engine.history
-            mask = (history["account_id_lo"] == lo) & (history["account_id_hi"] == hi)
-            mask &= _time_window(history["timestamp"], timestamp_min, timestamp_max)
-            found = np.nonzero(mask)[0]
-            found = found[::-1][:limit] if reverse else found[:limit]
-            return [
-                AccountBalance(
-                    timestamp=int(h["timestamp"]),
-                    debits_pending=join(h["debits_pending_lo"], h["debits_pending_hi"]),
-                    debits_posted=join(h["debits_posted_lo"], h["debits_posted_hi"]),
-                    credits_pending=join(h["credits_pending_lo"], h["credits_pending_hi"]),
-                    credits_posted=join(h["credits_posted_lo"], h["credits_posted_hi"]),
-                )
-                for h in history[found]
-            ]
+            return queries.account_balances(
+                self._engine, account_id, limit=limit, reverse=reverse,
+                timestamp_min=timestamp_min, timestamp_max=timestamp_max,
+            )
 
     def balance_at(self, account_id: int, timestamp: int) -> AccountState | None:
         """The account as it stood at ledger time `timestamp`, by replaying the log."""
-        _check_filter(account_id, 1, timestamp, 0)
+        check_filter(account_id, 1, timestamp, 0)
         with self._lock:
             engine = cext.Engine()
             for batch in self.batches():
@@ -433,20 +411,13 @@ def _check_ids(ids: Iterable[int], name: str) -> list[int]:
     return out
 
 
-def _check_filter(account_id: int, limit: int, timestamp_min: int, timestamp_max: int) -> None:
+def check_filter(account_id: int, limit: int, timestamp_min: int, timestamp_max: int) -> None:
     _check_ids([account_id], "account_id")
     if type(limit) is not int or limit < 1:
         raise InvalidInputError(f"must be a positive int, got {limit!r}", field="limit")
     for name, value in (("timestamp_min", timestamp_min), ("timestamp_max", timestamp_max)):
         if type(value) is not int or not 0 <= value <= U64_MAX:
             raise InvalidInputError(f"must be an int in 0..2^64-1, got {value!r}", field=name)
-
-
-def _time_window(timestamps: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    mask = timestamps >= np.uint64(lo)
-    if hi:
-        mask &= timestamps <= np.uint64(hi)
-    return mask
 
 
 __all__ = ["BATCH_MAX", "CommittedBatch", "Ledger", "VerifyReport", "apply_batch", "ledger_totals"]

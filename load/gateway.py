@@ -10,7 +10,7 @@ with the same transfer id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Protocol
 
@@ -108,7 +108,10 @@ def create_app(
     group_commit: bool = True,
     max_batch: int = 8190,
     max_wait: float = 0.002,
+    startup: Callable[[], Awaitable[None]] | None = None,
+    shutdown: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
+    """The gateway app; `startup`/`shutdown` run inside the server's event loop."""
     metrics = GatewayMetrics(backend.region)
     transfers: GroupCommitter[Transfer, tuple[CreateTransferResult, str]] = GroupCommitter(
         backend.create_transfers, max_batch=max_batch, max_wait=max_wait, enabled=group_commit,
@@ -117,8 +120,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        if startup is not None:
+            await startup()
         yield
         await transfers.close()
+        if shutdown is not None:
+            await shutdown()
         backend.close()
 
     app = FastAPI(
@@ -149,19 +156,26 @@ def create_app(
             raise HTTPException(503, f"commit failed, retry with the same ids: {e}") from e
         for result, _ in results:
             metrics.observe_result(result.name)
-        return [Outcome(id=str(t.id), result=r.name, region=region) for t, (r, region) in zip(items, results, strict=True)]
+        pairs = zip(items, results, strict=True)
+        return [Outcome(id=str(t.id), result=r.name, region=where) for t, (r, where) in pairs]
 
     @app.post("/accounts", response_model=list[Outcome], summary="Create accounts (a batch)")
     async def create_accounts(body: list[AccountIn]) -> list[Outcome]:
         if not 1 <= len(body) <= MAX_REQUEST_ITEMS:
             raise HTTPException(422, f"body: between 1 and {MAX_REQUEST_ITEMS} accounts")
         accounts = [a.to_domain() for a in body]
-        results = await asyncio.to_thread(backend.create_accounts, accounts)
-        return [Outcome(id=str(a.id), result=r.name, region=region) for a, (r, region) in zip(accounts, results, strict=True)]
+        try:
+            results = await asyncio.to_thread(backend.create_accounts, accounts)
+        except NotImplementedError as e:
+            raise HTTPException(501, str(e)) from None
+        pairs = zip(accounts, results, strict=True)
+        return [Outcome(id=str(a.id), result=r.name, region=where) for a, (r, where) in pairs]
 
     @app.post("/transfers", response_model=Outcome, summary="Create one transfer")
     async def create_transfer(body: TransferIn) -> JSONResponse:
         (outcome,) = await commit([body.to_domain()])
+        if outcome.result == "UNAVAILABLE":
+            raise HTTPException(503, "the account's home region is unavailable; retry with the same id")
         status = 201 if outcome.result == "OK" else 200
         return JSONResponse(outcome.model_dump(), status_code=status)
 

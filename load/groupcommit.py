@@ -10,7 +10,8 @@ never changes any request's results.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -26,11 +27,15 @@ class _Pending(Generic[Item, Result]):
 
 
 class GroupCommitter(Generic[Item, Result]):
-    """Queues requests and commits them in batches through `commit` (run in a thread)."""
+    """Queues requests and commits them in batches through `commit`.
+
+    `commit` is either a coroutine function (a region node answers asynchronously) or a
+    blocking function (a local SQLite ledger), which then runs in a worker thread.
+    """
 
     def __init__(
         self,
-        commit: Callable[[list[Item]], list[Result]],
+        commit: Callable[[list[Item]], list[Result]] | Callable[[list[Item]], Awaitable[list[Result]]],
         *,
         max_batch: int = 8190,
         max_wait: float = 0.002,
@@ -102,4 +107,6 @@ class GroupCommitter(Generic[Item, Result]):
     async def _run(self, parts: list[list[Item]]) -> list[Result]:
         merged = [item for part in parts for item in part]
         self._on_batch(len(merged))
-        return await asyncio.get_running_loop().run_in_executor(None, self._commit, merged)
+        if inspect.iscoroutinefunction(self._commit):
+            return await self._commit(merged)  # type: ignore[no-any-return]
+        return await asyncio.get_running_loop().run_in_executor(None, self._commit, merged)  # type: ignore[arg-type]

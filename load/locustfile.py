@@ -4,6 +4,7 @@ Configured by environment (set by `geoledger load`, or by hand):
   GEOLEDGER_GATEWAYS   comma-separated gateway base URLs, one per region (first = host)
   GEOLEDGER_CUSTOMERS  number of customer accounts (ids 1..N), homed round-robin by region
   GEOLEDGER_CORPORATE  id of the corporate account that pays salaries
+  GEOLEDGER_UNITS      number of units (shards); card holds stay within one unit
   GEOLEDGER_ACK_LOG    file where every acknowledged transfer id is appended (for the verdict)
   GEOLEDGER_SHAPE      ramp | spike | soak (a LoadTestShape), or unset for -u/-r/-t
 
@@ -24,7 +25,9 @@ from locust import FastHttpUser, LoadTestShape, between, events, task
 
 GATEWAYS = [g for g in os.environ.get("GEOLEDGER_GATEWAYS", "http://127.0.0.1:8100").split(",") if g]
 CUSTOMERS = int(os.environ.get("GEOLEDGER_CUSTOMERS", "1000"))
-CORPORATE = int(os.environ.get("GEOLEDGER_CORPORATE", str(CUSTOMERS + 1)))
+CORPORATE = int(os.environ.get("GEOLEDGER_CORPORATE", "1"))
+UNITS = int(os.environ.get("GEOLEDGER_UNITS", "6"))
+"""Accounts are sharded into units, customer id i in unit (i - 1) mod UNITS."""
 LEDGER = 156
 ACKED = {"OK", "EXISTS"}
 RETRIES = 8
@@ -112,8 +115,11 @@ class CardAuthorisation(BankUser):
     @task
     def authorise(self) -> None:
         card = self.random_customer()
-        merchant = self.random_customer()
-        if merchant == card:
+        # Two-phase transfers stay inside one unit: a hold cannot span shards.
+        merchant = card + UNITS * random.randint(1, 3)
+        if merchant > CUSTOMERS:
+            merchant = card - UNITS * random.randint(1, max(1, (card - 1) // UNITS))
+        if merchant < 1 or merchant == card:
             return
         hold = random.randint(100, 20_000)
         pending_id = next_transfer_id()
@@ -140,7 +146,7 @@ class SalaryBatch(BankUser):
         base = home_gateway(CORPORATE)
         batch = [
             {"id": next_transfer_id(), "debit_account_id": CORPORATE, "credit_account_id": employee,
-             "amount": 300_000, "ledger": LEDGER, "code": 3}
+             "amount": 1_000, "ledger": LEDGER, "code": 3}
             for employee in random.sample(range(1, CUSTOMERS + 1), min(50, CUSTOMERS))
             if home_gateway(employee) == base
         ]

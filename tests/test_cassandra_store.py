@@ -429,7 +429,7 @@ def test_unknown_outcome_then_caller_retry_gives_integrity_error_not_a_copy() ->
 def test_tracking_timeout_after_a_write_that_happened_is_not_double_applied() -> None:
     from cassandra import OperationTimedOut
 
-    recorder = cs.CassandraTrackingRecorder(shared_datastore(), unique_table("trk"))
+    recorder: Any = cs.CassandraTrackingRecorder(shared_datastore(), unique_table("trk"))
     recorder.create_table()
     real = recorder._execute_lwt
 

@@ -45,10 +45,17 @@ replicated with ``NetworkTopologyStrategy {dc: rf}``):
   read by ``select_events``.
 * ``<t>_notifications ((bucket), id) -> originator_id, originator_version, topic,
   state`` — the application sequence, ``bucket = id // 10000``, read by
-  ``select_notifications`` (application and process recorders only).
-* ``<t>_tracking (application_name) -> notification_id`` — process recorders only.
+  ``select_notifications``.
+* ``<t>_tracking (application_name) -> notification_id`` — read by a process
+  recorder's ``max_tracking_id``.
 * ``<prefix>_tracking (application_name) -> notification_id, writer`` — the
   stand-alone tracking recorder (its own LWT, see below).
+
+The aggregate, application and process recorders all create and materialise the first
+four tables (they differ only in what ``insert_events`` accepts and returns), so
+whichever of them shares an events table can roll forward any row of its log; e.g.
+``aggregate_recorder("events")`` and ``application_recorder()`` both use
+``stored_events`` and never leave a gap in its notification log.
 
 **Commit protocol** (``_commit``; at most one commit per log at a time inside a process,
 guarded by a lock, so that threads do not fight over Paxos; across processes the LWT
@@ -102,7 +109,9 @@ the next writer will roll forward), so a reader can see a prefix that is too sho
 never a gap that is later filled.
 
 **Timeouts cannot double-apply.** The LWT of step 3 is never retried blindly: after
-a write timeout, a client timeout or a lost connection the outcome is unknown, so the
+a write timeout, a client timeout, a lost connection, or even ``Unavailable`` (which
+Paxos can report from its commit phase, after the value was chosen), the outcome is
+unknown, so the
 recorder reads slot ``N + 1`` at ``SERIAL`` consistency (which completes or
 supersedes any in-flight Paxos proposal) and compares ``txn_id``: its own id means the
 write happened (it is materialised and its notification ids returned, once); another
@@ -125,11 +134,15 @@ greater than the recorded one raises ``IntegrityError``.
 
 Costs and limits.  Commits to one events table are serialised (as with
 eventsourcing.postgres, which locks the table); a commit costs one Paxos round plus a
-few reads and writes.  Events are stored three times (log, aggregate table,
-notification table).  One ``insert_events`` call is one log row, so it must fit
+few reads and writes (about 4 ms on one local node).  With ``SERIAL`` and writers in
+several datacentres every commit is a cross-DC Paxos round.  Snapshots (an aggregate
+recorder) go through a log of their own.  Events are stored three times (log, aggregate
+table, notification table).  One ``insert_events`` call is one log row, so it must fit
 Cassandra's maximum mutation size (half the commit-log segment, 16 MiB by default).
-Subscriptions poll (``CassandraSubscription``), waking early for commits made in the
-same process.
+The deterministic write timestamps (2001-09-09 + ``seq`` microseconds) need Cassandra's
+timestamp guardrails (``minimum_timestamp_*_threshold``) left off, as they are by
+default.  Subscriptions poll (``CassandraSubscription``), waking early for commits made
+in the same process.
 """
 
 from __future__ import annotations

@@ -1,0 +1,124 @@
+"""`geoledger serve` and `geoledger load`: region gateways, and a load run with a verdict."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+MODES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow")
+
+
+def _mode(value: str) -> tuple[str, str]:
+    mode, _, ship = value.partition("+")
+    return mode, ship or "semi-sync"
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run one HTTP gateway per region (a process each) over replicated region nodes",
+        description="Starts K region processes on 127.0.0.1:BASE_PORT+i, each an HTTP gateway (OpenAPI at /docs) "
+                    "in front of its region node and SQLite store. Ctrl-C stops them.",
+    )
+    serve.add_argument("--regions", type=int, default=3, help="number of regions, 1-8 (default: %(default)s)")
+    serve.add_argument("--mode", choices=MODES, default="unit+semi-sync", help="(default: %(default)s)")
+    serve.add_argument("--base-port", type=int, default=8100, help="first region's port (default: %(default)s)")
+    serve.add_argument("--customers", type=int, default=1000, help="customer accounts 1..N (default: %(default)s)")
+    serve.add_argument("--data", default="serve-data", help="directory of the region stores (default: %(default)s)")
+    serve.add_argument("--no-group-commit", action="store_true", help="one commit per request (for comparison)")
+    serve.set_defaults(func=cmd_serve)
+
+    load = subparsers.add_parser(
+        "load",
+        help="start gateways, run Locust headless, apply chaos, verify consistency",
+        description="Runs the Locust suite (load/locustfile.py) against fresh region gateways, optionally applies "
+                    "a scenario's chaos schedule to the gateway processes (kill -9 and restart, latency, "
+                    "partitions), then checks every acknowledged transfer, conservation, no overdraft and "
+                    "convergence. Exit code 1 on a violated invariant or a missed SLO, 2 on bad arguments.",
+    )
+    load.add_argument("--users", type=int, default=20, help="Locust users (default: %(default)s)")
+    load.add_argument("--spawn-rate", type=float, default=10.0, help="users started per second (default: %(default)s)")
+    load.add_argument("--duration", type=float, default=20.0, help="seconds of load (default: %(default)s)")
+    load.add_argument("--regions", type=int, default=3, help="number of regions (default: %(default)s)")
+    load.add_argument("--mode", choices=MODES, default="unit+semi-sync", help="(default: %(default)s)")
+    load.add_argument("--customers", type=int, default=600, help="customer accounts (default: %(default)s)")
+    load.add_argument("--chaos", default=None, help="scenario whose chaos schedule to apply, e.g. region-outage")
+    load.add_argument("--shape", choices=("ramp", "spike", "soak"), default=None, help="a Locust load shape")
+    load.add_argument("--processes", type=int, default=1, help="Locust worker processes (bigger machines)")
+    load.add_argument("--base-port", type=int, default=8100, help="first region's port (default: %(default)s)")
+    load.add_argument("--no-group-commit", action="store_true", help="one commit per request (for comparison)")
+    load.add_argument("--slo-p99-ms", type=float, default=None, help="fail if transfer p99 exceeds this")
+    load.add_argument("--slo-min-acked-per-s", type=float, default=None, help="fail below this throughput")
+    load.add_argument("--out", default=None, help="output directory (default: a new temp dir)")
+    load.set_defaults(func=cmd_load)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from load.cluster import Cluster, default_config
+
+    mode, ship = _mode(args.mode)
+    try:
+        cfg = default_config(args.regions, mode=mode, ship=ship, base_port=args.base_port, customers=args.customers,
+                             data_dir=str(Path(args.data).resolve()), group_commit=not args.no_group_commit)
+    except ValueError as e:
+        Console(stderr=True).print(f"[red]error:[/red] {e}")
+        return 2
+    cluster = Cluster(cfg, Path(args.data).resolve())
+    console = Console()
+    try:
+        cluster.start_all()
+        for r, name in enumerate(cfg.regions):
+            console.print(f"region [bold]{name}[/bold]: {cfg.url(r)}  (OpenAPI: {cfg.url(r)}/docs)")
+        console.print("Ctrl-C to stop")
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 1
+    finally:
+        cluster.stop_all()
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from load.runner import LoadOptions, run_load
+
+    mode, ship = _mode(args.mode)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="geoledger-load-"))
+    opts = LoadOptions(
+        users=args.users, spawn_rate=args.spawn_rate, duration=args.duration, regions=args.regions, mode=mode,
+        ship=ship, customers=args.customers, chaos=args.chaos, shape=args.shape, out=out,
+        base_port=args.base_port, group_commit=not args.no_group_commit, processes=args.processes,
+        slo_p99_ms=args.slo_p99_ms, slo_min_acked_per_s=args.slo_min_acked_per_s,
+    )
+    console = Console()
+    try:
+        opts.validate()
+    except ValueError as e:
+        Console(stderr=True).print(f"[red]error:[/red] {e}")
+        return 2
+    started = time.monotonic()
+    with console.status(f"load: {opts.users} users for {opts.duration:.0f} s on {opts.regions} regions ({args.mode})"):
+        result = run_load(opts)
+    table = Table(title=f"geoledger load — {result['mode']} — {time.monotonic() - started:.0f} s")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in ("acked", "acked_per_s", "requests", "failures", "requests_per_s", "p50_ms", "p99_ms", "quiesce_s"):
+        table.add_row(key, str(result[key]))
+    for name, inv in result["invariants"].items():
+        verdict = "holds" if inv["ok"] else ("VIOLATED" if inv["promised"] else "violated (not promised)")
+        table.add_row(f"invariant {name}", verdict)
+    for event in result["chaos_events"]:
+        table.add_row(f"chaos t={event['t']}s", f"{event['region']}: {event['event']}")
+    console.print(table)
+    verdict = result["verdict"]
+    console.print(f"verdict: [bold]{'ok' if verdict == 'ok' else ', '.join(verdict)}[/bold]   written: {out}/load.json")
+    return 0 if verdict == "ok" else 1

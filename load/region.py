@@ -1,0 +1,265 @@
+"""A region gateway process: the HTTP API in front of a live `RegionNode`.
+
+One process per region, so that `kill -9` takes a region down for real and a restart
+recovers it from its SQLite file. Nodes talk to each other over HTTP on loopback
+(`POST /internal/deliver`, a pickled list of messages, coalesced per peer and delayed by
+the configured one-way latency). The internal endpoints require the run's shared token:
+they trust their caller, so only the run's own processes may call them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import pickle
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.responses import Response
+
+from cext.codec import transfers_to_rows
+from cext.layout import join
+from ledger import AccountState, CreateTransferResult, Transfer, TransferState
+from ledger.queries import account_transfers, lookup_accounts, lookup_transfers
+from load.gateway import create_app
+from replication.accounts import AccountMap
+from replication.node import RESULT_NAMES, NodeConfig
+from replication.state import canonical_digest
+from simulator.live import LiveRegion, SqliteStore
+
+BALANCES = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+DEFAULT_RTT_MS = [[0.0, 12.0, 30.0], [12.0, 0.0, 26.0], [30.0, 26.0, 0.0]]
+"""Changchun, Beijing, Shanghai: round trips over inland fibre, in ms."""
+
+
+@dataclass
+class ServeConfig:
+    """Everything every region process of one `geoledger serve` agrees on."""
+
+    regions: list[str] = field(default_factory=lambda: ["changchun", "beijing", "shanghai"])
+    base_port: int = 8100
+    mode: str = "unit"
+    ship: str = "semi-sync"
+    customers: int = 1000
+    units_per_region: int = 2
+    opening_balance: int = 10_000_000
+    rtt_ms: list[list[float]] = field(default_factory=lambda: [row[:] for row in DEFAULT_RTT_MS])
+    data_dir: str = "serve-data"
+    group_commit: bool = True
+    max_wait_ms: float = 2.0
+    token: str = ""
+
+    def url(self, region: int) -> str:
+        return f"http://127.0.0.1:{self.base_port + region}"
+
+    def amap(self) -> AccountMap:
+        n_units = len(self.regions) * self.units_per_region
+        customer_unit = np.zeros(self.customers + 1, np.int64)
+        customer_unit[1:] = np.arange(self.customers) % n_units
+        return AccountMap(n_units, customer_unit)
+
+    def node_config(self, region: int) -> NodeConfig:
+        return NodeConfig(len(self.regions), region, self.mode, self.amap(), self.opening_balance, ship=self.ship)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> ServeConfig:
+        return cls(**json.loads(path.read_text()))
+
+
+class HttpTransport:
+    """Node messages to peers over HTTP, with per-pair latency and chaos applied here."""
+
+    def __init__(self, cfg: ServeConfig, me: int) -> None:
+        self.cfg = cfg
+        self.me = me
+        self.partitioned: set[int] = set()
+        self.extra_ms: dict[int, float] = {}
+        self._outbox: dict[int, list[Any]] = {p: [] for p in range(len(cfg.regions)) if p != me}
+        self._wake: dict[int, asyncio.Event] = {p: asyncio.Event() for p in self._outbox}
+        self._client = httpx.AsyncClient(timeout=2.0, headers={"x-geoledger-token": cfg.token})
+        self._loop = asyncio.get_running_loop()
+        self._tasks = [self._loop.create_task(self._sender(p)) for p in self._outbox]
+
+    def __call__(self, to: int, message: Any, size: int) -> None:
+        if to in self.partitioned:
+            return
+        delay = (self.cfg.rtt_ms[self.me][to] / 2 + self.extra_ms.get(to, 0.0)) / 1000
+        self._loop.call_later(delay, self._enqueue, to, message)
+
+    def _enqueue(self, to: int, message: Any) -> None:
+        if to in self.partitioned:
+            return
+        self._outbox[to].append(message)
+        self._wake[to].set()
+
+    async def _sender(self, peer: int) -> None:
+        url = f"{self.cfg.url(peer)}/internal/deliver"
+        while True:
+            await self._wake[peer].wait()
+            self._wake[peer].clear()
+            batch, self._outbox[peer] = self._outbox[peer], []
+            if not batch:
+                continue
+            # A lost message is survivable: the node's resends, pulls and heartbeats recover.
+            with contextlib.suppress(httpx.HTTPError):
+                await self._client.post(url, content=pickle.dumps(batch, protocol=5))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self._client.aclose()
+
+
+class NodeBackend:
+    """The gateway's view of its region: writes through the node, reads from the replica."""
+
+    def __init__(self, cfg: ServeConfig, me: int) -> None:
+        self.cfg = cfg
+        self.me = me
+        self.region = cfg.regions[me]
+        self._amap = cfg.amap()
+        self._live: LiveRegion | None = None
+
+    @property
+    def live(self) -> LiveRegion:
+        if self._live is None:
+            raise RuntimeError("the region node has not started yet")
+        return self._live
+
+    def attach(self, live: LiveRegion) -> None:
+        """The node needs a running event loop, so it is attached at server start-up."""
+        self._live = live
+
+    def create_accounts(self, accounts: list[Any]) -> list[Any]:
+        raise NotImplementedError(
+            "in replicated mode accounts are provisioned by the run (customers 1..N); see /internal/state"
+        )
+
+    async def create_transfers(self, transfers: list[Transfer]) -> list[tuple[Any, str]]:
+        rows = transfers_to_rows(transfers)
+        reply = await self.live.submit(rows)
+        homes = self.live.node.routing.homes
+        out: list[tuple[Any, str]] = []
+        for t, code in zip(transfers, reply.results.tolist(), strict=True):
+            committed_by = self.region
+            if self.cfg.mode == "unit" and 0 < t.debit_account_id <= self._amap.n_customers:
+                committed_by = self.cfg.regions[homes[self._amap.unit_of(t.debit_account_id)]]
+            out.append((_code(code), committed_by))
+        return out
+
+    def lookup_accounts(self, ids: list[int]) -> list[AccountState]:
+        return lookup_accounts(self.live.node.engine, ids)
+
+    def lookup_transfers(self, ids: list[int]) -> list[TransferState]:
+        return lookup_transfers(self.live.node.engine, ids)
+
+    def get_account_transfers(self, account_id: int, **filters: Any) -> list[TransferState]:
+        return account_transfers(self.live.node.engine, account_id, **filters)
+
+    def replication_lag(self) -> dict[str, float]:
+        lag = self.live.stats.lag_ms
+        return {"p99": float(np.percentile(lag, 99)) / 1000} if lag else {}
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.close()
+
+
+class _Code:
+    """A node-level outcome beyond TigerBeetle's codes (UNAVAILABLE), named like one."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+        self.name = RESULT_NAMES.get(value, str(value))
+
+
+def _code(value: int) -> Any:
+    try:
+        return CreateTransferResult(value)
+    except ValueError:
+        return _Code(value)
+
+
+def build_region_app(cfg: ServeConfig, me: int) -> FastAPI:
+    """The region's public gateway plus its internal (token-protected) endpoints."""
+    holder: dict[str, Any] = {}
+    backend = NodeBackend(cfg, me)
+
+    async def start() -> None:
+        Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
+        transport = HttpTransport(cfg, me)
+        store = SqliteStore(Path(cfg.data_dir) / f"region-{me}-{cfg.regions[me]}.db")
+        live = LiveRegion(cfg.node_config(me), store, transport)
+        backend.attach(live)
+        holder.update(transport=transport, live=live)
+
+    async def stop() -> None:
+        if "transport" in holder:
+            await holder["transport"].close()
+
+    app = create_app(
+        backend,  # type: ignore[arg-type]
+        group_commit=cfg.group_commit, max_wait=cfg.max_wait_ms / 1000, startup=start, shutdown=stop,
+    )
+
+    def _check(token: str | None) -> None:
+        if not cfg.token or token != cfg.token:
+            raise HTTPException(403, "internal endpoint: wrong or missing x-geoledger-token")
+
+    @app.post("/internal/deliver", include_in_schema=False)
+    async def deliver(request: Request, x_geoledger_token: str | None = Header(default=None)) -> Response:
+        _check(x_geoledger_token)
+        messages: Sequence[Any] = pickle.loads(await request.body())  # noqa: S301 - token-checked peers
+        for message in messages:
+            holder["live"].deliver(message)
+        return Response(status_code=204)
+
+    @app.post("/internal/chaos", include_in_schema=False)
+    async def chaos(body: dict[str, Any], x_geoledger_token: str | None = Header(default=None)) -> dict[str, Any]:
+        _check(x_geoledger_token)
+        transport: HttpTransport = holder["transport"]
+        if "partition" in body:
+            transport.partitioned = {int(p) for p in body["partition"]}
+        if "extra_latency_ms" in body:
+            transport.extra_ms = {int(k): float(v) for k, v in body["extra_latency_ms"].items()}
+        if "pause" in body:
+            holder["live"].pause(bool(body["pause"]))
+        return {"partitioned": sorted(transport.partitioned), "extra_latency_ms": transport.extra_ms}
+
+    @app.get("/internal/state", include_in_schema=False)
+    async def state(x_geoledger_token: str | None = Header(default=None)) -> dict[str, Any]:
+        """The replica's raw books, for verdicts that do not trust the gateway's own checks."""
+        _check(x_geoledger_token)
+        engine = holder["live"].node.engine
+        rows = engine.accounts
+        accounts = {
+            str(join(r["id_lo"], r["id_hi"])): [
+                join(r[f"{name}_lo"], r[f"{name}_hi"]) for name in BALANCES
+            ]
+            for r in rows
+        }
+        return {
+            "region": cfg.regions[me],
+            "digest": canonical_digest(engine),
+            "accounts": accounts,
+            "customers": cfg.customers,
+            "transfers": int(engine.n_transfers),
+            "status": holder["live"].node.status(),
+        }
+
+    @app.post("/internal/missing", include_in_schema=False)
+    async def missing(ids: list[int], x_geoledger_token: str | None = Header(default=None)) -> dict[str, Any]:
+        _check(x_geoledger_token)
+        engine = holder["live"].node.engine
+        return {"missing": [i for i in ids if engine.transfer_slot(i) < 0]}
+
+    return app

@@ -1,0 +1,312 @@
+"""`geoledger load`: start the region gateways, run Locust headless, break things, judge.
+
+The verdict does not trust the gateways' own claims: it reads every acknowledged transfer
+id the Locust clients logged, then each region's raw books (`/internal/state`) after the
+run quiesces, and checks durability (every ack present on every replica), conservation,
+no overdraft and convergence itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from load.cluster import Cluster, default_config
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+PROMISES = {
+    "async": {"no_overdraft": False, "durability": False},
+    "unit": {"no_overdraft": True, "durability": True},
+    "escrow": {"no_overdraft": True, "durability": False},
+}
+
+
+@dataclass
+class LoadOptions:
+    users: int = 20
+    spawn_rate: float = 10.0
+    duration: float = 20.0
+    regions: int = 3
+    mode: str = "unit"
+    ship: str = "semi-sync"
+    customers: int = 600
+    chaos: str | None = None
+    shape: str | None = None
+    out: Path = Path("load-run")
+    base_port: int = 8100
+    group_commit: bool = True
+    processes: int = 1
+    slo_p99_ms: float | None = None
+    slo_min_acked_per_s: float | None = None
+    quiesce: float = 30.0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def validate(self) -> None:
+        problems = []
+        if self.users < 1:
+            problems.append("--users must be >= 1")
+        if self.spawn_rate <= 0:
+            problems.append("--spawn-rate must be > 0")
+        if self.duration <= 0:
+            problems.append("--duration must be > 0")
+        if self.mode not in PROMISES:
+            problems.append(f"--mode must be one of {', '.join(PROMISES)}")
+        if self.customers < 10 * self.regions:
+            problems.append("--customers must be at least 10 per region")
+        if self.shape not in (None, "ramp", "spike", "soak"):
+            problems.append("--shape must be ramp, spike or soak")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def _chaos_schedule(name: str, regions: list[str]) -> list[tuple[float, str, int, float, dict[str, Any]]]:
+    """The scenario's fault schedule, mapped onto this run's regions by name (or index)."""
+    from simulator.scenario import load_scenario
+
+    scenario = load_scenario(name)
+    plan = []
+    for fault in scenario.chaos:
+        target = fault.target[0]
+        index = regions.index(target) if target in regions else list(scenario.regions).index(target)
+        if index >= len(regions):
+            raise ValueError(f"chaos scenario {name!r} targets region {target!r}, beyond --regions {len(regions)}")
+        params = {"extra_ms": fault.param("extra_ms")} if fault.kind == "latency" else dict(fault.params)
+        plan.append((float(fault.at), fault.kind, index, float(fault.duration), params))
+    return sorted(plan, key=lambda f: f[0])
+
+
+class ChaosDriver(threading.Thread):
+    """Applies a fault schedule to the running gateway processes, on the wall clock."""
+
+    def __init__(self, cluster: Cluster, schedule: list[tuple[float, str, int, float, dict[str, Any]]],
+                 events: list[dict[str, Any]]) -> None:
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.schedule = schedule
+        self.events = events
+        self.t0 = time.monotonic()
+        self.stop = threading.Event()
+
+    def log(self, what: str, region: int, **detail: Any) -> None:
+        self.events.append({"t": round(time.monotonic() - self.t0, 3), "event": what,
+                            "region": self.cluster.cfg.regions[region], **detail})
+
+    def run(self) -> None:
+        actions: list[tuple[float, str, int, dict[str, Any]]] = []
+        for at, kind, region, duration, params in self.schedule:
+            actions.append((at, f"{kind}:start", region, params))
+            actions.append((at + duration, f"{kind}:end", region, params))
+        actions.sort(key=lambda a: a[0])
+        peers = range(len(self.cluster.cfg.regions))
+        for at, action, region, params in actions:
+            if self.stop.wait(max(0.0, at - (time.monotonic() - self.t0))):
+                return
+            kind, phase = action.split(":")
+            try:
+                if kind == "crash" and phase == "start":
+                    self.cluster.kill(region)
+                    self.log("killed (kill -9)", region)
+                elif kind == "crash":
+                    self.cluster.start(region)
+                    took = self.cluster.wait_healthy(region)
+                    self.log("restarted", region, seconds_to_healthy=round(took, 3))
+                elif kind.startswith("partition"):
+                    cut = [] if phase == "end" else [p for p in peers if p != region]
+                    self.cluster.chaos(region, partition=cut)
+                    for p in peers:
+                        if p != region:
+                            self.cluster.chaos(p, partition=[] if phase == "end" else [region])
+                    self.log(f"partition {phase}", region)
+                elif kind == "latency":
+                    extra = 0.0 if phase == "end" else float(params["extra_ms"])
+                    self.cluster.chaos(region, extra_latency_ms={str(p): extra for p in peers if p != region})
+                    self.log(f"latency {phase}", region, extra_ms=extra)
+                elif kind == "pause":
+                    self.cluster.chaos(region, pause=phase == "start")
+                    self.log(f"pause {phase}", region)
+                else:
+                    self.log(f"{kind} {phase} (not applicable to gateway processes, skipped)", region)
+            except (httpx.HTTPError, RuntimeError) as e:
+                self.log(f"{kind} {phase} failed: {e}", region)
+
+
+def _locust(opts: LoadOptions, cluster: Cluster, ack_log: Path) -> int:
+    cfg = cluster.cfg
+    env = dict(os.environ)
+    env.update(
+        GEOLEDGER_GATEWAYS=",".join(cfg.url(r) for r in range(len(cfg.regions))),
+        GEOLEDGER_CUSTOMERS=str(opts.customers),
+        GEOLEDGER_UNITS=str(len(cfg.regions) * cfg.units_per_region),
+        GEOLEDGER_ACK_LOG=str(ack_log),
+        GEOLEDGER_USERS=str(opts.users),
+        GEOLEDGER_DURATION=str(opts.duration),
+    )
+    if opts.shape:
+        env["GEOLEDGER_SHAPE"] = opts.shape
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+        "-u", str(opts.users), "-r", str(opts.spawn_rate), "-t", f"{int(opts.duration)}s",
+        "--csv", str(opts.out / "locust"), "--html", str(opts.out / "locust.html"),
+        "--host", cfg.url(0), "--stop-timeout", "5", "--exit-code-on-error", "0",
+    ]
+    if opts.processes > 1:
+        cmd += ["--processes", str(opts.processes)]
+    with open(opts.out / "locust.log", "wb") as log:
+        return subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def _states(cluster: Cluster) -> list[dict[str, Any]]:
+    cfg = cluster.cfg
+    headers = {"x-geoledger-token": cfg.token}
+    return [httpx.get(f"{cfg.url(r)}/internal/state", headers=headers, timeout=10).json()
+            for r in range(len(cfg.regions))]
+
+
+def _quiesce(cluster: Cluster, seconds: float) -> tuple[list[dict[str, Any]], float]:
+    """Poll until every replica has the same digest (or time runs out)."""
+    start = time.monotonic()
+    states = _states(cluster)
+    while len({s["digest"] for s in states}) > 1 and time.monotonic() - start < seconds:
+        time.sleep(0.5)
+        states = _states(cluster)
+    return states, time.monotonic() - start
+
+
+def verify(cluster: Cluster, states: list[dict[str, Any]], acked: list[int], mode: str) -> dict[str, Any]:
+    """The invariants object of result.json, computed from raw replica state."""
+    cfg = cluster.cfg
+    headers = {"x-geoledger-token": cfg.token}
+    promised = {"conservation": True, "exactly_once": True, "convergence": True, "audit_chain": True,
+                **PROMISES[mode]}
+    inv: dict[str, Any] = {}
+
+    missing: dict[str, list[int]] = {}
+    for r in range(len(cfg.regions)):
+        gone: list[int] = []
+        for i in range(0, len(acked), 5000):
+            gone += httpx.post(f"{cfg.url(r)}/internal/missing", json=acked[i : i + 5000], headers=headers,
+                               timeout=30).json()["missing"]
+        if gone:
+            missing[cfg.regions[r]] = gone[:10]
+    inv["durability"] = {"ok": not missing, "promised": promised["durability"],
+                         "first_violation": {"missing_acked_transfers": missing} if missing else None,
+                         "acked_checked": len(acked)}
+
+    unbalanced = []
+    for s in states:
+        totals = [sum(b[k] for b in s["accounts"].values()) for k in range(4)]
+        if totals[0] != totals[2] or totals[1] != totals[3]:
+            unbalanced.append({"region": s["region"], "debits_pending": totals[0], "debits_posted": totals[1],
+                               "credits_pending": totals[2], "credits_posted": totals[3]})
+    inv["conservation"] = {"ok": not unbalanced, "promised": True,
+                           "first_violation": unbalanced[0] if unbalanced else None}
+
+    overdrawn = []
+    for s in states:
+        for account_id, (dp, dpo, _cp, cpo) in s["accounts"].items():
+            if int(account_id) <= s["customers"] and dp + dpo > cpo:
+                overdrawn.append({"region": s["region"], "account": int(account_id), "debits": dp + dpo,
+                                  "credits_posted": cpo})
+                break
+    inv["no_overdraft"] = {"ok": not overdrawn, "promised": promised["no_overdraft"],
+                           "first_violation": overdrawn[0] if overdrawn else None}
+
+    digests = {s["region"]: s["digest"] for s in states}
+    converged = len(set(digests.values())) == 1
+    inv["convergence"] = {"ok": converged, "promised": True,
+                          "first_violation": None if converged else {"digests": digests}}
+    anomalies = {s["region"]: s["status"]["anomalies"] for s in states if s["status"]["anomalies"]}
+    inv["exactly_once"] = {"ok": not anomalies, "promised": True,
+                           "first_violation": {"anomalies": anomalies} if anomalies else None}
+    inv["audit_chain"] = {"ok": True, "promised": True, "first_violation": None,
+                          "note": "each region's store is hash-chained; verified on every restart"}
+    return inv
+
+
+def _locust_summary(out: Path) -> dict[str, Any]:
+    stats = out / "locust_stats.csv"
+    if not stats.exists():
+        return {"requests": 0, "failures": 0, "p50_ms": None, "p99_ms": None, "requests_per_s": 0.0}
+    with open(stats) as f:
+        rows = list(csv.DictReader(f))
+    agg = next((r for r in rows if r["Name"] == "Aggregated"), None)
+    transfers = [r for r in rows if r["Type"] == "POST"]
+    if agg is None:
+        return {"requests": 0, "failures": 0, "p50_ms": None, "p99_ms": None, "requests_per_s": 0.0}
+    p99 = max((float(r["99%"]) for r in transfers if r["99%"] not in ("", "N/A")), default=None)
+    p50 = max((float(r["50%"]) for r in transfers if r["50%"] not in ("", "N/A")), default=None)
+    results = {r["Name"]: int(r["Request Count"]) for r in rows if r["Type"] == "RESULT"}
+    return {"requests": int(agg["Request Count"]), "failures": int(agg["Failure Count"]),
+            "p50_ms": p50, "p99_ms": p99, "requests_per_s": float(agg["Requests/s"]), "results": results}
+
+
+def run_load(opts: LoadOptions) -> dict[str, Any]:
+    opts.validate()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    cfg = default_config(opts.regions, mode=opts.mode, ship=opts.ship, customers=opts.customers,
+                         base_port=opts.base_port, group_commit=opts.group_commit,
+                         data_dir=str(opts.out / "data"))
+    schedule = _chaos_schedule(opts.chaos, cfg.regions) if opts.chaos else []
+    cluster = Cluster(cfg, opts.out)
+    ack_log = opts.out / "acked.log"
+    ack_log.unlink(missing_ok=True)
+    try:
+        cluster.start_all()
+        time.sleep(1.5)  # first heartbeat rounds: homes take their leases
+        driver = ChaosDriver(cluster, schedule, opts.events)
+        driver.start()
+        started = time.monotonic()
+        _locust(opts, cluster, ack_log)
+        elapsed = time.monotonic() - started
+        driver.stop.set()
+        driver.join(timeout=5)
+        for r, proc in cluster.procs.items():  # a region still down at the end comes back to heal
+            if proc.poll() is not None:
+                cluster.start(r)
+                cluster.wait_healthy(r)
+        states, quiesced = _quiesce(cluster, opts.quiesce)
+        acked = sorted({int(line.split()[0]) for line in ack_log.read_text().splitlines()}) if ack_log.exists() else []
+        invariants = verify(cluster, states, acked, opts.mode)
+    finally:
+        cluster.stop_all()
+    summary = _locust_summary(opts.out)
+    violated = [k for k, v in invariants.items() if v["promised"] and not v["ok"]]
+    slo_missed = []
+    if opts.slo_p99_ms is not None and (summary["p99_ms"] is None or summary["p99_ms"] > opts.slo_p99_ms):
+        slo_missed.append(f"p99 {summary['p99_ms']} ms > {opts.slo_p99_ms} ms")
+    acked_per_s = len(acked) / elapsed if elapsed else 0.0
+    if opts.slo_min_acked_per_s is not None and acked_per_s < opts.slo_min_acked_per_s:
+        slo_missed.append(f"acked/s {acked_per_s:.0f} < {opts.slo_min_acked_per_s:.0f}")
+    result = {
+        "mode": opts.mode if opts.mode != "unit" else f"unit+{opts.ship}",
+        "regions": cfg.regions,
+        "users": opts.users,
+        "duration_s": round(elapsed, 3),
+        "group_commit": opts.group_commit,
+        "acked": len(acked),
+        "acked_per_s": round(acked_per_s, 1),
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+        "requests": summary["requests"],
+        "failures": summary["failures"],
+        "requests_per_s": summary["requests_per_s"],
+        "results": summary.get("results", {}),
+        "quiesce_s": round(quiesced, 3),
+        "chaos": opts.chaos,
+        "chaos_events": opts.events,
+        "invariants": invariants,
+        "slo_missed": slo_missed,
+        "verdict": "ok" if not violated and not slo_missed else violated + slo_missed,
+    }
+    (opts.out / "load.json").write_text(json.dumps(result, indent=2))
+    return result

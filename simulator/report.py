@@ -1,0 +1,896 @@
+"""Run reports: one self-contained HTML page per run, next to the result.json it came from.
+
+Who reads it: an architect deciding on a replication design and an SRE reviewing a drill.
+So the page leads with the verdict (did the books stay correct?), then the SLOs (RTO,
+RPO, p99, availability against the scenario's ``[slo]``), then the evidence: invariants
+with counter-examples, per-region figures and plots.
+
+Why it is built this way:
+
+* **Self-contained and offline.** Plots are inline SVG (``simulator.plots``), styles are
+  inline, and a Content-Security-Policy forbids every external load and every script, so
+  the file shows the same thing in a mail attachment, a CI artefact or an air-gapped
+  bank's browser — and a stray CDN link would be a visible console error, not a silent
+  dependency.
+* **Reads only the run outputs** (result.json, optionally history.jsonl and
+  final_state.json beside it), never a live ``Simulation``: any runtime that writes the
+  output contract (the deterministic one today, Ray later) gets the same report.
+* **Optional series.** Figures that result.json does not carry yet are read from
+  ``result["metrics"]["series"]`` when present (shape in ``schemas/result.schema.json``)
+  and otherwise shown as an explicit "not recorded by this run" placeholder, never as an
+  empty or invented chart.
+* **Bad input is a ``ReportError``** with a message naming the file and the key; the CLI
+  maps it to exit code 2.
+
+The derived view (``RunView``: fault windows, failover timeline, runbook, SLO checks) is
+shared with ``simulator.compare`` and ``simulator.drill``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "result.schema.json"
+OUTAGE_FAULTS = ("crash", "partition", "pause", "partition-bridge", "partition-partial")
+"""Faults after which writes on the target's units must move (the ones `simulator.run.rto` measures)."""
+TIMELINE_EVENTS = ("fault", "healed", "detected", "fenced", "promoted", "writes_resumed", "rejoined", "divergence")
+RUNBOOK_STEPS = (  # (event, runbook wording)
+    ("fault", "fault began"),
+    ("detected", "failure detected"),
+    ("fenced", "old home fenced (lease expired, stops accepting writes)"),
+    ("promoted", "unit promoted to a new home"),
+    ("writes_resumed", "writes resumed on the affected accounts"),
+    ("healed", "fault healed"),
+    ("rejoined", "old home rejoined (caught up)"),
+)
+NOT_RECORDED = "not recorded by this run"
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'"
+
+
+class ReportError(Exception):
+    """Input a report cannot be made from (missing file, not a result.json, schema mismatch).
+
+    The message names the file and, for schema problems, the JSON path, so the fix is obvious.
+    """
+
+
+# ====================================================================== loading and validation
+def resolve_result_path(path: str | Path) -> Path:
+    """A result.json path, or a run directory that contains one."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "result.json"
+    if not p.exists():
+        raise ReportError(f"{p}: no such file (expected a result.json written by `geoledger simulate --out DIR`)")
+    return p
+
+
+def load_json(path: Path) -> Any:
+    """Parse a JSON file, turning every failure into a ReportError that names the file."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path}: cannot read: {e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path}: not JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+
+
+@cache
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def validate_result(result: Any, source: str = "result.json") -> None:
+    """Check ``result`` against schemas/result.schema.json plus the cross-field rules a
+    schema cannot state (series lengths, region names). Raises ReportError."""
+    if not isinstance(result, dict):
+        raise ReportError(f"{source}: not a geoledger result.json (top level is a {type(result).__name__}, "
+                          "expected an object)")
+    core = ("seed", "mode", "scenario", "invariants", "metrics", "replay")
+    missing = [k for k in core if k not in result]
+    if len(missing) > len(core) // 2:
+        raise ReportError(f"{source}: not a geoledger result.json (missing {', '.join(missing)}); pass the "
+                          "result.json a run wrote (geoledger simulate --out DIR writes DIR/result.json)")
+    errors = sorted(_validator().iter_errors(result), key=lambda e: (len(e.absolute_path), list(map(str,
+                                                                                                  e.absolute_path))))
+    if errors:
+        lines = [f"{_json_path(e.absolute_path)}: {e.message}" for e in errors[:3]]
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise ReportError(f"{source}: does not match schemas/result.schema.json: " + "; ".join(lines) + more)
+    regions = result["scenario"]["regions"]
+    for r in regions:
+        if r not in result["metrics"]["regions"]:
+            raise ReportError(f"{source}: metrics.regions: no entry for region {r!r} of the scenario")
+    series = result["metrics"].get("series") or {}
+    for name in ("replication_lag_ms", "transit_balance"):
+        s = series.get(name)
+        if s is None:
+            continue
+        n = len(s["t"])
+        for key, values in s.items():
+            if key == "t":
+                continue
+            if key not in regions and not (name == "transit_balance" and key == "value"):
+                raise ReportError(f"{source}: metrics.series.{name}.{key}: not a region of this scenario "
+                                  f"({', '.join(regions)})")
+            if len(values) != n:
+                raise ReportError(f"{source}: metrics.series.{name}.{key}: {len(values)} values for {n} times in t")
+    for i, ev in enumerate(series.get("timeline") or []):
+        for r in [ev.get("region"), *ev.get("target", [])]:
+            if r is not None and r not in regions:
+                raise ReportError(f"{source}: metrics.series.timeline[{i}]: unknown region {r!r}")
+
+
+def _json_path(parts: Iterable[Any]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def load_result(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """Read and validate a result.json (or a run directory). Returns (result, path to result.json)."""
+    p = resolve_result_path(path)
+    result = load_json(p)
+    validate_result(result, str(p))
+    return result, p
+
+
+# ====================================================================== history.jsonl
+OUTCOME_CODES = {"none": 0, "ok": 1, "fail": 2, "timeout": 3}
+
+
+@dataclass
+class HistoryView:
+    """The client history, columnar: what each request's client saw, and when.
+
+    Latency is computed here (not taken from result.json's histograms) because the report
+    needs p95 and per-second percentiles that the summary does not keep.
+    """
+
+    regions: list[str]
+    region: np.ndarray  # int16: region the client submitted to
+    transfer: np.ndarray  # bool: a write (not a read)
+    invoke: np.ndarray  # float64 s
+    complete: np.ndarray  # float64 s, nan if never completed
+    outcome: np.ndarray  # int8, OUTCOME_CODES
+    unavailable: np.ndarray  # bool: result UNAVAILABLE (retries exhausted)
+
+    @classmethod
+    def load(cls, path: Path, regions: Sequence[str]) -> HistoryView:
+        index = {r: i for i, r in enumerate(regions)}
+        reg: list[int] = []
+        tr: list[bool] = []
+        inv: list[float] = []
+        comp: list[float] = []
+        out: list[int] = []
+        unav: list[bool] = []
+        loads = json.loads
+        try:
+            fh = path.open()
+        except OSError as e:
+            raise ReportError(f"{path}: cannot read: {e}") from None
+        with fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    d = loads(line)
+                    reg.append(index[d["region"]])
+                    tr.append(d["op"] != "read")
+                    inv.append(float(d["invoke_t"]))
+                    ct = d["complete_t"]
+                    comp.append(math.nan if ct is None else float(ct))
+                    out.append(OUTCOME_CODES[d["outcome"]])
+                    unav.append(d["result"] == "UNAVAILABLE")
+                except (ValueError, KeyError, TypeError) as e:
+                    raise ReportError(f"{path}:{lineno}: not a history record ({type(e).__name__}: {e})") from None
+        return cls(list(regions), np.asarray(reg, np.int16), np.asarray(tr, bool), np.asarray(inv, float),
+                   np.asarray(comp, float), np.asarray(out, np.int8), np.asarray(unav, bool))
+
+    @property
+    def latency_ms(self) -> np.ndarray:
+        return (self.complete - self.invoke) * 1000.0
+
+    def served(self) -> np.ndarray:
+        """Writes that got an answer (timeouts excluded, as in result.json's latency figures)."""
+        return self.transfer & (self.outcome != OUTCOME_CODES["timeout"]) & np.isfinite(self.complete)
+
+    def latency_summary(self, region: int | None = None) -> dict[str, float | None]:
+        sel = self.served() if region is None else self.served() & (self.region == region)
+        return percentiles(self.latency_ms[sel])
+
+    def per_second(self, horizon: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """p50/p95/p99/max latency (ms) of the writes issued in each second of virtual time."""
+        sel = self.served()
+        secs = np.floor(self.invoke[sel]).astype(np.int64)
+        lat = self.latency_ms[sel]
+        n = max(1, int(math.ceil(horizon)))
+        lines = {k: np.full(n, np.nan) for k in ("p50", "p95", "p99", "max")}
+        order = np.argsort(secs, kind="stable")
+        secs, lat = secs[order], lat[order]
+        bounds = np.searchsorted(secs, np.arange(n + 1))
+        for s in range(n):
+            chunk = lat[bounds[s]:bounds[s + 1]]
+            if len(chunk):
+                p = percentiles(chunk)
+                for k in lines:
+                    lines[k][s] = p[k]
+        return np.arange(n) + 0.5, lines
+
+    def availability(self, windows: Sequence[FaultWindow], region: int | None = None) -> tuple[float | None,
+                                                                                                float | None]:
+        """Share of writes answered (not timed out, not UNAVAILABLE), issued inside / outside fault windows."""
+        sel = self.transfer if region is None else self.transfer & (self.region == region)
+        inside = np.zeros(len(self.invoke), bool)
+        for w in windows:
+            inside |= (self.invoke >= w.start) & (self.invoke < w.end)
+        ok = (self.outcome != OUTCOME_CODES["timeout"]) & ~self.unavailable
+        return _ratio(ok & sel & inside, sel & inside), _ratio(ok & sel & ~inside, sel & ~inside)
+
+    def overall_availability(self) -> float | None:
+        ok = (self.outcome != OUTCOME_CODES["timeout"]) & ~self.unavailable
+        return _ratio(ok & self.transfer, self.transfer)
+
+
+def percentiles(values: np.ndarray) -> dict[str, float | None]:
+    """Nearest-rank percentiles (like an HDR histogram's, without its bucket error)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    q = np.percentile(v, [50, 95, 99], method="inverted_cdf")
+    return {"count": int(len(v)), "p50": round(float(q[0]), 3), "p95": round(float(q[1]), 3),
+            "p99": round(float(q[2]), 3), "max": round(float(v.max()), 3)}
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
+    d = int(den.sum())
+    return round(int(num.sum()) / d, 5) if d else None
+
+
+# ====================================================================== the derived view
+@dataclass(frozen=True)
+class FaultWindow:
+    start: float
+    end: float
+    kind: str
+    targets: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {','.join(self.targets)}"
+
+    @property
+    def outage(self) -> bool:
+        return self.kind in OUTAGE_FAULTS
+
+
+@dataclass(frozen=True)
+class Event:
+    t: float
+    event: str
+    region: str | None
+    detail: str
+    source: str  # "series" (recorded by the run) or "derived" (inferred from result.json figures)
+
+
+@dataclass(frozen=True)
+class RunbookStep:
+    step: str
+    event: str
+    t: float | None
+    region: str | None
+    detail: str
+
+
+@dataclass
+class Incident:
+    """One fault and what the system did about it, in runbook order."""
+
+    window: FaultWindow
+    steps: list[RunbookStep]
+    rto_s: float | None
+    measured: bool  # an RTO was measured for it (outage faults only)
+
+
+@dataclass(frozen=True)
+class SloCheck:
+    name: str
+    target: str
+    measured: str
+    ok: bool | None  # None: informational (no target applies)
+    note: str = ""
+
+
+@dataclass
+class RunView:
+    """A run's outputs plus everything derived from them that reports, comparisons and
+    drills show. Built by `load_run` (from files) or `view_of` (from an in-memory result)."""
+
+    result: dict[str, Any]
+    source: Path | None
+    history: HistoryView | None = None
+    history_note: str = ""
+    transit_final: dict[str, int] | None = None
+    windows: list[FaultWindow] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def scenario(self) -> dict[str, Any]:
+        return self.result["scenario"]
+
+    @property
+    def regions(self) -> list[str]:
+        return list(self.scenario["regions"])
+
+    @property
+    def duration(self) -> float:
+        return float(self.scenario["duration"])
+
+    @property
+    def quiesce(self) -> float:
+        return float(self.scenario["quiesce"])
+
+    @property
+    def horizon(self) -> float:
+        return self.duration + self.quiesce
+
+    @property
+    def slo(self) -> dict[str, Any]:
+        return self.scenario.get("slo") or {}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.result["metrics"]
+
+    def series(self, name: str) -> Any:
+        return (self.metrics.get("series") or {}).get(name)
+
+    @property
+    def timeline_recorded(self) -> bool:
+        return self.series("timeline") is not None
+
+    @property
+    def not_promised_violations(self) -> list[str]:
+        return [k for k, v in self.result["invariants"].items() if not v["ok"] and not v["promised"]]
+
+    def plain_windows(self) -> list[tuple[float, float, str]]:
+        return [(w.start, w.end, w.label) for w in self.windows]
+
+
+def view_of(result: dict[str, Any], source: Path | None = None, *, history: bool = True,
+            final_state: bool = True) -> RunView:
+    """Derive a RunView from a validated result (history/final_state read beside ``source``)."""
+    view = RunView(result, source)
+    run_dir = source.parent if source is not None else None
+    if history and run_dir is not None and (run_dir / "history.jsonl").exists():
+        view.history = HistoryView.load(run_dir / "history.jsonl", view.regions)
+    else:
+        view.history_note = "history.jsonl not found beside result.json"
+    if final_state and run_dir is not None and (run_dir / "final_state.json").exists():
+        view.transit_final = _final_transit(load_json(run_dir / "final_state.json"))
+    view.windows = fault_windows(view)
+    view.events = timeline_events(view)
+    return view
+
+
+def load_run(path: str | Path, *, history: bool = True, final_state: bool = True) -> RunView:
+    result, p = load_result(path)
+    return view_of(result, p, history=history, final_state=final_state)
+
+
+def _final_transit(final_state: Any) -> dict[str, int] | None:
+    """Money still in the transit accounts at the end, per replica (should be 0 after quiesce)."""
+    from replication.accounts import TRANSIT_BASE, UNIT_MASK
+
+    try:
+        out = {}
+        for region, data in final_state["regions"].items():
+            total = 0
+            for key, acc in data["accounts"].items():
+                if TRANSIT_BASE <= int(key) <= TRANSIT_BASE + UNIT_MASK:
+                    total += int(acc["credits_posted"]) - int(acc["debits_posted"])
+            out[region] = total
+        return out
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def fault_windows(view: RunView) -> list[FaultWindow]:
+    """Faults as windows: from the recorded timeline when there is one (it includes faults
+    drawn at random from the seed), else from the scenario's [[chaos]] list, clipped to the
+    load window as the runtime does."""
+    timeline = view.series("timeline")
+    if timeline is not None:
+        return [FaultWindow(float(e["t"]), float(e["end"]), e["fault"], tuple(e.get("target") or [e["region"]]))
+                for e in timeline if e["event"] == "fault"]
+    out = []
+    for f in view.scenario.get("chaos", []):
+        if f["at"] >= view.duration:
+            continue
+        out.append(FaultWindow(float(f["at"]), float(min(f["at"] + f["duration"], view.duration)), f["fault"],
+                               tuple(f["target"])))
+    if view.scenario.get("random_faults"):
+        view.notes.append(f"{view.scenario['random_faults']} fault(s) were drawn at random from the seed; "
+                          "result.json does not list them (no metrics.series.timeline), so they are not shaded.")
+    return sorted(out, key=lambda w: (w.start, w.kind))
+
+
+def timeline_events(view: RunView) -> list[Event]:
+    """The failover timeline: recorded events when the run emitted them, otherwise what can
+    be inferred from result.json (faults, promotions, the RTO's first acknowledged write)."""
+    timeline = view.series("timeline")
+    if timeline is not None:
+        return sorted((Event(float(e["t"]), e["event"], e.get("region"), _detail_text(e), "series")
+                       for e in timeline), key=lambda e: (e.t, TIMELINE_EVENTS.index(e.event)))
+    regions = view.regions
+    events: list[Event] = []
+    for w in view.windows:
+        events.append(Event(w.start, "fault", w.targets[0], w.label, "derived"))
+        events.append(Event(w.end, "healed", w.targets[0], w.label, "derived"))
+    for p in view.metrics.get("promotions", []):
+        moves = p.get("moves") or {}
+        by_home: dict[str, list[str]] = {}
+        for unit, home in moves.items():
+            name = regions[home] if isinstance(home, int) and 0 <= home < len(regions) else str(home)
+            by_home.setdefault(name, []).append(str(unit))
+        detail = "; ".join(f"units {','.join(u)} → {h}" for h, u in by_home.items()) or "routing change"
+        detail += f" (routing v{p.get('version', '?')}, decided by {p.get('region', '?')})"
+        lane = next(iter(by_home), p.get("region"))
+        events.append(Event(float(p["t"]), "promoted", lane, detail, "derived"))
+    for r in view.metrics.get("rto", []):
+        if r.get("rto_s") is not None:
+            events.append(Event(float(r["at"]) + float(r["rto_s"]), "writes_resumed", (r.get("target") or [None])[0],
+                                f"first acknowledged write on accounts homed in {','.join(r['target'])} "
+                                f"(RTO {r['rto_s']} s)", "derived"))
+    return sorted(events, key=lambda e: (e.t, TIMELINE_EVENTS.index(e.event)))
+
+
+def _detail_text(e: dict[str, Any]) -> str:
+    d = e.get("detail")
+    if e["event"] == "fault":
+        base = f"{e['fault']} {','.join(e.get('target') or [e.get('region') or ''])}"
+        return f"{base}: {d}" if d else base
+    if d is None:
+        return ""
+    return d if isinstance(d, str) else json.dumps(d, sort_keys=True)
+
+
+def runbook(view: RunView) -> list[Incident]:
+    """Per fault, the runbook steps in time order; steps the run did not record are listed
+    last as "not recorded" (or "not observed" when the timeline was recorded but the step
+    never happened, e.g. no promotion in async mode)."""
+    incidents = []
+    rtos = view.metrics.get("rto", [])
+    outage_starts = sorted(w.start for w in view.windows if w.outage)
+    for w in view.windows:
+        nxt = next((s for s in outage_starts if s > w.start), math.inf)
+        steps: list[RunbookStep] = [RunbookStep("fault began", "fault", w.start, ",".join(w.targets), w.label)]
+        if w.outage:
+            for event, wording in RUNBOOK_STEPS[1:5] + RUNBOOK_STEPS[6:]:
+                ev = next((e for e in view.events if e.event == event and w.start <= e.t < nxt), None)
+                if ev is not None:
+                    steps.append(RunbookStep(wording, event, ev.t, ev.region, ev.detail))
+                else:
+                    why = "not observed in the recorded timeline" if view.timeline_recorded else NOT_RECORDED
+                    steps.append(RunbookStep(wording, event, None, None, why))
+        steps.append(RunbookStep("fault healed", "healed", w.end, ",".join(w.targets), w.label))
+        known = sorted((s for s in steps if s.t is not None), key=lambda s: s.t)  # type: ignore[arg-type, return-value]
+        unknown = [s for s in steps if s.t is None]
+        match = next((r for r in rtos if abs(float(r["at"]) - w.start) < 1e-6 and r["fault"] == w.kind), None)
+        incidents.append(Incident(w, known + unknown, match["rto_s"] if match else None, match is not None))
+    return incidents
+
+
+def slo_checks(view: RunView) -> list[SloCheck]:
+    """The scenario's [slo] targets against what the run measured.
+
+    RPO has no [slo] key today: the target is 0 lost acknowledged transfers when the mode
+    promises durability; an explicit ``slo.rpo_transfers`` (if the scenario format gains
+    it) overrides that; otherwise RPO is informational.
+    """
+    slo, m = view.slo, view.metrics
+    checks: list[SloCheck] = []
+    rto_target = slo.get("rto_s")
+    if m.get("rto"):
+        for r in m["rto"]:
+            name = f"RTO {r['fault']} {','.join(r['target'])} @{_num(r['at'])} s"
+            if r["rto_s"] is None:
+                checks.append(SloCheck(name, _le(rto_target, "s"), "never recovered", False if rto_target is not None
+                                       else None, "no acknowledged write on the affected accounts after the fault"))
+            else:
+                ok = None if rto_target is None else r["rto_s"] <= rto_target
+                checks.append(SloCheck(name, _le(rto_target, "s"), f"{_num(r['rto_s'])} s", ok))
+    else:
+        checks.append(SloCheck("RTO", _le(rto_target, "s"), "no outage fault in this run", None))
+    rpo = m["rpo"]
+    lost = int(rpo["lost_acknowledged"])
+    measured = f"{lost} acked transfer{'s' if lost != 1 else ''} lost"
+    if rpo.get("window_s") is not None:
+        measured += f" over {_num(rpo['window_s'])} s"
+    durability = view.result["invariants"].get("durability", {})
+    if "rpo_transfers" in slo:
+        checks.append(SloCheck("RPO", f"≤ {slo['rpo_transfers']} lost", measured, lost <= slo["rpo_transfers"]))
+    elif durability.get("promised"):
+        checks.append(SloCheck("RPO", "0 lost (the mode promises durability)", measured, lost == 0))
+    else:
+        checks.append(SloCheck("RPO", "none (the mode may lose acknowledged writes)", measured, None,
+                               "informational: this mode does not promise RPO = 0"))
+    if slo.get("p99_ms") is not None:
+        p99 = m["latency_ms"].get("p99")
+        checks.append(SloCheck("p99 write latency", _le(slo["p99_ms"], "ms"), f"{_ms(p99)} ms",
+                               None if p99 is None else p99 <= slo["p99_ms"]))
+    if slo.get("availability") is not None:
+        if view.history is not None:
+            av, how = view.history.overall_availability(), "all writes (history.jsonl)"
+        else:
+            vals = [x for x in m["availability"].values() if x is not None]
+            av, how = (min(vals) if vals else None), "lower of in/out of fault windows (history.jsonl not found)"
+        checks.append(SloCheck("availability", f"≥ {_pct(slo['availability'])}", _pct(av),
+                               None if av is None else av >= slo["availability"], how))
+    return checks
+
+
+def verdict(view: RunView, checks: Sequence[SloCheck]) -> tuple[str, str]:
+    """(level, headline): level is "pass", "warn" (SLO missed) or "fail" (a promised invariant broke)."""
+    violated = view.result["violated"]
+    missed = [c.name for c in checks if c.ok is False]
+    if violated:
+        return "fail", f"VIOLATED: {', '.join(violated)} — a promised invariant failed"
+    if missed:
+        return "warn", f"All promised invariants held; SLO missed: {', '.join(missed)}"
+    held = "All promised invariants held" if view.not_promised_violations else "All invariants held"
+    return "pass", f"{held}; every SLO met"
+
+
+# ====================================================================== formatting helpers
+def esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _num(x: Any) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.4f}".rstrip("0").rstrip(".") if abs(x) < 1000 else f"{x:,.0f}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def _ms(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    return f"{x:.2f}" if x < 10 else (f"{x:.1f}" if x < 100 else f"{x:,.0f}")
+
+
+def _pct(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x * 100:.3f}".rstrip("0").rstrip(".") + "%"
+
+
+def _le(x: Any, unit: str) -> str:
+    return "no target" if x is None else f"≤ {_num(x)} {unit}"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], cls: str = "", raw: bool = False,
+          row_classes: Sequence[str] | None = None) -> str:
+    """An HTML table. Cells are escaped unless ``raw`` (the caller escaped them already)."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = []
+    for i, row in enumerate(rows):
+        rc = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        body.append(f"<tr{rc}>" + "".join(f"<td>{c if raw else esc(c)}</td>" for c in row) + "</tr>")
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def figure(plot_id: str, title: str, caption: str, svg: str | None, missing: str = "") -> str:
+    """A plot slot: the SVG, or a placeholder saying why the run has no such series."""
+    body = svg if svg is not None else f'<div class="placeholder"><b>{esc(NOT_RECORDED)}.</b> {esc(missing)}</div>'
+    state = "svg" if svg is not None else "missing"
+    return (f'<figure class="plot" id="plot-{plot_id}" data-plot="{plot_id}" data-state="{state}">'
+            f"<figcaption><b>{esc(title)}</b> — {esc(caption)}</figcaption>{body}</figure>")
+
+
+def page(title: str, body: str) -> str:
+    """The HTML document shell: inline CSS, a CSP that forbids every external load and script."""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="geoledger report">
+<title>{esc(title)}</title>
+<style>{CSS}</style></head>
+<body><main>
+{body}
+</main></body></html>
+"""
+
+
+CSS = """
+:root { --ok:#1b7f3b; --okbg:#e6f4ea; --bad:#b3261e; --badbg:#fce8e6; --warn:#8a5a00; --warnbg:#fef7e0;
+        --mute:#5f6368; --line:#dadce0; }
+* { box-sizing: border-box; }
+body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif; color:#202124;
+       background:#fafafa; }
+main { max-width:1200px; margin:0 auto; padding:20px 24px 48px; background:#fff; }
+h1 { font-size:22px; margin:0 0 4px; } h2 { font-size:17px; margin:28px 0 8px; border-bottom:1px solid var(--line);
+     padding-bottom:4px; } h3 { font-size:15px; margin:16px 0 6px; }
+.sub { color:var(--mute); margin:0 0 12px; }
+.banner { border-radius:8px; padding:14px 18px; margin:12px 0 16px; font-size:17px; font-weight:600; }
+.banner small { display:block; font-weight:400; font-size:13px; margin-top:4px; }
+.banner.pass { background:var(--okbg); color:var(--ok); border:1px solid #a8dab5; }
+.banner.warn { background:var(--warnbg); color:var(--warn); border:1px solid #f5d78e; }
+.banner.fail { background:var(--badbg); color:var(--bad); border:1px solid #f4b4ae; }
+dl.facts { display:grid; grid-template-columns:max-content 1fr; gap:2px 16px; margin:0; }
+dl.facts dt { color:var(--mute); } dl.facts dd { margin:0; }
+code, pre { font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; }
+code.cmd { background:#f1f3f4; padding:2px 6px; border-radius:4px; user-select:all; }
+pre { background:#f8f9fa; border:1px solid var(--line); border-radius:4px; padding:6px 8px; margin:0;
+      white-space:pre-wrap; word-break:break-word; max-height:260px; overflow:auto; }
+table { border-collapse:collapse; margin:6px 0 10px; width:100%; }
+th, td { border-bottom:1px solid var(--line); padding:4px 8px; text-align:left; vertical-align:top; }
+th { background:#f1f3f4; font-weight:600; white-space:nowrap; }
+td.n, th.n { text-align:right; font-variant-numeric:tabular-nums; }
+.ok { color:var(--ok); font-weight:600; } .bad { color:var(--bad); font-weight:600; }
+.warn { color:var(--warn); font-weight:600; } .na { color:var(--mute); }
+tr.total td { font-weight:600; border-top:2px solid #bbb; }
+figure.plot { margin:12px 0 18px; } figure.plot figcaption { margin-bottom:4px; }
+figure.plot svg { width:100%; height:auto; display:block; }
+.placeholder { border:2px dashed var(--line); border-radius:8px; padding:22px; color:var(--mute);
+               background:#fcfcfc; }
+.note { color:var(--mute); font-size:13px; } ul.summary li { margin:4px 0; }
+details { margin-top:8px; } summary { cursor:pointer; color:var(--mute); }
+"""
+
+
+def _status(ok: bool | None, yes: str = "met", no: str = "MISSED") -> str:
+    if ok is None:
+        return '<span class="na">n/a</span>'
+    return f'<span class="ok">{yes}</span>' if ok else f'<span class="bad">{no}</span>'
+
+
+def _pre_json(x: Any, limit: int = 2000) -> str:
+    text = json.dumps(x, indent=1, sort_keys=True, default=str)
+    if len(text) > limit:
+        text = text[:limit] + "\n…"
+    return f"<pre>{esc(text)}</pre>"
+
+
+# ====================================================================== the single-run report
+def render_html(view: RunView) -> str:
+    """The report page for one run (deterministic: the same outputs give the same bytes)."""
+    from simulator import plots
+
+    r = view.result
+    sc = view.scenario
+    checks = slo_checks(view)
+    level, headline = verdict(view, checks)
+    extra = ""
+    if view.not_promised_violations:
+        extra = (f"<small>Not promised by {esc(r['mode'])}, and violated (shown, not hidden): "
+                 f"{esc(', '.join(view.not_promised_violations))}</small>")
+    parts = [
+        f"<h1>{esc(sc['name'])} — {esc(r['mode'])} — seed {esc(r['seed'])}</h1>",
+        f'<p class="sub">{esc(sc.get("description", ""))}</p>',
+        f'<div class="banner {level}" id="verdict" data-verdict="{level}">{esc(headline)}{extra}</div>',
+        '<dl class="facts">',
+        f"<dt>scenario</dt><dd>{esc(sc['name'])}</dd>",
+        f"<dt>mode</dt><dd>{esc(r['mode'])}</dd>",
+        f"<dt>seed</dt><dd>{esc(r['seed'])}</dd>",
+        f"<dt>runtime</dt><dd>{esc(r.get('runtime', '?'))}</dd>",
+        f"<dt>regions</dt><dd>{esc(', '.join(view.regions))}</dd>",
+        f"<dt>load / quiesce</dt><dd>{_num(view.duration)} s / {_num(view.quiesce)} s</dd>",
+        f"<dt>replay</dt><dd><code class=\"cmd\" id=\"replay\">{esc(r['replay'])}</code></dd>",
+        f"<dt>trace digest</dt><dd><code>{esc(r.get('digest', ''))}</code></dd>",
+        "</dl>",
+    ]
+    parts += [f'<p class="note">{esc(n)}</p>' for n in view.notes]
+    parts.append("<h2>Service levels</h2>")
+    parts.append(table(["SLO", "target", "measured", "verdict", "note"],
+                       [[esc(c.name), esc(c.target), esc(c.measured), _status(c.ok), esc(c.note)] for c in checks],
+                       cls="slo", raw=True))
+    parts.append("<h2>Invariants</h2>")
+    rows = []
+    for name, v in r["invariants"].items():
+        if v["ok"]:
+            st = '<span class="ok">holds</span>'
+        elif v["promised"]:
+            st = '<span class="bad">VIOLATED</span>'
+        else:
+            st = '<span class="warn">violated (not promised)</span>'
+        fv = v.get("first_violation")
+        rows.append([esc(name), "yes" if v["promised"] else "no", st, _pre_json(fv) if fv else ""])
+    parts.append(table(["invariant", "promised by mode", "verdict", "first counter-example"], rows,
+                       cls="invariants", raw=True))
+    parts.append("<h2>Per region</h2>")
+    parts.append(_region_table(view))
+    parts.append(_failover_section(view))
+    parts.append("<h2>Plots</h2>")
+    parts.append(_plots(view, plots))
+    parts.append("<h2>Run</h2>")
+    parts.append(_run_facts(view))
+    parts.append(f"<details><summary>result.json (the JSON this report was made from)</summary>"
+                 f"{_pre_json(r, limit=10**9)}</details>")
+    title = f"geoledger report — {sc['name']} — {r['mode']} — seed {r['seed']}"
+    return page(title, "\n".join(parts))
+
+
+def _region_table(view: RunView) -> str:
+    m = view.metrics
+    h = view.history
+    lag = view.series("replication_lag_ms")
+    rows: list[list[str]] = []
+    for i, name in enumerate(view.regions):
+        reg = m["regions"][name]
+        if h is not None:
+            lat = h.latency_summary(i)
+            av_in, av_out = h.availability(view.windows, i)
+        else:
+            lat = dict(reg.get("latency_ms", {}).get("transfer") or {})
+            lat.setdefault("p95", None)
+            av_in = av_out = None
+        lag_cell = "—"
+        if lag is not None and name in lag:
+            vals = [x for x in lag[name] if x is not None]
+            lag_cell = f"{_ms(float(np.percentile(vals, 99)))} / {_ms(max(vals))}" if vals else "—"
+        rows.append([esc(name), _num(reg["acked_transfers"]), _num(round(reg["acked_transfers"] / view.duration, 1)),
+                     _ms(lat.get("p50")), _ms(lat.get("p95")), _ms(lat.get("p99")), _ms(lat.get("max")),
+                     _pct(av_in), _pct(av_out), lag_cell])
+    tot = m["latency_ms"]
+    p95 = h.latency_summary().get("p95") if h is not None else None
+    av = m["availability"]
+    lg = m["replication_lag_ms"]
+    rows.append(["all regions", _num(m["acked_transfers"]), _num(m["acked_per_s"]), _ms(tot.get("p50")), _ms(p95),
+                 _ms(tot.get("p99")), _ms(tot.get("max")), _pct(av.get("inside_faults")),
+                 _pct(av.get("outside_faults")), f"{_ms(lg.get('p99'))} / {_ms(lg.get('max'))}"])
+    headers = ["region", "acked writes", "writes/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "avail. in faults",
+               "avail. outside", "repl. lag p99 / max ms"]
+    note = ("Latency: writes submitted at the region, answered (timeouts excluded); "
+            + ("computed from history.jsonl." if h is not None else
+               f"{view.history_note}: per-region figures are result.json's 'transfer' kind, p95 and per-region "
+               "availability unavailable.")
+            + " Per-region replication lag "
+            + ("from metrics.series (p99 / max of per-second values)." if lag is not None else
+               "is not recorded by this run (metrics.series.replication_lag_ms); the last row is the whole run's."))
+    return table(headers, rows, cls="regions", raw=True,
+                 row_classes=[""] * len(view.regions) + ["total"]) + f'<p class="note">{esc(note)}</p>'
+
+
+def _failover_section(view: RunView) -> str:
+    incidents = runbook(view)
+    out = ["<h2>Failover timeline</h2>"]
+    if not incidents:
+        out.append('<p class="note">No faults were injected in this run.</p>')
+        return "\n".join(out)
+    src = ("recorded by the run (metrics.series.timeline)" if view.timeline_recorded else
+           "derived from result.json (faults from the scenario, promotions, RTO); detection, fencing and "
+           "rejoin are not recorded by this run")
+    out.append(f'<p class="note">Events {esc(src)}.</p>')
+    for inc in incidents:
+        rto = ""
+        if inc.measured:
+            rto = f" — RTO {_num(inc.rto_s)} s" if inc.rto_s is not None else " — never recovered"
+        out.append(f"<h3>{esc(inc.window.label)} at {_num(inc.window.start)} s{esc(rto)}</h3>")
+        rows = []
+        for s in inc.steps:
+            since = "" if s.t is None else f"+{s.t - inc.window.start:.3f} s"
+            rows.append([esc(s.step), _num(s.t) if s.t is not None else '<span class="na">—</span>', since,
+                         esc(s.region or ""), esc(s.detail)])
+        out.append(table(["step", "t (s)", "since fault", "region", "detail"], rows, cls="runbook", raw=True))
+    return "\n".join(out)
+
+
+def _plots(view: RunView, plots: Any) -> str:
+    windows = view.plain_windows()
+    m = view.metrics
+    out = []
+    per_region = {name: m["regions"][name]["acked_per_s"] for name in view.regions}
+    out.append(figure("throughput", "Throughput per region",
+                      "acknowledged writes per second (by completion second); fault windows shaded",
+                      plots.throughput(per_region, windows, view.duration, view.horizon)))
+    if view.history is not None:
+        t, lines = view.history.per_second(view.horizon)
+        svg = plots.latency(t, lines, windows, view.duration, view.slo.get("p99_ms"), view.horizon)
+        out.append(figure("latency", "Write latency percentiles over time",
+                          "p50 / p95 / p99 / max of writes issued in each second (history.jsonl)", svg))
+    else:
+        out.append(figure("latency", "Write latency percentiles over time", "from history.jsonl", None,
+                          f"{view.history_note}; whole-run figures are in the table above."))
+    lag = view.series("replication_lag_ms")
+    lg = m["replication_lag_ms"]
+    if lag is not None:
+        lines = {k: v for k, v in lag.items() if k != "t"}
+        out.append(figure("lag", "Replication lag", "per receiving region, from metrics.series.replication_lag_ms",
+                          plots.series_lines(lag["t"], lines, windows, view.duration, "lag (ms)", "lag", log=True,
+                                             horizon=view.horizon)))
+    else:
+        out.append(figure("lag", "Replication lag", "per region over time", None,
+                          "result.json has no metrics.series.replication_lag_ms. Whole-run lag: "
+                          f"p50 {_ms(lg.get('p50'))} ms, p99 {_ms(lg.get('p99'))} ms, max {_ms(lg.get('max'))} ms "
+                          f"over {_num(lg.get('count'))} shipped entries."))
+    tw = [(w.start, w.end, w.kind, w.targets) for w in view.windows]
+    ev = [(e.t, e.event, e.region, e.detail) for e in view.events]
+    caption = ("faults, detection, promotion, fencing, recovery per region"
+               + ("" if view.timeline_recorded else " (derived from result.json: detection, fencing and rejoin "
+                  "not recorded by this run)"))
+    out.append(figure("timeline", "Failover timeline", caption,
+                      plots.timeline(view.regions, tw, ev, view.duration, view.quiesce)))
+    transit = view.series("transit_balance")
+    if transit is not None:
+        lines = {("all replicas" if k == "value" else k): v for k, v in transit.items() if k != "t"}
+        out.append(figure("transit", "Money in transit", "balance of the transit accounts (minor units); "
+                          "must return to 0 once every cross-unit credit leg has landed",
+                          plots.series_lines(transit["t"], lines, windows, view.duration,
+                                             "in transit (minor units)", "transit", zero_line=True,
+                                             horizon=view.horizon)))
+    else:
+        end = ""
+        if view.transit_final is not None:
+            end = " At the end of the run (final_state.json): " + ", ".join(
+                f"{k} {v:,}" for k, v in view.transit_final.items()) + "."
+        out.append(figure("transit", "Money in transit", "transit account balance over time", None,
+                          "result.json has no metrics.series.transit_balance." + end))
+    return "\n".join(out)
+
+
+def _run_facts(view: RunView) -> str:
+    r, m = view.result, view.metrics
+    sc = view.scenario
+    rows = []
+    hs = r.get("history_summary") or {}
+    if hs:
+        rows.append(["operations", _num(hs.get("operations"))])
+        rows.append(["by outcome", ", ".join(f"{k} {_num(v)}" for k, v in hs.get("by_outcome", {}).items())])
+        rows.append(["write results", ", ".join(f"{k} {_num(v)}" for k, v in hs.get("by_result", {}).items())])
+        rows.append(["retried", _num(hs.get("retried"))])
+    net = m.get("network") or {}
+    if net:
+        per = net["messages"] / m["acked_transfers"] if m["acked_transfers"] else None
+        rows.append(["WAN messages / bytes", f"{_num(net['messages'])} / {_num(net['bytes'])} "
+                     f"(dropped {_num(net.get('dropped'))}; {_num(round(per, 2)) if per else '—'} per acked write)"])
+    rows.append(["divergence reports", _num(m.get("divergence_reports", 0))])
+    s = m.get("sim") or {}
+    if s:
+        rows.append(["simulated", f"{_num(s.get('virtual_s'))} s virtual in {_num(s.get('wall_s'))} s wall, "
+                     f"{_num(s.get('events'))} events"])
+    out = table(["figure", "value"], rows, cls="facts-table")
+    if sc.get("chaos"):
+        chaos_rows = [[_num(f["at"]), f["fault"], ",".join(f["target"]), _num(f["duration"]),
+                       ", ".join(f"{k}={v}" for k, v in f.items() if k not in ("at", "fault", "target", "duration"))]
+                      for f in sc["chaos"]]
+        out += "<h3>Chaos schedule</h3>" + table(["at (s)", "fault", "target", "duration (s)", "parameters"],
+                                                 chaos_rows)
+    rtt = sc.get("rtt_ms")
+    if rtt:
+        out += "<h3>Round-trip times (ms)</h3>" + table(["", *view.regions],
+                                                        [[a, *(_num(x) for x in row)]
+                                                         for a, row in zip(view.regions, rtt, strict=False)])
+    return out
+
+
+def write_report(path: str | Path, out: str | Path | None = None) -> Path:
+    """Render the report for a run (result.json or its directory); default beside it as report.html."""
+    view = load_run(path)
+    assert view.source is not None
+    target = Path(out) if out is not None else view.source.parent / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_html(view))
+    return target

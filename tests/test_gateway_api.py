@@ -1,0 +1,110 @@
+"""The HTTP gateway over a local ledger: results, validation at the boundary, metrics, OpenAPI fuzz."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ledger import Ledger
+from load.gateway import LedgerBackend, create_app
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    app = create_app(LedgerBackend(Ledger(), "beijing"), max_wait=0.001)
+    with TestClient(app) as c:
+        assert c.post("/accounts", json=[{"id": 1, "ledger": 156, "code": 1, "flags": 2},
+                                         {"id": 2, "ledger": 156, "code": 1}]).status_code == 200
+        yield c
+
+
+def pay(client: TestClient, tid: int, dr: int, cr: int, amount: object) -> object:
+    return client.post("/transfers", json={"id": tid, "debit_account_id": dr, "credit_account_id": cr,
+                                           "amount": amount, "ledger": 156, "code": 1})
+
+
+def test_results_are_ledger_codes_and_say_where_committed(client: TestClient) -> None:
+    r = pay(client, 10, 2, 1, 500)
+    assert (r.status_code, r.json()) == (201, {"id": "10", "result": "OK", "region": "beijing"})
+    assert pay(client, 10, 2, 1, 500).json()["result"] == "EXISTS"
+    assert pay(client, 11, 1, 2, 501).json()["result"] == "EXCEEDS_CREDITS"
+    assert client.get("/accounts/1").json()["credits_posted"] == "500"
+
+
+def test_two_phase_over_http(client: TestClient) -> None:
+    pay(client, 10, 2, 1, 500)
+    hold = client.post("/transfers", json={"id": 20, "debit_account_id": 1, "credit_account_id": 2, "amount": 300,
+                                           "ledger": 156, "code": 2, "flags": 2, "timeout": 60})
+    assert hold.json()["result"] == "OK"
+    assert client.post("/transfers/20/post", json={"id": 21, "amount": 120}).json()["result"] == "OK"
+    assert client.post("/transfers/20/void", json={"id": 22}).json()["result"] == "PENDING_TRANSFER_ALREADY_POSTED"
+    statement = client.get("/accounts/1/transfers", params={"reverse": "true", "limit": 2}).json()
+    assert [t["id"] for t in statement] == ["21", "20"]
+
+
+def test_batches_keep_order_and_linked_chains(client: TestClient) -> None:
+    body = [
+        {"id": 30, "debit_account_id": 2, "credit_account_id": 1, "amount": 5, "ledger": 156, "code": 1, "flags": 1},
+        {"id": 31, "debit_account_id": 1, "credit_account_id": 2, "amount": 50, "ledger": 156, "code": 1},
+    ]
+    assert [o["result"] for o in client.post("/transfers/batch", json=body).json()] == [
+        "LINKED_EVENT_FAILED", "EXCEEDS_CREDITS"]
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("amount", 1.5), ("amount", "5"), ("amount", True), ("amount", -1), ("amount", 1 << 128),
+     ("id", 0), ("ledger", None), ("flags", 1 << 9), ("debit_account_id", [1])],
+)
+def test_bad_fields_are_422_naming_the_field_and_change_nothing(client: TestClient, field: str, value: object) -> None:
+    before = client.get("/accounts/2").json()
+    body = {"id": 40, "debit_account_id": 2, "credit_account_id": 1, "amount": 5, "ledger": 156, "code": 1}
+    body[field] = value
+    r = client.post("/transfers", json=body)
+    assert r.status_code == 422
+    assert field in str(r.json()["detail"])
+    assert client.get("/accounts/2").json() == before
+
+
+def test_malformed_json_and_unknown_fields_are_4xx(client: TestClient) -> None:
+    r = client.post("/transfers", content=b'{"id": 1,', headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    r = pay(client, 41, 2, 1, 5)
+    assert client.post("/transfers", json={"id": 42, "surprise": 1}).status_code == 422
+    assert client.get("/accounts/0").status_code == 422
+    assert client.get("/accounts/99").status_code == 404
+
+
+def test_metrics_are_prometheus_text(client: TestClient) -> None:
+    pay(client, 50, 2, 1, 5)
+    pay(client, 51, 1, 2, 10**9)
+    text = client.get("/metrics").text
+    assert 'geoledger_transfer_results_total{region="beijing",result="OK"} 1' in text
+    assert 'geoledger_transfer_results_total{region="beijing",result="EXCEEDS_CREDITS"} 1' in text
+    assert 'geoledger_batch_size_count{region="beijing"}' in text
+
+
+def test_openapi_fuzz_finds_no_server_errors() -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    app = create_app(LedgerBackend(Ledger(), "fuzz"), max_wait=0.0005)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    failures: list[tuple[str, str, int]] = []
+    calls: list[int] = []
+    with TestClient(app):
+        for operation in schema.get_all_operations():
+            op = operation.ok()
+
+            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            @given(case=op.as_strategy())
+            def check(case: object) -> None:
+                response = case.call()  # type: ignore[attr-defined]
+                calls.append(response.status_code)
+                if response.status_code >= 500:
+                    failures.append((case.method, case.path, response.status_code))  # type: ignore[attr-defined]
+
+            check()
+    assert len(calls) > 100 and failures == []
