@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard cext/*.pyx)
 install: $(STAMP)
 
 run: install
-	$(VENV)/bin/geoledger bench --quick
+	$(VENV)/bin/geoledger simulate baseline --out runs/baseline
 
 test: install
 	PYTHON=$(PY) scripts/cassandra start

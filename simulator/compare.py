@@ -25,11 +25,11 @@ from typing import Any
 from simulator.report import (
     ReportError,
     RunView,
-    _ms,
-    _num,
-    _pct,
     esc,
     figure,
+    fmt_ms,
+    fmt_num,
+    fmt_pct,
     load_run,
     page,
     slo_checks,
@@ -189,24 +189,24 @@ def summary(figs: dict[str, dict[str, Any]], slo: dict[str, Any], has_outage: bo
         lo, hi = min(p99, key=p99.__getitem__), max(p99, key=p99.__getitem__)
         if p99[hi] > 1.1 * p99[lo]:
             p50 = {m: figs[m]["latency_ms"]["p50"] for m in (lo, hi)}
-            out.append(f"Latency: {lo} has the lowest p99 ({_ms(p99[lo])} ms); {hi} the highest "
-                       f"({_ms(p99[hi])} ms, ×{p99[hi] / p99[lo]:.1f}); at p50 they are {_ms(p50[lo])} vs "
-                       f"{_ms(p50[hi])} ms.")
+            out.append(f"Latency: {lo} has the lowest p99 ({fmt_ms(p99[lo])} ms); {hi} the highest "
+                       f"({fmt_ms(p99[hi])} ms, ×{p99[hi] / p99[lo]:.1f}); at p50 they are {fmt_ms(p50[lo])} vs "
+                       f"{fmt_ms(p50[hi])} ms.")
         else:
-            out.append(f"Latency: p99 is within 10% across modes ({_ms(min(p99.values()))}–"
-                       f"{_ms(max(p99.values()))} ms).")
+            out.append(f"Latency: p99 is within 10% across modes ({fmt_ms(min(p99.values()))}–"
+                       f"{fmt_ms(max(p99.values()))} ms).")
         if slo.get("p99_ms") is not None:
             over = [m for m, v in p99.items() if v > slo["p99_ms"]]
             if over:
-                out.append(f"p99 above the {_num(slo['p99_ms'])} ms SLO: {', '.join(over)}.")
+                out.append(f"p99 above the {fmt_num(slo['p99_ms'])} ms SLO: {', '.join(over)}.")
     # throughput
     tput = {m: figs[m]["acked_per_s"] for m in modes}
     hi, lo = max(tput, key=tput.__getitem__), min(tput, key=tput.__getitem__)
     if tput[hi] > 0 and (tput[hi] - tput[lo]) / tput[hi] > 0.05:
-        out.append(f"Throughput: {hi} acknowledged the most writes ({_num(tput[hi])}/s), {lo} the fewest "
-                   f"({_num(tput[lo])}/s, {100 * (tput[lo] - tput[hi]) / tput[hi]:.0f}%).")
+        out.append(f"Throughput: {hi} acknowledged the most writes ({fmt_num(tput[hi])}/s), {lo} the fewest "
+                   f"({fmt_num(tput[lo])}/s, {100 * (tput[lo] - tput[hi]) / tput[hi]:.0f}%).")
     else:
-        out.append(f"Throughput is within 5% across modes ({_num(tput[lo])}–{_num(tput[hi])} acked writes/s): "
+        out.append(f"Throughput is within 5% across modes ({fmt_num(tput[lo])}–{fmt_num(tput[hi])} acked writes/s): "
                    "the offered load, not the mode, set it.")
     # RTO
     if has_outage:
@@ -216,24 +216,24 @@ def summary(figs: dict[str, dict[str, Any]], slo: dict[str, Any], has_outage: bo
         if measured:
             fast, slow = min(measured, key=measured.__getitem__), max(measured, key=measured.__getitem__)
             if measured[slow] > measured[fast] * 1.2 and measured[slow] - measured[fast] > 0.05:
-                out.append(f"Recovery: {fast} resumed writes after {_num(measured[fast])} s, {slow} after "
-                           f"{_num(measured[slow])} s (worst fault).")
+                out.append(f"Recovery: {fast} resumed writes after {fmt_num(measured[fast])} s, {slow} after "
+                           f"{fmt_num(measured[slow])} s (worst fault).")
             else:
-                out.append(f"Recovery time is similar across modes ({_num(min(measured.values()))}–"
-                           f"{_num(max(measured.values()))} s).")
+                out.append(f"Recovery time is similar across modes ({fmt_num(min(measured.values()))}–"
+                           f"{fmt_num(max(measured.values()))} s).")
         if never:
             out.append(f"Never resumed writes on the faulted region's accounts: {', '.join(never)}.")
         if slo.get("rto_s") is not None:
             miss = [m for m in modes if worst[m] is None or worst[m] > slo["rto_s"]]
             if miss:
-                out.append(f"RTO above the {_num(slo['rto_s'])} s SLO: {', '.join(miss)}.")
+                out.append(f"RTO above the {fmt_num(slo['rto_s'])} s SLO: {', '.join(miss)}.")
     # RPO
     lost = {m: figs[m]["rpo_lost"] for m in modes}
     losers = [m for m in modes if lost[m]]
     if losers:
         zero = [m for m in modes if not lost[m]]
         parts = [f"{m} lost {lost[m]} acknowledged write(s)"
-                 + (f" within {_num(figs[m]['rpo_window_s'])} s" if figs[m]["rpo_window_s"] is not None else "")
+                 + (f" within {fmt_num(figs[m]['rpo_window_s'])} s" if figs[m]["rpo_window_s"] is not None else "")
                  for m in losers]
         out.append("RPO: " + "; ".join(parts) + (f"; {', '.join(zero)} lost none." if zero else "."))
     else:
@@ -249,14 +249,16 @@ def summary(figs: dict[str, dict[str, Any]], slo: dict[str, Any], has_outage: bo
             out.append(f"WAN cost is similar across modes ({min(wan.values()):.2f}–{max(wan.values()):.2f} "
                        "messages per acknowledged write).")
     # the trade-off in one line
-    if clean and p99:
-        safe_fast = min((m for m in clean if m in p99), key=p99.__getitem__, default=None)
+    safe_fast = min((m for m in clean if m in p99), key=p99.__getitem__, default=None)
+    if safe_fast is not None and len(p99) >= 2:
         fastest = min(p99, key=p99.__getitem__)
-        if safe_fast is not None and safe_fast != fastest and fastest not in clean:
-            out.append(f"Trade-off: {fastest} is fastest but not safe here; the fastest mode that kept every "
-                       f"invariant is {safe_fast} (p99 {_ms(p99[safe_fast])} ms vs {_ms(p99[fastest])} ms).")
-        elif safe_fast is not None and safe_fast == fastest:
-            out.append(f"No trade-off on this run: {safe_fast} is both the fastest at p99 and kept every invariant.")
+        if p99[safe_fast] <= 1.1 * p99[fastest]:
+            out.append(f"No latency price for safety on this run: {safe_fast} kept every invariant with a p99 of "
+                       f"{fmt_ms(p99[safe_fast])} ms, within 10% of the fastest ({fmt_ms(p99[fastest])} ms).")
+        else:
+            out.append(f"Trade-off: {fastest} is fastest (p99 {fmt_ms(p99[fastest])} ms) but broke an invariant; "
+                       f"the fastest mode that kept every invariant is {safe_fast} (p99 {fmt_ms(p99[safe_fast])} ms, "
+                       f"×{p99[safe_fast] / p99[fastest]:.1f}).")
     ops = {figs[m]["ops"] for m in modes}
     if len(ops) > 1:
         out.append(f"Note: the modes did not run the same number of operations ({sorted(ops)}); the comparison "
@@ -324,12 +326,13 @@ def _side_by_side(runs: Sequence[ModeRun], figs: dict[str, dict[str, Any]], slo:
                                    for m in labels])
 
     for k in ("p50", "p95", "p99", "max"):
-        row(f"write latency {k} (ms)", {m: figs[m]["latency_ms"][k] for m in labels}, _ms)
-    row("acked writes / s", {m: figs[m]["acked_per_s"] for m in labels}, _num, low=False)
-    row("availability in faults", {m: figs[m]["availability"]["inside_faults"] for m in labels}, _pct, low=False)
-    row("availability outside faults", {m: figs[m]["availability"]["outside_faults"] for m in labels}, _pct,
+        row(f"write latency {k} (ms)", {m: figs[m]["latency_ms"][k] for m in labels}, fmt_ms)
+    row("acked writes / s", {m: figs[m]["acked_per_s"] for m in labels}, fmt_num, low=False)
+    row("availability in faults", {m: figs[m]["availability"]["inside_faults"] for m in labels}, fmt_pct,
         low=False)
-    rto_target = f" (SLO ≤ {_num(slo['rto_s'])} s)" if slo.get("rto_s") is not None else ""
+    row("availability outside faults", {m: figs[m]["availability"]["outside_faults"] for m in labels}, fmt_pct,
+        low=False)
+    rto_target = f" (SLO ≤ {fmt_num(slo['rto_s'])} s)" if slo.get("rto_s") is not None else ""
 
     def rto_fmt(m: str) -> str:
         f = figs[m]
@@ -339,10 +342,10 @@ def _side_by_side(runs: Sequence[ModeRun], figs: dict[str, dict[str, Any]], slo:
             return '<span class="bad">never</span>'
         v = f["rto_worst_s"]
         bad = slo.get("rto_s") is not None and v > slo["rto_s"]
-        return f'<span class="bad">{_num(v)} s</span>' if bad else f"{_num(v)} s"
+        return f'<span class="bad">{fmt_num(v)} s</span>' if bad else f"{fmt_num(v)} s"
 
     rows.append([esc(f"RTO, worst fault{rto_target}")] + [rto_fmt(m) for m in labels])
-    row("RPO: acked writes lost", {m: figs[m]["rpo_lost"] for m in labels}, _num)
+    row("RPO: acked writes lost", {m: figs[m]["rpo_lost"] for m in labels}, fmt_num)
 
     def viol(m: str) -> str:
         f = figs[m]
@@ -353,9 +356,9 @@ def _side_by_side(runs: Sequence[ModeRun], figs: dict[str, dict[str, Any]], slo:
     rows.append(["invariant violations"] + [viol(m) for m in labels])
     row("WAN messages per acked write", {m: figs[m]["wan_messages_per_write"] for m in labels},
         lambda v: "—" if v is None else f"{v:.2f}")
-    row("WAN bytes per acked write", {m: figs[m]["wan_bytes_per_write"] for m in labels}, _num)
-    row("replication lag p99 (ms)", {m: figs[m]["replication_lag_ms"]["p99"] for m in labels}, _ms)
-    row("promotions", {m: figs[m]["promotions"] for m in labels}, _num, low=None)
+    row("WAN bytes per acked write", {m: figs[m]["wan_bytes_per_write"] for m in labels}, fmt_num)
+    row("replication lag p99 (ms)", {m: figs[m]["replication_lag_ms"]["p99"] for m in labels}, fmt_ms)
+    row("promotions", {m: figs[m]["promotions"] for m in labels}, fmt_num, low=None)
     return (table(["figure", *labels], rows, cls="compare", raw=True)
             + '<p class="note">Best value per row in green (none when all are equal). WAN messages include '
               "heartbeats and log shipping between regions.</p>")
@@ -390,8 +393,10 @@ def _overlays(runs: Sequence[ModeRun], plots: Any, slo: dict[str, Any]) -> str:
         out.append(figure("cmp-cdf", "Write latency distribution", "fraction of writes slower than x (log-log)",
                           plots.cdf(samples, "cmp-cdf", slo.get("p99_ms"))))
     else:
-        for pid, title in (("cmp-latency", "p99 write latency over time"), ("cmp-cdf", "Write latency distribution")):
-            out.append(figure(pid, title, "from history.jsonl", None, "history.jsonl not found in the mode directories."))
+        for pid, title in (("cmp-latency", "p99 write latency over time"),
+                           ("cmp-cdf", "Write latency distribution")):
+            out.append(figure(pid, title, "from history.jsonl", None,
+                              "history.jsonl not found in the mode directories."))
     lags = {r.label: r.view.series("replication_lag_ms") for r in runs}
     if all(v is not None for v in lags.values()):
         t = lags[runs[0].label]["t"]
@@ -404,7 +409,7 @@ def _overlays(runs: Sequence[ModeRun], plots: Any, slo: dict[str, Any]) -> str:
                                              horizon=horizon)))
     else:
         missing = ", ".join(k for k, v in lags.items() if v is None)
-        rows = "; ".join(f"{r.label} p99 {_ms(r.view.metrics['replication_lag_ms'].get('p99'))} ms"
+        rows = "; ".join(f"{r.label} p99 {fmt_ms(r.view.metrics['replication_lag_ms'].get('p99'))} ms"
                          for r in runs)
         out.append(figure("cmp-lag", "Replication lag", "per mode over time", None,
                           f"no metrics.series.replication_lag_ms in {missing}. Whole-run: {rows}."))

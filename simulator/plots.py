@@ -13,16 +13,18 @@ Nothing here knows about result.json: callers pass plain series. Fault windows a
 
 from __future__ import annotations
 
+import functools
 import io
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec
 
 import numpy as np
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 Window = tuple[float, float, str]
+P = ParamSpec("P")
 
 WIDTH_IN = 11.0
 RC: dict[str, Any] = {
@@ -53,6 +55,17 @@ EVENT_STYLE = {  # event -> (marker, color, label)
 }
 
 
+def _styled(fn: Callable[P, str]) -> Callable[P, str]:
+    """Run a plot function under the report's rcParams (they apply when artists are made)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> str:
+        with rc_context(RC):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def color_for(i: int) -> str:
     """Stable colour per series index (tab10), so a region or mode keeps its colour in every plot."""
     palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -61,8 +74,12 @@ def color_for(i: int) -> str:
 
 
 def _figure(height: float = 3.2) -> Figure:
+    """A figure with fixed margins (in inches), so the time axes of every plot in a report
+    line up vertically and a fault band reads straight down the page."""
     with rc_context(RC):
-        return Figure(figsize=(WIDTH_IN, height), layout="constrained")
+        fig = Figure(figsize=(WIDTH_IN, height))
+    fig.subplots_adjust(left=1.0 / WIDTH_IN, right=1 - 0.2 / WIDTH_IN, bottom=0.5 / height, top=1 - 0.4 / height)
+    return fig
 
 
 def to_svg(fig: Figure, plot_id: str) -> str:
@@ -103,6 +120,7 @@ def _shade(ax: Any, windows: Sequence[Window], duration: float | None, label_fau
         ax.set_xlim(0, horizon)
 
 
+@_styled
 def throughput(per_region: Mapping[str, Sequence[float]], windows: Sequence[Window], duration: float,
                horizon: float | None = None, plot_id: str = "throughput") -> str:
     """Acknowledged transfers per second per region (by completion second), faults shaded."""
@@ -119,6 +137,7 @@ def throughput(per_region: Mapping[str, Sequence[float]], windows: Sequence[Wind
     return to_svg(fig, plot_id)
 
 
+@_styled
 def latency(t: Sequence[float], lines: Mapping[str, Sequence[float]], windows: Sequence[Window],
             duration: float, slo_p99_ms: float | None, horizon: float | None = None,
             plot_id: str = "latency") -> str:
@@ -141,6 +160,7 @@ def latency(t: Sequence[float], lines: Mapping[str, Sequence[float]], windows: S
     return to_svg(fig, plot_id)
 
 
+@_styled
 def series_lines(t: Sequence[float], lines: Mapping[str, Sequence[float | None]], windows: Sequence[Window],
                  duration: float, ylabel: str, plot_id: str, log: bool = False, zero_line: bool = False,
                  horizon: float | None = None, hline: tuple[float, str] | None = None) -> str:
@@ -170,6 +190,7 @@ def series_lines(t: Sequence[float], lines: Mapping[str, Sequence[float | None]]
     return to_svg(fig, plot_id)
 
 
+@_styled
 def timeline(regions: Sequence[str], windows: Sequence[tuple[float, float, str, Sequence[str]]],
              events: Sequence[tuple[float, str, str | None, str]], duration: float, quiesce: float,
              plot_id: str = "timeline") -> str:
@@ -225,6 +246,7 @@ def timeline(regions: Sequence[str], windows: Sequence[tuple[float, float, str, 
     return to_svg(fig, plot_id)
 
 
+@_styled
 def cdf(samples: Mapping[str, np.ndarray], plot_id: str = "latency-cdf", slo_p99_ms: float | None = None) -> str:
     """Latency distribution per mode as a complementary CDF (log-log): the tails are where
     modes differ, and a mean or a p50 hides them."""

@@ -512,20 +512,20 @@ def slo_checks(view: RunView) -> list[SloCheck]:
     rto_target = slo.get("rto_s")
     if m.get("rto"):
         for r in m["rto"]:
-            name = f"RTO {r['fault']} {','.join(r['target'])} @{_num(r['at'])} s"
+            name = f"RTO {r['fault']} {','.join(r['target'])} @{fmt_num(r['at'])} s"
             if r["rto_s"] is None:
                 checks.append(SloCheck(name, _le(rto_target, "s"), "never recovered", False if rto_target is not None
                                        else None, "no acknowledged write on the affected accounts after the fault"))
             else:
                 ok = None if rto_target is None else r["rto_s"] <= rto_target
-                checks.append(SloCheck(name, _le(rto_target, "s"), f"{_num(r['rto_s'])} s", ok))
+                checks.append(SloCheck(name, _le(rto_target, "s"), f"{fmt_num(r['rto_s'])} s", ok))
     else:
         checks.append(SloCheck("RTO", _le(rto_target, "s"), "no outage fault in this run", None))
     rpo = m["rpo"]
     lost = int(rpo["lost_acknowledged"])
     measured = f"{lost} acked transfer{'s' if lost != 1 else ''} lost"
     if rpo.get("window_s") is not None:
-        measured += f" over {_num(rpo['window_s'])} s"
+        measured += f" over {fmt_num(rpo['window_s'])} s"
     durability = view.result["invariants"].get("durability", {})
     if "rpo_transfers" in slo:
         checks.append(SloCheck("RPO", f"≤ {slo['rpo_transfers']} lost", measured, lost <= slo["rpo_transfers"]))
@@ -536,7 +536,7 @@ def slo_checks(view: RunView) -> list[SloCheck]:
                                "informational: this mode does not promise RPO = 0"))
     if slo.get("p99_ms") is not None:
         p99 = m["latency_ms"].get("p99")
-        checks.append(SloCheck("p99 write latency", _le(slo["p99_ms"], "ms"), f"{_ms(p99)} ms",
+        checks.append(SloCheck("p99 write latency", _le(slo["p99_ms"], "ms"), f"{fmt_ms(p99)} ms",
                                None if p99 is None else p99 <= slo["p99_ms"]))
     if slo.get("availability") is not None:
         if view.history is not None:
@@ -544,7 +544,7 @@ def slo_checks(view: RunView) -> list[SloCheck]:
         else:
             vals = [x for x in m["availability"].values() if x is not None]
             av, how = (min(vals) if vals else None), "lower of in/out of fault windows (history.jsonl not found)"
-        checks.append(SloCheck("availability", f"≥ {_pct(slo['availability'])}", _pct(av),
+        checks.append(SloCheck("availability", f"≥ {fmt_pct(slo['availability'])}", fmt_pct(av),
                                None if av is None else av >= slo["availability"], how))
     return checks
 
@@ -566,7 +566,7 @@ def esc(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _num(x: Any) -> str:
+def fmt_num(x: Any) -> str:
     if x is None:
         return "—"
     if isinstance(x, float):
@@ -574,20 +574,20 @@ def _num(x: Any) -> str:
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 
-def _ms(x: float | None) -> str:
+def fmt_ms(x: float | None) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "—"
     return f"{x:.2f}" if x < 10 else (f"{x:.1f}" if x < 100 else f"{x:,.0f}")
 
 
-def _pct(x: float | None) -> str:
+def fmt_pct(x: float | None) -> str:
     if x is None:
         return "—"
     return f"{x * 100:.3f}".rstrip("0").rstrip(".") + "%"
 
 
 def _le(x: Any, unit: str) -> str:
-    return "no target" if x is None else f"≤ {_num(x)} {unit}"
+    return "no target" if x is None else f"≤ {fmt_num(x)} {unit}"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], cls: str = "", raw: bool = False,
@@ -697,7 +697,7 @@ def render_html(view: RunView) -> str:
         f"<dt>seed</dt><dd>{esc(r['seed'])}</dd>",
         f"<dt>runtime</dt><dd>{esc(r.get('runtime', '?'))}</dd>",
         f"<dt>regions</dt><dd>{esc(', '.join(view.regions))}</dd>",
-        f"<dt>load / quiesce</dt><dd>{_num(view.duration)} s / {_num(view.quiesce)} s</dd>",
+        f"<dt>load / quiesce</dt><dd>{fmt_num(view.duration)} s / {fmt_num(view.quiesce)} s</dd>",
         f"<dt>replay</dt><dd><code class=\"cmd\" id=\"replay\">{esc(r['replay'])}</code></dd>",
         f"<dt>trace digest</dt><dd><code>{esc(r.get('digest', ''))}</code></dd>",
         "</dl>",
@@ -750,17 +750,18 @@ def _region_table(view: RunView) -> str:
         lag_cell = "—"
         if lag is not None and name in lag:
             vals = [x for x in lag[name] if x is not None]
-            lag_cell = f"{_ms(float(np.percentile(vals, 99)))} / {_ms(max(vals))}" if vals else "—"
-        rows.append([esc(name), _num(reg["acked_transfers"]), _num(round(reg["acked_transfers"] / view.duration, 1)),
-                     _ms(lat.get("p50")), _ms(lat.get("p95")), _ms(lat.get("p99")), _ms(lat.get("max")),
-                     _pct(av_in), _pct(av_out), lag_cell])
+            lag_cell = f"{fmt_ms(float(np.percentile(vals, 99)))} / {fmt_ms(max(vals))}" if vals else "—"
+        acked = reg["acked_transfers"]
+        rows.append([esc(name), fmt_num(acked), fmt_num(round(acked / view.duration, 1)),
+                     *(fmt_ms(lat.get(k)) for k in ("p50", "p95", "p99", "max")),
+                     fmt_pct(av_in), fmt_pct(av_out), lag_cell])
     tot = m["latency_ms"]
     p95 = h.latency_summary().get("p95") if h is not None else None
     av = m["availability"]
     lg = m["replication_lag_ms"]
-    rows.append(["all regions", _num(m["acked_transfers"]), _num(m["acked_per_s"]), _ms(tot.get("p50")), _ms(p95),
-                 _ms(tot.get("p99")), _ms(tot.get("max")), _pct(av.get("inside_faults")),
-                 _pct(av.get("outside_faults")), f"{_ms(lg.get('p99'))} / {_ms(lg.get('max'))}"])
+    rows.append(["all regions", fmt_num(m["acked_transfers"]), fmt_num(m["acked_per_s"]), fmt_ms(tot.get("p50")),
+                 fmt_ms(p95), fmt_ms(tot.get("p99")), fmt_ms(tot.get("max")), fmt_pct(av.get("inside_faults")),
+                 fmt_pct(av.get("outside_faults")), f"{fmt_ms(lg.get('p99'))} / {fmt_ms(lg.get('max'))}"])
     headers = ["region", "acked writes", "writes/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "avail. in faults",
                "avail. outside", "repl. lag p99 / max ms"]
     note = ("Latency: writes submitted at the region, answered (timeouts excluded); "
@@ -787,12 +788,12 @@ def _failover_section(view: RunView) -> str:
     for inc in incidents:
         rto = ""
         if inc.measured:
-            rto = f" — RTO {_num(inc.rto_s)} s" if inc.rto_s is not None else " — never recovered"
-        out.append(f"<h3>{esc(inc.window.label)} at {_num(inc.window.start)} s{esc(rto)}</h3>")
+            rto = f" — RTO {fmt_num(inc.rto_s)} s" if inc.rto_s is not None else " — never recovered"
+        out.append(f"<h3>{esc(inc.window.label)} at {fmt_num(inc.window.start)} s{esc(rto)}</h3>")
         rows = []
         for s in inc.steps:
             since = "" if s.t is None else f"+{s.t - inc.window.start:.3f} s"
-            rows.append([esc(s.step), _num(s.t) if s.t is not None else '<span class="na">—</span>', since,
+            rows.append([esc(s.step), fmt_num(s.t) if s.t is not None else '<span class="na">—</span>', since,
                          esc(s.region or ""), esc(s.detail)])
         out.append(table(["step", "t (s)", "since fault", "region", "detail"], rows, cls="runbook", raw=True))
     return "\n".join(out)
@@ -824,8 +825,8 @@ def _plots(view: RunView, plots: Any) -> str:
     else:
         out.append(figure("lag", "Replication lag", "per region over time", None,
                           "result.json has no metrics.series.replication_lag_ms. Whole-run lag: "
-                          f"p50 {_ms(lg.get('p50'))} ms, p99 {_ms(lg.get('p99'))} ms, max {_ms(lg.get('max'))} ms "
-                          f"over {_num(lg.get('count'))} shipped entries."))
+                          f"p50 {fmt_ms(lg.get('p50'))} ms, p99 {fmt_ms(lg.get('p99'))} ms, "
+                          f"max {fmt_ms(lg.get('max'))} ms over {fmt_num(lg.get('count'))} shipped entries."))
     tw = [(w.start, w.end, w.kind, w.targets) for w in view.windows]
     ev = [(e.t, e.event, e.region, e.detail) for e in view.events]
     caption = ("faults, detection, promotion, fencing, recovery per region"
@@ -839,7 +840,7 @@ def _plots(view: RunView, plots: Any) -> str:
         out.append(figure("transit", "Money in transit", "balance of the transit accounts (minor units); "
                           "must return to 0 once every cross-unit credit leg has landed",
                           plots.series_lines(transit["t"], lines, windows, view.duration,
-                                             "in transit (minor units)", "transit", zero_line=True,
+                                             "minor units", "transit", zero_line=True,
                                              horizon=view.horizon)))
     else:
         end = ""
@@ -857,23 +858,24 @@ def _run_facts(view: RunView) -> str:
     rows = []
     hs = r.get("history_summary") or {}
     if hs:
-        rows.append(["operations", _num(hs.get("operations"))])
-        rows.append(["by outcome", ", ".join(f"{k} {_num(v)}" for k, v in hs.get("by_outcome", {}).items())])
-        rows.append(["write results", ", ".join(f"{k} {_num(v)}" for k, v in hs.get("by_result", {}).items())])
-        rows.append(["retried", _num(hs.get("retried"))])
+        rows.append(["operations", fmt_num(hs.get("operations"))])
+        rows.append(["by outcome", ", ".join(f"{k} {fmt_num(v)}" for k, v in hs.get("by_outcome", {}).items())])
+        rows.append(["write results", ", ".join(f"{k} {fmt_num(v)}" for k, v in hs.get("by_result", {}).items())])
+        rows.append(["retried", fmt_num(hs.get("retried"))])
     net = m.get("network") or {}
     if net:
         per = net["messages"] / m["acked_transfers"] if m["acked_transfers"] else None
-        rows.append(["WAN messages / bytes", f"{_num(net['messages'])} / {_num(net['bytes'])} "
-                     f"(dropped {_num(net.get('dropped'))}; {_num(round(per, 2)) if per else '—'} per acked write)"])
-    rows.append(["divergence reports", _num(m.get("divergence_reports", 0))])
+        per_text = fmt_num(round(per, 2)) if per else "—"
+        rows.append(["WAN messages / bytes", f"{fmt_num(net['messages'])} / {fmt_num(net['bytes'])} "
+                     f"(dropped {fmt_num(net.get('dropped'))}; {per_text} per acked write)"])
+    rows.append(["divergence reports", fmt_num(m.get("divergence_reports", 0))])
     s = m.get("sim") or {}
     if s:
-        rows.append(["simulated", f"{_num(s.get('virtual_s'))} s virtual in {_num(s.get('wall_s'))} s wall, "
-                     f"{_num(s.get('events'))} events"])
+        rows.append(["simulated", f"{fmt_num(s.get('virtual_s'))} s virtual in {fmt_num(s.get('wall_s'))} s wall, "
+                     f"{fmt_num(s.get('events'))} events"])
     out = table(["figure", "value"], rows, cls="facts-table")
     if sc.get("chaos"):
-        chaos_rows = [[_num(f["at"]), f["fault"], ",".join(f["target"]), _num(f["duration"]),
+        chaos_rows = [[fmt_num(f["at"]), f["fault"], ",".join(f["target"]), fmt_num(f["duration"]),
                        ", ".join(f"{k}={v}" for k, v in f.items() if k not in ("at", "fault", "target", "duration"))]
                       for f in sc["chaos"]]
         out += "<h3>Chaos schedule</h3>" + table(["at (s)", "fault", "target", "duration (s)", "parameters"],
@@ -881,7 +883,7 @@ def _run_facts(view: RunView) -> str:
     rtt = sc.get("rtt_ms")
     if rtt:
         out += "<h3>Round-trip times (ms)</h3>" + table(["", *view.regions],
-                                                        [[a, *(_num(x) for x in row)]
+                                                        [[a, *(fmt_num(x) for x in row)]
                                                          for a, row in zip(view.regions, rtt, strict=False)])
     return out
 
