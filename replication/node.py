@@ -98,6 +98,7 @@ _TWO_PHASE = int(TransferFlags.PENDING | TransferFlags.POST_PENDING_TRANSFER | T
 _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 _LINKED = int(TransferFlags.LINKED)
 _EXCEEDS = int(CreateTransferResult.EXCEEDS_CREDITS)
+_PENDING_NOT_FOUND = int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)
 
 
 def result_name(code: int) -> str:
@@ -257,8 +258,11 @@ class RegionNode:
         bal = self._read(m.reads)
         tracker = _Tracker(m.batch_id, np.full(n, UNAVAILABLE, np.uint32), bal, 1, now)
         if n and self.cfg.mode == "unit":
-            homes = self._homes[self.cfg.amap.units_of(rows["debit_account_id_lo"])]
-            for h in np.unique(homes).tolist():
+            units, _, unknown = self._route_units(rows)
+            tracker.results[unknown] = _PENDING_NOT_FOUND
+            homes = self._homes[units]
+            homes[unknown] = -1
+            for h in np.unique(homes[~unknown]).tolist():
                 idx = np.nonzero(homes == h)[0]
                 tracker.parts += 1
                 if h == self.me:
@@ -305,6 +309,36 @@ class RegionNode:
             tracker.results[idx] = m.results
             self._part_done(tracker, out)
 
+    def _route_units(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(debit unit, credit unit, pending unknown) of each row, as unit-mode routing sees it.
+
+        A post or void names its pending transfer and may leave its accounts zero (the
+        engine takes them from the pending). It must still be written by the home of the
+        pending's unit: account 0 maps to unit 0, and a post/void written by another home
+        would touch accounts that home does not own, a dependency on another origin's log
+        that followers do not order by (they apply each origin in order, and only fork
+        points across origins). A replica applying it before the pending (e.g. a restarted
+        region pulling each origin's log from peers) fails it: the replicas diverge.
+        Rows whose pending this replica does not know and that name no debit account
+        cannot be routed: they are answered PENDING_TRANSFER_NOT_FOUND here.
+        """
+        debit = rows["debit_account_id_lo"].copy()
+        credit = rows["credit_account_id_lo"].copy()
+        unknown = np.zeros(len(rows), bool)
+        post_void = np.nonzero((rows["flags"] & _POST_VOID) != 0)[0]
+        if len(post_void):
+            tr = self.engine.transfers
+            for i in post_void.tolist():
+                pid = (int(rows["pending_id_hi"][i]) << 64) | int(rows["pending_id_lo"][i])
+                slot = self.engine.transfer_slot(pid)
+                if slot >= 0:
+                    debit[i] = tr[slot]["debit_account_id_lo"]
+                    credit[i] = tr[slot]["credit_account_id_lo"]
+                elif debit[i] == 0:
+                    unknown[i] = True
+        amap = self.cfg.amap
+        return amap.units_of(debit), amap.units_of(credit), unknown
+
     def _read(self, ids: np.ndarray) -> np.ndarray:
         out = np.zeros((len(ids), 4), np.uint64)
         if len(ids):
@@ -335,15 +369,15 @@ class RegionNode:
         return self._commit_anywhere(rows, now, out)
 
     def _commit_unit(self, rows: np.ndarray, now: int, out: list[Effect]) -> tuple[np.ndarray, int]:
-        amap = self.cfg.amap
         results = np.full(len(rows), UNAVAILABLE, np.uint32)
-        dunits = amap.units_of(rows["debit_account_id_lo"])
-        ok = self._writable_units(now)[dunits]
+        dunits, cunits, unknown = self._route_units(rows)
+        results[unknown] = _PENDING_NOT_FOUND
+        ok = self._writable_units(now)[dunits] & ~unknown
         if not ok.any():
             return results, 0
         sub = rows[ok].copy()
         du = dunits[ok]
-        cu = amap.units_of(sub["credit_account_id_lo"])
+        cu = cunits[ok]
         credit_leg = (sub["id_hi"] & CREDIT_BIT_HI) != 0
         two_phase = (sub["flags"] & _TWO_PHASE) != 0
         cross = (cu != du) & ~credit_leg

@@ -400,12 +400,12 @@ def _overlays(runs: Sequence[ModeRun], plots: Any, slo: dict[str, Any]) -> str:
     lags = {r.label: r.view.series("replication_lag_ms") for r in runs}
     if all(v is not None for v in lags.values()):
         t = lags[runs[0].label]["t"]
-        lines = {}
+        worst: dict[str, list[float | None]] = {}
         for label, s in lags.items():
             cols = [s[k] for k in s if k != "t"]
-            lines[label] = [max((x for x in vals if x is not None), default=None) for vals in zip(*cols, strict=False)]
+            worst[label] = [max((x for x in vals if x is not None), default=None) for vals in zip(*cols, strict=False)]
         out.append(figure("cmp-lag", "Replication lag", "largest lag over the receiving regions, per second",
-                          plots.series_lines(t, lines, windows, duration, "lag (ms)", "cmp-lag", log=True,
+                          plots.series_lines(t, worst, windows, duration, "lag (ms)", "cmp-lag", log=True,
                                              horizon=horizon)))
     else:
         missing = ", ".join(k for k, v in lags.items() if v is None)

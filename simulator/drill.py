@@ -146,8 +146,8 @@ def snapshots(view: RunView) -> Iterator[Snapshot]:
             tput[name] = int(series[s]) if s < len(series) else 0
         lag_now: dict[str, float | None] | None = None
         if lag is not None:
-            i = lag_index.get(s)
-            lag_now = {k: (v[i] if i is not None else None) for k, v in lag.items() if k != "t"}
+            at = lag_index.get(s)
+            lag_now = {k: (v[at] if at is not None else None) for k, v in lag.items() if k != "t"}
         events = [e for e in view.events if prev < e.t <= t]
         faults = [f"{w.label} ({w.start:g}–{w.end:g} s)" for w in view.windows if w.start < t and w.end > s]
         yield Snapshot(t, view.horizon, phase_at(view, t - 1e-9), faults, tput, lag_now, events)
@@ -283,8 +283,8 @@ def print_outcome(console: Console, o: DrillOutcome) -> None:
                 t.add_row(f"{s.t:.3f}", f"+{s.t - inc.window.start:.3f}", s.step, s.region or "", s.detail)
         console.print(t)
     t = Table(title="service levels", title_justify="left")
-    for c in ("SLO", "target", "measured", "verdict", "note"):
-        t.add_column(c, overflow="fold")
+    for column in ("SLO", "target", "measured", "verdict", "note"):
+        t.add_column(column, overflow="fold")
     for c in o.checks:
         v = "[dim]n/a[/dim]" if c.ok is None else ("[green]met[/green]" if c.ok else "[red]MISSED[/red]")
         t.add_row(c.name, c.target, c.measured, v, c.note)

@@ -54,8 +54,11 @@ Transport = Callable[[int, Message, int], None]
 
 
 class SqliteStore(DurableStore):
-    """A region's durable store on an SQLite file (WAL, synchronous=FULL).
+    """A region's durable store on an SQLite file (WAL; synchronous=FULL, or NORMAL).
 
+    `fsync=True` (FULL) fsyncs every commit: a record survives power loss. `fsync=False`
+    (NORMAL) leaves the WAL to the OS until a checkpoint: a record survives the process
+    being killed (what a runtime's crash is), not the machine losing power.
     Records are pickled: the file is the region's own disk, never read from elsewhere.
     `flush` commits everything appended since the last flush in one transaction. Appends
     (event-loop thread) and a flush (possibly a worker thread) may overlap: the pending
@@ -63,14 +66,15 @@ class SqliteStore(DurableStore):
     exactly once and in a later transaction than any record appended before it.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
         super().__init__()
         self.path = str(path)
+        self.fsync = fsync
         self._mu = threading.Lock()  # guards _dirty
         self._io = threading.Lock()  # one writer transaction at a time, and close
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self._conn.execute("CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, payload BLOB, chain BLOB)")
         self._dirty: list[tuple[int, bytes, bytes]] = []
         for idx, payload, chain in self._conn.execute("SELECT idx, payload, chain FROM records ORDER BY idx"):
@@ -133,6 +137,7 @@ class LiveStats:
     handled: int = 0  # messages (peer, client, timer) handed to the node
     steps: int = 0  # group-commit steps (one transaction each at most)
     flushes: int = 0
+    flush_ns: list[int] = field(default_factory=list)  # group-commit fsync wall times (last 10,000)
 
 
 class LiveRegion:
@@ -295,7 +300,10 @@ class LiveRegion:
                 flush = getattr(self.store, "flush", None)
                 if flush is not None:
                     self.stats.flushes += 1
+                    began = time.perf_counter_ns()
                     await self._loop.run_in_executor(self._io, flush)
+                    self.stats.flush_ns.append(time.perf_counter_ns() - began)
+                    del self.stats.flush_ns[:-10_000]
                     if self._closed:
                         return  # closed during the fsync: nothing leaves any more
             self._release(effects)

@@ -27,7 +27,7 @@ Window = tuple[float, float, str]
 P = ParamSpec("P")
 
 WIDTH_IN = 11.0
-RC: dict[str, Any] = {
+RC: Any = {  # rcParams for every report plot
     "svg.fonttype": "none",  # text stays text: small files, selectable, searchable
     "svg.hashsalt": "geoledger",  # deterministic clip-path/marker ids
     "font.family": "sans-serif",

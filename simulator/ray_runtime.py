@@ -58,6 +58,7 @@ import heapq
 import itertools
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -78,6 +79,7 @@ from replication.log import DurableStore, Entry, Record
 from replication.messages import Report
 from replication.node import MS, UNAVAILABLE, NodeConfig
 from replication.state import canonical_digest
+from simulator.metrics import Histogram
 from simulator.network import Network
 from simulator.scenario import CITIES, Scenario
 from simulator.workload import KIND_PENDING, KIND_POST, KIND_READ, KIND_VOID, Plan, make_plan
@@ -90,7 +92,9 @@ OK_CODES = (int(CreateTransferResult.OK), int(CreateTransferResult.EXISTS))
 EXISTS = int(CreateTransferResult.EXISTS)
 RESOURCE_PREFIX = "region_"
 TELEMETRY_EVERY_S = 0.25
-LINK_SLACK_NS = 1 * MS  # messages due within 1 ms of each other leave in one actor call
+LINK_SLACK_NS = 2 * MS  # messages due within 2 ms of each other leave in one actor call
+MIN_BATCH_MS = 20.0  # client window floor: an actor call costs ~0.3 ms of CPU at each end
+LOOP_PROBE_S = 0.05
 RETRY_BACKOFF_S = 0.1  # scenario seconds before an UNAVAILABLE row is retried (as the deterministic clients)
 
 log = logging.getLogger(__name__)
@@ -175,6 +179,7 @@ class RegionSpec:
     duplicate: bool
     request_timeout_s: float
     offsets_ns: tuple[int, ...]
+    fsync: bool = True
 
 
 class RegionActor:
@@ -206,6 +211,8 @@ class RegionActor:
         self._pushed = (0, 0, 0, 0, 0)
         self.peers: list[Any] = []
         self.controller: Any = None
+        self._call_ns: list[int] = []  # actor-call transit times of incoming link batches
+        self._loop_lag_ns: list[int] = []  # event-loop overshoot: a CPU-starved process shows here
 
     async def ping(self) -> dict[str, Any]:
         return {"pid": self.pid, "started": self.live is not None, "incarnation": self.incarnation}
@@ -222,7 +229,7 @@ class RegionActor:
         self.tb = Timebase(t0_ns, self.spec.time_scale)
         self.clock = clock
         Path(self.spec.store_path).parent.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(self.spec.store_path)
+        store = SqliteStore(self.spec.store_path, fsync=self.spec.fsync)
         records = len(store.records)
         sp = self.spec
         self.net = Network(sp.rtt_ms, sp.jitter_ms, sp.bandwidth_mbps,
@@ -235,7 +242,8 @@ class RegionActor:
         )
         replay_s = time.perf_counter() - began
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._flusher()), loop.create_task(self._telemetry_loop())]
+        self._tasks = [loop.create_task(self._flusher()), loop.create_task(self._telemetry_loop()),
+                       loop.create_task(self._loop_monitor())]
         return {"pid": self.pid, "records": records, "replay_s": replay_s, "heads": list(self.live.node.heads),
                 "at": self.tb.now_s()}
 
@@ -255,10 +263,14 @@ class RegionActor:
         return reply.results, reply.balances
 
     # ------------------------------------------------------------------ network layer
-    async def deliver(self, messages: list[Any]) -> None:
-        """Messages from a peer's link, in its send order; a dormant region drops them."""
+    async def deliver(self, blob: bytes, sent_ns: int = 0) -> None:
+        """A peer link's batch (pickled once by the sender: Ray then moves one bytes object
+        instead of serialising every message and array), in the link's send order. A
+        dormant region drops it. `sent_ns` (sender's wall clock) measures the call's cost."""
         if self.live is not None:
-            self.live.deliver_many(messages)
+            if sent_ns:
+                self._call_ns.append(wall_ns() - sent_ns)
+            self.live.deliver_many(pickle.loads(blob))  # noqa: S301 - from our own peers
 
     async def set_faults(self, faults: list[Fault]) -> None:
         self._set_faults(faults)
@@ -304,9 +316,10 @@ class RegionActor:
 
     def _send(self, to: int, batch: list[Any]) -> None:
         copies = 2 if self.spec.duplicate else 1  # the whole call again: as a Ray retry would
+        blob = pickle.dumps(batch, protocol=5)  # one in-band blob: Ray moves bytes, not N objects
         for _ in range(copies):
             self._sent_calls += 1
-            asyncio.ensure_future(_swallow(self.peers[to].deliver.remote(batch)))
+            asyncio.ensure_future(_swallow(self.peers[to].deliver.remote(blob, wall_ns())))
 
     # ------------------------------------------------------------------ chaos
     async def pause(self, paused: bool) -> None:
@@ -356,9 +369,18 @@ class RegionActor:
         self._pushed = now
         out = {"region": self.me, "incarnation": self.incarnation, "lag_ns": np.asarray(self._lag, np.int64),
                "reports": self._reports, "sent": delta[0], "dropped": delta[1], "bytes": delta[2],
-               "handled": delta[3], "calls": delta[4]}
-        self._lag, self._reports = [], []
+               "handled": delta[3], "calls": delta[4], "call_ns": np.asarray(self._call_ns, np.int64),
+               "loop_lag_ns": np.asarray(self._loop_lag_ns, np.int64)}
+        self._lag, self._reports, self._call_ns, self._loop_lag_ns = [], [], [], []
         return out
+
+    async def _loop_monitor(self) -> None:
+        """How late the event loop wakes up: on a shared 2-core machine this, not the
+        design, is often what a message's latency is made of."""
+        while True:
+            began = time.perf_counter_ns()
+            await asyncio.sleep(LOOP_PROBE_S)
+            self._loop_lag_ns.append(time.perf_counter_ns() - began - int(LOOP_PROBE_S * S))
 
     async def _telemetry_loop(self) -> None:
         while True:
@@ -389,6 +411,7 @@ class RegionActor:
             "anomalies": list(node.anomalies), "heads": list(node.heads), "status": node.status(),
             "records": records, "telemetry": self._telemetry(), "pid": self.pid,
             "steps": self.live.stats.steps, "flushes": self.live.stats.flushes,
+            "flush_ns": np.asarray(self.live.stats.flush_ns, np.int64),
         }
         self.live = None
         return snapshot
@@ -591,6 +614,8 @@ class Controller:
         self.fault_log: list[tuple[float, str, Fault]] = []
         self.crashes: list[dict[str, Any]] = []
         self.lag: list[np.ndarray] = []
+        self.call_us = Histogram()
+        self.loop_lag_us = Histogram()
         self.reports: list[tuple[float, int, str, dict[str, Any]]] = []
         self.counters = dict.fromkeys(("sent", "dropped", "bytes", "handled", "calls"), 0)
         self.all_pids: set[int] = {os.getpid()}
@@ -603,6 +628,8 @@ class Controller:
     async def telemetry(self, t: dict[str, Any]) -> None:
         if len(t["lag_ns"]):
             self.lag.append(t["lag_ns"])
+        self.call_us.record(t["call_ns"] / 1000)
+        self.loop_lag_us.record(np.maximum(t["loop_lag_ns"], 0) / 1000)
         self.reports.extend(t["reports"])
         for k in self.counters:
             self.counters[k] += t[k]
@@ -746,7 +773,8 @@ class Controller:
         return {"fault_log": self.fault_log, "crashes": [{k: v for k, v in c.items() if not k.endswith("_ns")}
                                                          for c in self.crashes],
                 "lag": self.lag, "reports": self.reports, "counters": self.counters,
-                "pids": sorted(self.all_pids), "errors": self.errors}
+                "pids": sorted(self.all_pids), "errors": self.errors,
+                "link_call_ms": self.call_us.summary_ms(), "event_loop_lag_ms": self.loop_lag_us.summary_ms()}
 
     async def take_telemetry(self, items: list[dict[str, Any]]) -> None:
         for t in items:
@@ -929,6 +957,15 @@ def node_configs(scenario: Scenario, plan: Plan) -> list[NodeConfig]:
             for r in range(r_count)]
 
 
+def client_batches(plan: Plan, region: int, window: float) -> tuple[np.ndarray, np.ndarray]:
+    """`plan.batches[region]` for another window length (the plan's operations unchanged)."""
+    ops = np.nonzero(plan.region == region)[0]
+    if not len(ops):
+        return np.zeros(0, np.int64), ops
+    w = np.floor(plan.t[ops] / window).astype(np.int64)
+    return np.nonzero(np.diff(w, prepend=-1))[0], ops
+
+
 def plan_and_faults(scenario: Scenario, seed: int) -> tuple[Plan, list[Fault]]:
     """The deterministic runtime's plan and fault schedule for this seed (same draws, same order)."""
     rng = np.random.default_rng(seed)
@@ -960,6 +997,8 @@ def run_scenario_ray(
     time_scale: float = 1.0,
     progress: Callable[[str, float, float], None] | None = None,
     duplicate: bool = False,
+    min_batch_ms: float = MIN_BATCH_MS,
+    fsync: bool = True,
     num_cpus: int | None = None,
 ) -> tuple[RaySimulation, dict[str, Any]]:
     """Run `scenario` on Ray; return (a Simulation-like object, the result dict).
@@ -974,13 +1013,19 @@ def run_scenario_ray(
     `time_scale`: wall seconds per scenario second (module docstring). `progress(phase,
     done, total)` is called about every 0.25 s of the run, in scenario seconds.
     `duplicate`: every message (peer batches, and client submits) is sent twice on purpose.
+    `min_batch_ms`: clients submit a window's operations as one batch; the window is the
+    scenario's `batch_ms`, but never shorter than this (scenario ms): an actor call costs
+    CPU at both ends, and 5 ms windows at 300 ops/s carry 1-2 operations each. The plan
+    (operations, times, ids) is the same; only how they are grouped into calls changes.
+    `fsync`: commit with `synchronous=FULL` (survives power loss); False = `NORMAL`
+    (survives a killed process, which is what a Ray crash is; no fsync on the hot path).
+    `num_cpus`: for a local Ray started here (default: every core).
     """
-    if time_scale <= 0:
-        raise ValueError(f"time_scale must be > 0, got {time_scale}")
+    opts = RayOptions(time_scale, duplicate, min_batch_ms, fsync)
     scenario = scenario.with_mode(None)
     wall0 = time.perf_counter()
     with ray_session(address, num_cpus=num_cpus, regions=scenario.regions) as session:
-        run = _RayRun(scenario, seed, time_scale, duplicate, out_dir)
+        run = _RayRun(scenario, seed, opts, out_dir)
         try:
             run.launch()
             run.wait(progress)
@@ -1024,14 +1069,31 @@ def ray_result(sim: RaySimulation) -> dict[str, Any]:
     return result
 
 
+@dataclass(frozen=True)
+class RayOptions:
+    """How a run uses Ray (see `run_scenario_ray`)."""
+
+    time_scale: float = 1.0
+    duplicate: bool = False
+    min_batch_ms: float = MIN_BATCH_MS
+    fsync: bool = True
+
+    def __post_init__(self) -> None:
+        if self.time_scale <= 0:
+            raise ValueError(f"time_scale must be > 0, got {self.time_scale}")
+        if self.min_batch_ms < 0:
+            raise ValueError(f"min_batch_ms must be >= 0, got {self.min_batch_ms}")
+
+
 class _RayRun:
     """One run's actors and their lifecycle (launch, wait, collect, teardown)."""
 
-    def __init__(self, scenario: Scenario, seed: int, time_scale: float, duplicate: bool,
-                 out_dir: str | Path | None) -> None:
+    def __init__(self, scenario: Scenario, seed: int, opts: RayOptions, out_dir: str | Path | None) -> None:
         import ray
 
-        self.s, self.seed, self.scale, self.duplicate = scenario, seed, time_scale, duplicate
+        self.s, self.seed, self.opts = scenario, seed, opts
+        self.scale, self.duplicate = opts.time_scale, opts.duplicate
+        self.window = max(scenario.workload.batch_ms, opts.min_batch_ms) / 1000
         self.run_id = uuid.uuid4().hex[:10]
         self.names = list(scenario.regions)
         self.R = len(self.names)
@@ -1082,15 +1144,15 @@ class _RayRun:
         for r, name in enumerate(self.names):
             spec = RegionSpec(r, tuple(self.names), self.cfgs[r], rtt, s.jitter_ms, s.bandwidth_mbps, self.seed,
                               str(Path(self.store_dir) / f"region-{r}-{name}.db"), self.scale, self.duplicate,
-                              2 * timeout * self.scale + 1.0, tuple(self.offsets))
+                              2 * timeout * self.scale + 1.0, tuple(self.offsets), self.opts.fsync)
             self.regions.append(region_cls.options(
                 name=self.actor_name(f"region-{name}"), num_cpus=0, max_restarts=-1, max_task_retries=0,
                 max_concurrency=10_000, **self._placement(name, 1.0)).remote(spec))
         plan = self.plan
         for r, name in enumerate(self.names):
-            starts, ops = plan.batches[r]
+            starts, ops = client_batches(plan, r, self.window)
             spec_c = ClientSpec(r, self.R, ops, plan.t[ops], plan.kind[ops], build_rows(plan, ops),
-                                plan.debit[ops].astype(np.uint64), starts, plan.batch_window, s.duration,
+                                plan.debit[ops].astype(np.uint64), starts, self.window, s.duration,
                                 s.duration + s.quiesce, timeout, s.workload.max_attempts, s.mode, self.scale,
                                 self.duplicate)
             self.clients.append(client_cls.options(
@@ -1161,6 +1223,15 @@ class _RayRun:
         if self.local_dir:
             shutil.rmtree(self.local_dir, ignore_errors=True)
 
+    def _group_commit(self) -> dict[str, Any]:
+        """Steps, commits and commit times of the final incarnations (a killed one's are lost)."""
+        snaps = [x for x in self.snapshots if x]
+        hist = Histogram()
+        for x in snaps:
+            hist.record(x["flush_ns"] / 1000)
+        return {"steps": sum(x["steps"] for x in snaps), "commits": sum(x["flushes"] for x in snaps),
+                "commit_ms": hist.summary_ms(), "sync": "FULL (fsync)" if self.opts.fsync else "NORMAL"}
+
     def simulation(self, wall_s: float, session: RaySession) -> RaySimulation:
         from simulator.runtime import OpState
 
@@ -1197,16 +1268,17 @@ class _RayRun:
         info = {
             "time_scale": self.scale, "address": session.address, "pinned_by_resource": self.pinned,
             "wall_s": round(wall_s, 3), "launch_s": round(self.launch_s, 3), "duplicate": self.duplicate,
+            "client_window_ms": round(self.window * 1000, 3), "fsync": self.opts.fsync,
             "actors": {"regions": self.R, "clients": len(self.clients), "controller": 1},
             "pids": sorted(self.pids), "crashes": ctl["crashes"], "controller_errors": ctl["errors"],
             "actor_calls": int(counters["calls"]),
+            "link_call_ms": ctl["link_call_ms"], "event_loop_lag_ms": ctl["event_loop_lag_ms"],
             "client_submit_late_p99_s": round(max(late), 4) if late else None,
             "client_submit_late_max_s": round(max(c["submit_late_max_s"] for c in self.client_out), 4)
             if self.client_out else None,
             "dup_client_replies": {"exists": sum(c["dup_exists"] for c in self.client_out),
                                    "ok": sum(c["dup_ok"] for c in self.client_out)},
-            "group_commit": {"steps": sum(x["steps"] for x in self.snapshots if x),
-                             "fsyncs": sum(x["flushes"] for x in self.snapshots if x)},
+            "group_commit": self._group_commit(),
             "start": [{k: v for k, v in i.items() if k != "heads"} for i in self.start_info],
             "stores_kept": self.store_dir if self.keep else None,
         }

@@ -83,7 +83,8 @@ def load_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise ReportError(f"{path}: not JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+        hint = " — that is a run's history (JSON Lines); pass its result.json" if path.suffix == ".jsonl" else ""
+        raise ReportError(f"{path}: not JSON ({e.msg} at line {e.lineno}, column {e.colno}){hint}") from None
 
 
 @cache
@@ -386,7 +387,10 @@ def view_of(result: dict[str, Any], source: Path | None = None, *, history: bool
     else:
         view.history_note = "history.jsonl not found beside result.json"
     if final_state and run_dir is not None and (run_dir / "final_state.json").exists():
-        view.transit_final = _final_transit(load_json(run_dir / "final_state.json"))
+        try:  # only feeds a footnote: a damaged file must not cost the whole report
+            view.transit_final = _final_transit(load_json(run_dir / "final_state.json"))
+        except ReportError as e:
+            view.notes.append(f"final_state.json ignored: {e}")
     view.windows = fault_windows(view)
     view.events = timeline_events(view)
     return view

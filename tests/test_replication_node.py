@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cext.layout import TRANSFER_DTYPE
+from ledger.types import CreateTransferResult, TransferFlags
 from replication.accounts import CREDIT_BIT_HI, AccountMap
 from replication.log import DurableStore
 from replication.messages import (
@@ -175,3 +176,73 @@ def test_escrow_spends_only_its_share():
     assert r.results.tolist() == [54]  # EXCEEDS_CREDITS
     r = of(a.handle(ClientRequest(2, rows((2, 3, 6, share))), T + 1), Reply)[0]
     assert r.results.tolist() == [0]
+
+
+def _pending_row(tid: int, debit: int, credit: int, amount: int) -> np.ndarray:
+    r = rows((tid, debit, credit, amount))
+    r["flags"] = int(TransferFlags.PENDING)
+    return r
+
+
+def _post_row(tid: int, pending_id: int, flag: TransferFlags = TransferFlags.POST_PENDING_TRANSFER) -> np.ndarray:
+    """A post/void the way the HTTP gateway sends it: accounts and amount left zero."""
+    r = np.zeros(1, TRANSFER_DTYPE)
+    r["id_lo"], r["pending_id_lo"], r["flags"] = tid, pending_id, int(flag)
+    r["ledger"], r["code"] = 156, 1
+    return r
+
+
+def test_post_with_zero_accounts_is_written_by_the_pendings_home_so_replicas_converge_in_any_order():
+    """Regression (load --chaos region-outage): a post/void names only its pending (accounts
+    zero, as the HTTP gateway sends it). It used to be routed by debit account 0, i.e. unit 0,
+    so region 0 wrote posts of pendings held in every unit: an entry of origin 0 that needs
+    an entry of origin 2 first. A restarted region pulling each origin's log from its peers
+    applied the post before the pending (PENDING_TRANSFER_NOT_FOUND): anomalies, a diverged
+    digest, acknowledged transfers missing on that replica."""
+    gw, follower, home = node(0), node(1), node(2)
+    with_lease(gw, T)
+    with_lease(home, T)
+    # customer 5 (unit 2, homed at region 2) authorises 40 to customer 8 (unit 2)
+    eff = home.handle(ClientRequest(1, _pending_row(100, 5, 8, 40)), T + 1)
+    assert of(eff, Reply)[0].results.tolist() == [0]
+    for e in of(eff, Send):  # region 0 learns the pending; region 1 is down (killed)
+        if e.to == 0:
+            gw.handle(e.message, T + 2)
+    # the capture arrives at region 0's gateway; regions 0 and 2 exchange whatever follows
+    eff = gw.handle(ClientRequest(2, _post_row(101, 100)), T + 3)
+    replies, pending = of(eff, Reply), [(0, of(eff, Send))]
+    while pending:
+        sender, sends = pending.pop(0)
+        for e in sends:
+            if e.to == 1:
+                continue  # region 1 is down
+            eff = {0: gw, 2: home}[e.to].handle(e.message, T + 4)
+            replies += of(eff, Reply)
+            pending.append((e.to, of(eff, Send)))
+    assert [r.results.tolist() for r in replies] == [[0]]
+    assert home.engine.transfer_slot(101) >= 0 and gw.engine.transfer_slot(101) >= 0
+    # region 1 comes back and pulls each origin's log from its peers; origin 0's answer first
+    for origin, peer in ((0, gw), (2, home)):
+        eff = peer.handle(Pull(1, origin, 0), T + 6)
+        for e in of(eff, Send):
+            follower.handle(e.message, T + 7)
+    assert follower.anomalies == []
+    assert follower.engine.transfer_slot(101) >= 0
+    digests = {canonical_digest(n.engine) for n in (gw, follower, home)}
+    assert len(digests) == 1
+    assert [len(n.by_origin[0]) for n in (gw, follower, home)] == [0, 0, 0]  # region 0 wrote nothing
+    # and a region recovering from that store replays it without anomalies
+    store = DurableStore()
+    for o in (0, 1, 2):
+        for e in follower.by_origin[o]:
+            store.append(e)
+    again, _ = RegionNode.recover(follower.cfg, store)
+    assert again.anomalies == [] and canonical_digest(again.engine) == canonical_digest(home.engine)
+
+
+def test_post_of_an_unknown_pending_with_zero_accounts_is_not_found_without_a_write():
+    gw = node(0)
+    with_lease(gw, T)
+    eff = gw.handle(ClientRequest(1, _post_row(7, 999, TransferFlags.VOID_PENDING_TRANSFER)), T + 1)
+    assert of(eff, Reply)[0].results.tolist() == [int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)]
+    assert not of(eff, Persist) and not of(eff, Send)

@@ -178,3 +178,18 @@ def test_write_report_reports_a_broken_history(tmp_path: Path) -> None:
         fh.write('{"op": "transfer"}\n')
     with pytest.raises(ReportError, match=r"history\.jsonl:\d+: not a history record"):
         write_report(run)
+
+
+def test_report_from_a_bare_result_json(tmp_path: Path) -> None:
+    """Only result.json (no history, no final state): placeholders say what is missing."""
+    shutil.copy(tiny_run() / "result.json", tmp_path / "result.json")
+    html = write_report(tmp_path).read_text()
+    states = _plot_states(html)
+    assert states["throughput"] == "svg" and states["timeline"] == "svg"
+    assert states["latency"] == "missing"
+    assert "history.jsonl not found beside result.json" in html
+
+
+def test_history_given_as_result_gets_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("report", str(tiny_run() / "history.jsonl"), "-o", str(tmp_path / "r.html")) == 2
+    assert "pass its result.json" in capsys.readouterr().err
