@@ -10,6 +10,7 @@ saying what to fix.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +108,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return _error("compare", e)
     from simulator.compare import figures
 
-    for line in (f"{r.label}: p99 {figures(r.view)['latency_ms']['p99']} ms, "
-                 f"{r.view.metrics['acked_per_s']} acked/s, violated: {', '.join(r.view.result['violated']) or 'none'}"
-                 for r in runs):
-        console.print(line, highlight=False)
-    console.print(f"written: {html_path}, {json_path}, and {out}/<mode>/ for {', '.join(modes)}", highlight=False)
+    for r in runs:
+        f = figures(r.view)
+        console.print(f"{r.label}: p99 {f['latency_ms']['p99']} ms, {f['acked_per_s']} acked writes/s, "
+                      f"RPO {f['rpo_lost']} lost, violated: {', '.join(f['violated']) or 'none'}"
+                      + (f" (not promised: {', '.join(f['violated_not_promised'])})"
+                         if f["violated_not_promised"] else ""), soft_wrap=True, highlight=False)
+    summary = json.loads(json_path.read_text())["summary"]
+    for line in summary:
+        console.print(f"  • {line}", soft_wrap=True, highlight=False)
+    console.print(f"written: {html_path}, {json_path}, and {out}/<mode>/ for {', '.join(modes)}", soft_wrap=True,
+                  highlight=False)
     return 1 if any(r.view.result["violated"] for r in runs) else 0
 
 
