@@ -18,6 +18,7 @@ run: install
 	$(VENV)/bin/geoledger simulate baseline --out runs/baseline
 
 test: install
+	scripts/chromium install
 	PYTHON=$(PY) scripts/cassandra start
 	$(PY) -m pytest -q
 

@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_simulator(sub)
 
+    from simulator.report_cli import register as register_reports
+
+    register_reports(sub)
+
     from load.cli import register as register_load
 
     register_load(sub)

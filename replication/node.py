@@ -84,6 +84,7 @@ from replication.messages import (
     Tick,
     Vote,
 )
+from replication.quorum import Quorum
 from replication.routing import RoutingTable, majority, preference
 
 MS = 1_000_000
@@ -92,7 +93,7 @@ UNAVAILABLE = 1001
 catching up, not writable). Clients retry."""
 CROSS_UNIT_TWO_PHASE = 1002
 RESULT_NAMES = {UNAVAILABLE: "UNAVAILABLE", CROSS_UNIT_TWO_PHASE: "CROSS_UNIT_TWO_PHASE"}
-MODES = ("async", "unit", "escrow")
+MODES = ("async", "unit", "escrow", "quorum")
 SHIPS = ("async", "semi-sync")
 _TWO_PHASE = int(TransferFlags.PENDING | TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
@@ -121,6 +122,8 @@ class NodeConfig:
     credit_resend_every: int = 300 * MS
     quota_retry_every: int = 200 * MS
     pull_max: int = 256
+    seed: int = 0  # quorum: seeds the Raft election timeouts (the node draws nothing else)
+    snapshot_every: int = 1000  # quorum: applied entries between snapshots (log compaction)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -166,7 +169,7 @@ class RegionNode:
         self.engine: Any = None
         self.anomalies: list[tuple[int, int, int, int]] = []
         self.accounts_genesis, self.deposits_genesis = genesis(
-            config.amap, config.opening_balance, enforce_flags=config.mode == "unit"
+            config.amap, config.opening_balance, enforce_flags=config.mode in ("unit", "quorum")
         )
         self._reset_engine()
         self.applied: list[Entry] = []  # in apply order: what a rebuild replays
@@ -200,6 +203,7 @@ class RegionNode:
         self.repairing: dict[int, list[int]] = {}  # store index -> [origin, seq, last asked]
         self.started = False
         self.reported_void: set[tuple[int, int]] = set()
+        self._quorum = Quorum(self) if config.mode == "quorum" else None
 
     # ================================================================== recovery
     @classmethod
@@ -211,6 +215,8 @@ class RegionNode:
         checksum fails is skipped together with the rest of its origin's entries: those
         are pulled again from peers, and the bad record is repaired in place.
         """
+        if config.mode == "quorum":
+            return Quorum.recover(cls, config, store)
         node = cls(config)
         effects: list[Effect] = []
         tables = [r.payload for r in store.records if isinstance(r.payload, RoutingTable)]
@@ -243,6 +249,9 @@ class RegionNode:
     # ================================================================== dispatch
     def handle(self, message: Message, now: int) -> list[Effect]:
         effects: list[Effect] = []
+        if self._quorum is not None:  # quorum mode: Raft drives everything (replication/quorum.py)
+            self._quorum.handle(message, now, effects)
+            return effects
         if not self.started:
             self.started = True
             for p in self.peers:

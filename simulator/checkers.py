@@ -23,7 +23,7 @@ INVARIANTS = ("conservation", "no_overdraft", "exactly_once", "convergence", "du
 
 
 def promises(mode: str, ship: str) -> dict[str, bool]:
-    """What each mode promises (ARCHITECTURE.md, replication modes)."""
+    """What each mode promises (ARCHITECTURE.md, replication modes). `quorum` promises all six."""
     p = dict.fromkeys(INVARIANTS, True)
     if mode == "async":
         p["no_overdraft"] = False

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-MODE_CHOICES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow")
+MODE_CHOICES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow", "quorum")
 
 
 def register(subparsers: Any) -> None:
@@ -68,8 +68,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with console.status(f"simulating {scenario.name} ({mode}, seed {seed})"):
         sim, result = run_scenario(scenario, seed)
         write_outputs(sim, result, out)
+    from simulator.report import write_report
+
+    report = write_report(out)
     print_verdicts(console, result)
-    console.print(f"written: {out}/result.json, history.jsonl, final_state.json")
+    console.print(f"written: {out}/result.json, history.jsonl, final_state.json, {report}")
     return 1 if result["violated"] else 0
 
 

@@ -91,6 +91,7 @@ TIMEOUT_CODE = 2000
 OK_CODES = (int(CreateTransferResult.OK), int(CreateTransferResult.EXISTS))
 EXISTS = int(CreateTransferResult.EXISTS)
 RESOURCE_PREFIX = "region_"
+REGION_SHARE, CLIENT_SHARE = 0.5, 0.25  # of a node's `region_<name>` resource: both fit in 1 unit
 TELEMETRY_EVERY_S = 0.25
 LINK_SLACK_NS = 2 * MS  # messages due within 2 ms of each other leave in one actor call
 MIN_BATCH_MS = 20.0  # client window floor: an actor call costs ~0.3 ms of CPU at each end
@@ -187,20 +188,23 @@ class RegionActor:
 
     Constructed dormant: Ray re-runs the constructor when it restarts a killed actor, and
     a crashed region must stay dark for the fault's duration, so nothing happens until
-    `start`. A dormant region drops messages and gives clients no answer.
+    `start`. A dormant region drops messages and gives clients no answer. The constructor
+    takes only small arguments (Ray keeps them for restarts; large ones would sit in the
+    object store); the region's `RegionSpec` comes with each `start`, from the controller.
     """
 
-    def __init__(self, spec: RegionSpec) -> None:
-        self.spec = spec
-        self.me = spec.index
+    def __init__(self, index: int, name: str) -> None:
+        self.me = index
+        self.name = name
+        self.spec: RegionSpec | None = None
         self.live: Any = None
         self.incarnation = 0
         self.pid = os.getpid()
-        self.tb = Timebase(0, spec.time_scale)
-        self.clock = ClockState(spec.offsets_ns[self.me])
+        self.tb = Timebase(0, 1.0)
+        self.clock = ClockState()
         self.faults: list[Fault] = []
         self.net: Network | None = None
-        self.links: list[list[tuple[int, int, Any]]] = [[] for _ in spec.names]
+        self.links: list[list[tuple[int, int, Any]]] = []
         self._order = itertools.count()
         self._next_due = 1 << 62
         self._kick: asyncio.Event | None = None
@@ -214,24 +218,31 @@ class RegionActor:
         self._call_ns: list[int] = []  # actor-call transit times of incoming link batches
         self._loop_lag_ns: list[int] = []  # event-loop overshoot: a CPU-starved process shows here
 
+    @property
+    def sp(self) -> RegionSpec:
+        assert self.spec is not None, "region not started"
+        return self.spec
+
     async def ping(self) -> dict[str, Any]:
         return {"pid": self.pid, "started": self.live is not None, "incarnation": self.incarnation}
 
-    async def start(self, peers: list[Any], controller: Any, t0_ns: int, faults: list[Fault], clock: ClockState,
-                    incarnation: int) -> dict[str, Any]:
+    async def start(self, spec: RegionSpec, peers: list[Any], controller: Any, t0_ns: int, faults: list[Fault],
+                    clock: ClockState, incarnation: int) -> dict[str, Any]:
         """Open the store, replay it (`RegionNode.recover`) and start the node and its links."""
         from simulator.live import LiveRegion, SqliteStore
 
         if self.live is not None:
             return {"pid": self.pid, "records": len(self.live.store.records), "replay_s": 0.0, "already": True}
         began = time.perf_counter()
+        self.spec = spec
         self.peers, self.controller, self.incarnation = peers, controller, incarnation
-        self.tb = Timebase(t0_ns, self.spec.time_scale)
+        self.links = [[] for _ in spec.names]
+        self.tb = Timebase(t0_ns, spec.time_scale)
         self.clock = clock
-        Path(self.spec.store_path).parent.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(self.spec.store_path, fsync=self.spec.fsync)
+        Path(spec.store_path).parent.mkdir(parents=True, exist_ok=True)
+        store = SqliteStore(spec.store_path, fsync=spec.fsync)
         records = len(store.records)
-        sp = self.spec
+        sp = spec
         self.net = Network(sp.rtt_ms, sp.jitter_ms, sp.bandwidth_mbps,
                            np.random.default_rng([sp.seed, self.me, incarnation]))
         self._set_faults(faults)
@@ -279,9 +290,9 @@ class RegionActor:
         self.faults = list(faults)
         if self.net is None:
             return
-        self.net.set_faults(list(self.spec.names), self.faults)
-        if self.spec.duplicate:  # on purpose: every message twice (the at-least-once test)
-            n = len(self.spec.names)
+        self.net.set_faults(list(self.sp.names), self.faults)
+        if self.sp.duplicate:  # on purpose: every message twice (the at-least-once test)
+            n = len(self.sp.names)
             self.net.dup = [[1.0] * n for _ in range(n)]
 
     def _transport(self, to: int, message: Any, size: int) -> None:
@@ -315,7 +326,7 @@ class RegionActor:
                 await asyncio.wait_for(self._kick.wait(), timeout)
 
     def _send(self, to: int, batch: list[Any]) -> None:
-        copies = 2 if self.spec.duplicate else 1  # the whole call again: as a Ray retry would
+        copies = 2 if self.sp.duplicate else 1  # the whole call again: as a Ray retry would
         blob = pickle.dumps(batch, protocol=5)  # one in-band blob: Ray moves bytes, not N objects
         for _ in range(copies):
             self._sent_calls += 1
@@ -354,7 +365,7 @@ class RegionActor:
     # ------------------------------------------------------------------ telemetry
     def _on_entry(self, e: Entry) -> None:
         # Lag on the scenario clock: the origin's stamp, minus its (known) clock offset.
-        created = e.created - T0 - self.spec.offsets_ns[e.origin]
+        created = e.created - T0 - self.sp.offsets_ns[e.origin]
         self._lag.append(self.tb.now_ns() - created)
 
     def _on_report(self, rep: Report) -> None:
@@ -399,13 +410,13 @@ class RegionActor:
             t.cancel()
         self.live.close()
         node = self.live.node
-        disk = SqliteStore(self.spec.store_path)
+        disk = SqliteStore(self.sp.store_path)
         records = [(r.payload, r.chain) for r in disk.records]
         disk.close()
         if not keep_store:
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
-                    os.remove(self.spec.store_path + suffix)
+                    os.remove(self.sp.store_path + suffix)
         snapshot = {
             "accounts": node.engine.accounts.copy(), "transfers": node.engine.transfers.copy(),
             "anomalies": list(node.anomalies), "heads": list(node.heads), "status": node.status(),
@@ -597,6 +608,7 @@ class ControllerSpec:
     time_scale: float
     seed: int
     offsets_ns: tuple[int, ...]
+    regions: tuple[RegionSpec, ...]  # what each region needs at every (re)start
 
 
 class Controller:
@@ -638,7 +650,8 @@ class Controller:
         import ray
 
         me = ray.get_runtime_context().current_actor
-        return (self.regions, me, self.tb.t0_ns, list(self.active), self.clocks[r], self.incarnation[r])
+        return (self.spec.regions[r], self.regions, me, self.tb.t0_ns, list(self.active), self.clocks[r],
+                self.incarnation[r])
 
     async def start_all(self, regions: list[Any], t0_ns: int, pids: list[int]) -> list[dict[str, Any]]:
         self.regions, self.tb, self.pids = regions, Timebase(t0_ns, self.spec.time_scale), list(pids)
@@ -910,7 +923,7 @@ def _head_pids() -> list[int]:
     try:
         import ray
 
-        node = ray._private.worker._global_node  # noqa: SLF001 - the only way to see our own raylet/GCS
+        node: Any = ray._private.worker._global_node  # the only way to see our own raylet/GCS pids
         return [p.process.pid for procs in node.all_processes.values() for p in procs if p.process is not None]
     except Exception:
         return []
@@ -1141,13 +1154,15 @@ class _RayRun:
         ctl_cls = ray.remote(Controller)
         rtt = s.rtt_matrix()
         timeout = s.workload.client_timeout_ms / 1000
+        specs = tuple(
+            RegionSpec(r, tuple(self.names), self.cfgs[r], rtt, s.jitter_ms, s.bandwidth_mbps, self.seed,
+                       str(Path(self.store_dir) / f"region-{r}-{name}.db"), self.scale, self.duplicate,
+                       2 * timeout * self.scale + 1.0, tuple(self.offsets), self.opts.fsync)
+            for r, name in enumerate(self.names))
         for r, name in enumerate(self.names):
-            spec = RegionSpec(r, tuple(self.names), self.cfgs[r], rtt, s.jitter_ms, s.bandwidth_mbps, self.seed,
-                              str(Path(self.store_dir) / f"region-{r}-{name}.db"), self.scale, self.duplicate,
-                              2 * timeout * self.scale + 1.0, tuple(self.offsets), self.opts.fsync)
             self.regions.append(region_cls.options(
                 name=self.actor_name(f"region-{name}"), num_cpus=0, max_restarts=-1, max_task_retries=0,
-                max_concurrency=10_000, **self._placement(name, 1.0)).remote(spec))
+                max_concurrency=10_000, **self._placement(name, REGION_SHARE)).remote(r, name))
         plan = self.plan
         for r, name in enumerate(self.names):
             starts, ops = client_batches(plan, r, self.window)
@@ -1157,11 +1172,11 @@ class _RayRun:
                                 self.duplicate)
             self.clients.append(client_cls.options(
                 name=self.actor_name(f"client-{name}"), num_cpus=0, max_concurrency=10_000,
-                **self._placement(name, 0.5)).remote(spec_c))
+                **self._placement(name, CLIENT_SHARE)).remote(spec_c))
         self.controller = ctl_cls.options(name=self.actor_name("controller"), num_cpus=0,
                                           max_concurrency=10_000).remote(
             ControllerSpec(tuple(self.names), tuple(self.faults), s.duration, self.scale, self.seed,
-                           tuple(self.offsets)))
+                           tuple(self.offsets), specs))
         pings = ray.get([a.ping.remote() for a in [*self.regions, *self.clients, self.controller]], timeout=120)
         self.pids.update(p["pid"] for p in pings)
         region_pids = [p["pid"] for p in pings[: self.R]]

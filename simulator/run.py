@@ -101,10 +101,30 @@ def metrics(sim: Simulation, invariants: dict[str, Any]) -> dict[str, Any]:
         "promotions": [{"t": round(t, 3), "region": sim.regions[r], **{k: v for k, v in d.items() if k != "kept"}}
                        for t, r, k, d in sim.log.reports if k == "promotion"],
         "network": {"messages": sim.net.sent, "dropped": sim.net.dropped, "bytes": sim.net.bytes},
+        "series": series(sim, secs),
         "sim": {"events": sim.log.events, "virtual_s": virtual, "wall_s": round(wall, 3),
                 "virtual_to_wall": round(virtual / wall, 2) if wall else None,
                 "transfers_per_wall_s": round(float(transfers.sum()) / wall, 1) if wall else None},
     }
+
+
+def series(sim: Simulation, secs: int) -> dict[str, Any]:
+    """Per-second series for the report: lag per receiving region, money in transit, timeline."""
+    lag: dict[str, Any] = {"t": list(range(secs))}
+    worst = np.full((sim.R, secs), -1.0)
+    for t, r, ns in sim.log.lag_at:
+        k = min(int(t // 1_000_000_000), secs - 1)
+        worst[r, k] = max(worst[r, k], ns / 1e6)
+    for r, name in enumerate(sim.regions):
+        lag[name] = [round(float(v), 3) if v >= 0 else None for v in worst[r]]
+    transit: dict[str, Any] = {"t": [t for t, _ in sim.log.transit], "value": []}
+    for r, name in enumerate(sim.regions):
+        transit[name] = [views[r] for _, views in sim.log.transit]
+    for _, views in sim.log.transit:
+        seen = [v for v in views if v is not None]
+        transit["value"].append(seen[0] if seen else None)
+    timeline = sorted(sim.log.timeline, key=lambda e: (e["t"], e["event"]))
+    return {"replication_lag_ms": lag, "transit_balance": transit, "timeline": timeline}
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 import struct
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import numpy as np
 from cext.layout import TRANSFER_DTYPE
 from chaos import Fault, random_schedule
 from ledger.types import CreateTransferResult, TransferFlags
-from replication.accounts import CODE, LEDGER
+from replication.accounts import CODE, LEDGER, TRANSIT_BASE
 from replication.log import DurableStore, Entry
 from replication.messages import (
     ClientRequest,
@@ -45,7 +46,8 @@ from simulator.workload import KIND_PENDING, KIND_POST, KIND_READ, KIND_VOID, Pl
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
-EV_BATCH, EV_DELIVER, EV_TICK, EV_REPLY, EV_TIMEOUT, EV_RETRY, EV_FAULT_START, EV_FAULT_END, EV_SCRUB = range(9)
+(EV_BATCH, EV_DELIVER, EV_TICK, EV_REPLY, EV_TIMEOUT, EV_RETRY,
+ EV_FAULT_START, EV_FAULT_END, EV_SCRUB, EV_SAMPLE) = range(10)
 OK_CODES = (int(CreateTransferResult.OK), int(CreateTransferResult.EXISTS))
 OUT_NONE, OUT_OK, OUT_FAIL, OUT_TIMEOUT = range(4)
 TIMEOUT_CODE = 2000
@@ -76,6 +78,9 @@ class RunLog:
     reports: list[tuple[float, int, str, dict]] = field(default_factory=list)
     faults: list[tuple[float, str, Fault]] = field(default_factory=list)
     lag_ns: list[int] = field(default_factory=list)
+    lag_at: list[tuple[int, int, int]] = field(default_factory=list)  # (virtual ns, receiving region, lag ns)
+    transit: list[tuple[float, list[int | None]]] = field(default_factory=list)  # (s, per-region transit net)
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # measured failover steps
     diverged: set[int] = field(default_factory=set)
     events: int = 0
     wall_s: float = 0.0
@@ -102,7 +107,7 @@ class Simulation:
             NodeConfig(self.R, r, scenario.mode, self.plan.amap, scenario.workload.opening_balance,
                        ship=scenario.ship, heartbeat_every=int(p.heartbeat_ms * MS),
                        suspect_after=int(p.suspect_ms * MS), lease=int(p.lease_ms * MS), drift=p.drift,
-                       tick_every=int(p.tick_ms * MS))
+                       tick_every=int(p.tick_ms * MS), seed=seed)
             for r in range(self.R)
         ]
         self.nodes: list[RegionNode | None] = [RegionNode(c) for c in self.cfgs]
@@ -127,6 +132,8 @@ class Simulation:
         self.timeout = int(scenario.workload.client_timeout_ms * MS)
         self.max_attempts = scenario.workload.max_attempts
         self.fault_windows: list[tuple[float, float, Fault]] = []
+        self._watch: dict[int, float] = {}  # faulted region -> fault start (s), until detected
+        self._rejoin: dict[int, list[int]] = {}  # restarted region -> peers' log heads it must reach
         for f in self.faults:
             if f.kind == "clock-skew":
                 # A skewed clock is off from the start (offsets are not stepped mid-run:
@@ -161,10 +168,12 @@ class Simulation:
             self.push(int(end * S), EV_FAULT_END, i)
         for r in range(self.R):
             self.push(self.end_load + S, EV_SCRUB, r)
+        self.push(0, EV_SAMPLE)
         handlers = {
             EV_BATCH: self._on_batch, EV_DELIVER: self._on_deliver, EV_TICK: self._on_tick,
             EV_REPLY: self._on_reply, EV_TIMEOUT: self._on_timeout, EV_RETRY: self._on_retry,
             EV_FAULT_START: self._on_fault_start, EV_FAULT_END: self._on_fault_end, EV_SCRUB: self._on_scrub,
+            EV_SAMPLE: self._on_sample,
         }
         heap = self.heap
         n_events = 0
@@ -281,7 +290,7 @@ class Simulation:
         self._complete(out, np.full(len(out), TIMEOUT_CODE, np.int32), r, OUT_TIMEOUT)
         again = live[o.attempts[live] < self.max_attempts]
         if len(again):
-            target = (r + 1) % self.R if self.s.mode == "unit" else r
+            target = (r + 1) % self.R if self.s.mode in ("unit", "quorum") else r
             self._submit(again, target)
 
     def _on_retry(self, ops: np.ndarray, r: int) -> None:
@@ -313,6 +322,12 @@ class Simulation:
             self.push(self.paused_until[r], EV_TICK, r, inc)
             return
         self._effects(r, self.nodes[r].handle(Tick(), self.clock(r)))
+        if self._watch:
+            self._detect(r)
+        if r in self._rejoin and all(h >= need for h, need in zip(self.nodes[r].heads, self._rejoin[r], strict=True)):
+            del self._rejoin[r]
+            self.log.timeline.append({"t": round(self.now / S, 4), "event": "rejoined", "region": self.regions[r],
+                                      "detail": "caught up with the log heads its peers had at restart"})
 
     def _effects(self, r: int, effects: list[Any]) -> None:
         now = self.now
@@ -330,6 +345,7 @@ class Simulation:
                         self.created[key] = now
                     elif key in self.created:
                         self.log.lag_ns.append(now - self.created[key])
+                        self.log.lag_at.append((now, r, now - self.created[key]))
             elif t is Reply:
                 self.push(now + self.intra, EV_REPLY, e.batch_id, e)
             elif t is SetTimer:
@@ -338,6 +354,7 @@ class Simulation:
                 self.stores[r].replace(e.index, e.entry)
             elif t is Report:
                 self.log.reports.append((now / S, r, e.kind, e.detail))
+                self._note_report(r, e)
                 self.trace.update(f"{now}|{r}|{e.kind}".encode())
                 if e.kind == "divergence":
                     self.log.diverged.update(e.detail["transfer_ids"])
@@ -349,7 +366,19 @@ class Simulation:
         self.log.faults.append((self.now / S, "start", f))
         self.trace.update(f"start|{self.now}|{f.kind}|{f.target}".encode())
         r = self.regions.index(f.target[0])
+        self.log.timeline.append({"t": round(self.now / S, 4), "event": "fault", "region": f.target[0],
+                                  "fault": f.kind, "target": list(f.target), "end": round(f.end(), 4)})
+        if f.kind in ("crash", "partition", "pause"):
+            self._watch[r] = self.now / S
+        node = self.nodes[r]
+        if f.kind == "partition" and node is not None and node.lease_until:
+            # The cut-off home stops writing when its lease runs out (its own clock).
+            fenced = self.now / S + max(0, node.lease_until - self.clock(r)) / S
+            self.log.timeline.append({"t": round(fenced, 4), "event": "fenced", "region": f.target[0],
+                                      "detail": "write lease expired on the cut-off side"})
         if f.kind == "crash":
+            self.log.timeline.append({"t": round(self.now / S, 4), "event": "fenced", "region": f.target[0],
+                                      "detail": "process gone: a crashed home accepts no writes"})
             self.nodes[r] = None
             self.incarnation[r] += 1
         elif f.kind == "pause":
@@ -373,15 +402,55 @@ class Simulation:
         self.log.faults.append((self.now / S, "end", f))
         self.trace.update(f"end|{self.now}|{f.kind}|{f.target}".encode())
         r = self.regions.index(f.target[0])
+        self.log.timeline.append({"t": round(self.now / S, 4), "event": "healed", "region": f.target[0],
+                                  "detail": f"{f.kind} ended"})
         if f.kind == "crash":
             self.incarnation[r] += 1
             node, effects = RegionNode.recover(self.cfgs[r], self.stores[r])
             self.nodes[r] = node
+            live = [n for n in self.nodes if n is not None and n is not node]
+            if live:
+                self._rejoin[r] = [max(n.heads[o] for n in live) for o in range(self.R)]
             self._effects(r, effects)
             self.push(self.now, EV_TICK, r, self.incarnation[r])
         elif f.kind == "clock-skew":
             self._set_rate(r, 1.0)
         self.net.set_faults(self.regions, self.active)
+
+    # ------------------------------------------------------------------ observation (no effect on the run)
+    def _on_sample(self, _: Any, __: Any) -> None:
+        """Once a virtual second: money in transit as each live replica sees it."""
+        lo, hi = TRANSIT_BASE, TRANSIT_BASE + self.plan.amap.n_units
+        per_region: list[int | None] = []
+        for node in self.nodes:
+            if node is None:
+                per_region.append(None)
+                continue
+            acc = node.engine.accounts
+            sel = acc[(acc["id_lo"] >= lo) & (acc["id_lo"] < hi)]
+            per_region.append(int(sel["credits_posted_lo"].astype(np.int64).sum())
+                              - int(sel["debits_posted_lo"].astype(np.int64).sum()))
+        self.log.transit.append((self.now / S, per_region))
+        if self.now + S <= self.end:
+            self.push(self.now + S, EV_SAMPLE)
+
+    def _detect(self, r: int) -> None:
+        """First time a live peer's failure detector suspects a faulted region."""
+        node = self.nodes[r]
+        for target, since in list(self._watch.items()):
+            if target != r and node is not None and node.suspects(target, self.clock(r)):
+                self.log.timeline.append({"t": round(self.now / S, 4), "event": "detected",
+                                          "region": self.regions[r],
+                                          "detail": f"{self.regions[target]} suspected "
+                                                    f"{self.now / S - since:.3f} s after the fault"})
+                del self._watch[target]
+
+    def _note_report(self, r: int, e: Any) -> None:
+        events = {"promotion": "promoted", "ready": "writes_resumed", "divergence": "divergence"}
+        if e.kind in events:
+            detail = {k: v for k, v in e.detail.items() if k in ("units", "version", "lost", "region")}
+            self.log.timeline.append({"t": round(self.now / S, 4), "event": events[e.kind],
+                                      "region": self.regions[r], "detail": json.dumps(detail, default=str)})
 
     def _on_scrub(self, r: int, _: Any) -> None:
         bad = self.stores[r].scrub()

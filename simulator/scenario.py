@@ -127,7 +127,7 @@ class Scenario:
             s = replace(s, mode=m, ship=sh or ship or s.ship)
         elif ship:
             s = replace(s, ship=ship)
-        _check_choice(s.mode, ("async", "unit", "escrow"), "mode")
+        _check_choice(s.mode, ("async", "unit", "escrow", "quorum"), "mode")
         _check_choice(s.ship, ("async", "semi-sync"), "ship")
         if s.mode != "unit":
             s = replace(s, ship="async")  # only a unit home waits for replicas before replying
@@ -273,7 +273,7 @@ def _validate(s: Scenario) -> None:
                 v = s.rtt_ms[i][j]
                 if type(v) not in (int, float) or v < 0:
                     raise ScenarioError(f"regions.rtt_ms[{i}][{j}]: must be a number >= 0, got {v!r}")
-    _check_choice(s.mode, ("async", "unit", "escrow"), "mode")
+    _check_choice(s.mode, ("async", "unit", "escrow", "quorum"), "mode")
     _check_choice(s.ship, ("async", "semi-sync"), "ship")
     w = s.workload
     if w.customers < 2:

@@ -43,23 +43,28 @@ def test_compare_summary_comes_from_the_numbers() -> None:
 
 
 def _fig(p99: float, tput: float = 100.0, violated: list[str] | None = None, np_: list[str] | None = None,
-         rto: float | None = 1.0, lost: int = 0, wan: float = 2.0) -> dict:
+         rto: float | None = 1.0, lost: int = 0, wan: float = 2.0, avail: float = 1.0) -> dict:
     return {"latency_ms": {"p50": p99 / 4, "p95": p99 / 2, "p99": p99, "max": p99 * 2}, "acked_per_s": tput,
             "violated": violated or [], "violated_not_promised": np_ or [], "overdrawn_accounts": 3 if np_ else None,
-            "rto_s": [rto], "rto_worst_s": rto, "never_recovered": int(rto is None), "rpo_lost": lost,
+            "availability": {"inside_faults": avail, "outside_faults": 1.0}, "rto_s": [rto], "rto_worst_s": rto,
+            "never_recovered": int(rto is None), "rpo_lost": lost,
             "rpo_window_s": 0.5 if lost else None, "wan_messages_per_write": wan, "ops": 1000}
 
 
 def test_summary_sentences_follow_the_figures() -> None:
     lines = summary({"async": _fig(20, np_=["no_overdraft"], lost=4, wan=1.0),
-                     "unit+semi-sync": _fig(60, rto=2.5, wan=3.0)}, {"p99_ms": 50, "rto_s": 2}, True)
+                     "unit+semi-sync": _fig(60, rto=2.5, wan=3.0, avail=0.8)}, {"p99_ms": 50, "rto_s": 2}, True)
     text = "\n".join(lines)
-    assert "Latency: async has the lowest p99 (20.0 ms); unit+semi-sync the highest (60.0 ms, ×3.0)" in text
+    assert "Tail latency: async has the lowest p99 (20.0 ms), unit+semi-sync the highest (60.0 ms, ×3.0)." in text
+    assert "Typical latency: async has the lowest p50 (5.00 ms)" in text
     assert "p99 above the 50 ms SLO: unit+semi-sync." in text
     assert "RTO above the 2 s SLO: unit+semi-sync." in text
     assert "RPO: async lost 4 acknowledged write(s) within 0.5 s; unit+semi-sync lost none." in text
-    assert "Trade-off: async is fastest (p99 20.0 ms) but broke an invariant" in text
+    assert "Trade-off: async is fastest (p50 5.00 ms) but broke an invariant" in text
+    assert "unit+semi-sync (p50 15.0 ms, ×3.0)" in text
     assert "Throughput is within 5%" in text
+    assert "Availability during faults: unit+semi-sync answered 80% of the writes issued inside fault windows; " \
+           "async 100%." in text
     # a different set of numbers gives different sentences
     lines = summary({"a": _fig(20, tput=200), "b": _fig(21, tput=100, violated=["conservation"])}, {}, False)
     text = "\n".join(lines)

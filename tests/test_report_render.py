@@ -81,7 +81,13 @@ def test_cross_field_rules_beyond_the_schema() -> None:
 
 
 def test_report_without_series_shows_placeholders(tmp_path: Path) -> None:
-    html = render_html(load_run(tiny_run()))
+    """A runtime that records no series (older runs, other runtimes) still gets a full report."""
+    run = tmp_path / "no-series"
+    shutil.copytree(tiny_run(), run)
+    result = result_of(run)
+    del result["metrics"]["series"]
+    (run / "result.json").write_text(json.dumps(result))
+    html = render_html(load_run(run))
     states = _plot_states(html)
     assert states == {"throughput": "svg", "latency": "svg", "lag": "missing", "timeline": "svg",
                       "transit": "missing"}
@@ -193,3 +199,10 @@ def test_report_from_a_bare_result_json(tmp_path: Path) -> None:
 def test_history_given_as_result_gets_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("report", str(tiny_run() / "history.jsonl"), "-o", str(tmp_path / "r.html")) == 2
     assert "pass its result.json" in capsys.readouterr().err
+
+
+def test_the_simulator_records_every_series_the_report_plots() -> None:
+    html = render_html(load_run(tiny_run()))
+    assert _plot_states(html) == dict.fromkeys(PLOTS, "svg")
+    events = [e["event"] for e in result_of(tiny_run())["metrics"]["series"]["timeline"]]
+    assert events[0] == "fault" and {"detected", "promoted", "writes_resumed", "rejoined"} <= set(events)

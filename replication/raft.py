@@ -1,0 +1,490 @@
+"""Raft (Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm", 2014),
+sans-IO: one replicated log, driven by messages and time, returning effects.
+
+`RaftNode` never reads a clock, sleeps or draws from a global RNG: `now` is passed in and
+election timeouts come from the `random.Random` it is given (seeded from the node config).
+Effects are the node's own `Send` and `Persist`; the state machine (the ledger) pulls
+committed entries with `take_committed()` and applies them in log order.
+
+What is implemented, by the paper's section:
+
+* §5.2 leader election, randomised timeouts in `[election_min, election_max)`; plus the
+  thesis' PreVote (§9.6) and CheckQuorum/leader stickiness (§6.2 / §4.2.3), so a region that
+  was cut off does not depose a healthy leader when it comes back, and a leader that no
+  longer hears a majority steps down (its side then answers UNAVAILABLE at once).
+* §5.3 log replication: AppendEntries with (prev_index, prev_term) consistency check,
+  conflicting suffix truncated, optimistic pipelining with next_index rolled back on reject.
+* §5.4 safety: vote only for an up-to-date log; a leader commits by counting replicas only
+  entries of its own term (a no-op is appended at the start of every term).
+* §7 snapshots: `compact()` replaces the applied prefix with an opaque snapshot; a follower
+  behind the snapshot gets `InstallSnapshot`.
+* Persistence: `HardState` (term, vote) before any vote or term-dependent reply, each log
+  entry before acking it, snapshots, and `CommitMark`s (the commit index is only ever an
+  index that *is* committed, so persisting it is safe and lets a restart re-apply exactly
+  the committed prefix). `RaftNode.restore()` rebuilds from those records.
+
+Log entries are `replication.log.Entry` (checksummed): `seq` is the log index, `rv` the
+term, `origin` the leader that created it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from replication.log import Entry
+from replication.messages import Effect, Persist, Send
+
+FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER = "follower", "pre-candidate", "candidate", "leader"
+
+
+# ------------------------------------------------------------------ messages and records
+@dataclass(slots=True)
+class RequestVote:
+    sender: int
+    term: int  # for a pre-vote: the term the sender would campaign in
+    last_index: int
+    last_term: int
+    pre: bool = False
+
+
+@dataclass(slots=True)
+class VoteReply:
+    sender: int
+    term: int
+    granted: bool
+    pre: bool = False
+
+
+@dataclass(slots=True)
+class AppendEntries:
+    sender: int
+    term: int
+    prev_index: int
+    prev_term: int
+    entries: list[Entry]
+    commit: int
+
+
+@dataclass(slots=True)
+class AppendReply:
+    sender: int
+    term: int
+    success: bool
+    match: int  # success: last index known to match; failure: where the leader should retry from - 1
+
+
+@dataclass(slots=True)
+class InstallSnapshot:
+    sender: int
+    term: int
+    snapshot: Snapshot
+
+
+@dataclass(slots=True)
+class HardState:
+    term: int
+    voted_for: int | None
+
+
+@dataclass(slots=True)
+class CommitMark:
+    index: int
+
+
+@dataclass(slots=True, repr=False)
+class Snapshot:
+    index: int
+    term: int
+    data: bytes  # the state machine's state after applying entries 1..index
+    digest: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            self.digest = hashlib.sha256(self.data).hexdigest()
+
+    def __repr__(self) -> str:  # the store checksums records by repr: keep it short and exact
+        return f"Snapshot(index={self.index}, term={self.term}, digest={self.digest})"
+
+
+RAFT_MESSAGES = (RequestVote, VoteReply, AppendEntries, AppendReply, InstallSnapshot)
+
+
+@dataclass
+class RaftConfig:
+    election_min: int  # ns
+    election_max: int
+    heartbeat_every: int
+    max_batch: int = 64  # entries per AppendEntries
+    snapshot_every: int = 1000  # entries applied since the last snapshot
+
+
+# ------------------------------------------------------------------ the node
+@dataclass
+class RaftNode:
+    me: int
+    n: int
+    cfg: RaftConfig
+    rng: random.Random
+    term: int = 0
+    voted_for: int | None = None
+    role: str = FOLLOWER
+    leader: int | None = None
+    log: list[Entry] = field(default_factory=list)  # entries snap_index+1 .. last_index
+    snap: Snapshot | None = None
+    commit: int = 0
+    applied: int = 0
+    pending_snapshot: Snapshot | None = None  # installed from the leader, for the state machine
+    deadline: int | None = None
+    leader_contact: int = -(1 << 62)
+    votes: set[int] = field(default_factory=set)
+    next_index: dict[int, int] = field(default_factory=dict)
+    match_index: dict[int, int] = field(default_factory=dict)
+    last_ack: dict[int, int] = field(default_factory=dict)
+    hb_last: int = -(1 << 62)
+    became_leader: int = 0
+    damaged: set[int] = field(default_factory=set)  # log indices whose stored copy failed its checksum
+
+    # -------------------------------------------------------------- log helpers
+    @property
+    def peers(self) -> list[int]:
+        return [p for p in range(self.n) if p != self.me]
+
+    @property
+    def maj(self) -> int:
+        return self.n // 2 + 1
+
+    @property
+    def snap_index(self) -> int:
+        return self.snap.index if self.snap else 0
+
+    @property
+    def snap_term(self) -> int:
+        return self.snap.term if self.snap else 0
+
+    @property
+    def last_index(self) -> int:
+        return self.snap_index + len(self.log)
+
+    @property
+    def last_term(self) -> int:
+        return self.log[-1].rv if self.log else self.snap_term
+
+    def term_at(self, i: int) -> int | None:
+        if i == self.snap_index:
+            return self.snap_term
+        if i < self.snap_index or i > self.last_index:
+            return None
+        return self.log[i - self.snap_index - 1].rv
+
+    def entry(self, i: int) -> Entry:
+        return self.log[i - self.snap_index - 1]
+
+    def _timeout(self) -> int:
+        return int(self.rng.uniform(self.cfg.election_min, self.cfg.election_max))
+
+    def _persist_hard(self, out: list[Effect]) -> None:
+        out.append(Persist(HardState(self.term, self.voted_for)))
+
+    def _become_follower(self, term: int, now: int, out: list[Effect]) -> None:
+        if term > self.term:
+            self.term = term
+            self.voted_for = None
+            self._persist_hard(out)
+        self.role = FOLLOWER
+        self.votes = set()
+
+    # -------------------------------------------------------------- time
+    def tick(self, now: int, out: list[Effect]) -> None:
+        if self.deadline is None:
+            self.deadline = now + self._timeout()
+        if self.role == LEADER:
+            if now - self.hb_last >= self.cfg.heartbeat_every:
+                self.hb_last = now
+                for p in self.peers:
+                    self._send_append(p, out, heartbeat=True)
+            heard = sum(1 for p in self.peers if now - self.last_ack.get(p, -(1 << 62)) < self.cfg.election_min)
+            if heard + 1 < self.maj and now - self.became_leader >= self.cfg.election_min:
+                self.role = FOLLOWER  # CheckQuorum: a leader that cannot reach a majority steps down
+                self.leader = None
+                self.deadline = now + self._timeout()
+        elif now >= self.deadline:
+            self._campaign(now, out, pre=True)
+
+    def _campaign(self, now: int, out: list[Effect], pre: bool) -> None:
+        self.deadline = now + self._timeout()
+        if self.damaged:
+            return  # a log we cannot read whole must not lead
+        self.leader = None
+        if pre:
+            self.role = PRE_CANDIDATE
+            term = self.term + 1
+        else:
+            self.role = CANDIDATE
+            self.term += 1
+            self.voted_for = self.me
+            self._persist_hard(out)
+            term = self.term
+        self.votes = {self.me}
+        if len(self.votes) >= self.maj:
+            return self._on_won(now, out, pre)
+        rv = RequestVote(self.me, term, self.last_index, self.last_term, pre)
+        for p in self.peers:
+            out.append(Send(p, rv))
+
+    def _on_won(self, now: int, out: list[Effect], pre: bool) -> None:
+        if pre:
+            return self._campaign(now, out, pre=False)
+        self.role = LEADER
+        self.leader = self.me
+        self.became_leader = now
+        self.next_index = dict.fromkeys(self.peers, self.last_index + 1)
+        self.match_index = dict.fromkeys(self.peers, 0)
+        self.last_ack = dict.fromkeys(self.peers, now)
+        self.propose(np.zeros(0, _empty_dtype()), now, out)  # no-op: commits the previous terms' tail
+        self.hb_last = now
+
+    # -------------------------------------------------------------- client side
+    def propose(self, rows: np.ndarray, now: int, out: list[Effect]) -> tuple[int, int] | None:
+        """Append a batch as a new entry (leader only): (index, term) or None."""
+        if self.role != LEADER:
+            return None
+        e = Entry(self.me, self.last_index + 1, self.term, now, rows).seal()
+        self.log.append(e)
+        out.append(Persist(e))
+        for p in self.peers:
+            self._send_append(p, out)
+        self._advance_commit(out)
+        return e.seq, e.rv
+
+    def _send_append(self, p: int, out: list[Effect], heartbeat: bool = False) -> None:
+        ni = self.next_index[p]
+        if ni <= self.snap_index:
+            assert self.snap is not None
+            out.append(Send(p, InstallSnapshot(self.me, self.term, self.snap), 96 + len(self.snap.data)))
+            self.next_index[p] = self.snap_index + 1
+            return
+        if ni > self.last_index and not heartbeat:
+            return
+        prev = ni - 1
+        entries = self.log[prev - self.snap_index: prev - self.snap_index + self.cfg.max_batch]
+        size = 96 + sum(96 + 128 * len(e.rows) for e in entries)
+        out.append(Send(p, AppendEntries(self.me, self.term, prev, self.term_at(prev) or 0, entries, self.commit),
+                        size))
+        self.next_index[p] = ni + len(entries)  # optimistic pipelining; rolled back on reject
+
+    def _advance_commit(self, out: list[Effect]) -> None:
+        matches = sorted([self.last_index, *self.match_index.values()], reverse=True)
+        n = matches[self.maj - 1]
+        if n > self.commit and self.term_at(n) == self.term:
+            self.commit = n
+            out.append(Persist(CommitMark(n)))
+
+    # -------------------------------------------------------------- messages
+    def step(self, m: object, now: int, out: list[Effect]) -> None:
+        if self.deadline is None:
+            self.deadline = now + self._timeout()
+        t = type(m)
+        if t is RequestVote:
+            self._on_request_vote(m, now, out)  # type: ignore[arg-type]
+        elif t is VoteReply:
+            self._on_vote_reply(m, now, out)  # type: ignore[arg-type]
+        elif t is AppendEntries:
+            self._on_append(m, now, out)  # type: ignore[arg-type]
+        elif t is AppendReply:
+            self._on_append_reply(m, now, out)  # type: ignore[arg-type]
+        elif t is InstallSnapshot:
+            self._on_install(m, now, out)  # type: ignore[arg-type]
+
+    def _up_to_date(self, last_term: int, last_index: int) -> bool:
+        return (last_term, last_index) >= (self.last_term, self.last_index)
+
+    def _on_request_vote(self, m: RequestVote, now: int, out: list[Effect]) -> None:
+        sticky = self.role == LEADER or now - self.leader_contact < self.cfg.election_min
+        if m.pre:
+            granted = m.term > self.term and not sticky and self._up_to_date(m.last_term, m.last_index)
+            out.append(Send(m.sender, VoteReply(self.me, m.term if granted else self.term, granted, True)))
+            return
+        if m.term > self.term and sticky:
+            return  # leader stickiness: a live leader is not deposed by a disruptive candidate
+        if m.term > self.term:
+            self._become_follower(m.term, now, out)
+            self.leader = None
+        granted = (m.term == self.term and self.voted_for in (None, m.sender)
+                   and self._up_to_date(m.last_term, m.last_index))
+        if granted:
+            self.voted_for = m.sender
+            self._persist_hard(out)
+            self.deadline = now + self._timeout()
+        out.append(Send(m.sender, VoteReply(self.me, self.term, granted)))
+
+    def _on_vote_reply(self, m: VoteReply, now: int, out: list[Effect]) -> None:
+        if m.pre:
+            if self.role == PRE_CANDIDATE and m.granted and m.term == self.term + 1:
+                self.votes.add(m.sender)
+                if len(self.votes) >= self.maj:
+                    self._on_won(now, out, pre=True)
+            elif not m.granted and m.term > self.term:
+                self._become_follower(m.term, now, out)
+            return
+        if m.term > self.term:
+            self._become_follower(m.term, now, out)
+            self.leader = None
+            return
+        if self.role == CANDIDATE and m.term == self.term and m.granted:
+            self.votes.add(m.sender)
+            if len(self.votes) >= self.maj:
+                self._on_won(now, out, pre=False)
+
+    def _accept_leader(self, m: AppendEntries | InstallSnapshot, now: int, out: list[Effect]) -> bool:
+        if m.term < self.term:
+            out.append(Send(m.sender, AppendReply(self.me, self.term, False, self.last_index)))
+            return False
+        if m.term > self.term or self.role != FOLLOWER:
+            assert not (m.term == self.term and self.role == LEADER), "two leaders in one term"
+            self._become_follower(m.term, now, out)
+        self.leader = m.sender
+        self.leader_contact = now
+        self.deadline = now + self._timeout()
+        return True
+
+    def _on_append(self, m: AppendEntries, now: int, out: list[Effect]) -> None:
+        if not self._accept_leader(m, now, out):
+            return
+        prev, prev_term, entries = m.prev_index, m.prev_term, m.entries
+        covered = prev + len(entries)
+        if prev < self.snap_index:  # that prefix is in our snapshot: committed, identical
+            entries = [e for e in entries if e.seq > self.snap_index]
+            prev, prev_term = self.snap_index, self.snap_term
+        if self.term_at(prev) != prev_term:
+            hint = min(self.last_index, prev - 1)
+            out.append(Send(m.sender, AppendReply(self.me, self.term, False, max(hint, self.commit))))
+            return
+        for e in entries:
+            have = self.term_at(e.seq)
+            if have == e.rv:
+                continue  # already there (a duplicate or reordered message must not truncate)
+            if have is not None:
+                assert e.seq > self.commit, "a committed entry would be truncated"
+                del self.log[e.seq - self.snap_index - 1:]
+                self.damaged = {i for i in self.damaged if i < e.seq}
+            self.log.append(e)
+            out.append(Persist(e))
+        new_commit = min(m.commit, covered)
+        if new_commit > self.commit:
+            self.commit = new_commit
+            out.append(Persist(CommitMark(new_commit)))
+        out.append(Send(m.sender, AppendReply(self.me, self.term, True, covered)))
+
+    def _on_append_reply(self, m: AppendReply, now: int, out: list[Effect]) -> None:
+        if m.term > self.term:
+            self._become_follower(m.term, now, out)
+            self.leader = None
+            return
+        if self.role != LEADER or m.term != self.term:
+            return
+        self.last_ack[m.sender] = now
+        if m.success:
+            if m.match > self.match_index[m.sender]:
+                self.match_index[m.sender] = m.match
+                self._advance_commit(out)
+            self.next_index[m.sender] = max(self.next_index[m.sender], self.match_index[m.sender] + 1)
+            if self.next_index[m.sender] <= self.last_index:
+                self._send_append(m.sender, out)
+        else:
+            self.next_index[m.sender] = max(self.match_index[m.sender], m.match) + 1
+            self._send_append(m.sender, out)
+
+    def _on_install(self, m: InstallSnapshot, now: int, out: list[Effect]) -> None:
+        if not self._accept_leader(m, now, out):
+            return
+        s = m.snapshot
+        if s.index > self.commit:
+            self._install(s)
+            out.append(Persist(s))
+        out.append(Send(m.sender, AppendReply(self.me, self.term, True, s.index)))
+
+    def _install(self, s: Snapshot) -> None:
+        if self.term_at(s.index) == s.term:
+            self.log = self.log[s.index - self.snap_index:]
+        else:
+            self.log = []
+        self.damaged = {i for i in self.damaged if i > s.index}
+        self.snap = s
+        if s.index > self.commit:
+            self.commit = s.index
+        if s.index > self.applied:
+            self.applied = s.index
+            self.pending_snapshot = s
+
+    # -------------------------------------------------------------- state machine side
+    def take_committed(self) -> list[Entry]:
+        """Committed entries not yet applied, in log order (stops at a damaged one)."""
+        out = []
+        while self.applied < self.commit:
+            i = self.applied + 1
+            if i in self.damaged:
+                break
+            out.append(self.entry(i))
+            self.applied = i
+        return out
+
+    def compact(self, data: bytes, out: list[Effect]) -> Snapshot | None:
+        """Snapshot the state machine at `applied` and drop the log prefix it covers."""
+        if self.applied - self.snap_index < self.cfg.snapshot_every:
+            return None
+        if any(i <= self.applied for i in self.damaged):
+            return None
+        s = Snapshot(self.applied, self.term_at(self.applied) or 0, data)
+        self.log = self.log[s.index - self.snap_index:]
+        self.snap = s
+        out.append(Persist(s))
+        return s
+
+    def repair(self, e: Entry) -> bool:
+        """A good copy of a damaged entry (same index and checksum) from a peer."""
+        if e.seq in self.damaged and e.intact() and self.entry(e.seq).checksum == e.checksum:
+            self.log[e.seq - self.snap_index - 1] = e
+            self.damaged.discard(e.seq)
+            return True
+        return False
+
+    # -------------------------------------------------------------- recovery
+    @classmethod
+    def restore(cls, me: int, n: int, cfg: RaftConfig, rng: random.Random, records: list[object]) -> RaftNode:
+        """Rebuild the persistent state from the durable records, in the order written."""
+        node = cls(me, n, cfg, rng)
+        for rec in records:
+            t = type(rec)
+            if t is HardState:
+                node.term, node.voted_for = rec.term, rec.voted_for  # type: ignore[attr-defined]
+            elif t is Entry:
+                e: Entry = rec  # type: ignore[assignment]
+                if e.seq <= node.snap_index:
+                    continue
+                if e.seq <= node.last_index:
+                    del node.log[e.seq - node.snap_index - 1:]
+                if e.seq == node.last_index + 1:
+                    node.log.append(e)
+            elif t is Snapshot:
+                node._install(rec)  # type: ignore[arg-type]
+            elif t is CommitMark:
+                node.commit = max(node.commit, rec.index)  # type: ignore[attr-defined]
+        node.damaged = {e.seq for e in node.log if not e.intact()}
+        node.commit = min(node.commit, node.last_index)
+        return node
+
+
+def _empty_dtype() -> np.dtype:
+    from cext.layout import TRANSFER_DTYPE
+
+    return TRANSFER_DTYPE
+
+
+__all__ = [
+    "RAFT_MESSAGES", "AppendEntries", "AppendReply", "CommitMark", "HardState", "InstallSnapshot", "RaftConfig",
+    "RaftNode", "RequestVote", "Snapshot", "VoteReply",
+]
