@@ -56,6 +56,7 @@ import contextlib
 import hashlib
 import heapq
 import itertools
+import json
 import logging
 import os
 import pickle
@@ -74,7 +75,7 @@ import numpy as np
 from cext.layout import TRANSFER_DTYPE
 from chaos import Fault, random_schedule
 from ledger.types import CreateTransferResult, TransferFlags
-from replication.accounts import CODE, LEDGER
+from replication.accounts import CODE, LEDGER, TRANSIT_BASE
 from replication.log import DurableStore, Entry, Record
 from replication.messages import Report
 from replication.node import MS, UNAVAILABLE, NodeConfig
@@ -96,6 +97,7 @@ TELEMETRY_EVERY_S = 0.25
 LINK_SLACK_NS = 2 * MS  # messages due within 2 ms of each other leave in one actor call
 MIN_BATCH_MS = 20.0  # client window floor: an actor call costs ~0.3 ms of CPU at each end
 LOOP_PROBE_S = 0.05
+HOMED_MODES = ("unit", "quorum")  # a client that gets no answer tries the next region
 RETRY_BACKOFF_S = 0.1  # scenario seconds before an UNAVAILABLE row is retried (as the deterministic clients)
 
 log = logging.getLogger(__name__)
@@ -210,6 +212,10 @@ class RegionActor:
         self._kick: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._lag: list[int] = []
+        self._lag_t: list[int] = []  # scenario ns at which each lag sample was taken
+        self._transit: list[tuple[int, int]] = []  # (scenario second, money in transit here)
+        self._events: list[dict[str, Any]] = []  # timeline events seen here (failure detection)
+        self._watch: dict[int, float] = {}  # faulted region -> fault start (s), until suspected here
         self._reports: list[tuple[float, int, str, dict[str, Any]]] = []
         self._sent_calls = 0
         self._pushed = (0, 0, 0, 0, 0)
@@ -254,7 +260,7 @@ class RegionActor:
         replay_s = time.perf_counter() - began
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._flusher()), loop.create_task(self._telemetry_loop()),
-                       loop.create_task(self._loop_monitor())]
+                       loop.create_task(self._loop_monitor()), loop.create_task(self._observer())]
         return {"pid": self.pid, "records": records, "replay_s": replay_s, "heads": list(self.live.node.heads),
                 "at": self.tb.now_s()}
 
@@ -360,13 +366,49 @@ class RegionActor:
             return None
         st = self.live.node.status()
         st["paused"] = self.live.paused
+        st["clock"] = self._node_clock()
+        st["now_s"] = self.tb.now_s()
         return st
 
     # ------------------------------------------------------------------ telemetry
     def _on_entry(self, e: Entry) -> None:
         # Lag on the scenario clock: the origin's stamp, minus its (known) clock offset.
         created = e.created - T0 - self.sp.offsets_ns[e.origin]
-        self._lag.append(self.tb.now_ns() - created)
+        now = self.tb.now_ns()
+        self._lag.append(now - created)
+        self._lag_t.append(now)
+
+    async def watch(self, target: int, since: float) -> None:
+        """Report when this region's failure detector first suspects `target` (a timeline event)."""
+        self._watch[target] = since
+
+    async def unwatch(self, target: int) -> None:
+        self._watch.pop(target, None)
+
+    async def _observer(self) -> None:
+        """Observation only (no effect on the node): failure detection, money in transit each second."""
+        sp = self.sp
+        tick = sp.config.tick_every / S * sp.time_scale
+        n_units = sp.config.amap.n_units
+        next_sample = max(0, int(np.ceil(self.tb.now_s())))
+        while True:
+            await asyncio.sleep(tick)
+            if self.live is None:
+                return
+            node = self.live.node
+            now_s = self.tb.now_s()
+            suspects = getattr(node, "suspects", None)
+            if self._watch and suspects is not None and not self.live.paused:
+                clock = self._node_clock()
+                for target, since in list(self._watch.items()):
+                    if target != self.me and suspects(target, clock):
+                        self._events.append({"t": round(now_s, 4), "event": "detected", "region": sp.names[self.me],
+                                             "target": target, "detail": f"{sp.names[target]} suspected "
+                                                                         f"{now_s - since:.3f} s after the fault"})
+                        del self._watch[target]
+            if now_s >= next_sample:
+                self._transit.append((next_sample, transit_net(node.engine, n_units)))
+                next_sample = int(np.floor(now_s)) + 1
 
     def _on_report(self, rep: Report) -> None:
         self._reports.append((self.tb.now_s(), self.me, rep.kind, rep.detail))
@@ -379,10 +421,12 @@ class RegionActor:
         delta = tuple(a - b for a, b in zip(now, self._pushed, strict=True))
         self._pushed = now
         out = {"region": self.me, "incarnation": self.incarnation, "lag_ns": np.asarray(self._lag, np.int64),
+               "lag_t_ns": np.asarray(self._lag_t, np.int64), "transit": self._transit, "events": self._events,
                "reports": self._reports, "sent": delta[0], "dropped": delta[1], "bytes": delta[2],
                "handled": delta[3], "calls": delta[4], "call_ns": np.asarray(self._call_ns, np.int64),
                "loop_lag_ns": np.asarray(self._loop_lag_ns, np.int64)}
-        self._lag, self._reports, self._call_ns, self._loop_lag_ns = [], [], [], []
+        self._lag, self._lag_t, self._reports, self._call_ns, self._loop_lag_ns = [], [], [], [], []
+        self._transit, self._events = [], []
         return out
 
     async def _loop_monitor(self) -> None:
@@ -582,7 +626,7 @@ class ClientActor:
         self._complete(out, np.full(len(out), TIMEOUT_CODE, np.int32), r, OUT_TIMEOUT, self.tb.now_s())
         again = live[st.attempts[live] < sp.max_attempts]
         if len(again):
-            target = (r + 1) % sp.n_regions if sp.mode == "unit" else r
+            target = (r + 1) % sp.n_regions if sp.mode in HOMED_MODES else r
             self._spawn(self._attempt(again, target))
 
     def _complete(self, ix: np.ndarray, codes: np.ndarray, r: int, outcome: int | None, now: float) -> None:
@@ -626,6 +670,10 @@ class Controller:
         self.fault_log: list[tuple[float, str, Fault]] = []
         self.crashes: list[dict[str, Any]] = []
         self.lag: list[np.ndarray] = []
+        self.lag_at: list[tuple[np.ndarray, int, np.ndarray]] = []  # (scenario ns, region, lag ns)
+        self.transit: dict[int, dict[int, int]] = {}  # second -> region -> money in transit
+        self.timeline: list[dict[str, Any]] = []
+        self.watching: dict[int, float] = {}  # faulted region -> fault start, until a peer suspects it
         self.call_us = Histogram()
         self.loop_lag_us = Histogram()
         self.reports: list[tuple[float, int, str, dict[str, Any]]] = []
@@ -640,6 +688,16 @@ class Controller:
     async def telemetry(self, t: dict[str, Any]) -> None:
         if len(t["lag_ns"]):
             self.lag.append(t["lag_ns"])
+            self.lag_at.append((t["lag_t_ns"], t["region"], t["lag_ns"]))
+        for sec, value in t["transit"]:
+            self.transit.setdefault(sec, {})[t["region"]] = value
+        for ev in sorted(t["events"], key=lambda e: e["t"]):
+            target = ev.pop("target")
+            if target in self.watching:  # the first peer to suspect a faulted region
+                del self.watching[target]
+                self.timeline.append(ev)
+                for h in self.regions:
+                    asyncio.ensure_future(_swallow(h.unwatch.remote(target)))
         self.call_us.record(t["call_ns"] / 1000)
         self.loop_lag_us.record(np.maximum(t["loop_lag_ns"], 0) / 1000)
         self.reports.extend(t["reports"])
@@ -698,9 +756,26 @@ class Controller:
 
         names = list(self.spec.names)
         self.active.append(f)
-        self.fault_log.append((self.tb.now_s(), "start", f))
+        now_s = self.tb.now_s()
+        self.fault_log.append((now_s, "start", f))
         r = names.index(f.target[0])
+        self.timeline.append({"t": round(now_s, 4), "event": "fault", "region": f.target[0], "fault": f.kind,
+                              "target": list(f.target), "end": round(f.end(), 4)})
+        if f.kind in ("crash", "partition", "pause"):
+            self.watching[r] = now_s
+            for p, h in enumerate(self.regions):
+                if p != r and p not in self.down:
+                    asyncio.ensure_future(_swallow(h.watch.remote(r, now_s)))
+        if f.kind == "partition" and r not in self.down:
+            st = await _status(self.regions[r])
+            if st is not None and st.get("lease_until"):
+                # the cut-off home stops writing when its lease runs out (on its own clock)
+                fenced = st["now_s"] + max(0, st["lease_until"] - st["clock"]) / S
+                self.timeline.append({"t": round(fenced, 4), "event": "fenced", "region": f.target[0],
+                                      "detail": "write lease expired on the cut-off side"})
         if f.kind == "crash":
+            self.timeline.append({"t": round(now_s, 4), "event": "fenced", "region": f.target[0],
+                                  "detail": "process gone: a crashed home accepts no writes"})
             self.down.add(r)
             record = {"region": names[r], "at": f.at, "killed_at": self.tb.now_s(), "old_pid": self.pids[r],
                       "killed_wall_ns": wall_ns()}
@@ -723,6 +798,8 @@ class Controller:
         self.active.remove(f)
         self.fault_log.append((self.tb.now_s(), "end", f))
         r = list(self.spec.names).index(f.target[0])
+        self.timeline.append({"t": round(self.tb.now_s(), 4), "event": "healed", "region": f.target[0],
+                              "detail": f"{f.kind} ended"})
         if f.kind == "crash":
             self.incarnation[r] += 1
             self._spawn(self._restart(r))
@@ -775,6 +852,9 @@ class Controller:
             st = await _status(self.regions[r])
             if st is not None and np.all(np.asarray(st["heads"]) >= target):
                 record["caught_up_at"] = self.tb.now_s()
+                self.timeline.append({"t": round(record["caught_up_at"], 4), "event": "rejoined",
+                                      "region": names[r],
+                                      "detail": "caught up with the log heads its peers had at restart"})
                 record["catch_up_wall_s"] = round((wall_ns() - began) / S, 3)
                 record["down_wall_s"] = round((wall_ns() - record["killed_wall_ns"]) / S, 3)
                 return
@@ -785,13 +865,33 @@ class Controller:
             t.cancel()
         return {"fault_log": self.fault_log, "crashes": [{k: v for k, v in c.items() if not k.endswith("_ns")}
                                                          for c in self.crashes],
-                "lag": self.lag, "reports": self.reports, "counters": self.counters,
+                "lag": self.lag, "lag_at": self.lag_at, "transit": self.transit, "timeline": self.timeline,
+                "reports": self.reports, "counters": self.counters,
                 "pids": sorted(self.all_pids), "errors": self.errors,
                 "link_call_ms": self.call_us.summary_ms(), "event_loop_lag_ms": self.loop_lag_us.summary_ms()}
 
     async def take_telemetry(self, items: list[dict[str, Any]]) -> None:
         for t in items:
             await self.telemetry(t)
+
+
+def transit_net(engine: Any, n_units: int) -> int:
+    """Money in transit as one replica sees it (credits minus debits of the transit accounts)."""
+    acc = engine.accounts
+    sel = acc[(acc["id_lo"] >= TRANSIT_BASE) & (acc["id_lo"] < TRANSIT_BASE + n_units)]
+    return int(sel["credits_posted_lo"].astype(np.int64).sum()) - int(sel["debits_posted_lo"].astype(np.int64).sum())
+
+
+def _report_events(reports: list[tuple[float, int, str, dict[str, Any]]], names: list[str]) -> list[dict[str, Any]]:
+    """Timeline events the nodes report themselves (as the deterministic runtime names them)."""
+    kinds = {"promotion": "promoted", "ready": "writes_resumed", "divergence": "divergence"}
+    out = []
+    for t, r, kind, detail in reports:
+        if kind in kinds:
+            keep = {k: v for k, v in detail.items() if k in ("units", "version", "lost", "region")}
+            out.append({"t": round(t, 4), "event": kinds[kind], "region": names[r],
+                        "detail": json.dumps(keep, default=str)})
+    return out
 
 
 async def _status(handle: Any) -> dict[str, Any] | None:
@@ -822,9 +922,14 @@ class _NodeView:
 
 @dataclass
 class _RunLog:
+    """`simulator.runtime.RunLog`'s fields, filled from the controller's telemetry."""
+
     reports: list[tuple[float, int, str, dict]] = field(default_factory=list)
     faults: list[tuple[float, str, Fault]] = field(default_factory=list)
     lag_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    lag_at: list[tuple[int, int, int]] = field(default_factory=list)  # (scenario ns, receiving region, lag ns)
+    transit: list[tuple[float, list[int | None]]] = field(default_factory=list)  # (s, per-region transit net)
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # measured failover steps
     diverged: set[int] = field(default_factory=set)
     events: int = 0
     wall_s: float = 0.0
@@ -961,12 +1066,14 @@ def build_rows(plan: Plan, ops: np.ndarray) -> np.ndarray:
     return rows
 
 
-def node_configs(scenario: Scenario, plan: Plan) -> list[NodeConfig]:
+def node_configs(scenario: Scenario, plan: Plan, seed: int = 0) -> list[NodeConfig]:
+    """The deterministic runtime's node configurations (quorum mode seeds its election timers)."""
     p = scenario.node
     r_count = len(scenario.regions)
+    extra: dict[str, Any] = {"seed": seed} if "seed" in NodeConfig.__dataclass_fields__ else {}
     return [NodeConfig(r_count, r, scenario.mode, plan.amap, scenario.workload.opening_balance, ship=scenario.ship,
                        heartbeat_every=int(p.heartbeat_ms * MS), suspect_after=int(p.suspect_ms * MS),
-                       lease=int(p.lease_ms * MS), drift=p.drift, tick_every=int(p.tick_ms * MS))
+                       lease=int(p.lease_ms * MS), drift=p.drift, tick_every=int(p.tick_ms * MS), **extra)
             for r in range(r_count)]
 
 
@@ -1111,7 +1218,7 @@ class _RayRun:
         self.names = list(scenario.regions)
         self.R = len(self.names)
         self.plan, self.faults = plan_and_faults(scenario, seed)
-        self.cfgs = node_configs(scenario, self.plan)
+        self.cfgs = node_configs(scenario, self.plan, seed)
         self.keep = out_dir is not None
         if out_dir is not None:
             self.store_dir = str(Path(out_dir).resolve() / "stores")
@@ -1276,7 +1383,14 @@ class _RayRun:
                 diverged.update(detail["transfer_ids"])
         lag = np.concatenate(ctl["lag"]) if ctl["lag"] else np.zeros(0, np.int64)
         counters = ctl["counters"]
-        runlog = _RunLog(reports, ctl["fault_log"], lag, diverged, int(counters["handled"]), round(wall_s, 3))
+        lag_at = [(max(0, int(t)), r, int(v)) for ts, r, vs in ctl["lag_at"]
+                  for t, v in zip(ts.tolist(), vs.tolist(), strict=True)]
+        lag_at.sort()
+        secs = sorted(ctl["transit"])
+        transit = [(float(k), [ctl["transit"][k].get(r) for r in range(self.R)]) for k in secs]
+        timeline = list(ctl["timeline"]) + _report_events(reports, self.names)
+        runlog = _RunLog(reports, ctl["fault_log"], lag, lag_at, transit, timeline, diverged,
+                         int(counters["handled"]), round(wall_s, 3))
         s = self.s
         windows = [(f.at, min(f.end(), s.duration), f) for f in self.faults]
         late = [c["submit_late_p99_s"] for c in self.client_out]

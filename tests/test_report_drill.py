@@ -28,7 +28,7 @@ def test_drill_passes_and_writes_junit(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli("drill", str(tiny_scenario()), "--out", str(out), "--junit", str(junit)) == 0
     text = capsys.readouterr().out
     for step in ("fault began", "unit promoted to a new home", "writes resumed", "fault healed",
-                 "failure detected", "not recorded by this run", "DRILL PASSED", "RTO crash beijing @1 s"):
+                 "failure detected", "old home rejoined", "DRILL PASSED", "RTO crash beijing @1 s"):
         assert step in text, step
     for name in ("result.json", "history.jsonl", "final_state.json", "report.html", "drill.json"):
         assert (out / name).exists(), name
@@ -95,7 +95,7 @@ def test_snapshots_follow_the_phases() -> None:
     assert snaps[1].faults == ["crash beijing (1–2.5 s)"]
     assert snaps[1].phase.startswith(("outage", "failing over", "failed over"))
     assert snaps[-1].phase.startswith("quiesce")
-    assert snaps[0].lag_ms is None  # not recorded by this run
+    assert snaps[0].lag_ms is not None and snaps[0].lag_ms["beijing"] is not None  # recorded per second
     assert sum(len(s.events) for s in snaps) == len(view.events)
 
 
