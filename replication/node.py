@@ -18,6 +18,9 @@ Modes (see ARCHITECTURE.md):
   credits a region applies, and move between regions as `grant`s written into the
   granting region's log (so they are durable and shipped like any entry). The sum of
   the shares never exceeds the balance, so no partition can cause an overdraft.
+* `quorum` — one Raft log for the whole ledger (`replication/raft.py`, glue in
+  `replication/quorum.py`): the leader appends each batch, replies once it is committed on a
+  majority and applied; every replica applies committed entries in log order.
 
 Failover (unit mode) — who decides, explicitly:
 

@@ -146,6 +146,7 @@ class RaftNode:
     last_ack: dict[int, int] = field(default_factory=dict)
     hb_last: int = -(1 << 62)
     became_leader: int = 0
+    snap_sent: dict[int, int] = field(default_factory=dict)  # peer -> when a snapshot was last sent
     damaged: set[int] = field(default_factory=set)  # log indices whose stored copy failed its checksum
 
     # -------------------------------------------------------------- log helpers
@@ -205,7 +206,7 @@ class RaftNode:
             if now - self.hb_last >= self.cfg.heartbeat_every:
                 self.hb_last = now
                 for p in self.peers:
-                    self._send_append(p, out, heartbeat=True)
+                    self._send_append(p, out, now, heartbeat=True)
             heard = sum(1 for p in self.peers if now - self.last_ack.get(p, -(1 << 62)) < self.cfg.election_min)
             if heard + 1 < self.maj and now - self.became_leader >= self.cfg.election_min:
                 self.role = FOLLOWER  # CheckQuorum: a leader that cannot reach a majority steps down
@@ -256,14 +257,17 @@ class RaftNode:
         self.log.append(e)
         out.append(Persist(e))
         for p in self.peers:
-            self._send_append(p, out)
+            self._send_append(p, out, now)
         self._advance_commit(out)
         return e.seq, e.rv
 
-    def _send_append(self, p: int, out: list[Effect], heartbeat: bool = False) -> None:
+    def _send_append(self, p: int, out: list[Effect], now: int, heartbeat: bool = False) -> None:
         ni = self.next_index[p]
         if ni <= self.snap_index:
             assert self.snap is not None
+            if now - self.snap_sent.get(p, -(1 << 62)) < self.cfg.election_min:
+                return  # one snapshot in flight per follower: resending floods the link
+            self.snap_sent[p] = now
             out.append(Send(p, InstallSnapshot(self.me, self.term, self.snap), 96 + len(self.snap.data)))
             self.next_index[p] = self.snap_index + 1
             return
@@ -393,10 +397,10 @@ class RaftNode:
                 self._advance_commit(out)
             self.next_index[m.sender] = max(self.next_index[m.sender], self.match_index[m.sender] + 1)
             if self.next_index[m.sender] <= self.last_index:
-                self._send_append(m.sender, out)
+                self._send_append(m.sender, out, now)
         else:
             self.next_index[m.sender] = max(self.match_index[m.sender], m.match) + 1
-            self._send_append(m.sender, out)
+            self._send_append(m.sender, out, now)
 
     def _on_install(self, m: InstallSnapshot, now: int, out: list[Effect]) -> None:
         if not self._accept_leader(m, now, out):

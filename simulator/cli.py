@@ -30,6 +30,13 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--mode", choices=MODE_CHOICES, default=None,
                      help="replication mode; unit takes +async or +semi-sync shipping (default: the scenario's)")
     sim.add_argument("--out", default=None, help="output directory (default: runs/SCENARIO-MODE-SEED)")
+    sim.add_argument("--runtime", choices=("deterministic", "ray"), default="deterministic",
+                     help="deterministic (virtual clock, same seed = same digest) or ray (one actor per region, "
+                          "real processes and kills; default: %(default)s)")
+    sim.add_argument("--address", default=None,
+                     help="with --runtime ray: join this Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    sim.add_argument("--time-scale", type=float, default=1.0,
+                     help="with --runtime ray: wall seconds per scenario second (default: %(default)s)")
     sim.set_defaults(func=cmd_simulate)
 
     fuzz = subparsers.add_parser(
@@ -65,8 +72,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     seed = scenario.seed if args.seed is None else args.seed
     mode = f"unit+{scenario.ship}" if scenario.mode == "unit" else scenario.mode
     out = Path(args.out or f"runs/{scenario.name}-{mode}-{seed}")
-    with console.status(f"simulating {scenario.name} ({mode}, seed {seed})"):
-        sim, result = run_scenario(scenario, seed)
+    if args.time_scale <= 0:
+        console.print("[red]error:[/red] --time-scale must be > 0")
+        return 2
+    with console.status(f"simulating {scenario.name} ({mode}, seed {seed}, {args.runtime} runtime)"):
+        if args.runtime == "ray":
+            from simulator.ray_runtime import run_scenario_ray
+
+            sim, result = run_scenario_ray(scenario, seed, address=args.address, time_scale=args.time_scale)
+        else:
+            sim, result = run_scenario(scenario, seed)
         write_outputs(sim, result, out)
     from simulator.report import write_report
 

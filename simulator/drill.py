@@ -18,6 +18,7 @@ timeline, report and JUnit file are computed the same way for both. Add a runtim
 from __future__ import annotations
 
 import json
+import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
@@ -92,7 +93,13 @@ class DeterministicRuntime:
         return out / "result.json"
 
 
-RUNTIMES: dict[str, Callable[[], Runtime]] = {"deterministic": DeterministicRuntime}
+def _ray_runtime() -> Runtime:
+    from simulator.ray_runtime import RayRuntime
+
+    return RayRuntime(address=os.environ.get("RAY_ADDRESS"))  # type: ignore[return-value]
+
+
+RUNTIMES: dict[str, Callable[[], Runtime]] = {"deterministic": DeterministicRuntime, "ray": _ray_runtime}
 
 
 def register_runtime(name: str, factory: Callable[[], Runtime]) -> None:
@@ -363,7 +370,7 @@ def runbook_text(incidents: Sequence[Incident]) -> str:
     return "\n".join(lines) or "no faults injected"
 
 
-def drill(scenario_name: str, *, seed: int | None = None, mode: str | None = None, runtime: str = "deterministic",
+def drill(scenario_name: str, *, seed: int | None = None, mode: str | None = None, runtime: str = "ray",
           out: str | Path | None = None, junit: str | Path | None = None, pace: float | None = None,
           console: Console | None = None) -> int:
     """The `geoledger drill` command: 0 passed, 1 SLO missed or invariant violated, 2 bad input."""

@@ -17,8 +17,9 @@ Pieces (all async actors, `num_cpus=0`, so a 2-core machine hosts them all):
   per-link queue and leave as one actor call per link per due instant (batched: ≈3,000
   actor calls/s is all a 2-core machine has). The node group-commits: one fsync per step.
 * `ClientActor` — one per region (co-located with it on a cluster). It replays the
-  region's share of `make_plan(scenario, rng)`: the batch of each `batch_ms` window is
-  submitted at the window's end, with a timeout, retried with the same transfer ids
+  region's share of `make_plan(scenario, rng)`: each window's operations (the scenario's
+  `batch_ms`, at least `min_batch_ms`) go as one batch at the window's end, with a
+  timeout, retried with the same transfer ids
   (after a timeout: the next region in unit mode, as the deterministic clients do),
   and records invoke/complete times on the scenario clock.
 * `Controller` — the chaos controller: applies the fault schedule at its wall-clock
@@ -44,6 +45,11 @@ doubles. Every figure in the result is in scenario units (`rto_wall_s` and
 Cluster: `address=` (or `RAY_ADDRESS`) joins an existing cluster; when the cluster
 advertises a custom resource `region_<name>` for every region, each region actor and
 its client are pinned to it (see `simulator/RAY.md`).
+
+End of run: after the quiesce, the final state is taken once the replicas have settled
+(same books, nothing owed; bounded by `settle_s`), because a real quiesce on a loaded
+machine is not the exact one of the virtual clock. `RayRuntime` is the `simulator.drill`
+runtime (live snapshots each scenario second). Cluster recipe: `simulator/RAY.md`.
 
 Not reproducible by seed (real time is not), but the plan and the fault schedule are the
 deterministic runtime's for the same seed, so the two runtimes can be compared run for run.
@@ -97,6 +103,12 @@ TELEMETRY_EVERY_S = 0.25
 LINK_SLACK_NS = 2 * MS  # messages due within 2 ms of each other leave in one actor call
 MIN_BATCH_MS = 20.0  # client window floor: an actor call costs ~0.3 ms of CPU at each end
 LOOP_PROBE_S = 0.05
+LOCAL_SYSTEM_CONFIG = {"max_direct_call_object_size": 4 << 20}
+"""A link batch or client batch of up to 4 MB goes inline with the call instead of through the
+object store (a put, a location lookup and a fetch): one 1,000-row entry shipped to two peers
+is ~260 KB, over Ray's 100 KB default. Applies to a Ray started here; a cluster has its own."""
+SETTLE_S = 15.0
+LIVE_DELAY_S = 0.6  # wall: a second's telemetry has arrived at the controller this long after it ends
 HOMED_MODES = ("unit", "quorum")  # a client that gets no answer tries the next region
 RETRY_BACKOFF_S = 0.1  # scenario seconds before an UNAVAILABLE row is retried (as the deterministic clients)
 
@@ -361,6 +373,14 @@ class RegionActor:
     async def scrub(self) -> int:
         return self.live.scrub() if self.live is not None else 0
 
+    async def settle_status(self) -> dict[str, Any] | None:
+        """What `settle` waits for: the books' canonical digest, credit legs owed, catch-up."""
+        if self.live is None:
+            return None
+        node = self.live.node
+        return {"digest": canonical_digest(node.engine), "outbox": len(node.outbox),
+                "catching_up": bool(node.catching_up)}
+
     async def status(self) -> dict[str, Any] | None:
         if self.live is None:
             return None
@@ -517,13 +537,16 @@ class ClientActor:
         self.dup_exists = 0
         self.dup_ok = 0
         self.pid = os.getpid()
+        self.acked_by_second: dict[int, int] = {}
 
     async def ping(self) -> dict[str, Any]:
         return {"pid": self.pid}
 
-    async def run(self, regions: list[Any], t0_ns: int) -> dict[str, Any]:
+    async def run(self, regions: list[Any], t0_ns: int, controller: Any = None) -> dict[str, Any]:
         sp = self.spec
         self.regions, self.tb = regions, Timebase(t0_ns, sp.time_scale)
+        if controller is not None:
+            pusher = asyncio.ensure_future(self._push_progress(controller))
         n = len(sp.ops)
         starts = sp.starts.tolist()
         w = sp.batch_window
@@ -536,6 +559,8 @@ class ClientActor:
         await self.tb.sleep_until(sp.end)
         for task in list(self.tasks):
             task.cancel()
+        if controller is not None:
+            pusher.cancel()
         st = self.st
         left = np.nonzero(st.status == 0)[0]
         self._complete(left, np.full(len(left), TIMEOUT_CODE, np.int32), sp.region, OUT_TIMEOUT, sp.end)
@@ -550,6 +575,14 @@ class ClientActor:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def _push_progress(self, controller: Any) -> None:
+        """Acknowledged transfers per completion second, for a live view (`drill`)."""
+        while True:
+            await asyncio.sleep(TELEMETRY_EVERY_S * 2)
+            if self.acked_by_second:
+                batch, self.acked_by_second = self.acked_by_second, {}
+                asyncio.ensure_future(_swallow(controller.client_progress.remote(self.spec.region, batch)))
 
     async def _attempt(self, idx: np.ndarray, target: int) -> None:
         sp, st = self.spec, self.st
@@ -641,6 +674,10 @@ class ClientActor:
             st.outcome[ix] = np.where(np.isin(codes, OK_CODES), OUT_OK, OUT_FAIL)
         else:
             st.outcome[ix] = outcome
+        acked = int(((st.outcome[ix] == OUT_OK) & (self.spec.kind[ix] != KIND_READ)).sum())
+        if acked:
+            sec = max(0, int(now))
+            self.acked_by_second[sec] = self.acked_by_second.get(sec, 0) + acked
 
 
 # ====================================================================== chaos controller
@@ -674,6 +711,8 @@ class Controller:
         self.transit: dict[int, dict[int, int]] = {}  # second -> region -> money in transit
         self.timeline: list[dict[str, Any]] = []
         self.watching: dict[int, float] = {}  # faulted region -> fault start, until a peer suspects it
+        self.acked_per_s: dict[int, dict[int, int]] = {}  # region -> second -> acked transfers (live view)
+        self.lag_max_ms: dict[int, dict[int, float]] = {}  # receiving region -> second -> worst lag (live view)
         self.call_us = Histogram()
         self.loop_lag_us = Histogram()
         self.reports: list[tuple[float, int, str, dict[str, Any]]] = []
@@ -689,6 +728,9 @@ class Controller:
         if len(t["lag_ns"]):
             self.lag.append(t["lag_ns"])
             self.lag_at.append((t["lag_t_ns"], t["region"], t["lag_ns"]))
+            worst = self.lag_max_ms.setdefault(t["region"], {})
+            for sec, ns in zip((t["lag_t_ns"] // S).tolist(), t["lag_ns"].tolist(), strict=True):
+                worst[sec] = max(worst.get(sec, 0.0), ns / 1e6)
         for sec, value in t["transit"]:
             self.transit.setdefault(sec, {})[t["region"]] = value
         for ev in sorted(t["events"], key=lambda e: e["t"]):
@@ -858,7 +900,7 @@ class Controller:
                 record["catch_up_wall_s"] = round((wall_ns() - began) / S, 3)
                 record["down_wall_s"] = round((wall_ns() - record["killed_wall_ns"]) / S, 3)
                 return
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)
 
     async def collect(self) -> dict[str, Any]:
         for t in list(self.tasks):
@@ -869,6 +911,22 @@ class Controller:
                 "reports": self.reports, "counters": self.counters,
                 "pids": sorted(self.all_pids), "errors": self.errors,
                 "link_call_ms": self.call_us.summary_ms(), "event_loop_lag_ms": self.loop_lag_us.summary_ms()}
+
+    async def client_progress(self, region: int, acked: dict[int, int]) -> None:
+        mine = self.acked_per_s.setdefault(region, {})
+        for sec, n in acked.items():
+            mine[sec] = mine.get(sec, 0) + n
+
+    async def live(self, second: int, seen: tuple[int, int]) -> dict[str, Any]:
+        """What happened in scenario second `second` (acked, worst lag per region), and the
+        timeline events that arrived since `seen` (counts of timeline entries and reports
+        already handed out: both lists only grow), for a live display."""
+        names = list(self.spec.names)
+        events = self.timeline[seen[0]:] + _report_events(self.reports[seen[1]:], names)
+        return {"t": second + 1,
+                "throughput": {n: self.acked_per_s.get(r, {}).get(second, 0) for r, n in enumerate(names)},
+                "lag_ms": {n: self.lag_max_ms.get(r, {}).get(second) for r, n in enumerate(names)},
+                "events": sorted(events, key=lambda e: e["t"]), "seen": (len(self.timeline), len(self.reports))}
 
     async def take_telemetry(self, items: list[dict[str, Any]]) -> None:
         for t in items:
@@ -1010,7 +1068,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None,
         temp_dir = tempfile.mkdtemp(prefix="glray-")  # short: Ray's socket paths must fit 107 bytes
         try:
             ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False, _temp_dir=temp_dir,
-                     resources={resource_name(r): 1000.0 for r in regions}, **_ray_init_logging())
+                     resources={resource_name(r): 1000.0 for r in regions}, _system_config=LOCAL_SYSTEM_CONFIG,
+                     **_ray_init_logging())
         except BaseException:
             shutil.rmtree(temp_dir, ignore_errors=True)
             raise
@@ -1116,9 +1175,11 @@ def run_scenario_ray(
     out_dir: str | Path | None = None,
     time_scale: float = 1.0,
     progress: Callable[[str, float, float], None] | None = None,
+    on_second: Callable[[dict[str, Any]], None] | None = None,
     duplicate: bool = False,
     min_batch_ms: float = MIN_BATCH_MS,
     fsync: bool = True,
+    settle_s: float = SETTLE_S,
     num_cpus: int | None = None,
 ) -> tuple[RaySimulation, dict[str, Any]]:
     """Run `scenario` on Ray; return (a Simulation-like object, the result dict).
@@ -1132,6 +1193,9 @@ def run_scenario_ray(
     each region's SQLite file under `out_dir/stores/` (otherwise a temp dir, removed).
     `time_scale`: wall seconds per scenario second (module docstring). `progress(phase,
     done, total)` is called about every 0.25 s of the run, in scenario seconds.
+    `on_second(view)` is called once per scenario second, ~0.6 s after it ends (telemetry
+    lag), with `{"t", "horizon", "throughput": {region: acked}, "lag_ms": {region: worst |
+    None}, "events": [timeline events since the last call]}` — what a live display shows.
     `duplicate`: every message (peer batches, and client submits) is sent twice on purpose.
     `min_batch_ms`: clients submit a window's operations as one batch; the window is the
     scenario's `batch_ms`, but never shorter than this (scenario ms): an actor call costs
@@ -1139,6 +1203,12 @@ def run_scenario_ray(
     (operations, times, ids) is the same; only how they are grouped into calls changes.
     `fsync`: commit with `synchronous=FULL` (survives power loss); False = `NORMAL`
     (survives a killed process, which is what a Ray crash is; no fsync on the hot path).
+    `settle_s`: after the quiesce, wait up to this many wall seconds for the replicas to
+    settle (equal log heads, no credit leg owed, nobody catching up) before the final state
+    is taken. The deterministic runtime's quiesce is exact; a real one on a loaded machine
+    may need longer, and a check that fails only because the snapshot came too early says
+    nothing about the design. How long it took is `ray.settle_s`; if it never settles the
+    checkers judge the state as it is.
     `num_cpus`: for a local Ray started here (default: every core).
     """
     opts = RayOptions(time_scale, duplicate, min_batch_ms, fsync)
@@ -1148,7 +1218,8 @@ def run_scenario_ray(
         run = _RayRun(scenario, seed, opts, out_dir)
         try:
             run.launch()
-            run.wait(progress)
+            run.wait(progress, on_second)
+            run.settle(settle_s)
             run.collect()
         finally:
             run.teardown()
@@ -1244,6 +1315,7 @@ class _RayRun:
         self.snapshots: list[dict[str, Any] | None] = []
         self.ctl: dict[str, Any] = {}
         self.launch_s = 0.0
+        self.settled: float | None = None
 
     def actor_name(self, role: str) -> str:
         return f"geoledger-{self.run_id}-{role}"
@@ -1292,20 +1364,33 @@ class _RayRun:
         self.start_info = ray.get(self.controller.start_all.remote(self.regions, self.t0_ns, region_pids),
                                   timeout=60)
         self.run_ref = self.controller.run.remote()
-        self.client_refs = [c.run.remote(self.regions, self.t0_ns) for c in self.clients]
+        self.client_refs = [c.run.remote(self.regions, self.t0_ns, self.controller) for c in self.clients]
         self.launch_s = time.perf_counter() - began
 
-    def wait(self, progress: Callable[[str, float, float], None] | None) -> None:
+    def wait(self, progress: Callable[[str, float, float], None] | None,
+             on_second: Callable[[dict[str, Any]], None] | None = None) -> None:
         import ray
 
         tb = Timebase(self.t0_ns, self.scale)
         end = self.s.duration + self.s.quiesce
+        horizon = int(np.ceil(end))
         pending = [*self.client_refs, self.run_ref]
+        second, seen = 0, (0, 0)
+
+        def emit(upto: float) -> None:
+            nonlocal second, seen
+            while on_second is not None and second < horizon and second + 1 <= upto:
+                view = ray.get(self.controller.live.remote(second, seen), timeout=30)
+                seen = view.pop("seen")
+                on_second({**view, "horizon": end})
+                second += 1
+
         while True:
             now = tb.now_s()
             if progress is not None:
                 phase = "load" if now < self.s.duration else "quiesce"
                 progress(phase, min(max(now, 0.0), end), end)
+            emit(now - LIVE_DELAY_S / self.scale)
             ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
             for ref in ready:
                 ray.get(ref)  # an actor that failed raises here, early
@@ -1315,6 +1400,29 @@ class _RayRun:
                 raise TimeoutError("clients did not finish 30 s after the scenario's end")
             time.sleep(min(0.25, max(0.01, (tb.wall_of(end) - wall_ns()) / S)))
         self.client_out = ray.get(self.client_refs, timeout=60)
+        time.sleep(LIVE_DELAY_S)
+        emit(float(horizon))
+
+    def settle(self, limit_s: float) -> None:
+        """Wait (bounded) until every replica holds the same books and owes nothing."""
+        import ray
+
+        began = time.perf_counter()
+        while True:
+            sts = []
+            for ref in [r.settle_status.remote() for r in self.regions]:
+                try:
+                    sts.append(ray.get(ref, timeout=5))
+                except ray.exceptions.RayError:
+                    sts.append(None)
+            if all(st is not None for st in sts):
+                digests = {st["digest"] for st in sts}
+                if len(digests) == 1 and not any(st["outbox"] or st["catching_up"] for st in sts):
+                    self.settled = time.perf_counter() - began
+                    return
+            if time.perf_counter() - began >= limit_s:
+                return
+            time.sleep(0.2)
 
     def collect(self) -> None:
         import ray
@@ -1397,6 +1505,7 @@ class _RayRun:
         info = {
             "time_scale": self.scale, "address": session.address, "pinned_by_resource": self.pinned,
             "wall_s": round(wall_s, 3), "launch_s": round(self.launch_s, 3), "duplicate": self.duplicate,
+            "settle_s": None if self.settled is None else round(self.settled, 3),
             "client_window_ms": round(self.window * 1000, 3), "fsync": self.opts.fsync,
             "actors": {"regions": self.R, "clients": len(self.clients), "controller": 1},
             "pids": sorted(self.pids), "crashes": ctl["crashes"], "controller_errors": ctl["errors"],
@@ -1417,5 +1526,66 @@ class _RayRun:
                                              bytes=int(counters["bytes"])), info)
 
 
-__all__ = ["RaySession", "RaySimulation", "ray_result", "ray_session", "resource_name", "run_scenario_ray",
-           "shortened"]
+class RayRuntime:
+    """`geoledger drill --runtime ray`: the drill's `Runtime` protocol (`simulator.drill`) on Ray.
+
+    A live runtime: it runs in real time and feeds the drill display one snapshot per
+    scenario second (acked writes per region, worst replication lag, events, the phase), built
+    with the drill's and report's own helpers from the same timeline dicts that end up in
+    `metrics.series.timeline`, so the live view and the final report cannot disagree.
+    """
+
+    name = "ray"
+    live = True
+
+    def __init__(self, address: str | None = None, time_scale: float = 1.0, **options: Any) -> None:
+        self.address = address
+        self.time_scale = time_scale
+        self.options = options
+
+    def run(self, scenario: Any, seed: int, out: Path, on_progress: Callable[[Any], None]) -> Path:
+        from simulator.run import write_outputs
+
+        live = _LiveDrillView(scenario, on_progress)
+        sim, result = run_scenario_ray(scenario, seed, address=self.address, time_scale=self.time_scale,
+                                       on_second=live.second, **self.options)
+        write_outputs(sim, result, Path(out))  # type: ignore[arg-type]
+        return Path(out) / "result.json"
+
+
+class _LiveDrillView:
+    """Turns `on_second` views into `simulator.drill.Snapshot`s (phase, faults in force)."""
+
+    def __init__(self, scenario: Scenario, on_progress: Callable[[Any], None]) -> None:
+        self.s = scenario
+        self.on_progress = on_progress
+        self.timeline: list[dict[str, Any]] = []
+
+    def _view(self, events: list[dict[str, Any]]) -> SimpleNamespace:
+        """Just enough of a `simulator.report.RunView` for `fault_windows`, `timeline_events`
+        and `simulator.drill.phase_at`, over the timeline recorded so far."""
+        from simulator.report import fault_windows, timeline_events
+
+        timeline = sorted(events, key=lambda e: e["t"])
+        view = SimpleNamespace(series=lambda name: timeline if name == "timeline" else None,
+                               regions=list(self.s.regions), duration=float(self.s.duration),
+                               scenario={"chaos": [], "random_faults": 0}, metrics={}, notes=[])
+        view.windows = fault_windows(view)  # type: ignore[arg-type]
+        view.events = timeline_events(view)  # type: ignore[arg-type]
+        return view
+
+    def second(self, v: dict[str, Any]) -> None:
+        from simulator.drill import Snapshot, phase_at
+
+        self.timeline.extend(v["events"])
+        view = self._view(self.timeline)
+        new = self._view(v["events"]).events if v["events"] else []
+        t = float(v["t"])
+        faults = [f"{w.label} ({w.start:g}–{w.end:g} s)" for w in view.windows if w.start < t and w.end > t - 1]
+        phase = phase_at(view, t - 1e-9)  # type: ignore[arg-type]
+        self.on_progress(Snapshot(t=t, horizon=float(v["horizon"]), phase=phase, faults=faults,
+                                  throughput=v["throughput"], lag_ms=v["lag_ms"], events=new))
+
+
+__all__ = ["RayRuntime", "RaySession", "RaySimulation", "ray_result", "ray_session", "resource_name",
+           "run_scenario_ray", "shortened"]

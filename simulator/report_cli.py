@@ -62,8 +62,9 @@ def register(subparsers: Any) -> None:
     dr.add_argument("scenario", metavar="SCENARIO", help="scenario name (scenarios/NAME.toml) or path")
     dr.add_argument("--seed", type=int, default=None, help="PRNG seed (default: the scenario's)")
     dr.add_argument("--mode", default=None, help="replication mode (default: the scenario's)")
-    dr.add_argument("--runtime", choices=sorted(RUNTIMES), default="deterministic",
-                    help="what drives the nodes (default: %(default)s)")
+    dr.add_argument("--runtime", choices=sorted(RUNTIMES), default="ray",
+                    help="what drives the nodes: real Ray actors and wall-clock RTO, or the deterministic "
+                         "simulator (default: %(default)s; RAY_ADDRESS joins a cluster)")
     dr.add_argument("--out", default=None, help="run directory (default: runs/drill-SCENARIO-MODE-SEED)")
     dr.add_argument("--junit", default=None, metavar="FILE", help="also write JUnit XML for CI")
     dr.add_argument("--pace", type=float, default=None,

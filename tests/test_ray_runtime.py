@@ -10,6 +10,7 @@ that nothing of it is left.
 from __future__ import annotations
 
 import glob
+import json
 import tempfile
 import time
 from collections.abc import Iterator
@@ -114,10 +115,22 @@ def test_region_outage_on_ray_kills_the_actor_and_recovers_from_sqlite(ray_local
     assert crash.get("caught_up_at") is not None, "and catches up from its peers"
 
 
-def test_partition_on_ray_no_double_spend(ray_local: dict[str, Any]) -> None:
+def test_partition_on_ray_no_double_spend_through_the_drill_runtime(ray_local: dict[str, Any],
+                                                                   tmp_path: Path) -> None:
+    """Also the `simulator.drill` Runtime protocol: live snapshots each second, outputs on disk."""
+    from simulator.ray_runtime import RayRuntime
+
     s = _short("partition", 8.0, 4.0, 300)  # Changchun cut off at 2 s for 3.2 s; spend-all at 3.2 s
-    _, res = _run(ray_local, s)
+    snapshots: list[Any] = []
+    path = RayRuntime().run(s, 1, tmp_path, snapshots.append)
+    res = json.loads(path.read_text())
+    ray_local["pids"].update(res["ray"]["pids"])
     _assert_promises_hold(res)
+    assert [snap.t for snap in snapshots] == [float(k) for k in range(1, 13)]
+    events = [e.event for snap in snapshots for e in snap.events]
+    assert {"fault", "detected", "promoted", "writes_resumed", "healed"} <= set(events), events
+    assert any(snap.phase != "steady" for snap in snapshots)
+    assert sum(sum(snap.throughput.values()) for snap in snapshots) > 0
     inv = res["invariants"]
     assert inv["no_overdraft"]["promised"] and inv["no_overdraft"]["ok"]
     assert res["metrics"]["network"]["dropped"] > 0, "the partition dropped messages"

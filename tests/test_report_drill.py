@@ -25,7 +25,8 @@ def _junit(path: Path) -> dict[str, Any]:
 
 def test_drill_passes_and_writes_junit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, junit = tmp_path / "run", tmp_path / "ci" / "drill.xml"
-    assert cli("drill", str(tiny_scenario()), "--out", str(out), "--junit", str(junit)) == 0
+    assert cli("drill", str(tiny_scenario()), "--runtime", "deterministic", "--out", str(out),
+               "--junit", str(junit)) == 0
     text = capsys.readouterr().out
     for step in ("fault began", "unit promoted to a new home", "writes resumed", "fault healed",
                  "failure detected", "old home rejoined", "DRILL PASSED", "RTO crash beijing @1 s"):
@@ -41,7 +42,8 @@ def test_drill_passes_and_writes_junit(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_drill_fails_on_an_slo_miss(tmp_path: Path) -> None:
     out, junit = tmp_path / "run", tmp_path / "drill.xml"
-    code = cli("drill", str(tiny_scenario(rto_s=0.05)), "--out", str(out), "--junit", str(junit))
+    code = cli("drill", str(tiny_scenario(rto_s=0.05)), "--runtime", "deterministic", "--out", str(out),
+               "--junit", str(junit))
     assert code == 1
     j = _junit(junit)
     failure = j["cases"]["RTO crash beijing @1 s"].find("failure")
@@ -100,11 +102,12 @@ def test_snapshots_follow_the_phases() -> None:
 
 
 def test_drill_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli("drill", "no-such-scenario", "--out", str(tmp_path / "o")) == 2
+    assert cli("drill", "no-such-scenario", "--runtime", "deterministic", "--out", str(tmp_path / "o")) == 2
     assert "not found" in capsys.readouterr().err
-    assert cli("drill", str(tiny_scenario()), "--mode", "quorum9", "--out", str(tmp_path / "o")) == 2
+    assert cli("drill", str(tiny_scenario()), "--runtime", "deterministic", "--mode", "quorum9",
+               "--out", str(tmp_path / "o")) == 2
     assert "mode" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        cli("drill", str(tiny_scenario()), "--runtime", "ray")
+        cli("drill", str(tiny_scenario()), "--runtime", "no-such-runtime")
     assert e.value.code == 2
     assert not (tmp_path / "o").exists()
