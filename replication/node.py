@@ -102,6 +102,7 @@ _TWO_PHASE = int(TransferFlags.PENDING | TransferFlags.POST_PENDING_TRANSFER | T
 _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 _LINKED = int(TransferFlags.LINKED)
 _EXCEEDS = int(CreateTransferResult.EXCEEDS_CREDITS)
+_EXISTS = int(CreateTransferResult.EXISTS)
 _PENDING_NOT_FOUND = int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)
 
 
@@ -294,10 +295,22 @@ class RegionNode:
                      out: list[Effect]) -> None:
         results, seq = self._commit(rows, now, out)
         tracker.results[idx] = results
+        seq = self._durable_wait(results, seq)
         if seq and self.cfg.ship == "semi-sync" and seq > self.durable_seq:
             self.waiters.append((seq, "part", tracker.batch_id))
         else:
             self._part_done(tracker, out)
+
+    def _durable_wait(self, results: np.ndarray, seq: int) -> int:
+        """The own-log sequence a semi-sync reply must wait for.
+
+        A retry answered EXISTS wrote nothing new, but the entry holding the original may
+        not be on a majority yet: acknowledging it now would promise what a crash can still
+        lose. So it waits for everything this home has written so far.
+        """
+        if not seq and (results == _EXISTS).any():
+            return self.next_seq - 1
+        return seq
 
     def _part_done(self, tracker: _Tracker, out: list[Effect]) -> None:
         tracker.parts -= 1
@@ -306,6 +319,7 @@ class RegionNode:
 
     def _on_forward(self, m: Forward, now: int, out: list[Effect]) -> None:
         results, seq = self._commit(m.rows, now, out)
+        seq = self._durable_wait(results, seq)
         if seq and self.cfg.ship == "semi-sync" and seq > self.durable_seq:
             self.waiters.append((seq, "fwd", (m.sender, m.fwd_id, results)))
         else:

@@ -246,3 +246,17 @@ def test_post_of_an_unknown_pending_with_zero_accounts_is_not_found_without_a_wr
     eff = gw.handle(ClientRequest(1, _post_row(7, 999, TransferFlags.VOID_PENDING_TRANSFER)), T + 1)
     assert of(eff, Reply)[0].results.tolist() == [int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)]
     assert not of(eff, Persist) and not of(eff, Send)
+
+
+def test_semi_sync_retry_answered_exists_waits_until_the_original_is_durable():
+    """A retry must not be acknowledged (EXISTS) before the write it repeats is on a majority."""
+    home = node(0, ship="semi-sync")
+    with_lease(home, T)
+    first = home.handle(ClientRequest(1, rows((1, 3, 6, 10))), T + 1)
+    assert not of(first, Reply)  # waiting for a majority
+    retry = home.handle(ClientRequest(2, rows((1, 3, 6, 10))), T + 2)
+    assert not of(retry, Reply), "EXISTS was acknowledged before the original write was durable"
+    acked = home.handle(ShipAck(1, 0, 1), T + 3)
+    assert sorted(r.batch_id for r in of(acked, Reply)) == [1, 2]
+    assert {r.batch_id: r.results.tolist() for r in of(acked, Reply)} == {
+        1: [int(CreateTransferResult.OK)], 2: [int(CreateTransferResult.EXISTS)]}
