@@ -69,7 +69,8 @@ def test_unit_async_shipping_reports_rpo_loss_but_never_overdraws():
 
 
 def test_simulate_writes_the_output_contract(tmp_path):  # type: ignore[no-untyped-def]
-    args = argparse.Namespace(scenario="fuzz", seed=3, mode="unit+semi-sync", out=str(tmp_path))
+    args = argparse.Namespace(scenario="fuzz", seed=3, mode="unit+semi-sync", out=str(tmp_path),
+                              runtime="deterministic", address=None, time_scale=1.0)
     assert cmd_simulate(args) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     for key in ("seed", "mode", "runtime", "scenario", "digest", "invariants", "metrics"):
@@ -95,7 +96,8 @@ def test_simulate_exit_code_is_nonzero_only_for_a_promised_violation(tmp_path): 
     path = tmp_path / "async-partition.toml"
     path.write_text((load_scenario.__globals__["SCENARIO_DIR"] / "partition.toml").read_text()
                     .replace('mode = "unit"', 'mode = "async"').replace("rate = 1000", "rate = 300"))
-    args = argparse.Namespace(scenario=str(path), seed=1, mode=None, out=str(tmp_path / "out"))
+    args = argparse.Namespace(scenario=str(path), seed=1, mode=None, out=str(tmp_path / "out"),
+                              runtime="deterministic", address=None, time_scale=1.0)
     assert cmd_simulate(args) == 0  # overdraft shown, but async never promised it
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["invariants"]["no_overdraft"]["ok"] is False
