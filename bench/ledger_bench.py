@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,7 +42,10 @@ def _transfer_batches(n_batches: int, first_id: int = 1, seed: int = 7) -> list[
 
 
 def _open_with_accounts(path: str) -> Ledger:
-    led = Ledger.open(f"sqlite:///{path}")
+    return _with_accounts(Ledger.open(f"sqlite:///{path}"))
+
+
+def _with_accounts(led: Ledger) -> Ledger:
     for start in range(1, N_ACCOUNTS + 1, BATCH):
         led.create_accounts(
             [Account(id=i, ledger=1, code=1) for i in range(start, min(start + BATCH, N_ACCOUNTS + 1))]
@@ -49,10 +53,30 @@ def _open_with_accounts(path: str) -> Ledger:
     return led
 
 
-def durable_sqlite(tmp: str, n_batches: int) -> tuple[float, str]:
+def durable_sqlite(tmp: str, n_batches: int) -> float:
     """Transfers/s through `Ledger.create_transfers` with a durable SQLite commit per batch."""
-    path = os.path.join(tmp, "durable.db")
-    led = _open_with_accounts(path)
+    return _durable(_open_with_accounts(os.path.join(tmp, "durable.db")), n_batches)
+
+
+def durable_cassandra(n_batches: int) -> float | None:
+    """The same on one local Cassandra node (None when none answers on 127.0.0.1:9042)."""
+    try:
+        socket.create_connection(("127.0.0.1", 9042), timeout=1.0).close()
+    except OSError:
+        return None
+    keyspace = f"bench_{os.getpid()}"
+    url = f"cassandra://127.0.0.1:9042/{keyspace}?dc=dc1&rf=1&consistency=LOCAL_QUORUM"
+    try:
+        return _durable(_with_accounts(Ledger.open(url)), n_batches)
+    finally:
+        from cassandra.cluster import Cluster
+
+        cluster = Cluster(["127.0.0.1"], protocol_version=5)
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        cluster.shutdown()
+
+
+def _durable(led: Ledger, n_batches: int) -> float:
     batches = _transfer_batches(n_batches)
     start = time.perf_counter()
     for batch in batches:
@@ -60,7 +84,7 @@ def durable_sqlite(tmp: str, n_batches: int) -> tuple[float, str]:
         assert not any(results)
     elapsed = time.perf_counter() - start
     led.close()
-    return n_batches * BATCH / elapsed, path
+    return n_batches * BATCH / elapsed
 
 
 def naive_eventsourcing(tmp: str, n_transfers: int) -> float:
@@ -112,7 +136,9 @@ def run(quick: bool, progress: Callable[[str], None] = lambda _: None) -> dict[s
     out.update(measure_engines(quick=quick))
     with tempfile.TemporaryDirectory(prefix="geoledger-bench-") as tmp:
         progress("durable SQLite through the Ledger API")
-        out["durable_sqlite_per_s"], _ = durable_sqlite(tmp, 4 if quick else 40)
+        out["durable_sqlite_per_s"] = durable_sqlite(tmp, 4 if quick else 40)
+        progress("durable Cassandra (one local node) through the Ledger API")
+        out["durable_cassandra_per_s"] = durable_cassandra(2 if quick else 10)
         progress("naive eventsourcing model (aggregate per account)")
         out["naive_eventsourcing_per_s"] = naive_eventsourcing(tmp, 300 if quick else 3000)
         n_reopen = 100_000 if quick else 1_000_000

@@ -38,10 +38,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         "python_twin_apply_per_s",
         "codec_pack_per_s",
         "durable_sqlite_per_s",
+        "durable_cassandra_per_s",
         "naive_eventsourcing_per_s",
         "reopen_s",
     ):
-        if key in result:
+        if result.get(key) is not None:
             table.add_row(key, f"{result[key]:,.2f}" if isinstance(result[key], float) else str(result[key]))
     for key, value in result["ratios"].items():
         table.add_row(f"ratio {key}", f"{value:,.1f}×")
