@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-MODES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow")
+MODES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow", "quorum")
 
 
 def _mode(value: str) -> tuple[str, str]:

@@ -28,6 +28,7 @@ PROMISES = {
     "async": {"no_overdraft": False, "durability": False},
     "unit": {"no_overdraft": True, "durability": True},
     "escrow": {"no_overdraft": True, "durability": False},
+    "quorum": {"no_overdraft": True, "durability": True},
 }
 
 
