@@ -20,11 +20,13 @@ run: install
 test: install
 	scripts/chromium install
 	PYTHON=$(PY) scripts/cassandra start
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy ledger cext geoledger bench load replication chaos simulator
 	$(PY) -m pytest -q
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy ledger cext geoledger bench
+	$(VENV)/bin/mypy ledger cext geoledger bench load replication chaos simulator
 
 bench: install
 	$(VENV)/bin/geoledger bench

@@ -178,7 +178,7 @@ Message = (
 @dataclass(slots=True)
 class Send:
     to: int
-    message: Message
+    message: object  # a `Message`, or a consensus message of `replication.raft` / `replication.quorum`
     size: int = 64  # bytes, for the runtime's bandwidth model
 
 

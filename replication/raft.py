@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -458,7 +459,7 @@ class RaftNode:
 
     # -------------------------------------------------------------- recovery
     @classmethod
-    def restore(cls, me: int, n: int, cfg: RaftConfig, rng: random.Random, records: list[object]) -> RaftNode:
+    def restore(cls, me: int, n: int, cfg: RaftConfig, rng: random.Random, records: Sequence[object]) -> RaftNode:
         """Rebuild the persistent state from the durable records, in the order written."""
         node = cls(me, n, cfg, rng)
         for rec in records:

@@ -159,8 +159,7 @@ def exactly_once(sim: Simulation, t_end: float) -> dict[str, Any] | None:
             if 34 <= code <= 44:
                 return {"region": sim.regions[r], "t": t_end, "origin": sim.regions[origin], "seq": seq,
                         "problem": f"a shipped row already existed (result {code}): applied by two origins"}
-    twice = np.nonzero(sim.ops.ok_count > 1)[0]
-    twice = [i for i in twice.tolist() if (i + 1) not in sim.log.diverged]
+    twice = [i for i in np.nonzero(sim.ops.ok_count > 1)[0].tolist() if (i + 1) not in sim.log.diverged]
     if twice:
         i = twice[0]
         return {"t": float(sim.ops.complete_t[i]), "transfer_ids": [i + 1],
@@ -201,7 +200,7 @@ def _durability(sim: Simulation, promised: dict[str, bool]) -> dict[str, Any]:
             continue
         missing = acked[~np.isin(acked_ids, _ids(eng.transfers))]
         lost = np.union1d(lost, missing)
-    rpo = {"lost_acknowledged": int(len(lost))}
+    rpo: dict[str, float] = {"lost_acknowledged": int(len(lost))}
     if len(lost):
         times = o.complete_t[lost]
         rpo.update(window_s=round(float(times.max() - times.min()), 6), first_acked_at=round(float(times.min()), 6),

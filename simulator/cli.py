@@ -79,6 +79,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if args.runtime == "ray":
             from simulator.ray_runtime import run_scenario_ray
 
+            sim: Any
             sim, result = run_scenario_ray(scenario, seed, address=args.address, time_scale=args.time_scale)
         else:
             sim, result = run_scenario(scenario, seed)

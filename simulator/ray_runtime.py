@@ -78,10 +78,9 @@ from typing import Any
 
 import numpy as np
 
-from cext.layout import TRANSFER_DTYPE
 from chaos import Fault, random_schedule
-from ledger.types import CreateTransferResult, TransferFlags
-from replication.accounts import CODE, LEDGER, TRANSIT_BASE
+from ledger.types import CreateTransferResult
+from replication.accounts import TRANSIT_BASE
 from replication.log import DurableStore, Entry, Record
 from replication.messages import Report
 from replication.node import MS, UNAVAILABLE, NodeConfig
@@ -89,7 +88,7 @@ from replication.state import canonical_digest
 from simulator.metrics import Histogram
 from simulator.network import Network
 from simulator.scenario import CITIES, Scenario
-from simulator.workload import KIND_PENDING, KIND_POST, KIND_READ, KIND_VOID, Plan, make_plan
+from simulator.workload import KIND_READ, Plan, build_rows, make_plan
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S  # the node clocks' epoch, as in the deterministic runtime
@@ -1104,25 +1103,6 @@ def _wait_dead(pids: list[int], timeout: float) -> None:
         time.sleep(0.1)
 
 
-def build_rows(plan: Plan, ops: np.ndarray) -> np.ndarray:
-    """Client rows for planned operations (the deterministic runtime's encoding: id = op + 1)."""
-    rows = np.zeros(len(ops), TRANSFER_DTYPE)
-    rows["id_lo"] = ops + 1
-    rows["debit_account_id_lo"] = plan.debit[ops]
-    rows["credit_account_id_lo"] = plan.credit[ops]
-    rows["amount_lo"] = plan.amount[ops]
-    rows["ledger"] = LEDGER
-    rows["code"] = CODE
-    kind = plan.kind[ops]
-    flags = np.zeros(len(ops), np.uint16)
-    flags[kind == KIND_PENDING] = int(TransferFlags.PENDING)
-    flags[kind == KIND_POST] = int(TransferFlags.POST_PENDING_TRANSFER)
-    flags[kind == KIND_VOID] = int(TransferFlags.VOID_PENDING_TRANSFER)
-    rows["flags"] = flags
-    pend = plan.pending_ix[ops]
-    has = pend >= 0
-    rows["pending_id_lo"][has] = pend[has] + 1
-    return rows
 
 
 def node_configs(scenario: Scenario, plan: Plan, seed: int = 0) -> list[NodeConfig]:

@@ -18,15 +18,15 @@ import heapq
 import json
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from cext.layout import TRANSFER_DTYPE
 from chaos import Fault, random_schedule
-from ledger.types import CreateTransferResult, TransferFlags
-from replication.accounts import CODE, LEDGER, TRANSIT_BASE
+from ledger.types import CreateTransferResult
+from replication.accounts import TRANSIT_BASE
 from replication.log import DurableStore, Entry
 from replication.messages import (
     ClientRequest,
@@ -42,7 +42,7 @@ from replication.messages import (
 from replication.node import MS, UNAVAILABLE, NodeConfig, RegionNode
 from simulator.network import Network
 from simulator.scenario import Scenario
-from simulator.workload import KIND_PENDING, KIND_POST, KIND_READ, KIND_VOID, Plan, make_plan
+from simulator.workload import KIND_READ, Plan, build_rows, make_plan
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -169,7 +169,7 @@ class Simulation:
         for r in range(self.R):
             self.push(self.end_load + S, EV_SCRUB, r)
         self.push(0, EV_SAMPLE)
-        handlers = {
+        handlers: dict[int, Callable[[Any, Any], None]] = {
             EV_BATCH: self._on_batch, EV_DELIVER: self._on_deliver, EV_TICK: self._on_tick,
             EV_REPLY: self._on_reply, EV_TIMEOUT: self._on_timeout, EV_RETRY: self._on_retry,
             EV_FAULT_START: self._on_fault_start, EV_FAULT_END: self._on_fault_end, EV_SCRUB: self._on_scrub,
@@ -220,24 +220,7 @@ class Simulation:
         self.push(self.now + self.timeout, EV_TIMEOUT, aid)
 
     def _rows(self, ops: np.ndarray) -> np.ndarray:
-        plan = self.plan
-        rows = np.zeros(len(ops), TRANSFER_DTYPE)
-        rows["id_lo"] = ops + 1
-        rows["debit_account_id_lo"] = plan.debit[ops]
-        rows["credit_account_id_lo"] = plan.credit[ops]
-        rows["amount_lo"] = plan.amount[ops]
-        rows["ledger"] = LEDGER
-        rows["code"] = CODE
-        kind = plan.kind[ops]
-        flags = np.zeros(len(ops), np.uint16)
-        flags[kind == KIND_PENDING] = int(TransferFlags.PENDING)
-        flags[kind == KIND_POST] = int(TransferFlags.POST_PENDING_TRANSFER)
-        flags[kind == KIND_VOID] = int(TransferFlags.VOID_PENDING_TRANSFER)
-        rows["flags"] = flags
-        pend = plan.pending_ix[ops]
-        has = pend >= 0
-        rows["pending_id_lo"][has] = pend[has] + 1
-        return rows
+        return build_rows(self.plan, ops)
 
     def _on_reply(self, aid: int, reply: Reply) -> None:
         got = self.attempts.get(aid)
@@ -321,10 +304,12 @@ class Simulation:
         if self.paused_until[r] > self.now:
             self.push(self.paused_until[r], EV_TICK, r, inc)
             return
-        self._effects(r, self.nodes[r].handle(Tick(), self.clock(r)))
+        node = self.nodes[r]
+        assert node is not None
+        self._effects(r, node.handle(Tick(), self.clock(r)))
         if self._watch:
             self._detect(r)
-        if r in self._rejoin and all(h >= need for h, need in zip(self.nodes[r].heads, self._rejoin[r], strict=True)):
+        if r in self._rejoin and all(h >= need for h, need in zip(node.heads, self._rejoin[r], strict=True)):
             del self._rejoin[r]
             self.log.timeline.append({"t": round(self.now / S, 4), "event": "rejoined", "region": self.regions[r],
                                       "detail": "caught up with the log heads its peers had at restart"})
@@ -454,8 +439,9 @@ class Simulation:
 
     def _on_scrub(self, r: int, _: Any) -> None:
         bad = self.stores[r].scrub()
-        if bad and self.nodes[r] is not None:
-            self._effects(r, self.nodes[r].handle(Corrupted(bad), self.clock(r)))
+        node = self.nodes[r]
+        if bad and node is not None:
+            self._effects(r, node.handle(Corrupted(bad), self.clock(r)))
 
     # ------------------------------------------------------------------ summary
     def digest(self) -> str:

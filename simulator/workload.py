@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from replication.accounts import AccountMap
+from cext.layout import TRANSFER_DTYPE
+from ledger.types import TransferFlags
+from replication.accounts import CODE, LEDGER, AccountMap
 from simulator.scenario import Scenario
 
 KIND_TRANSFER, KIND_PENDING, KIND_POST, KIND_VOID, KIND_READ = range(5)
@@ -176,3 +178,24 @@ def _credit_for(debit: np.ndarray, cat: np.ndarray, amap: AccountMap, by_unit: l
             j = int(np.searchsorted(pool, debit[i]))
             credit[i] = pool[(j + 1) % len(pool)] if len(pool) > 1 else (debit[i] % amap.n_customers) + 1
     return credit
+
+
+def build_rows(plan: Plan, ops: np.ndarray) -> np.ndarray:
+    """Client rows for planned operations (the deterministic runtime's encoding: id = op + 1)."""
+    rows = np.zeros(len(ops), TRANSFER_DTYPE)
+    rows["id_lo"] = ops + 1
+    rows["debit_account_id_lo"] = plan.debit[ops]
+    rows["credit_account_id_lo"] = plan.credit[ops]
+    rows["amount_lo"] = plan.amount[ops]
+    rows["ledger"] = LEDGER
+    rows["code"] = CODE
+    kind = plan.kind[ops]
+    flags = np.zeros(len(ops), np.uint16)
+    flags[kind == KIND_PENDING] = int(TransferFlags.PENDING)
+    flags[kind == KIND_POST] = int(TransferFlags.POST_PENDING_TRANSFER)
+    flags[kind == KIND_VOID] = int(TransferFlags.VOID_PENDING_TRANSFER)
+    rows["flags"] = flags
+    pend = plan.pending_ix[ops]
+    has = pend >= 0
+    rows["pending_id_lo"][has] = pend[has] + 1
+    return rows
