@@ -16,14 +16,15 @@ from load.runner import LoadOptions, run_load
 
 
 def measure(quick: bool) -> dict[str, Any]:
+    """Three regions (unit+semi-sync) with group commit on and off, then one region (no WAN)."""
     out: dict[str, Any] = {}
-    for group_commit in (True, False):
+    for key, regions, group_commit in (("group_commit_on", 3, True), ("group_commit_off", 3, False),
+                                       ("one_region_group_commit_on", 1, True)):
         with tempfile.TemporaryDirectory(prefix="geoledger-loadbench-") as tmp:
             result = run_load(LoadOptions(
                 users=20 if quick else 60, spawn_rate=20, duration=8 if quick else 30, customers=1200,
-                out=Path(tmp), base_port=8600, group_commit=group_commit,
+                regions=regions, out=Path(tmp), base_port=8600, group_commit=group_commit,
             ))
-        key = "group_commit_on" if group_commit else "group_commit_off"
         out[key] = {k: result[k] for k in ("acked_per_s", "p50_ms", "p99_ms", "requests_per_s", "failures", "verdict")}
     off = out["group_commit_off"]["acked_per_s"]
     out["ratio_on_over_off"] = out["group_commit_on"]["acked_per_s"] / off if off else None
