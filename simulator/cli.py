@@ -21,7 +21,7 @@ MODE_CHOICES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow", "quor
 def register(subparsers: Any) -> None:
     sim = subparsers.add_parser(
         "simulate",
-        help="run a scenario on the deterministic simulator and check every invariant",
+        help="run a scenario (deterministic simulator, or Ray actors) and check every invariant",
         description="Runs SCENARIO (a name under scenarios/ or a TOML path), prints a verdict table and "
                     "writes result.json, history.jsonl and final_state.json to --out.",
     )
