@@ -37,6 +37,10 @@ def register(subparsers: Any) -> None:
                      help="with --runtime ray: join this Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     sim.add_argument("--time-scale", type=float, default=1.0,
                      help="with --runtime ray: wall seconds per scenario second (default: %(default)s)")
+    sim.add_argument("--store", default=None, metavar="URL",
+                     help="with --runtime ray: each region's durable store: 'sqlite' (default, a file per "
+                          "region) or a Cassandra URL such as cassandra://127.0.0.1:9042/geoledger?dc=dc1&rf=1 "
+                          "(a keyspace <keyspace>_<region> per region)")
     sim.set_defaults(func=cmd_simulate)
 
     fuzz = subparsers.add_parser(
@@ -75,12 +79,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.time_scale <= 0:
         console.print("[red]error:[/red] --time-scale must be > 0")
         return 2
+    store = getattr(args, "store", None)
+    if store is not None:
+        if args.runtime != "ray":
+            console.print("[red]error:[/red] --store is only meaningful with --runtime ray "
+                          "(the deterministic runtime keeps its stores in memory)")
+            return 2
+        from ledger.errors import StoreURLError
+        from simulator.ray_runtime import check_store
+
+        try:
+            check_store(store)
+        except StoreURLError as e:
+            console.print(f"[red]error:[/red] --store: {e}")
+            return 2
     with console.status(f"simulating {scenario.name} ({mode}, seed {seed}, {args.runtime} runtime)"):
         if args.runtime == "ray":
             from simulator.ray_runtime import run_scenario_ray
 
             sim: Any
-            sim, result = run_scenario_ray(scenario, seed, address=args.address, time_scale=args.time_scale)
+            sim, result = run_scenario_ray(scenario, seed, address=args.address, time_scale=args.time_scale,
+                                           store=store)
         else:
             sim, result = run_scenario(scenario, seed)
         write_outputs(sim, result, out)

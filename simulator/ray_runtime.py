@@ -194,6 +194,7 @@ class RegionSpec:
     request_timeout_s: float
     offsets_ns: tuple[int, ...]
     fsync: bool = True
+    store_url: str | None = None  # a Cassandra URL: the store is keyspace <keyspace>_<name>, not store_path
 
 
 class RegionActor:
@@ -256,8 +257,15 @@ class RegionActor:
         self.links = [[] for _ in spec.names]
         self.tb = Timebase(t0_ns, spec.time_scale)
         self.clock = clock
-        Path(spec.store_path).parent.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(spec.store_path, fsync=spec.fsync)
+        store: Any
+        if spec.store_url is not None:
+            from simulator.cassandra_store import CassandraStore
+
+            # the first incarnation starts a run: empty what an earlier run left in the keyspace
+            store = CassandraStore(spec.store_url, self.name, fresh=incarnation == 0)
+        else:
+            Path(spec.store_path).parent.mkdir(parents=True, exist_ok=True)
+            store = SqliteStore(spec.store_path, fsync=spec.fsync)
         records = len(store.records)
         sp = spec
         self.net = Network(sp.rtt_ms, sp.jitter_ms, sp.bandwidth_mbps,
@@ -473,10 +481,16 @@ class RegionActor:
             t.cancel()
         self.live.close()
         node = self.live.node
-        disk = SqliteStore(self.sp.store_path)
+        disk: Any
+        if self.sp.store_url is not None:
+            from simulator.cassandra_store import CassandraStore
+
+            disk = CassandraStore(self.sp.store_url, self.name)  # kept: the keyspace is the operator's
+        else:
+            disk = SqliteStore(self.sp.store_path)
         records = [(r.payload, r.chain) for r in disk.records]
         disk.close()
-        if not keep_store:
+        if not keep_store and self.sp.store_url is None:
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(self.sp.store_path + suffix)
@@ -1161,6 +1175,7 @@ def run_scenario_ray(
     fsync: bool = True,
     settle_s: float = SETTLE_S,
     num_cpus: int | None = None,
+    store: str | None = None,
 ) -> tuple[RaySimulation, dict[str, Any]]:
     """Run `scenario` on Ray; return (a Simulation-like object, the result dict).
 
@@ -1190,8 +1205,12 @@ def run_scenario_ray(
     nothing about the design. How long it took is `ray.settle_s`; if it never settles the
     checkers judge the state as it is.
     `num_cpus`: for a local Ray started here (default: every core).
+    `store`: each region's durable store. None or "sqlite": an SQLite file per region (as
+    above); a Cassandra URL (``cassandra://host:9042/geoledger?dc=dc1&rf=1``): a keyspace
+    ``<keyspace>_<region>`` per region (`simulator.cassandra_store.CassandraStore`),
+    emptied when the run starts and left in place after it; a killed region recovers from it.
     """
-    opts = RayOptions(time_scale, duplicate, min_batch_ms, fsync)
+    opts = RayOptions(time_scale, duplicate, min_batch_ms, fsync, check_store(store))
     scenario = scenario.with_mode(None)
     wall0 = time.perf_counter()
     with ray_session(address, num_cpus=num_cpus, regions=scenario.regions) as session:
@@ -1205,6 +1224,20 @@ def run_scenario_ray(
             run.teardown()
     sim = run.simulation(time.perf_counter() - wall0, session)
     return sim, ray_result(sim)
+
+
+def check_store(store: str | None) -> str | None:
+    """Validate a `store` argument: None for SQLite, else the Cassandra URL (StoreURLError if bad)."""
+    from ledger.errors import StoreURLError
+
+    if store is None or store.strip().lower() == "sqlite":
+        return None
+    from simulator.cassandra_store import cassandra_settings, is_cassandra_url
+
+    if not is_cassandra_url(store):
+        raise StoreURLError(f"unknown store {store!r}: expected 'sqlite' or a cassandra:// URL")
+    cassandra_settings(store, "region")
+    return store.strip()
 
 
 def ray_result(sim: RaySimulation) -> dict[str, Any]:
@@ -1248,6 +1281,7 @@ class RayOptions:
     duplicate: bool = False
     min_batch_ms: float = MIN_BATCH_MS
     fsync: bool = True
+    store_url: str | None = None  # None: SQLite files; else a Cassandra URL
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
@@ -1316,7 +1350,8 @@ class _RayRun:
         specs = tuple(
             RegionSpec(r, tuple(self.names), self.cfgs[r], rtt, s.jitter_ms, s.bandwidth_mbps, self.seed,
                        str(Path(self.store_dir) / f"region-{r}-{name}.db"), self.scale, self.duplicate,
-                       2 * timeout * self.scale + 1.0, tuple(self.offsets), self.opts.fsync)
+                       2 * timeout * self.scale + 1.0, tuple(self.offsets), self.opts.fsync,
+                       self.opts.store_url)
             for r, name in enumerate(self.names))
         for r, name in enumerate(self.names):
             self.regions.append(region_cls.options(
@@ -1487,6 +1522,7 @@ class _RayRun:
             "wall_s": round(wall_s, 3), "launch_s": round(self.launch_s, 3), "duplicate": self.duplicate,
             "settle_s": None if self.settled is None else round(self.settled, 3),
             "client_window_ms": round(self.window * 1000, 3), "fsync": self.opts.fsync,
+            "store": "cassandra" if self.opts.store_url else "sqlite",
             "actors": {"regions": self.R, "clients": len(self.clients), "controller": 1},
             "pids": sorted(self.pids), "crashes": ctl["crashes"], "controller_errors": ctl["errors"],
             "actor_calls": int(counters["calls"]),

@@ -20,36 +20,13 @@ from typing import Any
 
 import pytest
 
-from tests.realparts import require
-
-RAY_HOW = "install it with pip install 'ray[default]' (and make sure ray.init() can start locally)"
-
-
-def _ray_importable() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
+from tests.ray_support import ray_local_fixture, shutdown_and_check_leftovers
 
 
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[dict[str, Any]]:
-    """One local Ray for the session (2 CPUs, no dashboard); shut down at the end."""
-    require("Ray", _ray_importable(), RAY_HOW)
-    from simulator.ray_runtime import ray_session
-
-    cm = ray_session(num_cpus=2)
-    try:
-        session = cm.__enter__()
-    except Exception as e:  # pragma: no cover - depends on the machine
-        require("Ray", False, f"ray.init() failed ({e!r}); {RAY_HOW}")
-        raise
-    state: dict[str, Any] = {"session": session, "cm": cm, "pids": set(), "closed": False}
-    yield state
-    if not state["closed"]:
-        cm.__exit__(None, None, None)
-
+    """One local Ray for the session (2 CPUs, no dashboard), shared with other modules."""
+    yield from ray_local_fixture()
 
 def _short(name: str, duration: float, quiesce: float, rate: float) -> Any:
     from simulator.ray_runtime import shortened
@@ -171,19 +148,8 @@ def test_a_failed_run_leaves_no_actors_or_store_files(ray_local: dict[str, Any])
     assert set(glob.glob(str(Path(tempfile.gettempdir()) / "geoledger-ray-*"))) <= before
 
 
-def test_zz_shutdown_leaves_no_ray_processes_or_temp_dirs(ray_local: dict[str, Any]) -> None:
-    """Last in the file: shut the session's Ray down and look for anything left behind."""
-    session = ray_local["session"]
-    if not session.owned:
-        pytest.skip("Ray was started by someone else in this process")
-    ray_local["cm"].__exit__(None, None, None)
-    ray_local["closed"] = True
-    import ray
-
-    assert not ray.is_initialized()
-    deadline = time.monotonic() + 15
-    left = session.leftovers(sorted(ray_local["pids"]))
-    while left and time.monotonic() < deadline:
-        time.sleep(0.25)
-        left = session.leftovers(sorted(ray_local["pids"]))
-    assert not left, left
+def test_zz_shutdown_leaves_no_ray_processes_or_temp_dirs(ray_local: dict[str, Any],
+                                                          request: pytest.FixtureRequest) -> None:
+    """Last in the file: shut the session's Ray down (unless a later file still needs it) and
+    look for anything left behind."""
+    shutdown_and_check_leftovers(request, ray_local)
