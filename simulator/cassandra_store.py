@@ -19,9 +19,10 @@ import re
 import threading
 from typing import Any
 
-from ledger.errors import CorruptStoreError, StoreURLError
-from replication.log import DurableStore, Entry, Record
+from ledger.errors import StoreURLError
+from replication.log import DurableStore, Entry
 from replication.routing import RoutingTable
+from simulator.live import load_records
 
 FLUSH_CONCURRENCY = 64  # statements in flight per flush
 
@@ -84,19 +85,8 @@ class CassandraStore(DurableStore):
 
     def _load(self) -> None:
         rows = self._ds.execute(f"SELECT idx, payload, chain FROM {self.keyspace}.records", what="loading records")
-        for row in sorted(rows, key=lambda r: int(r["idx"])):
-            idx, payload, chain = int(row["idx"]), row["payload"], row["chain"]
-            if idx != len(self.records):
-                raise CorruptStoreError(f"{self.where}: record {len(self.records)} is missing")
-            try:
-                record = pickle.loads(payload)  # noqa: S301 - the region's own keyspace
-            except Exception as e:
-                raise CorruptStoreError(f"{self.where}: record {idx} cannot be read ({e})") from None
-            if not isinstance(record, Entry | RoutingTable):
-                raise CorruptStoreError(f"{self.where}: record {idx} is not a log record")
-            chain = bytes(chain) if chain is not None else b""
-            self.records.append(Record(record, chain))
-            self.head = chain
+        ordered = sorted(rows, key=lambda r: int(r["idx"]))
+        load_records(self, ((int(r["idx"]), r["payload"], bytes(r["chain"] or b"")) for r in ordered), self.where)
 
     def append(self, payload: Entry | RoutingTable) -> None:
         blob = pickle.dumps(payload, protocol=5)

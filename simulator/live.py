@@ -24,7 +24,7 @@ import pickle
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +53,21 @@ Transport = Callable[[int, Message, int], None]
 """(destination region, message, size in bytes) -> None; must not block."""
 
 
+def load_records(store: DurableStore, rows: Iterable[tuple[int, bytes, bytes]], where: str) -> None:
+    """Fill `store` from (index, pickled record, chain) rows in index order; refuse holes and junk."""
+    for idx, payload, chain in rows:
+        if idx != len(store.records):
+            raise CorruptStoreError(f"{where}: record {len(store.records)} is missing")
+        try:
+            record = pickle.loads(payload)  # noqa: S301 - the region's own disk
+        except Exception as e:
+            raise CorruptStoreError(f"{where}: record {idx} cannot be read ({e})") from None
+        if not isinstance(record, Entry | RoutingTable):
+            raise CorruptStoreError(f"{where}: record {idx} is not a log record")
+        store.records.append(Record(record, chain))
+        store.head = chain
+
+
 class SqliteStore(DurableStore):
     """A region's durable store on an SQLite file (WAL; synchronous=FULL, or NORMAL).
 
@@ -77,17 +92,8 @@ class SqliteStore(DurableStore):
         self._conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self._conn.execute("CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, payload BLOB, chain BLOB)")
         self._dirty: list[tuple[int, bytes, bytes]] = []
-        for idx, payload, chain in self._conn.execute("SELECT idx, payload, chain FROM records ORDER BY idx"):
-            if idx != len(self.records):
-                raise CorruptStoreError(f"{self.path}: record {len(self.records)} is missing")
-            try:
-                record = pickle.loads(payload)  # noqa: S301 - the region's own disk
-            except Exception as e:
-                raise CorruptStoreError(f"{self.path}: record {idx} cannot be read ({e})") from None
-            if not isinstance(record, Entry | RoutingTable):
-                raise CorruptStoreError(f"{self.path}: record {idx} is not a log record")
-            self.records.append(Record(record, chain))
-            self.head = chain
+        rows = self._conn.execute("SELECT idx, payload, chain FROM records ORDER BY idx")
+        load_records(self, rows, self.path)
 
     def append(self, payload: Entry | RoutingTable) -> None:
         blob = pickle.dumps(payload, protocol=5)
