@@ -95,47 +95,7 @@ cdef extern from *:
     PyObject* slot_value "gl_slot"(object obj, Py_ssize_t offset)
 
 
-ctypedef struct TransferRow:
-    uint64_t id_lo
-    uint64_t id_hi
-    uint64_t debit_account_id_lo
-    uint64_t debit_account_id_hi
-    uint64_t credit_account_id_lo
-    uint64_t credit_account_id_hi
-    uint64_t amount_lo
-    uint64_t amount_hi
-    uint64_t pending_id_lo
-    uint64_t pending_id_hi
-    uint64_t user_data_128_lo
-    uint64_t user_data_128_hi
-    uint64_t user_data_64
-    uint32_t user_data_32
-    uint32_t timeout
-    uint32_t ledger
-    uint16_t code
-    uint16_t flags
-    uint64_t timestamp
-
-ctypedef struct AccountRow:
-    uint64_t id_lo
-    uint64_t id_hi
-    uint64_t debits_pending_lo
-    uint64_t debits_pending_hi
-    uint64_t debits_posted_lo
-    uint64_t debits_posted_hi
-    uint64_t credits_pending_lo
-    uint64_t credits_pending_hi
-    uint64_t credits_posted_lo
-    uint64_t credits_posted_hi
-    uint64_t user_data_128_lo
-    uint64_t user_data_128_hi
-    uint64_t user_data_64
-    uint32_t user_data_32
-    uint32_t reserved
-    uint32_t ledger
-    uint16_t code
-    uint16_t flags
-    uint64_t timestamp
+from cext.rows cimport AccountRow, TransferRow
 
 if sizeof(TransferRow) != TRANSFER_DTYPE.itemsize or sizeof(AccountRow) != ACCOUNT_DTYPE.itemsize:
     raise ImportError("cext._codec: row structs do not match cext.layout")
