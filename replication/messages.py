@@ -100,10 +100,15 @@ class Propose:
 
 @dataclass(slots=True)
 class Vote:
+    """A region's answer to a Propose. A refusal because the voter still grants a demoted
+    home its lease carries how long that lease has left (`retry_in`, ns), so the proposer
+    tries again the moment it can win instead of waiting out its proposal timeout."""
+
     sender: int
     version: int
     yes: bool
     heads: tuple[int, ...]
+    retry_in: int = 0
 
 
 @dataclass(slots=True)

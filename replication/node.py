@@ -35,7 +35,10 @@ Failover (unit mode) — who decides, explicitly:
   from a majority; the lease lasts `lease*(1-drift)` from the send time of that round.
   A region grants only while it has not voted to demote that home, and votes to demote
   only once its own last grant to that home has expired. Any two majorities intersect,
-  so the old home's lease has run out before the new routing can be committed.
+  so the old home's lease has run out before the new routing can be committed. A voter
+  whose grant has not yet expired (it heard the dead home's last heartbeat later than the
+  decider did) refuses with the time its grant has left; the decider drops a proposal
+  that can no longer win and proposes again exactly then, not after a fixed timeout.
 * The new home takes writes only after it has caught up with the old home's log up to
   the fork point (the highest sequence any voter had applied).
 * If the decider itself is cut off, it no longer sees a majority and stops deciding; the
@@ -156,6 +159,8 @@ class _Proposal:
     demoted: set[int]
     votes: dict[int, tuple[int, ...]] = field(default_factory=dict)
     sent: int = 0
+    asked: frozenset[int] = frozenset()  # the peers the proposal went to
+    refused: set[int] = field(default_factory=set)
 
 
 class RegionNode:
@@ -193,6 +198,7 @@ class RegionNode:
         # version -> (proposer, demoted homes, when, our heads when we voted)
         self.votes_cast: dict[int, tuple[int, set[int], int, tuple[int, ...]]] = {}
         self.proposal: _Proposal | None = None
+        self.propose_not_before = 0  # after a refusal: when another proposal could win
         self.catching_up: set[int] = set()
         self.peer_acked = dict.fromkeys(self.peers, 0)
         self.durable_seq = 0
@@ -871,14 +877,8 @@ class RegionNode:
         if self.proposal is not None:
             if now - self.proposal.sent < 4 * self.cfg.heartbeat_every:
                 return
-            # no majority in time: abandon it for good (late votes are ignored) and release
-            # the voters, who would otherwise refuse the old home its lease forever
-            v = self.proposal.table.version
-            self.proposal = None
-            self.votes_cast.pop(v, None)
-            for p in self.peers:
-                out.append(Send(p, Abort(self.me, v)))
-        if not self.is_decider(now):
+            self._abandon_proposal(out)
+        if now < self.propose_not_before or not self.is_decider(now):
             return
         dead = {h for h in set(self.routing.homes) if h != self.me and self.suspects(h, now)}
         if not dead or any(now <= self.grant_until.get(h, 0) for h in dead):
@@ -890,7 +890,7 @@ class RegionNode:
                 moves[u] = next(r for r in preference(u, self.cfg.n_regions) if r in live)
         version = max([self.routing.version, *self.voted]) + 1
         table = self.routing.promote(moves, {}, version)
-        self.proposal = _Proposal(table, moves, dead, {self.me: tuple(self.heads)}, now)
+        self.proposal = _Proposal(table, moves, dead, {self.me: tuple(self.heads)}, now, frozenset(live - {self.me}))
         self.voted[version] = self.me
         self.votes_cast[version] = (self.me, set(dead), now, tuple(self.heads))
         for p in sorted(live - {self.me}):
@@ -910,11 +910,31 @@ class RegionNode:
             self.votes_cast[t.version] = (m.sender, demoted, now, tuple(self.heads))
         elif self.routing.version >= t.version:
             out.append(Send(m.sender, RoutingUpdate(self.me, self.routing)))
-        out.append(Send(m.sender, Vote(self.me, t.version, yes, tuple(self.heads))))
+        # the first instant this voter could say yes: just past its last grant to a demoted home
+        retry_in = 0 if yes else max([self.grant_until.get(h, 0) - now + 1 for h in demoted] + [0])
+        out.append(Send(m.sender, Vote(self.me, t.version, yes, tuple(self.heads), retry_in)))
+
+    def _abandon_proposal(self, out: list[Effect]) -> None:
+        """No majority: abandon the proposal for good (late votes are ignored) and release
+        the voters, who would otherwise refuse the old home its lease forever."""
+        assert self.proposal is not None
+        v = self.proposal.table.version
+        self.proposal = None
+        self.votes_cast.pop(v, None)
+        for p in self.peers:
+            out.append(Send(p, Abort(self.me, v)))
 
     def _on_vote(self, m: Vote, now: int, out: list[Effect]) -> None:
         p = self.proposal
-        if p is None or m.version != p.table.version or not m.yes:
+        if p is None or m.version != p.table.version:
+            return
+        if not m.yes:
+            # A voter still leasing a demoted home refuses; once a majority can no longer
+            # be reached, retry right when the longest such lease runs out.
+            p.refused.add(m.sender)
+            self.propose_not_before = max(self.propose_not_before, now + max(m.retry_in, self.cfg.heartbeat_every))
+            if len(p.votes) + len(p.asked - p.refused - set(p.votes)) < self.maj:
+                self._abandon_proposal(out)
             return
         p.votes[m.sender] = m.heads
         if len(p.votes) < self.maj:

@@ -192,7 +192,7 @@ def test_region_outage_on_ray_recovers_the_killed_region_from_cassandra(
     from simulator.ray_runtime import run_scenario_ray, shortened
     from simulator.scenario import load_scenario
 
-    s = shortened(load_scenario("region-outage"), 8.0, 4.0)  # Beijing killed at 2.4 s for 3.2 s
+    s = shortened(load_scenario("region-outage"), 10.0, 4.0)  # Beijing killed at 3 s for 4 s
     s = replace(s, workload=replace(s.workload, rate=300))
     cassandra.extend(s.regions)
     _, res = run_scenario_ray(s, 1, store=URL)

@@ -260,3 +260,43 @@ def test_semi_sync_retry_answered_exists_waits_until_the_original_is_durable():
     assert sorted(r.batch_id for r in of(acked, Reply)) == [1, 2]
     assert {r.batch_id: r.results.tolist() for r in of(acked, Reply)} == {
         1: [int(CreateTransferResult.OK)], 2: [int(CreateTransferResult.EXISTS)]}
+
+
+def test_a_voter_still_leasing_the_dead_home_refuses_with_a_hint_and_the_decider_retries_then():
+    """Region 1 dies. Region 2 heard its last heartbeat 300 ms after region 0 did, so its
+    grant outlives region 0's: it refuses region 0's first proposal, saying how long its
+    grant has left, and region 0 proposes again right then (not after its 400 ms timeout)."""
+    from replication.messages import Abort, Propose, Vote
+
+    nodes = {0: node(0), 2: node(2)}
+    late = 300 * MS
+    nodes[0].handle(Heartbeat(1, 1, 1, (0, 0, 0)), T)
+    nodes[2].handle(Heartbeat(1, 1, 1, (0, 0, 0)), T + late)
+    lease = nodes[0].cfg.lease
+    proposals: list[tuple[int, int]] = []  # (time, version) of each Propose region 0 sent
+    votes: list[Vote] = []
+    aborts = 0
+    now = T
+    while now < T + lease + late + 500 * MS and not any(v.yes for v in votes):
+        now += 10 * MS
+        queue = [(r, e) for r, n in nodes.items() for e in of(n.handle(Tick(), now), Send)]
+        while queue:  # deliver instantly between the two live regions; region 1 is gone
+            src, send = queue.pop(0)
+            msg = send.message
+            if isinstance(msg, Propose):
+                proposals.append((now, msg.table.version))
+            elif isinstance(msg, Vote):
+                votes.append(msg)
+            elif isinstance(msg, Abort):
+                aborts += 1
+            if send.to in nodes:
+                queue.extend((send.to, e) for e in of(nodes[send.to].handle(msg, now), Send))
+    first, second = proposals[0], proposals[1]
+    assert first[0] >= T + lease, "the decider waits out its own grant to the dead home"
+    assert first[0] < T + lease + late, "and is refused: region 2's grant runs 300 ms longer"
+    refusal = votes[0]
+    assert not refusal.yes and 0 < refusal.retry_in <= late + 1
+    assert aborts >= 1, "a proposal that cannot win is released at once"
+    assert second[1] > first[1]
+    assert T + lease + late < second[0] <= T + lease + late + 2 * nodes[0].cfg.tick_every
+    assert votes[-1].yes and nodes[0].routing.homes[1] != 1 and nodes[2].routing.homes[1] != 1
