@@ -112,6 +112,7 @@ class Snapshot:
 
 
 RAFT_MESSAGES = (RequestVote, VoteReply, AppendEntries, AppendReply, InstallSnapshot)
+RAFT_RECORDS = (HardState, CommitMark, Snapshot)  # what the quorum mode stores besides log entries
 
 
 @dataclass

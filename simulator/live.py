@@ -47,6 +47,7 @@ from replication.messages import (
     Tick,
 )
 from replication.node import UNAVAILABLE, NodeConfig, RegionNode
+from replication.raft import RAFT_RECORDS
 from replication.routing import RoutingTable
 
 Transport = Callable[[int, Message, int], None]
@@ -62,7 +63,7 @@ def load_records(store: DurableStore, rows: Iterable[tuple[int, bytes, bytes]], 
             record = pickle.loads(payload)  # noqa: S301 - the region's own disk
         except Exception as e:
             raise CorruptStoreError(f"{where}: record {idx} cannot be read ({e})") from None
-        if not isinstance(record, Entry | RoutingTable):
+        if not isinstance(record, (Entry, RoutingTable, *RAFT_RECORDS)):
             raise CorruptStoreError(f"{where}: record {idx} is not a log record")
         store.records.append(Record(record, chain))
         store.head = chain

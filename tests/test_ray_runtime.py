@@ -92,6 +92,25 @@ def test_region_outage_on_ray_kills_the_actor_and_recovers_from_sqlite(ray_local
     assert crash.get("caught_up_at") is not None, "and catches up from its peers"
 
 
+def test_quorum_on_ray_survives_killing_the_leaders_process(ray_local: dict[str, Any]) -> None:
+    """The same scenario file under `quorum`: Changchun (the first Raft leader) is killed for
+    real; the leader moves, nothing acknowledged is lost, and the new process rebuilds its
+    Raft state (term, vote, log, commit marks) from its SQLite file before catching up."""
+    s = _short("region-outage", 8.0, 4.0, 300).with_mode("quorum")
+    s = replace(s, chaos=(replace(s.chaos[0], target=("changchun",)),))
+    _, res = _run(ray_local, s)
+    _assert_promises_hold(res)
+    assert res["mode"] == "quorum"
+    assert res["metrics"]["rpo"]["lost_acknowledged"] == 0
+    rto = res["metrics"]["rto"][0]
+    assert rto["rto_wall_s"] is not None and 0 < rto["rto_wall_s"] < 5, rto
+    (crash,) = res["ray"]["crashes"]
+    assert crash["region"] == "changchun" and crash["new_pid"] != crash["old_pid"]
+    assert crash["replayed_records"] > 0, "the restart replays its Raft records"
+    assert crash.get("caught_up_at") is not None
+    assert len(set(res["final_digests"].values())) == 1
+
+
 def test_partition_on_ray_no_double_spend_through_the_drill_runtime(ray_local: dict[str, Any],
                                                                    tmp_path: Path) -> None:
     """Also the `simulator.drill` Runtime protocol: live snapshots each second, outputs on disk."""
