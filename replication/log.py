@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from replication.routing import RoutingTable
-
 Grant = tuple[int, int, int]  # (account id, to region, amount): escrow share moved
 
 
@@ -45,11 +43,11 @@ class Entry:
 
 @dataclass(slots=True)
 class Record:
-    payload: Entry | RoutingTable
+    payload: object  # an Entry, a RoutingTable, or a Raft record (replication.raft.RAFT_RECORDS)
     chain: bytes  # sha256(previous chain || this record's checksum)
 
 
-def _record_checksum(payload: Entry | RoutingTable) -> bytes:
+def _record_checksum(payload: object) -> bytes:
     if isinstance(payload, Entry):
         return payload.checksum
     return hashlib.sha256(repr(payload).encode()).digest()
@@ -62,7 +60,7 @@ class DurableStore:
     records: list[Record] = field(default_factory=list)
     head: bytes = bytes(32)
 
-    def append(self, payload: Entry | RoutingTable) -> None:
+    def append(self, payload: object) -> None:
         self.head = hashlib.sha256(self.head + _record_checksum(payload)).digest()
         self.records.append(Record(payload, self.head))
 

@@ -21,7 +21,6 @@ from typing import Any
 
 from ledger.errors import StoreURLError
 from replication.log import DurableStore, Entry
-from replication.routing import RoutingTable
 from simulator.live import load_records
 
 FLUSH_CONCURRENCY = 64  # statements in flight per flush
@@ -88,7 +87,7 @@ class CassandraStore(DurableStore):
         ordered = sorted(rows, key=lambda r: int(r["idx"]))
         load_records(self, ((int(r["idx"]), r["payload"], bytes(r["chain"] or b"")) for r in ordered), self.where)
 
-    def append(self, payload: Entry | RoutingTable) -> None:
+    def append(self, payload: object) -> None:
         blob = pickle.dumps(payload, protocol=5)
         with self._mu:
             super().append(payload)

@@ -96,7 +96,7 @@ class SqliteStore(DurableStore):
         rows = self._conn.execute("SELECT idx, payload, chain FROM records ORDER BY idx")
         load_records(self, rows, self.path)
 
-    def append(self, payload: Entry | RoutingTable) -> None:
+    def append(self, payload: object) -> None:
         blob = pickle.dumps(payload, protocol=5)
         with self._mu:
             super().append(payload)
@@ -334,7 +334,7 @@ class LiveRegion:
         persisted = False
         for e in effects:
             if type(e) is Persist:
-                self.store.append(e.record)  # type: ignore[arg-type]
+                self.store.append(e.record)
                 persisted = True
                 self._note_entry(e.record)
             elif type(e) is PersistRepair:
