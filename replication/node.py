@@ -131,6 +131,7 @@ class NodeConfig:
     pull_max: int = 256
     seed: int = 0  # quorum: seeds the Raft election timeouts (the node draws nothing else)
     snapshot_every: int = 1000  # quorum: applied entries between snapshots (log compaction)
+    replicas: tuple[int, ...] = ()  # quorum: replicas (votes) per region, e.g. (2, 2, 1); empty = one each
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -10,7 +10,10 @@ Design (see replication/README.md, "quorum mode"):
   the leader's pay a WAN hop to it). Per-unit groups would spread leaders over regions
   but need a cross-group protocol for cross-unit transfers; not done here.
 * **Commit = majority.** The leader replies only once the entry is committed (stored on a
-  majority, current term) and applied; the results are the engine's, identical on every
+  majority of replicas, current term) and applied; `NodeConfig.replicas` gives each region
+  its replica count (2+2+1 over three regions), and as a region's replicas share its fate
+  they count as that many votes in elections and commits (Raft's majorities, weighted);
+  the results are the engine's, identical on every
   replica because every replica applies the same entries in the same order with the
   timestamps the leader stamped into them.
 * **Reads go through the log**: a batch's reads are answered when its entry is applied at
@@ -73,7 +76,8 @@ class QForwardReply:
 
 def raft_config(cfg: NodeConfig) -> RaftConfig:
     return RaftConfig(election_min=cfg.suspect_after, election_max=2 * cfg.suspect_after,
-                      heartbeat_every=cfg.heartbeat_every, snapshot_every=cfg.snapshot_every)
+                      heartbeat_every=cfg.heartbeat_every, snapshot_every=cfg.snapshot_every,
+                      weights=cfg.replicas)
 
 
 class Quorum:

@@ -122,6 +122,9 @@ class RaftConfig:
     heartbeat_every: int
     max_batch: int = 64  # entries per AppendEntries
     snapshot_every: int = 1000  # entries applied since the last snapshot
+    # Votes per member (replicas a region runs: 2+2+1 over three regions is (2, 2, 1)); empty = one each.
+    # A member's replicas sit in one region and fail together, so they vote and ack as one.
+    weights: tuple[int, ...] = ()
 
 
 # ------------------------------------------------------------------ the node
@@ -156,9 +159,13 @@ class RaftNode:
     def peers(self) -> list[int]:
         return [p for p in range(self.n) if p != self.me]
 
-    @property
-    def maj(self) -> int:
-        return self.n // 2 + 1
+    def weight(self, member: int) -> int:
+        return self.cfg.weights[member] if self.cfg.weights else 1
+
+    def is_majority(self, members: set[int]) -> bool:
+        """More than half of all votes (replicas): any two such sets share a member."""
+        total = sum(self.cfg.weights) if self.cfg.weights else self.n
+        return 2 * sum(self.weight(m) for m in members) > total
 
     @property
     def snap_index(self) -> int:
@@ -209,8 +216,8 @@ class RaftNode:
                 self.hb_last = now
                 for p in self.peers:
                     self._send_append(p, out, now, heartbeat=True)
-            heard = sum(1 for p in self.peers if now - self.last_ack.get(p, -(1 << 62)) < self.cfg.election_min)
-            if heard + 1 < self.maj and now - self.became_leader >= self.cfg.election_min:
+            heard = {p for p in self.peers if now - self.last_ack.get(p, -(1 << 62)) < self.cfg.election_min}
+            if not self.is_majority(heard | {self.me}) and now - self.became_leader >= self.cfg.election_min:
                 self.role = FOLLOWER  # CheckQuorum: a leader that cannot reach a majority steps down
                 self.leader = None
                 self.deadline = now + self._timeout()
@@ -232,7 +239,7 @@ class RaftNode:
             self._persist_hard(out)
             term = self.term
         self.votes = {self.me}
-        if len(self.votes) >= self.maj:
+        if self.is_majority(self.votes):
             return self._on_won(now, out, pre)
         rv = RequestVote(self.me, term, self.last_index, self.last_term, pre)
         for p in self.peers:
@@ -283,8 +290,14 @@ class RaftNode:
         self.next_index[p] = ni + len(entries)  # optimistic pipelining; rolled back on reject
 
     def _advance_commit(self, out: list[Effect]) -> None:
-        matches = sorted([self.last_index, *self.match_index.values()], reverse=True)
-        n = matches[self.maj - 1]
+        # the highest index stored on a majority of votes: walk the members by match index
+        stored: set[int] = set()
+        n = 0
+        for member, index in sorted([(self.me, self.last_index), *self.match_index.items()], key=lambda x: -x[1]):
+            stored.add(member)
+            if self.is_majority(stored):
+                n = index
+                break
         if n > self.commit and self.term_at(n) == self.term:
             self.commit = n
             out.append(Persist(CommitMark(n)))
@@ -331,7 +344,7 @@ class RaftNode:
         if m.pre:
             if self.role == PRE_CANDIDATE and m.granted and m.term == self.term + 1:
                 self.votes.add(m.sender)
-                if len(self.votes) >= self.maj:
+                if self.is_majority(self.votes):
                     self._on_won(now, out, pre=True)
             elif not m.granted and m.term > self.term:
                 self._become_follower(m.term, now, out)
@@ -342,7 +355,7 @@ class RaftNode:
             return
         if self.role == CANDIDATE and m.term == self.term and m.granted:
             self.votes.add(m.sender)
-            if len(self.votes) >= self.maj:
+            if self.is_majority(self.votes):
                 self._on_won(now, out, pre=False)
 
     def _accept_leader(self, m: AppendEntries | InstallSnapshot, now: int, out: list[Effect]) -> bool:

@@ -87,6 +87,7 @@ from replication.node import MS, UNAVAILABLE, NodeConfig
 from replication.state import canonical_digest
 from simulator.metrics import Histogram
 from simulator.network import Network
+from simulator.runtime import node_configs
 from simulator.scenario import CITIES, Scenario
 from simulator.workload import KIND_READ, Plan, build_rows, make_plan
 
@@ -1117,17 +1118,6 @@ def _wait_dead(pids: list[int], timeout: float) -> None:
         time.sleep(0.1)
 
 
-
-
-def node_configs(scenario: Scenario, plan: Plan, seed: int = 0) -> list[NodeConfig]:
-    """The deterministic runtime's node configurations (quorum mode seeds its election timers)."""
-    p = scenario.node
-    r_count = len(scenario.regions)
-    extra: dict[str, Any] = {"seed": seed} if "seed" in NodeConfig.__dataclass_fields__ else {}
-    return [NodeConfig(r_count, r, scenario.mode, plan.amap, scenario.workload.opening_balance, ship=scenario.ship,
-                       heartbeat_every=int(p.heartbeat_ms * MS), suspect_after=int(p.suspect_ms * MS),
-                       lease=int(p.lease_ms * MS), drift=p.drift, tick_every=int(p.tick_ms * MS), **extra)
-            for r in range(r_count)]
 
 
 def client_batches(plan: Plan, region: int, window: float) -> tuple[np.ndarray, np.ndarray]:

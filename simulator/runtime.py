@@ -53,6 +53,17 @@ OUT_NONE, OUT_OK, OUT_FAIL, OUT_TIMEOUT = range(4)
 TIMEOUT_CODE = 2000
 
 
+def node_configs(scenario: Scenario, plan: Plan, seed: int = 0) -> list[NodeConfig]:
+    """Every region's node configuration, the same for both runtimes (the seed feeds only
+    the quorum mode's election timers)."""
+    p = scenario.node
+    return [NodeConfig(len(scenario.regions), r, scenario.mode, plan.amap, scenario.workload.opening_balance,
+                       ship=scenario.ship, heartbeat_every=int(p.heartbeat_ms * MS),
+                       suspect_after=int(p.suspect_ms * MS), lease=int(p.lease_ms * MS), drift=p.drift,
+                       tick_every=int(p.tick_ms * MS), seed=seed, replicas=scenario.replicas)
+            for r in range(len(scenario.regions))]
+
+
 @dataclass
 class OpState:
     """Per-operation client state, columnar (one slot per planned operation)."""
@@ -102,14 +113,7 @@ class Simulation:
         self.faults = [f for f in faults if f.at < scenario.duration]
         self.net = Network(scenario.rtt_matrix(), scenario.jitter_ms, scenario.bandwidth_mbps, self.rng)
         self.net.regions = self.regions
-        p = scenario.node
-        self.cfgs = [
-            NodeConfig(self.R, r, scenario.mode, self.plan.amap, scenario.workload.opening_balance,
-                       ship=scenario.ship, heartbeat_every=int(p.heartbeat_ms * MS),
-                       suspect_after=int(p.suspect_ms * MS), lease=int(p.lease_ms * MS), drift=p.drift,
-                       tick_every=int(p.tick_ms * MS), seed=seed)
-            for r in range(self.R)
-        ]
+        self.cfgs = node_configs(scenario, self.plan, seed)
         self.nodes: list[RegionNode | None] = [RegionNode(c) for c in self.cfgs]
         self.stores = [DurableStore() for _ in range(self.R)]
         self.incarnation = [0] * self.R

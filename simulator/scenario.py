@@ -104,6 +104,7 @@ class Scenario:
     jitter_ms: float = 1.0
     bandwidth_mbps: float = 1000.0
     intra_rtt_ms: float = 0.5
+    replicas: tuple[int, ...] = ()  # quorum: replicas per region (regions.replicas = [2, 2, 1]); empty = one each
     mode: str = "unit"
     ship: str = "semi-sync"
     duration: float = 20.0
@@ -136,7 +137,8 @@ class Scenario:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "regions": list(self.regions),
-            "rtt_ms": self.rtt_matrix(), "mode": self.mode, "ship": self.ship, "duration": self.duration,
+            "rtt_ms": self.rtt_matrix(), "replicas": list(self.replicas) or [1] * len(self.regions),
+            "mode": self.mode, "ship": self.ship, "duration": self.duration,
             "quiesce": self.quiesce, "workload": _asdict(self.workload), "node": _asdict(self.node),
             "chaos": [f.to_json() for f in self.chaos], "random_faults": self.random_faults,
             "slo": _asdict(self.slo),
@@ -213,7 +215,7 @@ def parse_scenario(data: dict[str, Any], name: str = "scenario") -> Scenario:
     if regions_tbl:
         if not isinstance(regions_tbl, dict):
             raise ScenarioError("regions: expected a table with 'names' (and optionally rtt_ms, jitter_ms, ...)")
-        allowed = {"names", "rtt_ms", "jitter_ms", "bandwidth_mbps", "intra_rtt_ms"}
+        allowed = {"names", "rtt_ms", "jitter_ms", "bandwidth_mbps", "intra_rtt_ms", "replicas"}
         for key, value in regions_tbl.items():
             if key not in allowed:
                 raise ScenarioError(f"regions.{key}: unknown key (expected one of {sorted(allowed)})")
@@ -275,6 +277,7 @@ def _validate(s: Scenario) -> None:
                     raise ScenarioError(f"regions.rtt_ms[{i}][{j}]: must be a number >= 0, got {v!r}")
     _check_choice(s.mode, ("async", "unit", "escrow", "quorum"), "mode")
     _check_choice(s.ship, ("async", "semi-sync"), "ship")
+    _validate_replicas(s)
     w = s.workload
     if w.customers < 2:
         raise ScenarioError("workload.customers: need at least 2 customers")
@@ -302,6 +305,24 @@ def _validate(s: Scenario) -> None:
         raise ScenarioError("node.lease_ms: must be longer than node.heartbeat_ms")
     if s.duration <= 0:
         raise ScenarioError("duration: must be > 0")
+
+
+def _validate_replicas(s: Scenario) -> None:
+    """Replicas per region (the quorum mode's votes). No region may hold a majority on its
+    own: losing it would lose acknowledged writes, which the quorum mode promises never to."""
+    if not s.replicas:
+        return
+    n = len(s.regions)
+    if len(s.replicas) != n:
+        raise ScenarioError(f"regions.replicas: one count per region ({n}), got {len(s.replicas)}")
+    for name, k in zip(s.regions, s.replicas, strict=True):
+        if type(k) is not int or not 1 <= k <= 9:
+            raise ScenarioError(f"regions.replicas: {name}: a count in 1..9, got {k!r}")
+    total = sum(s.replicas)
+    for name, k in zip(s.regions, s.replicas, strict=True):
+        if n > 1 and 2 * k > total:
+            raise ScenarioError(f"regions.replicas: {name} alone holds {k} of {total} replicas, a majority; "
+                                "losing that region would lose acknowledged writes")
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:

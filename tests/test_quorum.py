@@ -35,10 +35,12 @@ CFG = RaftConfig(election_min=150 * MS, election_max=300 * MS, heartbeat_every=5
 class Cluster:
     """N Raft nodes, a seeded hostile network, a state machine per node (list of ids)."""
 
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, weights: tuple[int, ...] = ()) -> None:
         self.n = n
+        self.cfg = replace(CFG, weights=weights)
         self.rng = random.Random(seed)
-        self.nodes: list[RaftNode | None] = [RaftNode(i, n, CFG, random.Random(seed * 31 + i)) for i in range(n)]
+        self.nodes: list[RaftNode | None] = [RaftNode(i, n, self.cfg, random.Random(seed * 31 + i))
+                                             for i in range(n)]
         self.stores: list[list[object]] = [[] for _ in range(n)]
         self.sm: list[list[int]] = [[] for _ in range(n)]
         self.heap: list[tuple[int, int, int, object]] = []
@@ -102,7 +104,7 @@ class Cluster:
         self.nodes[i] = None
 
     def restart(self, i: int) -> None:
-        node = RaftNode.restore(i, self.n, CFG, random.Random(self.rng.random()), self.stores[i])
+        node = RaftNode.restore(i, self.n, self.cfg, random.Random(self.rng.random()), self.stores[i])
         self.nodes[i] = node
         self.sm[i] = []
         self._apply(i)
@@ -162,9 +164,11 @@ def _leader(c: Cluster) -> RaftNode | None:
     return max(ls, key=lambda x: x.term) if ls else None
 
 
-@pytest.mark.parametrize(("n", "seed"), [(3, s) for s in range(1, 9)] + [(5, s) for s in range(1, 5)])
-def test_raft_safety_on_every_step_under_a_hostile_network(n, seed):  # type: ignore[no-untyped-def]
-    c = Cluster(n, seed)
+@pytest.mark.parametrize(("n", "seed", "weights"),
+                         [(3, s, ()) for s in range(1, 9)] + [(5, s, ()) for s in range(1, 5)]
+                         + [(3, s, (2, 2, 1)) for s in range(1, 4)] + [(4, s, (2, 1, 1, 1)) for s in range(1, 4)])
+def test_raft_safety_on_every_step_under_a_hostile_network(n, seed, weights):  # type: ignore[no-untyped-def]
+    c = Cluster(n, seed, weights)
     rng = random.Random(seed)
     t = 0
     for _phase in range(14):
@@ -205,6 +209,28 @@ def test_raft_safety_on_every_step_under_a_hostile_network(n, seed):  # type: ig
     assert all(s == c.sm[0] for s in c.sm) and len(c.sm[0]) > 50
     assert any(x.snap is not None for x in c.nodes if x is not None)  # compaction happened
     assert c.steps > 1000
+
+
+def test_replicas_per_region_count_as_votes():
+    """2+1+1+1 replicas over four regions (5 votes): regions 0 and 1 together hold 3, a
+    majority, so with regions 2 and 3 cut off they elect a leader and commit; counted one
+    per region (2 of 4) they could do neither. Regions 2 and 3 (2 votes) can do neither."""
+    c = Cluster(4, 3, (2, 1, 1, 1))
+    c.cut = {(a, b) for a in range(4) for b in range(4) if a != b and (a >= 2 or b >= 2)}
+    t = 0
+    for _ in range(60):
+        t += 25 * MS
+        c.run_until(t)
+        c.propose(1)
+    leader = _leader(c)
+    assert leader is not None and leader.me in (0, 1)
+    assert leader.commit > 10 and c.sm[0] == c.sm[1][: len(c.sm[0])] and len(c.sm[0]) > 10
+    assert c.sm[2] == [] and c.sm[3] == [] and all(c.nodes[i].role != LEADER for i in (2, 3))  # type: ignore[union-attr]
+    c.cut = set()
+    for _ in range(40):
+        t += 25 * MS
+        c.run_until(t)
+    assert c.sm[2] == c.sm[0] == c.sm[3] == c.sm[1]
 
 
 def test_a_returning_node_catches_up_from_a_snapshot_not_the_history():
@@ -311,3 +337,15 @@ def test_fuzz_twenty_seeds_no_violation():
     for seed in range(1, 21):
         _, violated, _, firsts = _fuzz_one(("fuzz", "quorum", seed))
         assert violated == [], (seed, firsts, f"replay: geoledger simulate fuzz --seed {seed} --mode quorum")
+
+
+def test_two_two_one_replicas_survive_losing_a_two_replica_region():
+    """2+2+1 over three regions: the leader's region (2 replicas) dies, the other 3 of 5 go on."""
+    s = small("region-outage")
+    s = replace(s, replicas=(2, 2, 1), chaos=(replace(s.chaos[0], target=("changchun",)),))
+    sim, res = run_scenario(s, 1)
+    assert res["violated"] == [] and res["metrics"]["rpo"]["lost_acknowledged"] == 0
+    assert res["scenario"]["replicas"] == [2, 2, 1]
+    assert all(n._quorum.raft.cfg.weights == (2, 2, 1) for n in sim.nodes if n is not None)
+    assert res["metrics"]["rto"][0]["rto_s"] is not None
+    assert len(set(res["final_digests"].values())) == 1

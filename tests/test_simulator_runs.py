@@ -115,6 +115,10 @@ def test_simulate_exit_code_is_nonzero_only_for_a_promised_violation(tmp_path): 
         ({"chaos": [{"at": 1, "fault": "loss", "target": "beijing", "duration": 1, "q": 1}]}, "chaos[0].q"),
         ({"workload": {"customers": "many"}}, "workload.customers"),
         ({"durations": 3}, "durations"),
+        ({"regions": {"names": ["changchun", "beijing", "shanghai"], "replicas": [2, 2]}}, "regions.replicas"),
+        ({"regions": {"names": ["changchun", "beijing", "shanghai"], "replicas": [2, 0, 1]}}, "regions.replicas"),
+        ({"regions": {"names": ["changchun", "beijing", "shanghai"], "replicas": [2, "2", 1]}}, "regions.replicas"),
+        ({"regions": {"names": ["changchun", "beijing", "shanghai"], "replicas": [3, 1, 1]}}, "regions.replicas"),
     ],
 )
 def test_scenario_errors_name_the_key(data, key):  # type: ignore[no-untyped-def]
