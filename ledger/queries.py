@@ -61,8 +61,10 @@ def account_transfers(
         mask |= meta["debit_slot"] == slot
     if credits:
         mask |= meta["credit_slot"] == slot
-    mask &= _time_window(transfers["timestamp"], timestamp_min, timestamp_max)
-    return [row_to_transfer(transfers[s]) for s in _page(np.nonzero(mask)[0], limit, reverse)]
+    found = np.nonzero(mask)[0]
+    if timestamp_min or timestamp_max:  # on the account's few rows, not every transfer's
+        found = found[_time_window(transfers["timestamp"][found], timestamp_min, timestamp_max)]
+    return [row_to_transfer(transfers[s]) for s in _page(found, limit, reverse)]
 
 
 def account_balances(

@@ -1,39 +1,38 @@
 """A region gateway process: the HTTP API in front of a live `RegionNode`.
 
 One process per region, so that `kill -9` takes a region down for real and a restart
-recovers it from its SQLite file. Nodes talk to each other over HTTP on loopback
-(`POST /internal/deliver`, a pickled list of messages, coalesced per peer and delayed by
-the configured one-way latency). The internal endpoints require the run's shared token:
-they trust their caller, so only the run's own processes may call them.
+recovers it from its SQLite file. Nodes talk to each other over persistent TCP links on
+loopback (`load.peerlink`: pickled lists of messages, coalesced per peer and delayed by
+the configured one-way latency). The links and the internal HTTP endpoints (chaos,
+state) require the run's shared token: they trust their caller, so only the run's own
+processes may use them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import pickle
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
-from fastapi import FastAPI, Header, HTTPException, Request
-from fastapi.responses import Response
+from fastapi import FastAPI, Header, HTTPException
 
 from cext.codec import transfers_to_rows
 from cext.layout import join
 from ledger import AccountState, CreateTransferResult, Transfer, TransferState
 from ledger.queries import account_transfers, lookup_accounts, lookup_transfers
 from load.gateway import create_app
+from load.peerlink import PeerListener, PeerSender
 from replication.accounts import AccountMap
 from replication.node import RESULT_NAMES, NodeConfig
 from replication.state import canonical_digest
 from simulator.live import LiveRegion, SqliteStore
 
 BALANCES = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
+PEER_PORT_OFFSET = 50
+"""Peer links listen on base_port + 50 + region (HTTP gateways on base_port + region)."""
 DEFAULT_RTT_MS = [[0.0, 12.0, 30.0], [12.0, 0.0, 26.0], [30.0, 26.0, 0.0]]
 """Changchun, Beijing, Shanghai: round trips over inland fibre, in ms."""
 
@@ -58,6 +57,10 @@ class ServeConfig:
     def url(self, region: int) -> str:
         return f"http://127.0.0.1:{self.base_port + region}"
 
+    def peer_port(self, region: int) -> int:
+        """The region's port for links from its peers (`load.peerlink`), beside its HTTP port."""
+        return self.base_port + PEER_PORT_OFFSET + region
+
     def amap(self) -> AccountMap:
         n_units = len(self.regions) * self.units_per_region
         customer_unit = np.zeros(self.customers + 1, np.int64)
@@ -75,19 +78,16 @@ class ServeConfig:
         return cls(**json.loads(path.read_text()))
 
 
-class HttpTransport:
-    """Node messages to peers over HTTP, with per-pair latency and chaos applied here."""
+class PeerTransport:
+    """Node messages to peers (`load.peerlink`), with per-pair latency and chaos applied here."""
 
     def __init__(self, cfg: ServeConfig, me: int) -> None:
         self.cfg = cfg
         self.me = me
         self.partitioned: set[int] = set()
         self.extra_ms: dict[int, float] = {}
-        self._outbox: dict[int, list[Any]] = {p: [] for p in range(len(cfg.regions)) if p != me}
-        self._wake: dict[int, asyncio.Event] = {p: asyncio.Event() for p in self._outbox}
-        self._client = httpx.AsyncClient(timeout=2.0, headers={"x-geoledger-token": cfg.token})
         self._loop = asyncio.get_running_loop()
-        self._tasks = [self._loop.create_task(self._sender(p)) for p in self._outbox]
+        self._links = {p: PeerSender(cfg.peer_port(p), cfg.token) for p in range(len(cfg.regions)) if p != me}
 
     def __call__(self, to: int, message: Any, size: int) -> None:
         if to in self.partitioned:
@@ -96,27 +96,12 @@ class HttpTransport:
         self._loop.call_later(delay, self._enqueue, to, message)
 
     def _enqueue(self, to: int, message: Any) -> None:
-        if to in self.partitioned:
-            return
-        self._outbox[to].append(message)
-        self._wake[to].set()
-
-    async def _sender(self, peer: int) -> None:
-        url = f"{self.cfg.url(peer)}/internal/deliver"
-        while True:
-            await self._wake[peer].wait()
-            self._wake[peer].clear()
-            batch, self._outbox[peer] = self._outbox[peer], []
-            if not batch:
-                continue
-            # A lost message is survivable: the node's resends, pulls and heartbeats recover.
-            with contextlib.suppress(httpx.HTTPError):
-                await self._client.post(url, content=pickle.dumps(batch, protocol=5))
+        if to not in self.partitioned:
+            self._links[to].send(message)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await self._client.aclose()
+        for link in self._links.values():
+            await link.close()
 
 
 class NodeBackend:
@@ -196,13 +181,20 @@ def build_region_app(cfg: ServeConfig, me: int) -> FastAPI:
 
     async def start() -> None:
         Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
-        transport = HttpTransport(cfg, me)
+        transport = PeerTransport(cfg, me)
         store = SqliteStore(Path(cfg.data_dir) / f"region-{me}-{cfg.regions[me]}.db")
-        live = LiveRegion(cfg.node_config(me), store, transport)
+        # With group commit the node steps on whatever arrived since its last step and
+        # fsyncs off the event loop (one SQLite transaction per step); without it, every
+        # message is its own step and its own fsync, on the loop (the comparison baseline).
+        live = LiveRegion(cfg.node_config(me), store, transport, group_commit=cfg.group_commit)
         backend.attach(live)
-        holder.update(transport=transport, live=live)
+        listener = PeerListener(cfg.token, live.deliver_many)
+        await listener.start(cfg.peer_port(me))
+        holder.update(transport=transport, live=live, listener=listener)
 
     async def stop() -> None:
+        if "listener" in holder:
+            await holder["listener"].close()
         if "transport" in holder:
             await holder["transport"].close()
 
@@ -215,18 +207,10 @@ def build_region_app(cfg: ServeConfig, me: int) -> FastAPI:
         if not cfg.token or token != cfg.token:
             raise HTTPException(403, "internal endpoint: wrong or missing x-geoledger-token")
 
-    @app.post("/internal/deliver", include_in_schema=False)
-    async def deliver(request: Request, x_geoledger_token: str | None = Header(default=None)) -> Response:
-        _check(x_geoledger_token)
-        messages: Sequence[Any] = pickle.loads(await request.body())  # noqa: S301 - token-checked peers
-        for message in messages:
-            holder["live"].deliver(message)
-        return Response(status_code=204)
-
     @app.post("/internal/chaos", include_in_schema=False)
     async def chaos(body: dict[str, Any], x_geoledger_token: str | None = Header(default=None)) -> dict[str, Any]:
         _check(x_geoledger_token)
-        transport: HttpTransport = holder["transport"]
+        transport: PeerTransport = holder["transport"]
         if "partition" in body:
             transport.partitioned = {int(p) for p in body["partition"]}
         if "extra_latency_ms" in body:
