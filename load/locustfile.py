@@ -166,9 +166,11 @@ class SalaryBatch(BankUser):
 
 
 class StatementReader(BankUser):
-    """Opens the app and reads the latest page of the statement."""
+    """Opens the app and reads the latest page of the statement (a person, not a poller:
+    a pause between reads, so that reads do not crowd out the payments under test)."""
 
     weight = 1
+    wait_time = between(0.05, 0.25)
 
     @task
     def read(self) -> None:

@@ -132,14 +132,26 @@ class NodeBackend:
     async def create_transfers(self, transfers: list[Transfer]) -> list[tuple[Any, str]]:
         rows = transfers_to_rows(transfers)
         reply = await self.live.submit(rows)
-        homes = self.live.node.routing.homes
-        out: list[tuple[Any, str]] = []
-        for t, code in zip(transfers, reply.results.tolist(), strict=True):
-            committed_by = self.region
-            if self.cfg.mode == "unit" and 0 < t.debit_account_id <= self._amap.n_customers:
-                committed_by = self.cfg.regions[homes[self._amap.unit_of(t.debit_account_id)]]
-            out.append((_code(code), committed_by))
-        return out
+        return [(_code(code), self._committed_by(t)) for t, code in zip(transfers, reply.results.tolist(), strict=True)]
+
+    def _committed_by(self, t: Transfer) -> str:
+        """Which region wrote the transfer: the unit's home (unit mode; a post or void is
+        written by its pending transfer's home), the Raft leader (quorum), else this region."""
+        node = self.live.node
+        if self.cfg.mode == "quorum":
+            leader = node.raft_leader
+            return self.cfg.regions[leader] if leader is not None else self.region
+        if self.cfg.mode != "unit":
+            return self.region
+        debit = t.debit_account_id
+        if not debit and t.pending_id:
+            slot = node.engine.transfer_slot(t.pending_id)
+            if slot >= 0:
+                row = node.engine.transfers[slot]
+                debit = join(row["debit_account_id_lo"], row["debit_account_id_hi"])
+        if 0 < debit <= self._amap.n_customers:
+            return self.cfg.regions[node.routing.homes[self._amap.unit_of(debit)]]
+        return self.region
 
     def lookup_accounts(self, ids: list[int]) -> list[AccountState]:
         return lookup_accounts(self.live.node.engine, ids)

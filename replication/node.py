@@ -1055,6 +1055,11 @@ class RegionNode:
                 self._drain(e.origin, e.origin, now, out)
 
     # ================================================================== introspection
+    @property
+    def raft_leader(self) -> int | None:
+        """Quorum mode: the region this node believes leads the Raft log (None if unknown)."""
+        return self._quorum.raft.leader if self._quorum is not None else None
+
     def status(self) -> dict[str, Any]:
         return {
             "region": self.me,

@@ -64,3 +64,37 @@ def test_kill_9_of_a_region_gateway_loses_no_acknowledged_transfer(tmp_path: Pat
     assert result["acked"] > 50
     assert result["invariants"]["durability"]["ok"], result["invariants"]["durability"]
     assert result["verdict"] == "ok", result["invariants"]
+
+
+@pytest.mark.parametrize("mode", ["unit", "quorum"])
+def test_responses_name_the_region_that_wrote_the_transfer(tmp_path: Path, mode: str) -> None:
+    """Unit mode: the debit account's home, and for a post the pending transfer's home even
+    though the post names no account; quorum: the Raft leader. Asked at another region."""
+    import httpx
+
+    from load.cluster import Cluster, default_config
+    from replication.routing import RoutingTable
+
+    cfg = default_config(3, mode=mode, ship="semi-sync" if mode == "unit" else "async",
+                         base_port=_free_base_port(), customers=60, data_dir=str(tmp_path / "data"))
+    homes = RoutingTable.initial(cfg.amap().n_units, 3).homes
+    cluster = Cluster(cfg, tmp_path)
+    try:
+        cluster.start_all()
+        amap = cfg.amap()
+        customer = next(c for c in range(1, 61) if homes[amap.unit_of(c)] == 1)  # homed in Beijing
+        merchant = next(c for c in range(customer + 1, 61) if amap.unit_of(c) == amap.unit_of(customer))
+        ask = cfg.url(2)  # Shanghai's gateway
+        hold = {"id": 7001, "debit_account_id": customer, "credit_account_id": merchant, "amount": 10,
+                "ledger": 156, "code": 2, "flags": 2, "timeout": 3600}  # the customers' ledger
+        for _ in range(100):  # the cluster elects/leases first: UNAVAILABLE until then (retry, same id)
+            r = httpx.post(f"{ask}/transfers", json=hold, timeout=5)
+            if r.status_code != 503:
+                break
+        assert r.json()["result"] == "OK", r.text
+        post = httpx.post(f"{ask}/transfers/7001/post", json={"id": 7002}, timeout=5).json()
+        assert post["result"] == "OK"
+        writer = "beijing" if mode == "unit" else "changchun"  # region 0 leads the first Raft term
+        assert r.json()["region"] == writer and post["region"] == writer
+    finally:
+        cluster.stop_all()
