@@ -77,7 +77,7 @@ class QForwardReply:
 def raft_config(cfg: NodeConfig) -> RaftConfig:
     return RaftConfig(election_min=cfg.suspect_after, election_max=2 * cfg.suspect_after,
                       heartbeat_every=cfg.heartbeat_every, snapshot_every=cfg.snapshot_every,
-                      weights=cfg.replicas)
+                      weights=cfg.replicas, preferred=0)
 
 
 class Quorum:
@@ -95,12 +95,14 @@ class Quorum:
         self.persisted: dict[tuple[int, int], list[Entry]] = {}
         self.damaged_records: dict[int, bytes] = {}  # store index -> checksum of the damaged record
         self.started = False
+        # client batches that arrived while leadership was being handed over (rows, reads, target)
+        self.held: list[tuple[np.ndarray, np.ndarray, tuple]] = []
 
     # -------------------------------------------------------------- dispatch
     def handle(self, m: Any, now: int, out: list[Effect]) -> None:
         if not self.started:
             self.started = True
-            if self.node.me == 0 and self.raft.term == 0:
+            if self.node.me == self.raft.cfg.preferred and self.raft.term == 0:
                 self.raft.deadline = now  # bootstrap: the preferred region campaigns first
         t = type(m)
         if t is Tick:
@@ -133,6 +135,8 @@ class Quorum:
                 del self.damaged_records[m.index]
                 out.append(PersistRepair(m.index, e))
                 self.raft.repair(e)
+        if self.held and not self.raft.transferring:
+            self._release_held(now, out)
         self._record_persists(out)
         self._apply_committed(out)
 
@@ -152,6 +156,9 @@ class Quorum:
             out.append(Reply(m.batch_id, _unavailable(len(m.rows)), np.zeros((len(m.reads), 4), np.uint64)))
 
     def _propose(self, rows: np.ndarray, reads: np.ndarray, target: tuple, now: int, out: list[Effect]) -> None:
+        if self.raft.transferring:
+            self.held.append((rows, reads, target))
+            return
         rows = rows.copy()
         if len(rows):
             rows["timestamp"] = self._stamp(len(rows), now)
@@ -159,6 +166,20 @@ class Quorum:
         assert got is not None
         index, term = got
         self.waiters.setdefault(index, []).append((term, len(rows), reads, target))
+
+    def _release_held(self, now: int, out: list[Effect]) -> None:
+        """The handover finished (or was given up): propose what was held if still leader;
+        otherwise send our own clients' batches to the new leader, and answer forwarded ones
+        UNAVAILABLE (never proposed, so their region's client retries them safely)."""
+        held, self.held = self.held, []
+        for rows, reads, target in held:
+            if self.raft.role == LEADER:
+                self._propose(rows, reads, target, now, out)
+            elif target[0] == "local":
+                self._on_client(ClientRequest(target[1], rows, reads), now, out)
+            else:
+                out.append(Send(target[1], QForwardReply(target[2], _unavailable(len(rows)),
+                                                         np.zeros((len(reads), 4), np.uint64))))
 
     def _stamp(self, n: int, now: int) -> np.ndarray:
         """Timestamps strictly above every one in the log (leaders' clocks may disagree)."""

@@ -16,6 +16,10 @@ What is implemented, by the paper's section:
   conflicting suffix truncated, optimistic pipelining with next_index rolled back on reject.
 * §5.4 safety: vote only for an up-to-date log; a leader commits by counting replicas only
   entries of its own term (a no-op is appended at the start of every term).
+* Thesis §3.10 leadership transfer: with `RaftConfig.preferred`, a leader elsewhere holds
+  new entries once the preferred member is alive and nearly caught up, sends it
+  `TimeoutNow` when it matches the whole log, and gives up after an election timeout;
+  the RequestVote of that election waives leader stickiness (`transfer=True`).
 * §7 snapshots: `compact()` replaces the applied prefix with an opaque snapshot; a follower
   behind the snapshot gets `InstallSnapshot`.
 * Persistence: `HardState` (term, vote) before any vote or term-dependent reply, each log
@@ -50,6 +54,15 @@ class RequestVote:
     last_index: int
     last_term: int
     pre: bool = False
+    transfer: bool = False  # asked for by the leader (TimeoutNow): voters waive leader stickiness
+
+
+@dataclass(slots=True)
+class TimeoutNow:
+    """Leadership transfer (thesis §3.10): the leader tells a caught-up follower to campaign now."""
+
+    sender: int
+    term: int
 
 
 @dataclass(slots=True)
@@ -111,7 +124,7 @@ class Snapshot:
         return f"Snapshot(index={self.index}, term={self.term}, digest={self.digest})"
 
 
-RAFT_MESSAGES = (RequestVote, VoteReply, AppendEntries, AppendReply, InstallSnapshot)
+RAFT_MESSAGES = (RequestVote, VoteReply, AppendEntries, AppendReply, InstallSnapshot, TimeoutNow)
 RAFT_RECORDS = (HardState, CommitMark, Snapshot)  # what the quorum mode stores besides log entries
 
 
@@ -125,6 +138,9 @@ class RaftConfig:
     # Votes per member (replicas a region runs: 2+2+1 over three regions is (2, 2, 1)); empty = one each.
     # A member's replicas sit in one region and fail together, so they vote and ack as one.
     weights: tuple[int, ...] = ()
+    # The member that should lead when it can (the primary region): a leader elsewhere hands
+    # leadership back once that member is alive and has caught up. None: no preference.
+    preferred: int | None = None
 
 
 # ------------------------------------------------------------------ the node
@@ -153,6 +169,8 @@ class RaftNode:
     became_leader: int = 0
     snap_sent: dict[int, int] = field(default_factory=dict)  # peer -> when a snapshot was last sent
     damaged: set[int] = field(default_factory=set)  # log indices whose stored copy failed its checksum
+    transfer_to: int | None = None  # leadership being handed to this member (proposals held meanwhile)
+    transfer_until: int = 0
 
     # -------------------------------------------------------------- log helpers
     @property
@@ -199,7 +217,13 @@ class RaftNode:
     def _persist_hard(self, out: list[Effect]) -> None:
         out.append(Persist(HardState(self.term, self.voted_for)))
 
+    @property
+    def transferring(self) -> bool:
+        """A leader handing over takes no new entries: the target must hold the whole log."""
+        return self.transfer_to is not None
+
     def _become_follower(self, term: int, now: int, out: list[Effect]) -> None:
+        self.transfer_to = None
         if term > self.term:
             self.term = term
             self.voted_for = None
@@ -220,11 +244,39 @@ class RaftNode:
             if not self.is_majority(heard | {self.me}) and now - self.became_leader >= self.cfg.election_min:
                 self.role = FOLLOWER  # CheckQuorum: a leader that cannot reach a majority steps down
                 self.leader = None
+                self.transfer_to = None
                 self.deadline = now + self._timeout()
+                return
+            self._maybe_transfer(now, out)
         elif now >= self.deadline:
             self._campaign(now, out, pre=True)
 
-    def _campaign(self, now: int, out: list[Effect], pre: bool) -> None:
+    def _maybe_transfer(self, now: int, out: list[Effect]) -> None:
+        """Hand leadership to the preferred member: once it has been leader-stable for an
+        election timeout and the preferred member answers, hold new entries; send TimeoutNow
+        as soon as it matches the whole log; give up after an election timeout."""
+        p = self.cfg.preferred
+        if self.transfer_to is not None:
+            if now >= self.transfer_until:
+                self.transfer_to = None  # no new leader in time: keep leading, try again later
+                self.became_leader = now
+            elif self.match_index.get(self.transfer_to, 0) == self.last_index:
+                out.append(Send(self.transfer_to, TimeoutNow(self.me, self.term)))
+            return
+        if (p is None or p == self.me or p not in self.match_index
+                or now - self.became_leader < self.cfg.election_max
+                or now - self.last_ack.get(p, -(1 << 62)) >= 2 * self.cfg.heartbeat_every
+                or self.last_index - self.match_index[p] > self.cfg.max_batch):
+            return
+        self.transfer_to, self.transfer_until = p, now + self.cfg.election_min
+        if self.match_index[p] == self.last_index:
+            out.append(Send(p, TimeoutNow(self.me, self.term)))
+
+    def _on_timeout_now(self, m: TimeoutNow, now: int, out: list[Effect]) -> None:
+        if m.term == self.term and self.role == FOLLOWER and m.sender == self.leader:
+            self._campaign(now, out, pre=False, transfer=True)
+
+    def _campaign(self, now: int, out: list[Effect], pre: bool, transfer: bool = False) -> None:
         self.deadline = now + self._timeout()
         if self.damaged:
             return  # a log we cannot read whole must not lead
@@ -241,7 +293,7 @@ class RaftNode:
         self.votes = {self.me}
         if self.is_majority(self.votes):
             return self._on_won(now, out, pre)
-        rv = RequestVote(self.me, term, self.last_index, self.last_term, pre)
+        rv = RequestVote(self.me, term, self.last_index, self.last_term, pre, transfer)
         for p in self.peers:
             out.append(Send(p, rv))
 
@@ -260,7 +312,7 @@ class RaftNode:
     # -------------------------------------------------------------- client side
     def propose(self, rows: np.ndarray, now: int, out: list[Effect]) -> tuple[int, int] | None:
         """Append a batch as a new entry (leader only): (index, term) or None."""
-        if self.role != LEADER:
+        if self.role != LEADER or self.transfer_to is not None:
             return None
         e = Entry(self.me, self.last_index + 1, self.term, now, rows).seal()
         self.log.append(e)
@@ -317,12 +369,14 @@ class RaftNode:
             self._on_append_reply(m, now, out)  # type: ignore[arg-type]
         elif t is InstallSnapshot:
             self._on_install(m, now, out)  # type: ignore[arg-type]
+        elif t is TimeoutNow:
+            self._on_timeout_now(m, now, out)  # type: ignore[arg-type]
 
     def _up_to_date(self, last_term: int, last_index: int) -> bool:
         return (last_term, last_index) >= (self.last_term, self.last_index)
 
     def _on_request_vote(self, m: RequestVote, now: int, out: list[Effect]) -> None:
-        sticky = self.role == LEADER or now - self.leader_contact < self.cfg.election_min
+        sticky = not m.transfer and (self.role == LEADER or now - self.leader_contact < self.cfg.election_min)
         if m.pre:
             granted = m.term > self.term and not sticky and self._up_to_date(m.last_term, m.last_index)
             out.append(Send(m.sender, VoteReply(self.me, m.term if granted else self.term, granted, True)))
@@ -413,6 +467,8 @@ class RaftNode:
             self.next_index[m.sender] = max(self.next_index[m.sender], self.match_index[m.sender] + 1)
             if self.next_index[m.sender] <= self.last_index:
                 self._send_append(m.sender, out, now)
+            if m.sender == self.transfer_to and m.match == self.last_index:
+                out.append(Send(m.sender, TimeoutNow(self.me, self.term)))
         else:
             self.next_index[m.sender] = max(self.match_index[m.sender], m.match) + 1
             self._send_append(m.sender, out, now)

@@ -35,9 +35,9 @@ CFG = RaftConfig(election_min=150 * MS, election_max=300 * MS, heartbeat_every=5
 class Cluster:
     """N Raft nodes, a seeded hostile network, a state machine per node (list of ids)."""
 
-    def __init__(self, n: int, seed: int, weights: tuple[int, ...] = ()) -> None:
+    def __init__(self, n: int, seed: int, weights: tuple[int, ...] = (), preferred: int | None = None) -> None:
         self.n = n
-        self.cfg = replace(CFG, weights=weights)
+        self.cfg = replace(CFG, weights=weights, preferred=preferred)
         self.rng = random.Random(seed)
         self.nodes: list[RaftNode | None] = [RaftNode(i, n, self.cfg, random.Random(seed * 31 + i))
                                              for i in range(n)]
@@ -91,7 +91,7 @@ class Cluster:
 
     def propose(self, k: int = 1) -> None:
         for node in self.nodes:
-            if node is not None and node.role == LEADER:
+            if node is not None and node.role == LEADER and not node.transferring:
                 rows = np.zeros(k, TRANSFER_DTYPE)
                 rows["id_lo"] = np.arange(self.next_id, self.next_id + k)
                 self.next_id += k
@@ -166,9 +166,11 @@ def _leader(c: Cluster) -> RaftNode | None:
 
 @pytest.mark.parametrize(("n", "seed", "weights"),
                          [(3, s, ()) for s in range(1, 9)] + [(5, s, ()) for s in range(1, 5)]
-                         + [(3, s, (2, 2, 1)) for s in range(1, 4)] + [(4, s, (2, 1, 1, 1)) for s in range(1, 4)])
+                         + [(3, s, (2, 2, 1)) for s in range(1, 4)] + [(4, s, (2, 1, 1, 1)) for s in range(1, 4)]
+                         + [(3, s, "prefer 0") for s in range(1, 5)] + [(5, s, "prefer 0") for s in range(1, 3)])
 def test_raft_safety_on_every_step_under_a_hostile_network(n, seed, weights):  # type: ignore[no-untyped-def]
-    c = Cluster(n, seed, weights)
+    """weights: votes per member, or "prefer 0": member 0 takes leadership back by transfer."""
+    c = Cluster(n, seed, (), 0) if weights == "prefer 0" else Cluster(n, seed, weights)
     rng = random.Random(seed)
     t = 0
     for _phase in range(14):
@@ -231,6 +233,38 @@ def test_replicas_per_region_count_as_votes():
         t += 25 * MS
         c.run_until(t)
     assert c.sm[2] == c.sm[0] == c.sm[3] == c.sm[1]
+
+
+def test_leadership_goes_back_to_the_preferred_member_once_it_has_caught_up():
+    """Thesis §3.10: member 0 leads, dies, someone else leads; 0 returns, catches up, and
+    the leader hands over with TimeoutNow (no entry lost: the checks run on every step)."""
+    c = Cluster(3, 11, (), 0)
+    t = 0
+    for _ in range(40):  # whoever wins the first election hands over to 0 once 0 is caught up
+        t += 25 * MS
+        c.run_until(t)
+        c.propose(1)
+    first = _leader(c)
+    assert first is not None and first.me == 0, "the preferred member leads"
+    c.crash(0)
+    for _ in range(40):
+        t += 25 * MS
+        c.run_until(t)
+        c.propose(1)
+    interim = _leader(c)
+    assert interim is not None and interim.me != 0
+    committed, interim_term = interim.commit, interim.term
+    c.restart(0)
+    for _ in range(60):
+        t += 25 * MS
+        c.run_until(t)
+        c.propose(1)
+    back = _leader(c)
+    assert back is not None and back.me == 0 and back.term > interim_term
+    assert interim.role != LEADER and not interim.transferring
+    t += 1000 * MS
+    c.run_until(t)
+    assert back.commit > committed and all(s == c.sm[0] for s in c.sm)
 
 
 def test_a_returning_node_catches_up_from_a_snapshot_not_the_history():
@@ -327,8 +361,8 @@ def test_losing_the_leaders_region_moves_the_leader_within_the_election_timeout(
     rto = res["metrics"]["rto"][0]["rto_s"]
     # election timeout is 0.6-1.2 s; clients of the dead region time out (1.5 s) and retry elsewhere
     assert rto is not None and rto < 3.5
-    leaders = {n._quorum.raft.leader for n in sim.nodes if n is not None}
-    assert len(leaders) == 1
+    leaders = {n.raft_leader for n in sim.nodes if n is not None}
+    assert leaders == {0}, "Changchun (the preferred region) leads again after it came back"
     returned = sim.nodes[0]._quorum.raft
     assert returned.snap is not None  # caught up through a snapshot, not from the start
 

@@ -128,7 +128,8 @@ def test_scenario_errors_name_the_key(data, key):  # type: ignore[no-untyped-def
 
 
 def test_shipped_scenarios_load():
-    for name in ("baseline", "region-outage", "partition", "flaky-wan", "clock-skew", "split-brain-attempt"):
+    for name in ("baseline", "region-outage", "primary-outage", "partition", "flaky-wan", "clock-skew",
+                 "split-brain-attempt"):
         s = load_scenario(name)
         assert s.name == name and len(s.regions) == 3
     eight = parse_scenario({"regions": {"names": ["changchun", "beijing", "shanghai", "guangzhou", "chengdu",
