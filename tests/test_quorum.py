@@ -110,6 +110,12 @@ class Cluster:
         self._apply(i)
         self._push(self.now + 1, i, None)
 
+    def run_proposing(self, steps: int, every: int = 25 * MS) -> None:
+        """`steps` rounds of: run `every` further, then the leader proposes one entry."""
+        for _ in range(steps):
+            self.run_until(self.now + every)
+            self.propose(1)
+
     def run_until(self, t: int) -> None:
         while self.heap and self.heap[0][0] <= t:
             self.now, _, to, msg = heapq.heappop(self.heap)
@@ -219,19 +225,13 @@ def test_replicas_per_region_count_as_votes():
     per region (2 of 4) they could do neither. Regions 2 and 3 (2 votes) can do neither."""
     c = Cluster(4, 3, (2, 1, 1, 1))
     c.cut = {(a, b) for a in range(4) for b in range(4) if a != b and (a >= 2 or b >= 2)}
-    t = 0
-    for _ in range(60):
-        t += 25 * MS
-        c.run_until(t)
-        c.propose(1)
+    c.run_proposing(60)
     leader = _leader(c)
     assert leader is not None and leader.me in (0, 1)
     assert leader.commit > 10 and c.sm[0] == c.sm[1][: len(c.sm[0])] and len(c.sm[0]) > 10
     assert c.sm[2] == [] and c.sm[3] == [] and all(c.nodes[i].role != LEADER for i in (2, 3))  # type: ignore[union-attr]
     c.cut = set()
-    for _ in range(40):
-        t += 25 * MS
-        c.run_until(t)
+    c.run_until(c.now + 1000 * MS)
     assert c.sm[2] == c.sm[0] == c.sm[3] == c.sm[1]
 
 
@@ -239,31 +239,20 @@ def test_leadership_goes_back_to_the_preferred_member_once_it_has_caught_up():
     """Thesis §3.10: member 0 leads, dies, someone else leads; 0 returns, catches up, and
     the leader hands over with TimeoutNow (no entry lost: the checks run on every step)."""
     c = Cluster(3, 11, (), 0)
-    t = 0
-    for _ in range(40):  # whoever wins the first election hands over to 0 once 0 is caught up
-        t += 25 * MS
-        c.run_until(t)
-        c.propose(1)
+    c.run_proposing(40)  # whoever wins the first election hands over to 0 once 0 is caught up
     first = _leader(c)
     assert first is not None and first.me == 0, "the preferred member leads"
     c.crash(0)
-    for _ in range(40):
-        t += 25 * MS
-        c.run_until(t)
-        c.propose(1)
+    c.run_proposing(40)
     interim = _leader(c)
     assert interim is not None and interim.me != 0
     committed, interim_term = interim.commit, interim.term
     c.restart(0)
-    for _ in range(60):
-        t += 25 * MS
-        c.run_until(t)
-        c.propose(1)
+    c.run_proposing(60)
     back = _leader(c)
     assert back is not None and back.me == 0 and back.term > interim_term
     assert interim.role != LEADER and not interim.transferring
-    t += 1000 * MS
-    c.run_until(t)
+    c.run_until(c.now + 1000 * MS)
     assert back.commit > committed and all(s == c.sm[0] for s in c.sm)
 
 
