@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,7 @@ def test_responses_name_the_region_that_wrote_the_transfer(tmp_path: Path, mode:
             r = httpx.post(f"{ask}/transfers", json=hold, timeout=5)
             if r.status_code != 503:
                 break
+            time.sleep(0.1)
         assert r.json()["result"] == "OK", r.text
         post = httpx.post(f"{ask}/transfers/7001/post", json={"id": 7002}, timeout=5).json()
         assert post["result"] == "OK"
