@@ -35,11 +35,11 @@ import numpy as np
 TARGET_ACKED_PER_S = 50_000
 
 
-def bench_scenario(quick: bool) -> Any:
+def bench_scenario(quick: bool, mode: str = "unit+semi-sync") -> Any:
     """`baseline`, transfers only, `rate` per region for `duration` seconds."""
     from simulator.scenario import load_scenario
 
-    base = load_scenario("baseline").with_mode("unit+semi-sync")
+    base = load_scenario("baseline").with_mode(mode)
     rate = 20_000.0
     duration = 3.0 if quick else 8.0
     w = base.workload
@@ -62,12 +62,13 @@ def _acked_per_s(sim: Any) -> tuple[int, float]:
     return n, n / span if span > 0 else 0.0
 
 
-def measure(quick: bool = True, seed: int = 1, address: str | None = None) -> dict[str, Any]:
+def measure(quick: bool = True, seed: int = 1, address: str | None = None,
+            mode: str = "unit+semi-sync") -> dict[str, Any]:
     """Run the bench scenario on Ray (3 region actors) and on the deterministic runtime."""
     from simulator.ray_runtime import run_scenario_ray
     from simulator.run import run_scenario
 
-    s = bench_scenario(quick)
+    s = bench_scenario(quick, mode)
     began = time.perf_counter()
     ray_sim, ray_res = run_scenario_ray(s, seed, address=address, min_batch_ms=0.0)
     ray_wall = time.perf_counter() - began
@@ -117,9 +118,11 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="3 s of load instead of 8 s")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or local)")
+    p.add_argument("--mode", default="unit+semi-sync", choices=["unit+semi-sync", "unit+async", "escrow", "quorum"],
+                   help="replication mode (quorum: one Raft leader orders every write)")
     p.add_argument("--out", default="bench/results/ray.json")
     a = p.parse_args()
-    result = measure(a.quick, a.seed, a.address)
+    result = measure(a.quick, a.seed, a.address, a.mode)
     print(json.dumps(result))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2))
