@@ -799,6 +799,8 @@ class RegionNode:
                 del self.forwards[fid]
 
     def suspects(self, p: int, now: int) -> bool:
+        if self._quorum is not None:
+            return self._quorum.suspects(p, now)
         return now - self.last_heard.get(p, now) > self.cfg.suspect_after
 
     def _on_heartbeat(self, m: Heartbeat, now: int, out: list[Effect]) -> None:

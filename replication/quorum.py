@@ -45,6 +45,7 @@ from replication.messages import (
     RepairData,
     RepairRequest,
     Reply,
+    Report,
     Send,
     SetTimer,
     Tick,
@@ -97,6 +98,7 @@ class Quorum:
         self.started = False
         # client batches that arrived while leadership was being handed over (rows, reads, target)
         self.held: list[tuple[np.ndarray, np.ndarray, tuple]] = []
+        self.reported_term = 1  # the first term's election is the start-up, not a failover
 
     # -------------------------------------------------------------- dispatch
     def handle(self, m: Any, now: int, out: list[Effect]) -> None:
@@ -139,6 +141,30 @@ class Quorum:
             self._release_held(now, out)
         self._record_persists(out)
         self._apply_committed(out)
+        self._report_leadership(out)
+
+    def suspects(self, p: int, now: int) -> bool:
+        """Raft's own failure detector, as operators see it: a leader suspects a follower whose
+        replies stopped; a follower suspects its leader once its heartbeats stopped. Followers
+        never talk to each other, so they suspect nobody else."""
+        raft = self.raft
+        if raft.role == LEADER:
+            return p in raft.last_ack and now - raft.last_ack[p] >= raft.cfg.election_min
+        return p == raft.leader and now - raft.leader_contact >= raft.cfg.election_min
+
+    def _report_leadership(self, out: list[Effect]) -> None:
+        """A failover's milestones for the timeline: a new leader elected ("promotion"),
+        then its first entry committed ("ready": writes resume). Reported by the new leader."""
+        raft = self.raft
+        if raft.role != LEADER or raft.term <= self.reported_term:
+            return
+        first = raft.first_index_of_term()
+        if first is None or raft.commit < first:
+            return
+        self.reported_term = raft.term
+        detail = {"version": raft.term, "moves": {}, "kept": {}, "decider": self.node.me}
+        out.append(Report("promotion", detail))
+        out.append(Report("ready", {"region": self.node.me, "version": raft.term, "units": []}))
 
     # -------------------------------------------------------------- client path
     def _on_client(self, m: ClientRequest, now: int, out: list[Effect]) -> None:

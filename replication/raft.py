@@ -208,6 +208,13 @@ class RaftNode:
             return None
         return self.log[i - self.snap_index - 1].rv
 
+    def first_index_of_term(self) -> int | None:
+        """The index of this term's first entry (a leader's no-op), if still in the log."""
+        for e in self.log:
+            if e.rv == self.term:
+                return e.seq
+        return None
+
     def entry(self, i: int) -> Entry:
         return self.log[i - self.snap_index - 1]
 

@@ -48,7 +48,7 @@ EVENT_STYLE = {  # event -> (marker, color, label)
     "healed": ("^", "#2ca02c", "fault healed"),
     "detected": ("D", "#ff7f0e", "failure detected"),
     "fenced": ("s", "#7f7f7f", "old home fenced"),
-    "promoted": ("*", "#1f77b4", "unit promoted"),
+    "promoted": ("*", "#1f77b4", "new home / leader"),
     "writes_resumed": ("o", "#2ca02c", "writes resumed"),
     "rejoined": ("P", "#9467bd", "rejoined"),
     "divergence": ("X", "#8c564b", "divergence reported"),

@@ -47,7 +47,7 @@ RUNBOOK_STEPS = (  # (event, runbook wording)
     ("fault", "fault began"),
     ("detected", "failure detected"),
     ("fenced", "old home fenced (lease expired, stops accepting writes)"),
-    ("promoted", "unit promoted to a new home"),
+    ("promoted", "promoted: new home or new leader"),
     ("writes_resumed", "writes resumed on the affected accounts"),
     ("healed", "fault healed"),
     ("rejoined", "old home rejoined (caught up)"),

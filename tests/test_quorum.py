@@ -354,6 +354,14 @@ def test_losing_the_leaders_region_moves_the_leader_within_the_election_timeout(
     assert leaders == {0}, "Changchun (the preferred region) leads again after it came back"
     returned = sim.nodes[0]._quorum.raft
     assert returned.snap is not None  # caught up through a snapshot, not from the start
+    # the drill's timeline: Raft's detector, the election, writes resuming, the handover back
+    events = [(e["event"], e["region"]) for e in res["metrics"]["series"]["timeline"]]
+    fault = events.index(("fault", "changchun"))
+    after = [ev for ev, _ in events[fault:]]
+    assert after.index("detected") < after.index("promoted") <= after.index("writes_resumed")
+    first, back = res["metrics"]["promotions"]
+    assert first["region"] != "changchun" and back["region"] == "changchun" and back["version"] > first["version"]
+    assert first["t"] - s.chaos[0].at < rto + 1e-9  # elected before the clients noticed
 
 
 def test_fuzz_twenty_seeds_no_violation():

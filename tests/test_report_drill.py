@@ -28,7 +28,7 @@ def test_drill_passes_and_writes_junit(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli("drill", str(tiny_scenario()), "--runtime", "deterministic", "--out", str(out),
                "--junit", str(junit)) == 0
     text = capsys.readouterr().out
-    for step in ("fault began", "unit promoted to a new home", "writes resumed", "fault healed",
+    for step in ("fault began", "promoted: new home or new leader", "writes resumed", "fault healed",
                  "failure detected", "old home rejoined", "DRILL PASSED", "RTO crash beijing @1 s"):
         assert step in text, step
     for name in ("result.json", "history.jsonl", "final_state.json", "report.html", "drill.json"):
