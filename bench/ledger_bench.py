@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import cext
-from ledger import Account, Ledger, Transfer
+from ledger import Account, Ledger, Transfer, queries
 
 BATCH = 8190
 N_ACCOUNTS = 10_000
@@ -102,8 +102,26 @@ def naive_eventsourcing(tmp: str, n_transfers: int) -> float:
     return n_transfers / elapsed
 
 
-def reopen(tmp: str, n_transfers: int) -> float:
-    """Seconds to reopen a SQLite ledger holding `n_transfers` transfers."""
+def statements_per_s(led: Ledger, n: int = 200) -> tuple[float, float]:
+    """Statement pages (100 transfers, newest first) per second for random accounts: through
+    the ledger (its statement index, warmed by one call), and by scanning every transfer."""
+    rng = np.random.default_rng(5)
+    accounts = (rng.integers(1, N_ACCOUNTS + 1, n)).tolist()
+    led.get_account_transfers(accounts[0])  # builds the index once
+    start = time.perf_counter()
+    indexed = [led.get_account_transfers(a, limit=100, reverse=True) for a in accounts]
+    t_index = time.perf_counter() - start
+    engine = led._engine  # the baseline: the same state, scanned without the index
+    start = time.perf_counter()
+    scanned = [queries.account_transfers(engine, a, limit=100, reverse=True) for a in accounts]
+    t_scan = time.perf_counter() - start
+    assert indexed == scanned
+    return n / t_index, n / t_scan
+
+
+def reopen(tmp: str, n_transfers: int) -> tuple[float, tuple[float, float]]:
+    """Seconds to reopen a SQLite ledger holding `n_transfers` transfers; then statements/s
+    on it (indexed, scanned)."""
     path = os.path.join(tmp, "reopen.db")
     led = _open_with_accounts(path)
     n_batches = max(1, n_transfers // BATCH)
@@ -115,8 +133,9 @@ def reopen(tmp: str, n_transfers: int) -> float:
     again = Ledger.open(f"sqlite:///{path}")
     elapsed = time.perf_counter() - start
     assert again.digest() == digest
+    statements = statements_per_s(again)
     again.close()
-    return elapsed
+    return elapsed, statements
 
 
 def run(quick: bool, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -144,12 +163,13 @@ def run(quick: bool, progress: Callable[[str], None] = lambda _: None) -> dict[s
         n_reopen = 100_000 if quick else 1_000_000
         progress(f"reopen a SQLite ledger of {n_reopen:,} transfers")
         out["reopen_transfers"] = n_reopen
-        out["reopen_s"] = reopen(tmp, n_reopen)
+        out["reopen_s"], (out["statement_indexed_per_s"], out["statement_scan_per_s"]) = reopen(tmp, n_reopen)
         if not quick:
             out["reopen_1m_s"] = out["reopen_s"]
     out["ratios"] = {
         "cython_over_twin": out["cython_apply_per_s"] / out["python_twin_apply_per_s"],
         "durable_over_naive": out["durable_sqlite_per_s"] / out["naive_eventsourcing_per_s"],
+        "statement_index_over_scan": out["statement_indexed_per_s"] / out["statement_scan_per_s"],
     }
     return out
 

@@ -41,6 +41,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         "durable_cassandra_per_s",
         "naive_eventsourcing_per_s",
         "reopen_s",
+        "statement_indexed_per_s",
+        "statement_scan_per_s",
     ):
         if result.get(key) is not None:
             table.add_row(key, f"{result[key]:,.2f}" if isinstance(result[key], float) else str(result[key]))

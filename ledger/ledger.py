@@ -93,6 +93,7 @@ class Ledger:
         if not callable(self._clock):
             raise InvalidInputError("clock must be a zero-argument callable returning int nanoseconds")
         self._lock = threading.RLock()
+        self._statements = queries.StatementIndex()  # guarded by _lock
         self._reserved = 0
         try:
             self._app = JournalApplication(env=_env or {"PERSISTENCE_MODULE": "eventsourcing.popo"})
@@ -182,7 +183,7 @@ class Ledger:
         with self._lock:
             return queries.account_transfers(
                 self._engine, account_id, limit=limit, reverse=reverse, timestamp_min=timestamp_min,
-                timestamp_max=timestamp_max, debits=debits, credits=credits,
+                timestamp_max=timestamp_max, debits=debits, credits=credits, index=self._statements,
             )
 
     def get_account_balances(

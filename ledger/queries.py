@@ -40,6 +40,58 @@ def _page(found: np.ndarray, limit: int, reverse: bool) -> np.ndarray:
     return found[::-1][:limit] if reverse else found[:limit]
 
 
+class StatementIndex:
+    """Transfer slots per account slot, so that a statement costs its account's transfers,
+    not a scan of every transfer in the ledger (which grew with the ledger and, under load,
+    took more of a gateway's CPU than the payments it served).
+
+    Built lazily and extended with the transfers appended since the last call; the engine
+    is append-only between calls except when a failed linked chain or a replica's rollback
+    shrinks it or a reload swaps it, which the index detects (engine identity, count, and
+    the id of the last transfer it indexed) and answers by rebuilding.
+    """
+
+    def __init__(self) -> None:
+        self._engine: Any = None
+        self._n = 0
+        self._last_id = (0, 0)
+        self._slots: dict[int, list[np.ndarray]] = {}
+
+    def slots(self, engine: Any, account_slot: int) -> np.ndarray:
+        """Slots of the transfers debiting or crediting `account_slot`, ascending."""
+        self._catch_up(engine)
+        parts = self._slots.get(account_slot)
+        if not parts:
+            return np.zeros(0, np.int64)
+        if len(parts) > 1:
+            parts[:] = [np.concatenate(parts)]
+        return parts[0]
+
+    def _catch_up(self, engine: Any) -> None:
+        n = int(engine.n_transfers)
+        transfers = engine.transfers
+        if (engine is not self._engine or n < self._n
+                or (self._n and _id_at(transfers, self._n - 1) != self._last_id)):
+            self._engine, self._n, self._slots = engine, 0, {}
+        if n == self._n:
+            return
+        meta = engine.meta[self._n:n]
+        new = np.arange(self._n, n, dtype=np.int64)
+        accounts = np.concatenate((meta["debit_slot"].astype(np.int64), meta["credit_slot"].astype(np.int64)))
+        slots = np.concatenate((new, new))
+        order = np.lexsort((slots, accounts))
+        accounts, slots = accounts[order], slots[order]
+        cuts = np.flatnonzero(np.diff(accounts)) + 1
+        for a, chunk in zip(accounts[np.concatenate(([0], cuts))].tolist(), np.split(slots, cuts), strict=True):
+            self._slots.setdefault(a, []).append(chunk)
+        self._n, self._last_id = n, _id_at(transfers, n - 1)
+
+
+def _id_at(transfers: np.ndarray, slot: int) -> tuple[int, int]:
+    row = transfers[slot]
+    return int(row["id_lo"]), int(row["id_hi"])
+
+
 def account_transfers(
     engine: Any,
     account_id: int,
@@ -50,18 +102,26 @@ def account_transfers(
     timestamp_max: int = 0,
     debits: bool = True,
     credits: bool = True,
+    index: StatementIndex | None = None,
 ) -> list[TransferState]:
-    """An account's statement page, in timestamp order (TigerBeetle's AccountFilter)."""
+    """An account's statement page, in timestamp order (TigerBeetle's AccountFilter).
+    With an `index` the cost is the account's transfers; without, a scan of all of them."""
     slot = engine.account_slot(account_id)
     if slot < 0:
         return []
     meta, transfers = engine.meta, engine.transfers
-    mask = np.zeros(len(meta), bool)
-    if debits:
-        mask |= meta["debit_slot"] == slot
-    if credits:
-        mask |= meta["credit_slot"] == slot
-    found = np.nonzero(mask)[0]
+    if index is not None:
+        found = index.slots(engine, slot)
+        if not (debits and credits):
+            side = meta["debit_slot" if debits else "credit_slot"][found] == slot
+            found = found[side] if (debits or credits) else found[:0]
+    else:
+        mask = np.zeros(len(meta), bool)
+        if debits:
+            mask |= meta["debit_slot"] == slot
+        if credits:
+            mask |= meta["credit_slot"] == slot
+        found = np.nonzero(mask)[0]
     if timestamp_min or timestamp_max:  # on the account's few rows, not every transfer's
         found = found[_time_window(transfers["timestamp"][found], timestamp_min, timestamp_max)]
     return [row_to_transfer(transfers[s]) for s in _page(found, limit, reverse)]

@@ -22,7 +22,7 @@ from fastapi import FastAPI, Header, HTTPException
 from cext.codec import transfers_to_rows
 from cext.layout import join
 from ledger import AccountState, CreateTransferResult, Transfer, TransferState
-from ledger.queries import account_transfers, lookup_accounts, lookup_transfers
+from ledger.queries import StatementIndex, account_transfers, lookup_accounts, lookup_transfers
 from load.gateway import create_app
 from load.peerlink import PeerListener, PeerSender
 from replication.accounts import AccountMap
@@ -113,6 +113,7 @@ class NodeBackend:
         self.region = cfg.regions[me]
         self._amap = cfg.amap()
         self._live: LiveRegion | None = None
+        self._statements = StatementIndex()  # used on the event loop only
 
     @property
     def live(self) -> LiveRegion:
@@ -160,7 +161,7 @@ class NodeBackend:
         return lookup_transfers(self.live.node.engine, ids)
 
     def get_account_transfers(self, account_id: int, **filters: Any) -> list[TransferState]:
-        return account_transfers(self.live.node.engine, account_id, **filters)
+        return account_transfers(self.live.node.engine, account_id, index=self._statements, **filters)
 
     def replication_lag(self) -> dict[str, float]:
         lag = self.live.stats.lag_ms
