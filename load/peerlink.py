@@ -100,13 +100,16 @@ class PeerSender:
                     continue
                 batch, self.queue = self.queue, []
                 try:
+                    if writer is not None and writer.is_closing():
+                        writer = None  # the peer hung up (it died, or restarted) since the last frame
                     if writer is None:
                         _, writer = await asyncio.open_connection("127.0.0.1", self.port)
                         writer.write(_frame(self.token))
                     writer.write(_frame(pickle.dumps(batch, protocol=5)))
                     await writer.drain()
                     self.sent_frames += 1
-                except OSError:  # peer down or restarting: drop this batch, reconnect next time
+                except (OSError, RuntimeError):  # peer down or restarting (uvloop raises RuntimeError
+                    # for a write on a transport it already closed): drop this batch, reconnect next time
                     if writer is not None:
                         writer.close()
                     writer = None

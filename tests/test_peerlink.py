@@ -7,6 +7,8 @@ import socket
 import struct
 from typing import Any
 
+import pytest
+
 from load.peerlink import MAX_FRAME, PeerListener, PeerSender, _frame
 
 
@@ -66,9 +68,10 @@ def test_an_oversized_or_truncated_frame_closes_the_connection_without_deliverin
     asyncio.run(main())
 
 
-def test_a_sender_survives_its_peer_restarting() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # the gateways run on uvloop
+def test_a_sender_survives_its_peer_restarting(loop: str) -> None:
     """A batch sent while the peer is down is dropped (the node's resends cover it); the
-    link reconnects to the restarted peer by itself."""
+    link reconnects to the restarted peer by itself, however the old connection died."""
     async def main() -> None:
         port = _free_port()
         sender = PeerSender(port, "t")
@@ -79,6 +82,8 @@ def test_a_sender_survives_its_peer_restarting() -> None:
         await listener.start(port)
         sender.send("first")
         await _until(lambda: got == ["first"])
+        for w in list(listener._open):  # die like a killed process: reset, not a clean close
+            w.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await listener.close()
         await asyncio.sleep(0.1)
         for k in range(3):  # the old connection is dead: these may be lost
@@ -96,4 +101,9 @@ def test_a_sender_survives_its_peer_restarting() -> None:
         await sender.close()
         await listener2.close()
 
-    asyncio.run(main())
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
