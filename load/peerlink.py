@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 import pickle
 import struct
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Any
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 << 20  # bytes; a longer length prefix means a broken or hostile peer
+log = logging.getLogger(__name__)
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> bytes:
@@ -114,6 +116,11 @@ class PeerSender:
                         writer.close()
                     writer = None
                     await asyncio.sleep(0.05)
+                except Exception:  # never let the pump die: a dead link would starve the peer for good
+                    log.exception("peer link to port %d: batch of %d messages dropped", self.port, len(batch))
+                    if writer is not None:
+                        writer.close()
+                    writer = None
         finally:
             if writer is not None:
                 writer.close()
