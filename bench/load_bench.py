@@ -3,8 +3,9 @@ with group commit on and off in the same run (Locust on the same 2-core machine)
 
 Configurations: three regions (unit+semi-sync over the default WAN latencies) and one
 region (no WAN), each with group commit on and off. The ratios compare on/off within the
-run. Run: `python -m bench.load_bench [--quick]`; prints a table and writes
-bench/results/load.json.
+run. p99 is the slowest transfer endpoint's over the whole run, ramp-up included; "steady
+p99" is the same once the ramp-up has left Locust's 10 s percentile window. Run:
+`python -m bench.load_bench [--quick]`; prints a table and writes bench/results/load.json.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from load.runner import LoadOptions, run_load
 
 CONFIGS = (("three_regions_group_commit_on", 3, True), ("three_regions_group_commit_off", 3, False),
            ("one_region_group_commit_on", 1, True), ("one_region_group_commit_off", 1, False))
-FIELDS = ("acked_per_s", "p50_ms", "p99_ms", "requests_per_s", "failures", "verdict")
+FIELDS = ("acked_per_s", "p50_ms", "p99_ms", "p99_steady_ms", "requests_per_s", "failures", "verdict")
 
 
 def measure(quick: bool) -> dict[str, Any]:
@@ -38,10 +39,12 @@ def measure(quick: bool) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = [f"{'configuration':34} {'acked/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'failures':>9}  verdict"]
+    lines = [f"{'configuration':34} {'acked/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'steady p99':>10} "
+             f"{'failures':>9}  verdict"]
     for key, _, _ in CONFIGS:
         r = result[key]
-        lines.append(f"{key:34} {r['acked_per_s']:9.1f} {r['p50_ms']:7.0f} {r['p99_ms']:7.0f} "
+        steady = "—" if r["p99_steady_ms"] is None else f"{r['p99_steady_ms']:.0f}"
+        lines.append(f"{key:34} {r['acked_per_s']:9.1f} {r['p50_ms']:7.0f} {r['p99_ms']:7.0f} {steady:>10} "
                      f"{r['failures']:9d}  {r['verdict']}")
     for prefix in ("three_regions", "one_region"):
         ratio = result[f"{prefix}_ratio_on_over_off"]

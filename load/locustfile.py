@@ -216,6 +216,9 @@ class Soak(LoadTestShape):
 _SHAPES = {"ramp": Ramp, "spike": Spike, "soak": Soak}
 _chosen = os.environ.get("GEOLEDGER_SHAPE")
 # Locust picks up every LoadTestShape subclass in the module; keep only the one asked for.
+# (Locust scans the module's globals for shape classes: the loop variables must not outlive
+# the loop, or the last shape, Soak, would run every time and override --spawn-rate.)
 for _name, _shape in _SHAPES.items():
     if _name != _chosen:
         del globals()[_shape.__name__]
+del _name, _shape

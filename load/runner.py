@@ -157,7 +157,7 @@ def _locust(opts: LoadOptions, cluster: Cluster, ack_log: Path) -> int:
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
         "-u", str(opts.users), "-r", str(opts.spawn_rate), "-t", f"{int(opts.duration)}s",
-        "--csv", str(opts.out / "locust"), "--html", str(opts.out / "locust.html"),
+        "--csv", str(opts.out / "locust"), "--csv-full-history", "--html", str(opts.out / "locust.html"),
         "--host", cfg.url(0), "--stop-timeout", "5", "--exit-code-on-error", "0",
     ]
     if opts.processes > 1:
@@ -251,6 +251,26 @@ def _locust_summary(out: Path) -> dict[str, Any]:
             "p50_ms": p50, "p99_ms": p99, "requests_per_s": float(agg["Requests/s"]), "results": results}
 
 
+LOCUST_WINDOW_S = 10.0
+"""Locust's history rows give percentiles over the last 10 s of responses."""
+
+
+def steady_p99_ms(out: Path, warm_up_s: float) -> float | None:
+    """The worst transfer endpoint's p99 once the load is steady: Locust's windowed p99 per
+    endpoint, from every history row that starts `warm_up_s` plus one window into the run
+    (so no response from the ramp-up is in it). None if the run is too short for that."""
+    path = out / "locust_stats_history.csv"
+    if not path.exists():
+        return None
+    with open(path) as f:
+        rows = [r for r in csv.DictReader(f) if r["Type"] == "POST" and r["99%"] not in ("", "N/A")]
+    if not rows:
+        return None
+    start = min(int(r["Timestamp"]) for r in rows)
+    steady = [float(r["99%"]) for r in rows if int(r["Timestamp"]) - start >= warm_up_s + LOCUST_WINDOW_S]
+    return max(steady) if steady else None
+
+
 def run_load(opts: LoadOptions) -> dict[str, Any]:
     opts.validate()
     opts.out.mkdir(parents=True, exist_ok=True)
@@ -298,6 +318,7 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
         "acked_per_s": round(acked_per_s, 1),
         "p50_ms": summary["p50_ms"],
         "p99_ms": summary["p99_ms"],
+        "p99_steady_ms": steady_p99_ms(opts.out, opts.users / opts.spawn_rate),
         "requests": summary["requests"],
         "failures": summary["failures"],
         "requests_per_s": summary["requests_per_s"],

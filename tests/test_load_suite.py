@@ -100,3 +100,34 @@ def test_responses_name_the_region_that_wrote_the_transfer(tmp_path: Path, mode:
         assert r.json()["region"] == writer and post["region"] == writer
     finally:
         cluster.stop_all()
+
+
+@pytest.mark.parametrize(("shape", "expected"), [("", []), ("ramp", ["Ramp"]), ("spike", ["Spike"]),
+                                                 ("soak", ["Soak"])])
+def test_locust_runs_the_shape_asked_for_and_none_otherwise(shape: str, expected: list[str]) -> None:
+    """Without --shape, --users/--spawn-rate rule (a leftover shape class used to override
+    them: all users at once). Loaded by Locust's own loader, in its own process (gevent)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from locust.util.load_locustfile import load_locustfile\n"
+            "_, shapes = load_locustfile('load/locustfile.py')\n"
+            "print(','.join(sorted(type(s).__name__ for s in shapes)))")
+    env = {**os.environ, "GEOLEDGER_SHAPE": shape}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.strip().splitlines()[-1:]
+    assert [n for n in ",".join(out).split(",") if n] == expected
+
+
+def test_steady_p99_leaves_out_the_ramp_up_and_short_runs(tmp_path: Path) -> None:
+    from load.runner import steady_p99_ms
+
+    assert steady_p99_ms(tmp_path, 2.0) is None  # no history at all
+    header = "Timestamp,User Count,Type,Name,99%\n"
+    rows = [f"{1000 + t},120,POST,pay,{900 if t < 12 else 30 + t % 3}\n" for t in range(30)]
+    rows += [f"{1000 + t},120,GET,statement,{700}\n" for t in range(30)]  # reads are not transfers
+    rows += [f"{1000 + t},120,POST,payroll,N/A\n" for t in range(30)]
+    (tmp_path / "locust_stats_history.csv").write_text(header + "".join(rows))
+    assert steady_p99_ms(tmp_path, 2.0) == 32.0  # rows from t = 2 + 10 s on; the ramp's 900 ms is out
+    assert steady_p99_ms(tmp_path, 25.0) is None  # too short to have a steady window
