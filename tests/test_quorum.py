@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -110,11 +111,12 @@ class Cluster:
         self._apply(i)
         self._push(self.now + 1, i, None)
 
-    def run_proposing(self, steps: int, every: int = 25 * MS) -> None:
-        """`steps` rounds of: run `every` further, then the leader proposes one entry."""
+    def run_proposing(self, steps: int, size: int | Callable[[], int] = 1, every: int = 25 * MS) -> None:
+        """`steps` rounds of: run `every` further, then the leader proposes `size` ids (an
+        int, or drawn by a callable each round)."""
         for _ in range(steps):
             self.run_until(self.now + every)
-            self.propose(1)
+            self.propose(size() if callable(size) else size)
 
     def run_until(self, t: int) -> None:
         while self.heap and self.heap[0][0] <= t:
@@ -178,7 +180,6 @@ def test_raft_safety_on_every_step_under_a_hostile_network(n, seed, weights):  #
     """weights: votes per member, or "prefer 0": member 0 takes leadership back by transfer."""
     c = Cluster(n, seed, (), 0) if weights == "prefer 0" else Cluster(n, seed, weights)
     rng = random.Random(seed)
-    t = 0
     for _phase in range(14):
         # a random nemesis per phase: partition, crash/restart, loss, duplication, reordering
         c.cut = set()
@@ -196,21 +197,14 @@ def test_raft_safety_on_every_step_under_a_hostile_network(n, seed, weights):  #
             victim = rng.randrange(n)
             if c.nodes[victim] is not None:
                 c.crash(victim)
-        for _ in range(20):
-            t += 25 * MS
-            c.run_until(t)
-            c.propose(rng.randint(1, 3))
+        c.run_proposing(20, lambda: rng.randint(1, 3))
         for i in range(n):
             if c.nodes[i] is None:
                 c.restart(i)
     # heal: a leader emerges, commits new work, and every state machine converges
     c.cut, c.loss, c.dup, c.reorder = set(), 0.0, 0.0, 0
-    for _ in range(80):
-        t += 25 * MS
-        c.run_until(t)
-        c.propose(1)
-    t += 2000 * MS
-    c.run_until(t)
+    c.run_proposing(80)
+    c.run_until(c.now + 2000 * MS)
     leader = _leader(c)
     assert leader is not None and leader.commit == leader.last_index
     assert all(x is not None and x.applied == leader.commit for x in c.nodes)
@@ -258,23 +252,16 @@ def test_leadership_goes_back_to_the_preferred_member_once_it_has_caught_up():
 
 def test_a_returning_node_catches_up_from_a_snapshot_not_the_history():
     c = Cluster(3, 42)
-    t = 0
-    for _ in range(20):
-        t += 25 * MS
-        c.run_until(t)
+    c.run_until(20 * 25 * MS)
     leader = _leader(c)
     assert leader is not None
     gone = (leader.me + 1) % 3
     c.crash(gone)
-    for _ in range(60):
-        t += 25 * MS
-        c.run_until(t)
-        c.propose(2)
+    c.run_proposing(60, 2)
     assert leader.snap_index > len([r for r in c.stores[gone] if isinstance(r, Entry)])
     c.restart(gone)
     before = len(c.stores[gone])
-    t += 1000 * MS
-    c.run_until(t)
+    c.run_until(c.now + 1000 * MS)
     got = c.stores[gone][before:]
     assert any(isinstance(r, Snapshot) for r in got)  # installed the leader's snapshot
     assert all(r.seq > leader.snap_index - CFG.snapshot_every for r in got if isinstance(r, Entry))
@@ -283,10 +270,7 @@ def test_a_returning_node_catches_up_from_a_snapshot_not_the_history():
 
 def test_a_minority_leader_cannot_commit_and_steps_down():
     c = Cluster(3, 7)
-    t = 0
-    for _ in range(20):
-        t += 25 * MS
-        c.run_until(t)
+    c.run_until(20 * 25 * MS)
     old = _leader(c)
     assert old is not None
     others = [i for i in range(3) if i != old.me]
@@ -297,20 +281,14 @@ def test_a_minority_leader_cannot_commit_and_steps_down():
     out: list = []
     old.propose(rows, c.now, out)
     c._effects(old.me, out)
-    for _ in range(40):
-        t += 25 * MS
-        c.run_until(t)
+    c.run_until(c.now + 40 * 25 * MS)
     assert old.commit == commit  # never acknowledged
     assert old.role != LEADER  # CheckQuorum
     new = _leader(c)
     assert new is not None and new.me in others and new.term > old.term
     c.cut = set()
-    for _ in range(40):
-        t += 25 * MS
-        c.run_until(t)
-        c.propose(1)
-    t += 500 * MS
-    c.run_until(t)
+    c.run_proposing(40)
+    c.run_until(c.now + 500 * MS)
     assert 999_999 not in c.sm[new.me] and c.sm[old.me] == c.sm[new.me]  # the minority's tail is dropped
 
 
