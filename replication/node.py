@@ -1072,6 +1072,7 @@ class RegionNode:
             "catching_up": sorted(self.catching_up),
             "outbox": len(self.outbox),
             "anomalies": len(self.anomalies),
+            "raft_leader": self.raft_leader,
         }
 
 

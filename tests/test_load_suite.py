@@ -86,6 +86,15 @@ def test_responses_name_the_region_that_wrote_the_transfer(tmp_path: Path, mode:
         customer = next(c for c in range(1, 61) if homes[amap.unit_of(c)] == 1)  # homed in Beijing
         merchant = next(c for c in range(customer + 1, 61) if amap.unit_of(c) == amap.unit_of(customer))
         ask = cfg.url(2)  # Shanghai's gateway
+        if mode == "quorum":  # whoever wins the first election hands leadership to Changchun (region 0)
+            headers = {"x-geoledger-token": cfg.token}
+            for _ in range(200):
+                leaders = {httpx.get(f"{cfg.url(r)}/internal/state", headers=headers, timeout=5)
+                           .json()["status"]["raft_leader"] for r in range(3)}
+                if leaders == {0}:
+                    break
+                time.sleep(0.1)
+            assert leaders == {0}, leaders
         hold = {"id": 7001, "debit_account_id": customer, "credit_account_id": merchant, "amount": 10,
                 "ledger": 156, "code": 2, "flags": 2, "timeout": 3600}  # the customers' ledger
         for _ in range(100):  # the cluster elects/leases first: UNAVAILABLE until then (retry, same id)
