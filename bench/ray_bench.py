@@ -118,8 +118,10 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="3 s of load instead of 8 s")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or local)")
-    p.add_argument("--mode", default="unit+semi-sync", choices=["unit+semi-sync", "unit+async", "escrow", "quorum"],
-                   help="replication mode (quorum: one Raft leader orders every write)")
+    p.add_argument("--mode", default="unit+semi-sync",
+                   choices=["unit+semi-sync", "unit+async", "escrow", "quorum", "quorum+ledger"],
+                   help="replication mode (quorum: a Raft log per unit, led from its home; quorum+ledger: one "
+                        "Raft leader orders every write)")
     p.add_argument("--out", default="bench/results/ray.json")
     a = p.parse_args()
     result = measure(a.quick, a.seed, a.address, a.mode)

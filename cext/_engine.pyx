@@ -35,13 +35,12 @@ from libc.string cimport memcpy, memset
 
 import hashlib
 import operator
-import struct
 
 import numpy as np
 
 cimport numpy as cnp
 
-from cext.engine_py import parse_snapshot
+from cext.engine_py import pack_snapshot, parse_snapshot
 from cext.layout import ACCOUNT_DTYPE, HISTORY_DTYPE, META_DTYPE, TRANSFER_DTYPE
 from ledger.types import (
     ACCOUNT_FLAGS_KNOWN as _PY_ACCOUNT_FLAGS_KNOWN,
@@ -1565,10 +1564,7 @@ cdef class CyEngine:
         return h.digest()
 
     def snapshot(self) -> bytes:
-        header = struct.pack("<8sQQQ", b"GLENG1\0\0", self.n_accounts, self.n_transfers, self.n_history)
-        return b"".join(
-            [header, self.accounts.tobytes(), self.transfers.tobytes(), self.meta.tobytes(), self.history.tobytes()]
-        )
+        return pack_snapshot(self.accounts, self.transfers, self.meta, self.history)
 
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot's; raises ValueError if it is not one.

@@ -502,10 +502,7 @@ class PyEngine:
         return h.digest()
 
     def snapshot(self) -> bytes:
-        header = struct.pack("<8sQQQ", _SNAPSHOT_MAGIC, self.n_accounts, self.n_transfers, self.n_history)
-        return b"".join(
-            [header, self.accounts.tobytes(), self.transfers.tobytes(), self.meta.tobytes(), self.history.tobytes()]
-        )
+        return pack_snapshot(self.accounts, self.transfers, self.meta, self.history)
 
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot's; raises ValueError if it is not one."""
@@ -517,6 +514,12 @@ class PyEngine:
             self._account_index[join(self._accounts[slot]["id_lo"], self._accounts[slot]["id_hi"])] = slot
         for slot in range(n_transfers):
             self._transfer_index[join(self._transfers[slot]["id_lo"], self._transfers[slot]["id_hi"])] = slot
+
+
+def pack_snapshot(accounts: np.ndarray, transfers: np.ndarray, meta: np.ndarray, history: np.ndarray) -> bytes:
+    """The engine's snapshot format: a header with the counts, then the four row arrays."""
+    header = struct.pack("<8sQQQ", _SNAPSHOT_MAGIC, len(accounts), len(transfers), len(history))
+    return b"".join([header, accounts.tobytes(), transfers.tobytes(), meta.tobytes(), history.tobytes()])
 
 
 def parse_snapshot(data: bytes) -> tuple[int, int, int, list[np.ndarray]]:

@@ -137,13 +137,11 @@ class NodeBackend:
         return [(_code(code), self._committed_by(t)) for t, code in zip(transfers, reply.results.tolist(), strict=True)]
 
     def _committed_by(self, t: Transfer) -> str:
-        """Which region wrote the transfer: the unit's home (unit mode; a post or void is
-        written by its pending transfer's home), the Raft leader (quorum), else this region."""
+        """Which region wrote the transfer: the writer of its debit account's unit (a post or
+        void: of its pending transfer's) — the unit's home (unit mode) or the leader of the
+        unit's Raft log (quorum) — else this region."""
         node = self.live.node
-        if self.cfg.mode == "quorum":
-            leader = node.raft_leader
-            return self.cfg.regions[leader] if leader is not None else self.region
-        if self.cfg.mode != "unit":
+        if self.cfg.mode not in ("unit", "quorum"):
             return self.region
         debit = t.debit_account_id
         if not debit and t.pending_id:
@@ -151,9 +149,11 @@ class NodeBackend:
             if slot >= 0:
                 row = node.engine.transfers[slot]
                 debit = join(row["debit_account_id_lo"], row["debit_account_id_hi"])
-        if 0 < debit <= self._amap.n_customers:
-            return self.cfg.regions[node.routing.homes[self._amap.unit_of(debit)]]
-        return self.region
+        if not 0 < debit <= self._amap.n_customers:
+            return self.region
+        unit = self._amap.unit_of(debit)
+        writer = node.raft_leader_of(unit) if self.cfg.mode == "quorum" else node.routing.homes[unit]
+        return self.cfg.regions[writer] if writer is not None else self.region
 
     def lookup_accounts(self, ids: list[int]) -> list[AccountState]:
         return lookup_accounts(self.live.node.engine, ids)

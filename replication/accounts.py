@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cext.layout import ACCOUNT_DTYPE, TRANSFER_DTYPE
-from ledger.types import AccountFlags
+from ledger.types import AccountFlags, TransferFlags
 
 LEDGER = 156
 """ISO 4217 numeric code of CNY: every simulated account is in one currency."""
@@ -31,6 +31,7 @@ UNIT_MASK = (1 << 20) - 1
 CREDIT_BIT_HI = np.uint64(1 << 63)
 """Bit 127 of a transfer id (bit 63 of its high word) marks a credit leg."""
 CUSTOMER_FLAGS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_TWO_PHASE = int(TransferFlags.PENDING | TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 
 
 def fund_id(unit: int) -> int:
@@ -97,6 +98,58 @@ def genesis(amap: AccountMap, opening_balance: int, *, enforce_flags: bool) -> t
     return accounts, deposits
 
 
+def as_debit_legs(rows: np.ndarray, dunits: np.ndarray, cunits: np.ndarray) -> np.ndarray:
+    """Turn the cross-unit rows of a client batch, in place, into debit legs (customer ->
+    transit of the debit unit, beneficiary kept in `user_data_128`), so that every row
+    touches one unit only: the writer of that unit can apply it alone. Returns the rows that
+    cannot be split: two-phase transfers across units (a pending hold would need both units).
+    Credit legs (already one unit's) pass unchanged."""
+    credit_leg = (rows["id_hi"] & CREDIT_BIT_HI) != 0
+    cross = (cunits != dunits) & ~credit_leg
+    bad = cross & ((rows["flags"] & _TWO_PHASE) != 0)
+    if cross.any():
+        rows["user_data_128_lo"][cross] = rows["credit_account_id_lo"][cross]
+        rows["credit_account_id_lo"][cross] = TRANSIT_BASE + dunits[cross]
+    return bad
+
+
+def credit_leg(debit_leg: np.void, amap: AccountMap) -> np.void:
+    """The credit leg a debit leg owes (transit of the beneficiary's unit -> beneficiary); its
+    id is derived, so sending it twice is idempotent."""
+    leg = np.zeros(1, TRANSFER_DTYPE)
+    beneficiary = int(debit_leg["user_data_128_lo"])
+    leg["id_lo"] = debit_leg["id_lo"]
+    leg["id_hi"] = int(debit_leg["id_hi"]) | int(CREDIT_BIT_HI)
+    leg["debit_account_id_lo"] = TRANSIT_BASE + amap.unit_of(beneficiary)
+    leg["credit_account_id_lo"] = beneficiary
+    leg["amount_lo"] = debit_leg["amount_lo"]
+    leg["user_data_128_lo"] = debit_leg["debit_account_id_lo"]
+    leg["ledger"] = debit_leg["ledger"]
+    leg["code"] = debit_leg["code"]
+    return leg[0]
+
+
+def is_debit_leg(rows: np.ndarray, n_units: int) -> np.ndarray:
+    credit = rows["credit_account_id_lo"]
+    is_transit = (credit >= TRANSIT_BASE) & (credit < TRANSIT_BASE + n_units)
+    return is_transit & ((rows["id_hi"] & CREDIT_BIT_HI) == 0)
+
+
+def owed_debit_legs(engine, owned: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Debit legs on the transit accounts of the `owned` units (a bool per unit) whose credit
+    leg the engine does not hold yet: what a new writer of those units still owes."""
+    tr = engine.transfers
+    if not len(tr):
+        return tr[:0].copy()
+    debit = is_debit_leg(tr, len(owned))
+    if not debit.any():
+        return tr[:0].copy()
+    cand = tr[debit]
+    cand = cand[owned[(cand["credit_account_id_lo"] - TRANSIT_BASE).astype(np.int64)]]
+    done = np.isin(cand["id_lo"], tr["id_lo"][(tr["id_hi"] & CREDIT_BIT_HI) != 0])
+    return cand[~done].copy()
+
+
 def customer_flags_logical() -> int:
     return CUSTOMER_FLAGS
 
@@ -108,7 +161,11 @@ __all__ = [
     "CUSTOMER_FLAGS",
     "LEDGER",
     "AccountMap",
+    "as_debit_legs",
+    "credit_leg",
     "fund_id",
     "genesis",
+    "is_debit_leg",
+    "owed_debit_legs",
     "transit_id",
 ]

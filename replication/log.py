@@ -26,9 +26,10 @@ class Entry:
     rows: np.ndarray
     grants: tuple[Grant, ...] = ()
     checksum: bytes = b""
+    group: int = 0  # quorum mode: the Raft log (unit) it belongs to; `seq` is its index there
 
     def compute_checksum(self) -> bytes:
-        h = hashlib.sha256(struct.pack("<QQQQ", self.origin, self.seq, self.rv, self.created))
+        h = hashlib.sha256(struct.pack("<QQQQQ", self.origin, self.seq, self.rv, self.created, self.group))
         h.update(self.rows.tobytes())
         h.update(repr(self.grants).encode())
         return h.digest()
@@ -76,13 +77,13 @@ class DurableStore:
         rows = e.rows.copy()
         if len(rows):
             rows["amount_lo"][0] ^= np.uint64(0x5A5A)
-        bad = Entry(e.origin, e.seq, e.rv, e.created ^ 1, rows, e.grants, e.checksum)
+        bad = Entry(e.origin, e.seq, e.rv, e.created ^ 1, rows, e.grants, e.checksum, e.group)
         rec.payload = bad
 
-    def scrub(self) -> list[tuple[int, int, int]]:
-        """Indices (and identities) of entries whose checksum no longer matches."""
+    def scrub(self) -> list[tuple[int, int, int, int]]:
+        """Indices and identities (origin, seq, group) of entries whose checksum no longer matches."""
         return [
-            (i, r.payload.origin, r.payload.seq)
+            (i, r.payload.origin, r.payload.seq, r.payload.group)
             for i, r in enumerate(self.records)
             if isinstance(r.payload, Entry) and not r.payload.intact()
         ]

@@ -154,7 +154,7 @@ class QuotaRequest:
 class Corrupted:
     """The store found records whose checksum fails (from a scrub or a read)."""
 
-    records: list[tuple[int, int, int]]  # (store index, origin, seq)
+    records: list[tuple[int, int, int, int]]  # (store index, origin, seq, group)
 
 
 @dataclass(slots=True)
@@ -198,6 +198,13 @@ class Persist:
 class PersistRepair:
     index: int
     entry: Entry
+
+
+UNAVAILABLE = 1001
+"""Not a ledger outcome: this region cannot take the write now (not home, no lease, no
+leader, catching up, not writable). Clients retry."""
+CROSS_UNIT_TWO_PHASE = 1002
+"""Not a ledger outcome: a two-phase transfer across units, which no single writer can hold."""
 
 
 @dataclass(slots=True)

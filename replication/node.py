@@ -18,9 +18,11 @@ Modes (see ARCHITECTURE.md):
   credits a region applies, and move between regions as `grant`s written into the
   granting region's log (so they are durable and shipped like any entry). The sum of
   the shares never exceeds the balance, so no partition can cause an overdraft.
-* `quorum` — one Raft log for the whole ledger (`replication/raft.py`, glue in
-  `replication/quorum.py`): the leader appends each batch, replies once it is committed on a
-  majority and applied; every replica applies committed entries in log order.
+* `quorum` — a Raft log per unit (`replication/raft.py`, glue in `replication/quorum.py`),
+  led from the unit's home region when it can be: the unit's leader appends each batch,
+  replies once it is committed on a majority and applied; every replica applies every
+  log's committed entries in order. Cross-unit transfers are debit and credit legs, as in
+  `unit`.
 
 Failover (unit mode) — who decides, explicitly:
 
@@ -59,9 +61,20 @@ import numpy as np
 from cext import Engine
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
-from replication.accounts import CREDIT_BIT_HI, TRANSIT_BASE, AccountMap, genesis
+from replication.accounts import (
+    CREDIT_BIT_HI,
+    TRANSIT_BASE,
+    AccountMap,
+    as_debit_legs,
+    credit_leg,
+    genesis,
+    is_debit_leg,
+    owed_debit_legs,
+)
 from replication.log import DurableStore, Entry
 from replication.messages import (
+    CROSS_UNIT_TWO_PHASE,
+    UNAVAILABLE,
     Abort,
     ClientRequest,
     Corrupted,
@@ -90,14 +103,10 @@ from replication.messages import (
     Tick,
     Vote,
 )
-from replication.quorum import Quorum
+from replication.quorum import GROUPINGS, Quorum
 from replication.routing import RoutingTable, majority, preference
 
 MS = 1_000_000
-UNAVAILABLE = 1001
-"""Not a ledger outcome: this region cannot take the write now (not home, no lease,
-catching up, not writable). Clients retry."""
-CROSS_UNIT_TWO_PHASE = 1002
 RESULT_NAMES = {UNAVAILABLE: "UNAVAILABLE", CROSS_UNIT_TWO_PHASE: "CROSS_UNIT_TWO_PHASE"}
 MODES = ("async", "unit", "escrow", "quorum")
 SHIPS = ("async", "semi-sync")
@@ -132,12 +141,15 @@ class NodeConfig:
     seed: int = 0  # quorum: seeds the Raft election timeouts (the node draws nothing else)
     snapshot_every: int = 1000  # quorum: applied entries between snapshots (log compaction)
     replicas: tuple[int, ...] = ()  # quorum: replicas (votes) per region, e.g. (2, 2, 1); empty = one each
+    quorum_groups: str = "unit"  # quorum: a Raft log per "unit" (leaders at the homes), or one for the "ledger"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.ship not in SHIPS:
             raise ValueError(f"ship must be one of {SHIPS}, got {self.ship!r}")
+        if self.quorum_groups not in GROUPINGS:
+            raise ValueError(f"quorum_groups must be one of {GROUPINGS}, got {self.quorum_groups!r}")
         if self.lease <= self.heartbeat_every:
             raise ValueError("lease must be longer than the heartbeat interval")
 
@@ -411,14 +423,7 @@ class RegionNode:
         sub = rows[ok].copy()
         du = dunits[ok]
         cu = cunits[ok]
-        credit_leg = (sub["id_hi"] & CREDIT_BIT_HI) != 0
-        two_phase = (sub["flags"] & _TWO_PHASE) != 0
-        cross = (cu != du) & ~credit_leg
-        bad = cross & two_phase
-        if cross.any():
-            sub["user_data_128_lo"][cross] = sub["credit_account_id_lo"][cross]
-            sub["credit_account_id_lo"][cross] = TRANSIT_BASE + du[cross]
-        go = ~bad
+        go = ~as_debit_legs(sub, du, cu)
         sub_res = np.full(len(sub), CROSS_UNIT_TWO_PHASE, np.uint32)
         seq = 0
         if go.any():
@@ -696,55 +701,29 @@ class RegionNode:
     # ================================================================== cross-unit credit legs
     def _track_debit_legs(self, rows: np.ndarray, seq: int) -> None:
         """Debit legs of units homed here owe a credit leg: keep it until it is seen applied."""
-        credit = rows["credit_account_id_lo"]
-        is_transit = (credit >= TRANSIT_BASE) & (credit < TRANSIT_BASE + self.cfg.amap.n_units)
         is_leg = (rows["id_hi"] & CREDIT_BIT_HI) != 0
         if is_leg.any():
             for i in rows["id_lo"][is_leg].tolist():
                 self.outbox.pop(i, None)
-        debits = is_transit & ~is_leg
+        debits = is_debit_leg(rows, self.cfg.amap.n_units)
         if not debits.any():
             return
-        mine = self._homes[(credit[debits] - TRANSIT_BASE).astype(np.int64)] == self.me
+        credit = rows["credit_account_id_lo"][debits]
+        mine = self._homes[(credit - TRANSIT_BASE).astype(np.int64)] == self.me
         for row in rows[debits][mine]:
             tid = int(row["id_lo"])
             if self.engine.transfer_slot((int(CREDIT_BIT_HI) << 64) | tid) >= 0:
                 continue
-            self.outbox[tid] = [seq, self._credit_leg(row), 0]
-
-    def _credit_leg(self, debit_leg: Any) -> np.ndarray:
-        leg = np.zeros(1, TRANSFER_DTYPE)
-        beneficiary = int(debit_leg["user_data_128_lo"])
-        leg["id_lo"] = debit_leg["id_lo"]
-        leg["id_hi"] = int(debit_leg["id_hi"]) | int(CREDIT_BIT_HI)
-        leg["debit_account_id_lo"] = TRANSIT_BASE + self.cfg.amap.unit_of(beneficiary)
-        leg["credit_account_id_lo"] = beneficiary
-        leg["amount_lo"] = debit_leg["amount_lo"]
-        leg["user_data_128_lo"] = debit_leg["debit_account_id_lo"]
-        leg["ledger"] = debit_leg["ledger"]
-        leg["code"] = debit_leg["code"]
-        return leg[0]
+            self.outbox[tid] = [seq, credit_leg(row, self.cfg.amap), 0]
 
     def _rebuild_outbox(self) -> None:
         """After a promotion: what this home owes, derived from its replica (own debit legs
         keep their sequence number: they are released only once stored on a majority)."""
         previous = self.outbox
         self.outbox = {}
-        tr = self.engine.transfers
-        if not len(tr):
-            return
-        credit = tr["credit_account_id_lo"]
-        is_leg = (tr["id_hi"] & CREDIT_BIT_HI) != 0
-        is_transit = (credit >= TRANSIT_BASE) & (credit < TRANSIT_BASE + self.cfg.amap.n_units) & ~is_leg
-        if not is_transit.any():
-            return
-        cand = tr[is_transit]
-        mine = self._homes[(cand["credit_account_id_lo"] - TRANSIT_BASE).astype(np.int64)] == self.me
-        cand = cand[mine]
-        done = np.isin(cand["id_lo"], tr["id_lo"][is_leg])
-        for row in cand[~done]:
+        for row in owed_debit_legs(self.engine, self._homes == self.me):
             tid = int(row["id_lo"])
-            self.outbox[tid] = previous.get(tid) or [0, self._credit_leg(row), 0]
+            self.outbox[tid] = previous.get(tid) or [0, credit_leg(row, self.cfg.amap), 0]
 
     def _send_credit_legs(self, now: int, out: list[Effect]) -> None:
         if not self.outbox:
@@ -1025,7 +1004,7 @@ class RegionNode:
 
     # ================================================================== storage faults
     def _on_corrupted(self, m: Corrupted, now: int, out: list[Effect]) -> None:
-        for index, origin, seq in m.records:
+        for index, origin, seq, _group in m.records:
             if index in self.repairing:
                 continue
             self.repairing[index] = [origin, seq, now]
@@ -1057,22 +1036,21 @@ class RegionNode:
                 self._drain(e.origin, e.origin, now, out)
 
     # ================================================================== introspection
-    @property
-    def raft_leader(self) -> int | None:
-        """Quorum mode: the region this node believes leads the Raft log (None if unknown)."""
-        return self._quorum.raft.leader if self._quorum is not None else None
+    def raft_leader_of(self, unit: int) -> int | None:
+        """Quorum mode: the region this node believes leads the unit's Raft log (None if unknown)."""
+        return self._quorum.leader_of(unit) if self._quorum is not None else None
 
     def status(self) -> dict[str, Any]:
         return {
             "region": self.me,
             "routing_version": self.routing.version,
             "homes": list(self.routing.homes),
-            "heads": list(self.heads),
+            "heads": list(self.heads) if self._quorum is None else [g.applied for g in self._quorum.groups],
             "lease_until": self.lease_until,
             "catching_up": sorted(self.catching_up),
-            "outbox": len(self.outbox),
+            "outbox": len(self.outbox) if self._quorum is None else sum(map(len, self._quorum.outbox)),
             "anomalies": len(self.anomalies),
-            "raft_leader": self.raft_leader,
+            "raft_leaders": [self.raft_leader_of(u) for u in range(self.cfg.amap.n_units)],
         }
 
 

@@ -1,31 +1,40 @@
-"""The `quorum` mode of `RegionNode`: the ledger as a state machine behind one Raft log.
+"""The `quorum` mode of `RegionNode`: each unit's books behind its own Raft log.
 
 Design (see replication/README.md, "quorum mode"):
 
-* **One Raft group for the whole ledger** (a ledger-wide log), not one per unit. Every
-  client batch of every unit is one log entry, so a cross-unit transfer is a single
-  engine transfer applied atomically on every replica (no transit legs, no outbox), and
-  the engine's no-overdraft flag is the guard, exactly as on a unit home. The cost: one
-  leader orders all writes (throughput is bounded by one region, and regions other than
-  the leader's pay a WAN hop to it). Per-unit groups would spread leaders over regions
-  but need a cross-group protocol for cross-unit transfers; not done here.
-* **Commit = majority.** The leader replies only once the entry is committed (stored on a
+* **A Raft group per unit** (`NodeConfig.quorum_groups = "unit"`, the default), as in
+  multi-Raft stores (TiKV, CockroachDB) and OceanBase's per-partition Paxos: every region
+  is a member of every group, and each group prefers the unit's home region as its leader
+  (Raft leadership transfer, thesis §3.10), so leaders are spread over the regions and a
+  home region's customers commit at the cost of one round trip to the nearest majority.
+  `"ledger"` keeps one group for every unit, led from region 0: one leader orders all
+  writes, the single-leader design to compare against.
+* **Cross-unit transfers are two legs**, as in the `unit` mode: the debit leg (customer ->
+  the debit unit's transit account) is committed in the debit unit's log and acknowledged
+  then; the debit unit's leader then owes the credit leg (credit unit's transit ->
+  beneficiary) and proposes it to the credit unit's leader until it sees it applied. The
+  credit leg's id is derived, so re-sending is idempotent; what is owed is recomputed from
+  committed state by any new leader, so no acknowledged credit is lost with a leader.
+  Every entry of a unit's log touches that unit's accounts only, so replicas applying the
+  groups' entries in different interleavings hold the same books.
+* **Commit = majority.** A leader replies only once the entry is committed (stored on a
   majority of replicas, current term) and applied; `NodeConfig.replicas` gives each region
   its replica count (2+2+1 over three regions), and as a region's replicas share its fate
-  they count as that many votes in elections and commits (Raft's majorities, weighted);
-  the results are the engine's, identical on every
-  replica because every replica applies the same entries in the same order with the
-  timestamps the leader stamped into them.
+  they count as that many votes in elections and commits (Raft's majorities, weighted).
+  Results are the engine's, identical on every replica, because every replica applies the
+  same entries in the same order with the timestamps the leader stamped into them.
 * **Reads go through the log**: a batch's reads are answered when its entry is applied at
-  the leader (a read-only batch appends an empty entry). Linearizable with no clock
-  assumption; leader-lease reads would save the majority round trip but rest on bounded
-  clock drift, which the clock-skew scenario deliberately stresses.
-* **Snapshots**: every `snapshot_every` applied entries the engine's state
-  (`Engine.snapshot()`) replaces the log prefix; a region that is behind the snapshot gets
-  it with `InstallSnapshot` instead of the history.
-* A region that is not the leader forwards to the leader it knows; with no leader known
-  (minority side, election running) it answers UNAVAILABLE at once: unavailability, never
-  a lost acknowledgement.
+  the leader of the account's unit (a read-only part appends an empty entry). Linearizable
+  with no clock assumption; leader-lease reads would save the majority round trip but rest
+  on bounded clock drift, which the clock-skew scenario deliberately stresses.
+* **Snapshots, per group**: every `snapshot_every` applied entries a group replaces its
+  log prefix with its units' slice of the engine (`replication.unit_state`); a region
+  behind it gets the slice with `InstallSnapshot` and merges it into its engine.
+* A region that is not a unit's leader forwards that unit's part of a batch to the leader
+  it knows; with no leader known (minority side, election running) it answers that part
+  UNAVAILABLE at once: unavailability, never a lost acknowledgement.
+* The groups' Raft messages to one peer produced by one step travel as one `RaftBundle`,
+  so heartbeats cost one message per peer per round, not one per group.
 """
 
 from __future__ import annotations
@@ -36,8 +45,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cext.layout import TRANSFER_DTYPE
+from ledger.types import CreateTransferResult, TransferFlags
+from replication.accounts import BANK_BASE, CREDIT_BIT_HI, as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
 from replication.log import DurableStore, Entry
 from replication.messages import (
+    CROSS_UNIT_TWO_PHASE,
+    UNAVAILABLE,
     ClientRequest,
     Corrupted,
     Effect,
@@ -51,19 +65,29 @@ from replication.messages import (
     Tick,
 )
 from replication.raft import LEADER, RAFT_MESSAGES, RaftConfig, RaftNode
+from replication.unit_state import export_units, install_units
 
 if TYPE_CHECKING:
     from replication.node import NodeConfig, RegionNode
 
-UNAVAILABLE = 1001
+GROUPINGS = ("unit", "ledger")
+_PENDING_NOT_FOUND = int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)
+_POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
+_NO_READS = np.zeros(0, np.uint64)
+
+# Where a proposed entry's outcome goes: a part of one of our clients' batches
+# ("part", batch id, row indices, read indices), a peer's forwarded part ("fwd", region,
+# forward id), or nobody (credit legs: their sender learns by seeing them applied).
+Target = tuple[Any, ...] | None
 
 
 @dataclass(slots=True)
 class QForward:
-    """A client batch sent to the leader by the region that received it."""
+    """A unit's part of a client batch, sent to that unit's leader by the region that got it."""
 
     sender: int
     fwd_id: int
+    group: int
     rows: np.ndarray
     reads: np.ndarray
 
@@ -75,142 +99,302 @@ class QForwardReply:
     balances: np.ndarray
 
 
-def raft_config(cfg: NodeConfig) -> RaftConfig:
+@dataclass(slots=True)
+class QCreditLegs:
+    """Credit legs a debit unit's leader owes, for the credit unit's leader to append."""
+
+    group: int
+    rows: np.ndarray
+
+
+@dataclass(slots=True)
+class RaftBundle:
+    """Several groups' Raft messages for one peer, produced by one step: one send."""
+
+    messages: list[Any]
+
+
+@dataclass(slots=True)
+class _Batch:
+    results: np.ndarray
+    balances: np.ndarray
+    parts_left: int
+
+
+def raft_config(cfg: NodeConfig, preferred: int) -> RaftConfig:
     return RaftConfig(election_min=cfg.suspect_after, election_max=2 * cfg.suspect_after,
                       heartbeat_every=cfg.heartbeat_every, snapshot_every=cfg.snapshot_every,
-                      weights=cfg.replicas, preferred=0)
+                      weights=cfg.replicas, preferred=preferred)
+
+
+def groups_of(cfg: NodeConfig, homes: np.ndarray) -> tuple[list[np.ndarray], list[int]]:
+    """The units of each Raft group and the region each prefers as leader."""
+    n_units = cfg.amap.n_units
+    if cfg.quorum_groups == "ledger":
+        return [np.arange(n_units)], [0]
+    return [np.array([u]) for u in range(n_units)], [int(h) for h in homes]
+
+
+def _rng(cfg: NodeConfig, group: int, restarted: bool) -> random.Random:
+    return random.Random(cfg.seed * 7919 + cfg.me + int(restarted) + 104_729 * group)
 
 
 class Quorum:
-    """Glue between a `RaftNode` and the region's ledger engine."""
+    """Glue between the region's Raft groups and its ledger engine."""
 
     def __init__(self, node: RegionNode) -> None:
         self.node = node
         cfg = node.cfg
-        self.raft = RaftNode(cfg.me, cfg.n_regions, raft_config(cfg), random.Random(cfg.seed * 7919 + cfg.me))
-        # log index -> [(term, n rows, reads, target)]; target ("local", batch) | ("fwd", region, fid)
-        self.waiters: dict[int, list[tuple[int, int, np.ndarray, tuple]]] = {}
-        self.forwards: dict[int, int] = {}
+        self.group_units, preferred = groups_of(cfg, node._homes)
+        self.unit_group = np.zeros(cfg.amap.n_units, np.int64)
+        for g, units in enumerate(self.group_units):
+            self.unit_group[units] = g
+        self.groups = [RaftNode(cfg.me, cfg.n_regions, raft_config(cfg, p), _rng(cfg, g, False), group=g)
+                       for g, p in enumerate(preferred)]
+        # (group, log index) -> [(term, n rows, reads, target)]
+        self.waiters: dict[tuple[int, int], list[tuple[int, int, np.ndarray, Target]]] = {}
+        self.batches: dict[int, _Batch] = {}  # our clients' batches still waiting for parts
+        # posts/voids waiting for their pending transfer: (batch, row indices, rows, deadline)
+        self.unresolved: list[tuple[int, np.ndarray, np.ndarray, int]] = []
+        self.forwards: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # fwd id -> (batch, rows, reads)
         self.fwd_next = 1
         self.last_ts = 0
-        self.persisted: dict[tuple[int, int], list[Entry]] = {}
+        self.persisted: dict[tuple[int, int], list[Entry]] = {}  # (group, index) -> copies we stored
         self.damaged_records: dict[int, bytes] = {}  # store index -> checksum of the damaged record
         self.started = False
-        # client batches that arrived while leadership was being handed over (rows, reads, target)
-        self.held: list[tuple[np.ndarray, np.ndarray, tuple]] = []
-        self.reported_term = 1  # the first term's election is the start-up, not a failover
+        # per group: what arrived while its leadership was being handed over (rows, reads, target)
+        self.held: dict[int, list[tuple[np.ndarray, np.ndarray, Target]]] = {}
+        self.reported_term = [1] * len(self.groups)  # a first term's election is the start-up, not a failover
+        # per group: debit legs applied whose credit leg is not yet -> [debit leg row, when last sent]
+        self.outbox: list[dict[int, list[Any]]] = [{} for _ in self.groups]
 
     # -------------------------------------------------------------- dispatch
     def handle(self, m: Any, now: int, out: list[Effect]) -> None:
         if not self.started:
             self.started = True
-            if self.node.me == self.raft.cfg.preferred and self.raft.term == 0:
-                self.raft.deadline = now  # bootstrap: the preferred region campaigns first
+            for raft in self.groups:  # bootstrap: each group's preferred region campaigns first
+                if raft.cfg.preferred == self.node.me and raft.term == 0:
+                    raft.deadline = now
         t = type(m)
         if t is Tick:
             out.append(SetTimer(self.node.cfg.tick_every))
-            self.raft.tick(now, out)
+            for raft in self.groups:
+                raft.tick(now, out)
+            self._send_credit_legs(now, out)
+        elif t is RaftBundle:
+            for msg in m.messages:
+                self._step(msg, now, out)
         elif t in RAFT_MESSAGES:
-            self.raft.step(m, now, out)
+            self._step(m, now, out)
         elif t is ClientRequest:
             self._on_client(m, now, out)
         elif t is QForward:
-            if self.raft.role == LEADER:
-                self._propose(m.rows, m.reads, ("fwd", m.sender, m.fwd_id), now, out)
+            if 0 <= m.group < len(self.groups) and self.groups[m.group].role == LEADER:
+                self._propose(m.group, m.rows, m.reads, ("fwd", m.sender, m.fwd_id), now, out)
             else:
-                out.append(Send(m.sender, QForwardReply(m.fwd_id, _unavailable(len(m.rows)),
-                                                        np.zeros((len(m.reads), 4), np.uint64))))
+                self._answer(("fwd", m.sender, m.fwd_id), _unavailable(len(m.rows)), _no_balances(m.reads), out)
         elif t is QForwardReply:
-            batch = self.forwards.pop(m.fwd_id, None)
-            if batch is not None:
-                out.append(Reply(batch, m.results, m.balances))
+            part = self.forwards.pop(m.fwd_id, None)
+            if part is not None:
+                self._part_done(("part", *part), m.results, m.balances, out)
+        elif t is QCreditLegs:
+            if 0 <= m.group < len(self.groups) and self.groups[m.group].role == LEADER:
+                self._propose(m.group, m.rows, _NO_READS, None, now, out)
         elif t is Corrupted:
             self._on_corrupted(m, out)
-        elif t is RepairRequest:
+        elif t is RepairRequest:  # in this mode a RepairRequest's `origin` names the group
             for e in self.persisted.get((m.origin, m.seq), []):
                 if e.intact():
                     out.append(Send(m.sender, RepairData(m.index, e), 96 + 128 * len(e.rows)))
         elif t is RepairData:
             want = self.damaged_records.get(m.index)
             e = m.entry
-            if want is not None and e.checksum == want and e.intact():
+            if want is not None and e.checksum == want and e.intact() and 0 <= e.group < len(self.groups):
                 del self.damaged_records[m.index]
                 out.append(PersistRepair(m.index, e))
-                self.raft.repair(e)
-        if self.held and not self.raft.transferring:
-            self._release_held(now, out)
+                self.groups[e.group].repair(e)
+        for g in [g for g in self.held if not self.groups[g].transferring]:
+            self._release_held(g, now, out)
         self._record_persists(out)
         self._apply_committed(out)
+        if self.unresolved:
+            self._resolve_pending(now, out)
         self._report_leadership(out)
+        _bundle(out)
+
+    def _step(self, m: Any, now: int, out: list[Effect]) -> None:
+        if 0 <= m.group < len(self.groups):
+            self.groups[m.group].step(m, now, out)
+
+    def leader_of(self, unit: int) -> int | None:
+        """The region this node believes leads the unit's group (None if it knows none)."""
+        return self.groups[int(self.unit_group[unit])].leader
 
     def suspects(self, p: int, now: int) -> bool:
         """Raft's own failure detector, as operators see it: a leader suspects a follower whose
         replies stopped; a follower suspects its leader once its heartbeats stopped. Followers
         never talk to each other, so they suspect nobody else."""
-        raft = self.raft
-        if raft.role == LEADER:
-            return p in raft.last_ack and now - raft.last_ack[p] >= raft.cfg.election_min
-        return p == raft.leader and now - raft.leader_contact >= raft.cfg.election_min
+        for raft in self.groups:
+            if raft.role == LEADER:
+                if p in raft.last_ack and now - raft.last_ack[p] >= raft.cfg.election_min:
+                    return True
+            elif p == raft.leader and now - raft.leader_contact >= raft.cfg.election_min:
+                return True
+        return False
 
     def _report_leadership(self, out: list[Effect]) -> None:
-        """A failover's milestones for the timeline: a new leader elected ("promotion"),
-        then its first entry committed ("ready": writes resume). Reported by the new leader."""
-        raft = self.raft
-        if raft.role != LEADER or raft.term <= self.reported_term:
-            return
-        first = raft.first_index_of_term()
-        if first is None or raft.commit < first:
-            return
-        self.reported_term = raft.term
-        detail = {"version": raft.term, "moves": {}, "kept": {}, "decider": self.node.me}
-        out.append(Report("promotion", detail))
-        out.append(Report("ready", {"region": self.node.me, "version": raft.term, "units": []}))
+        """A failover's milestones for the timeline: new leaders elected ("promotion"), then
+        their first entry committed ("ready": writes resume there). Groups that get there in
+        the same step are reported together, as one move of several units."""
+        me = self.node.me
+        moved: list[int] = []
+        term = 0
+        for g, raft in enumerate(self.groups):
+            if raft.role != LEADER or raft.term <= self.reported_term[g]:
+                continue
+            first = raft.first_index_of_term()
+            if first is None or raft.commit < first:
+                continue
+            self.reported_term[g] = raft.term
+            moved += self.group_units[g].tolist()
+            term = max(term, raft.term)
+        if moved:
+            out.append(Report("promotion", {"version": term, "moves": dict.fromkeys(moved, me), "kept": {},
+                                            "decider": me}))
+            out.append(Report("ready", {"region": me, "version": term, "units": moved}))
 
     # -------------------------------------------------------------- client path
     def _on_client(self, m: ClientRequest, now: int, out: list[Effect]) -> None:
-        raft = self.raft
+        """Split the batch by unit (cross-unit rows become debit legs) and send each unit's
+        part to its group's leader; answer once every part is answered. A post or void
+        whose pending transfer this replica has not applied yet (it was committed a moment
+        ago at the leader) waits for it, up to an election timeout: its unit is unknown
+        until then."""
+        rows = m.rows.copy()
+        dunits, cunits, unknown = self.node._route_units(rows)
+        batch = _Batch(_unavailable(len(rows)), _no_balances(m.reads), 1 + int(unknown.any()))
+        self.batches[m.batch_id] = batch
+        if len(self.batches) > 10_000:
+            del self.batches[next(iter(self.batches))]
+        if unknown.any():
+            deadline = now + self.node.cfg.suspect_after
+            self.unresolved.append((m.batch_id, np.nonzero(unknown)[0], rows[unknown], deadline))
+        known = ~unknown
+        self._send_parts(m.batch_id, np.nonzero(known)[0], rows[known], dunits[known], cunits[known], m.reads, now, out)
+
+    def _send_parts(self, batch_id: int, ri: np.ndarray, rows: np.ndarray, dunits: np.ndarray, cunits: np.ndarray,
+                    reads: np.ndarray, now: int, out: list[Effect]) -> None:
+        """Dispatch rows `ri` of a batch (and its reads) by group; this split is one part."""
+        batch = self.batches[batch_id]
+        bad = as_debit_legs(rows, dunits, cunits)
+        batch.results[ri[bad]] = CROSS_UNIT_TWO_PHASE
+        row_group = self.unit_group[dunits]
+        row_group[bad] = -1
+        read_group = self.unit_group[self._read_units(reads)]
+        parts = sorted(set(row_group[row_group >= 0].tolist()) | set(read_group.tolist()))
+        batch.parts_left += len(parts)
+        for g in parts:
+            sel, di = np.nonzero(row_group == g)[0], np.nonzero(read_group == g)[0]
+            self._dispatch(g, ("part", batch_id, ri[sel], di), rows[sel], reads[di], now, out)
+        self._part_done(("part", batch_id, ri[:0], ri[:0]), batch.results[:0], batch.balances[:0], out)
+
+    def _resolve_pending(self, now: int, out: list[Effect]) -> None:
+        """Posts and voids that waited for their pending transfer: send those now known; past
+        their deadline, the rest are answered PENDING_TRANSFER_NOT_FOUND."""
+        waiting, self.unresolved = self.unresolved, []
+        for batch_id, ri, rows, deadline in waiting:
+            if batch_id not in self.batches:
+                continue
+            dunits, cunits, unknown = self.node._route_units(rows)
+            if unknown.any() and now < deadline:
+                self.unresolved.append((batch_id, ri, rows, deadline))
+                continue
+            self.batches[batch_id].results[ri[unknown]] = _PENDING_NOT_FOUND
+            known = ~unknown
+            self._send_parts(batch_id, ri[known], rows[known], dunits[known], cunits[known], _NO_READS, now, out)
+
+    def _read_units(self, ids: np.ndarray) -> np.ndarray:
+        """The unit of each account read; ids that name no account read as zeros from unit 0."""
+        amap = self.node.cfg.amap
+        ids = ids.astype(np.uint64, copy=False)
+        known = ((ids >= 1) & (ids <= amap.n_customers)) | (ids >= BANK_BASE)
+        units = np.zeros(len(ids), np.int64)
+        if known.any():
+            units[known] = amap.units_of(ids[known]) % amap.n_units
+        return units
+
+    def _dispatch(self, g: int, target: Target, rows: np.ndarray, reads: np.ndarray, now: int,
+                  out: list[Effect]) -> None:
+        assert target is not None
+        raft = self.groups[g]
         if raft.role == LEADER:
-            self._propose(m.rows, m.reads, ("local", m.batch_id), now, out)
+            self._propose(g, rows, reads, target, now, out)
         elif raft.leader is not None:
             fid = self.fwd_next
             self.fwd_next += 1
-            self.forwards[fid] = m.batch_id
+            self.forwards[fid] = (target[1], target[2], target[3])
             if len(self.forwards) > 10_000:
-                del self.forwards[min(self.forwards)]
-            out.append(Send(raft.leader, QForward(self.node.me, fid, m.rows, m.reads), 64 + 128 * len(m.rows)))
+                del self.forwards[next(iter(self.forwards))]
+            out.append(Send(raft.leader, QForward(self.node.me, fid, g, rows, reads), 64 + 128 * len(rows)))
         else:
-            out.append(Reply(m.batch_id, _unavailable(len(m.rows)), np.zeros((len(m.reads), 4), np.uint64)))
+            self._part_done(target, _unavailable(len(rows)), _no_balances(reads), out)
 
-    def _propose(self, rows: np.ndarray, reads: np.ndarray, target: tuple, now: int, out: list[Effect]) -> None:
-        if self.raft.transferring:
-            self.held.append((rows, reads, target))
+    def _answer(self, target: Target, results: np.ndarray, balances: np.ndarray, out: list[Effect]) -> None:
+        if target is None:
+            return
+        if target[0] == "part":
+            self._part_done(target, results, balances, out)
+        else:
+            out.append(Send(target[1], QForwardReply(target[2], results, balances), 64 + 4 * len(results)))
+
+    def _part_done(self, target: tuple[Any, ...], results: np.ndarray, balances: np.ndarray,
+                   out: list[Effect]) -> None:
+        _, batch_id, ri, di = target
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            return
+        batch.results[ri] = results
+        batch.balances[di] = balances
+        batch.parts_left -= 1
+        if batch.parts_left == 0:
+            del self.batches[batch_id]
+            out.append(Reply(batch_id, batch.results, batch.balances))
+
+    def _propose(self, g: int, rows: np.ndarray, reads: np.ndarray, target: Target, now: int,
+                 out: list[Effect]) -> None:
+        raft = self.groups[g]
+        if raft.transferring:
+            self.held.setdefault(g, []).append((rows, reads, target))
             return
         rows = rows.copy()
         if len(rows):
-            rows["timestamp"] = self._stamp(len(rows), now)
-        got = self.raft.propose(rows, now, out)
+            named = (rows["flags"] & _POST_VOID) == 0  # a post or void takes its pending's accounts
+            owners = self.unit_group[self.node.cfg.amap.units_of(rows["credit_account_id_lo"][named])]
+            if (owners != g).any():  # a log's entries touch its own units only (see unit_state)
+                self._answer(target, _unavailable(len(rows)), _no_balances(reads), out)
+                return
+            rows["timestamp"] = self._stamp(raft, len(rows), now)
+        got = raft.propose(rows, now, out)
         assert got is not None
         index, term = got
-        self.waiters.setdefault(index, []).append((term, len(rows), reads, target))
+        self.waiters.setdefault((g, index), []).append((term, len(rows), reads, target))
 
-    def _release_held(self, now: int, out: list[Effect]) -> None:
+    def _release_held(self, g: int, now: int, out: list[Effect]) -> None:
         """The handover finished (or was given up): propose what was held if still leader;
-        otherwise send our own clients' batches to the new leader, and answer forwarded ones
+        otherwise send our own clients' parts to the new leader, and answer forwarded ones
         UNAVAILABLE (never proposed, so their region's client retries them safely)."""
-        held, self.held = self.held, []
-        for rows, reads, target in held:
-            if self.raft.role == LEADER:
-                self._propose(rows, reads, target, now, out)
-            elif target[0] == "local":
-                self._on_client(ClientRequest(target[1], rows, reads), now, out)
+        for rows, reads, target in self.held.pop(g):
+            if self.groups[g].role == LEADER:
+                self._propose(g, rows, reads, target, now, out)
+            elif target is not None and target[0] == "part":
+                self._dispatch(g, target, rows, reads, now, out)
             else:
-                out.append(Send(target[1], QForwardReply(target[2], _unavailable(len(rows)),
-                                                         np.zeros((len(reads), 4), np.uint64))))
+                self._answer(target, _unavailable(len(rows)), _no_balances(reads), out)
 
-    def _stamp(self, n: int, now: int) -> np.ndarray:
-        """Timestamps strictly above every one in the log (leaders' clocks may disagree)."""
+    def _stamp(self, raft: RaftNode, n: int, now: int) -> np.ndarray:
+        """Timestamps strictly above every one in the group's log (leaders' clocks may disagree)."""
         tail = 0
-        for e in reversed(self.raft.log):
+        for e in reversed(raft.log):
             if len(e.rows):
                 tail = int(e.rows["timestamp"].max())
                 break
@@ -218,50 +402,99 @@ class Quorum:
         self.last_ts = base + n - 1
         return np.arange(base, base + n, dtype=np.uint64)
 
+    # -------------------------------------------------------------- cross-unit credit legs
+    def _track_legs(self, g: int, rows: np.ndarray, res: np.ndarray) -> None:
+        """Applied debit legs owe a credit leg; an applied credit leg settles one. Every
+        region tracks this for every group, so whoever leads next already knows."""
+        amap = self.node.cfg.amap
+        legs = (rows["id_hi"] & CREDIT_BIT_HI) != 0
+        debits = is_debit_leg(rows, amap.n_units)
+        if not (legs.any() or debits.any()):
+            return
+        done = res == 0
+        for payer, tid in zip(rows["user_data_128_lo"][legs & done].tolist(), rows["id_lo"][legs & done].tolist(),
+                              strict=True):
+            self.outbox[int(self.unit_group[amap.unit_of(payer)])].pop(tid, None)
+        engine = self.node.engine
+        for i in np.nonzero(debits & done)[0].tolist():
+            tid = int(rows["id_lo"][i])
+            if engine.transfer_slot((int(CREDIT_BIT_HI) << 64) | tid) < 0:
+                self.outbox[g][tid] = [rows[i].copy(), 0]  # the debit leg; its credit leg is built when sent
+
+    def _rebuild_outbox(self, g: int) -> None:
+        """After a snapshot replaced the group's books: what they owe, from the engine."""
+        owned = np.zeros(self.node.cfg.amap.n_units, bool)
+        owned[self.group_units[g]] = True
+        self.outbox[g] = {int(row["id_lo"]): [row, 0] for row in owed_debit_legs(self.node.engine, owned)}
+
+    def _send_credit_legs(self, now: int, out: list[Effect]) -> None:
+        amap, every = self.node.cfg.amap, self.node.cfg.credit_resend_every
+        for g, raft in enumerate(self.groups):
+            if raft.role != LEADER or not self.outbox[g]:
+                continue
+            due: dict[int, list[Any]] = {}
+            for item in self.outbox[g].values():
+                if item[1] and now - item[1] < every:
+                    continue
+                item[1] = now
+                leg = credit_leg(item[0], amap)
+                due.setdefault(int(self.unit_group[amap.unit_of(int(leg["credit_account_id_lo"]))]), []).append(leg)
+            for target_group, legs in sorted(due.items()):
+                rows = np.array(legs, TRANSFER_DTYPE)
+                target = self.groups[target_group]
+                if target.role == LEADER:
+                    self._propose(target_group, rows, _NO_READS, None, now, out)
+                elif target.leader is not None:
+                    out.append(Send(target.leader, QCreditLegs(target_group, rows), 64 + 128 * len(rows)))
+
     # -------------------------------------------------------------- state machine
     def _apply_committed(self, out: list[Effect] | None) -> None:
-        raft, node = self.raft, self.node
-        if raft.pending_snapshot is not None:
-            node.engine.restore(raft.pending_snapshot.data)
-            raft.pending_snapshot = None
-        for e in raft.take_committed():
-            res = (node.engine.create_transfers(e.rows, e.rows["timestamp"].copy()) if len(e.rows)
-                   else np.zeros(0, np.uint32))
-            if len(e.rows):
-                self.last_ts = max(self.last_ts, int(e.rows["timestamp"].max()))
-            if out is None:
+        node = self.node
+        engine, amap = node.engine, node.cfg.amap
+        for g, raft in enumerate(self.groups):
+            if raft.applied == raft.commit and raft.pending_snapshot is None:
                 continue
-            for term, n, reads, target in self.waiters.pop(e.seq, []):
-                if term == e.rv:
-                    results, balances = res.astype(np.uint32), node._read(reads)
-                else:  # our entry lost its slot to another leader's: never applied, safe to retry
-                    results, balances = _unavailable(n), np.zeros((len(reads), 4), np.uint64)
-                if target[0] == "local":
-                    out.append(Reply(target[1], results, balances))
-                else:
-                    out.append(Send(target[1], QForwardReply(target[2], results, balances), 64 + 4 * len(results)))
-        if out is not None and raft.applied - raft.snap_index >= raft.cfg.snapshot_every:
-            raft.compact(node.engine.snapshot(), out)
-            for i in [i for i in self.waiters if i <= raft.snap_index]:
-                del self.waiters[i]
+            if raft.pending_snapshot is not None:
+                install_units(node.engine, amap, self.group_units[g], raft.pending_snapshot.data)
+                raft.pending_snapshot = None
+                self._rebuild_outbox(g)
+            for e in raft.take_committed():
+                res = np.zeros(0, np.uint32)
+                if len(e.rows):
+                    res = engine.create_transfers(e.rows, e.rows["timestamp"].copy())
+                    self.last_ts = max(self.last_ts, int(e.rows["timestamp"].max()))
+                    self._track_legs(g, e.rows, res)
+                if out is None:
+                    continue
+                for term, n, reads, target in self.waiters.pop((g, e.seq), []):
+                    if term == e.rv:
+                        self._answer(target, res.astype(np.uint32), node._read(reads), out)
+                    else:  # our entry lost its slot to another leader's: never applied, safe to retry
+                        self._answer(target, _unavailable(n), _no_balances(reads), out)
+            if out is not None and raft.applied - raft.snap_index >= raft.cfg.snapshot_every:
+                raft.compact(export_units(engine, amap, self.group_units[g]), out)
+                for key in [k for k in self.waiters if k[0] == g and k[1] <= raft.snap_index]:
+                    del self.waiters[key]
 
     def _record_persists(self, out: list[Effect]) -> None:
         for eff in out:
             rec = getattr(eff, "record", None)
             if type(rec) is Entry:
-                self.persisted.setdefault((rec.origin, rec.seq), []).append(rec)
+                self.persisted.setdefault((rec.group, rec.seq), []).append(rec)
 
     # -------------------------------------------------------------- storage faults
     def _on_corrupted(self, m: Corrupted, out: list[Effect]) -> None:
-        for index, origin, seq in m.records:
-            cands = [e for e in self.persisted.get((origin, seq), []) if e.intact()]
-            cur = self.raft.term_at(seq)
+        for index, _origin, seq, group in m.records:
+            if not 0 <= group < len(self.groups):
+                continue
+            cands = [e for e in self.persisted.get((group, seq), []) if e.intact()]
+            cur = self.groups[group].term_at(seq)
             cands.sort(key=lambda e: e.rv == cur)
             if cands:
                 out.append(PersistRepair(index, cands[-1]))  # our own memory still holds it
             else:
                 for p in self.node.peers:
-                    out.append(Send(p, RepairRequest(self.node.me, origin, seq, index)))
+                    out.append(Send(p, RepairRequest(self.node.me, group, seq, index)))
 
     # -------------------------------------------------------------- recovery
     @classmethod
@@ -271,21 +504,45 @@ class Quorum:
         q = node._quorum
         assert q is not None
         records = [r.payload for r in store.records]
-        q.raft = RaftNode.restore(config.me, config.n_regions, raft_config(config),
-                                  random.Random(config.seed * 7919 + config.me + 1), records)
+        by_group: list[list[object]] = [[] for _ in q.groups]
+        for rec in records:
+            g = getattr(rec, "group", -1)
+            if 0 <= g < len(by_group):
+                by_group[g].append(rec)
+        q.groups = [RaftNode.restore(config.me, config.n_regions, raft.cfg, _rng(config, g, True), by_group[g],
+                                     group=g) for g, raft in enumerate(q.groups)]
         q.started = True
         effects: list[Effect] = []
         for index, rec in enumerate(records):
             if type(rec) is Entry:
                 if rec.intact():
-                    q.persisted.setdefault((rec.origin, rec.seq), []).append(rec)
+                    q.persisted.setdefault((rec.group, rec.seq), []).append(rec)
                 else:
                     q.damaged_records[index] = rec.checksum
                     for p in node.peers:
-                        effects.append(Send(p, RepairRequest(node.me, rec.origin, rec.seq, index)))
+                        effects.append(Send(p, RepairRequest(node.me, rec.group, rec.seq, index)))
         q._apply_committed(None)
         return node, effects
 
 
 def _unavailable(n: int) -> np.ndarray:
     return np.full(n, UNAVAILABLE, np.uint32)
+
+
+def _no_balances(reads: np.ndarray) -> np.ndarray:
+    return np.zeros((len(reads), 4), np.uint64)
+
+
+def _bundle(out: list[Effect]) -> None:
+    """Coalesce the Raft messages bound for the same peer into one `RaftBundle` each."""
+    by_peer: dict[int, list[Send]] = {}
+    for eff in out:
+        if type(eff) is Send and type(eff.message) in RAFT_MESSAGES:
+            by_peer.setdefault(eff.to, []).append(eff)
+    bundled = {p: sends for p, sends in by_peer.items() if len(sends) > 1}
+    if not bundled:
+        return
+    kept = [eff for eff in out if not (type(eff) is Send and eff.to in bundled and type(eff.message) in RAFT_MESSAGES)]
+    for p, sends in bundled.items():
+        kept.append(Send(p, RaftBundle([s.message for s in sends]), sum(s.size for s in sends)))
+    out[:] = kept

@@ -28,7 +28,9 @@ What is implemented, by the paper's section:
   the committed prefix). `RaftNode.restore()` rebuilds from those records.
 
 Log entries are `replication.log.Entry` (checksummed): `seq` is the log index, `rv` the
-term, `origin` the leader that created it.
+term, `origin` the leader that created it, `group` the log's group. A region may run several
+groups (one per unit, each with its own leader): `RaftNode.group` tags every message and
+record, so they share one transport and one store.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class RequestVote:
     last_term: int
     pre: bool = False
     transfer: bool = False  # asked for by the leader (TimeoutNow): voters waive leader stickiness
+    group: int = 0  # the Raft group (per-unit logs share one transport and one store)
 
 
 @dataclass(slots=True)
@@ -63,6 +66,7 @@ class TimeoutNow:
 
     sender: int
     term: int
+    group: int = 0
 
 
 @dataclass(slots=True)
@@ -71,6 +75,7 @@ class VoteReply:
     term: int
     granted: bool
     pre: bool = False
+    group: int = 0
 
 
 @dataclass(slots=True)
@@ -81,6 +86,7 @@ class AppendEntries:
     prev_term: int
     entries: list[Entry]
     commit: int
+    group: int = 0
 
 
 @dataclass(slots=True)
@@ -89,6 +95,7 @@ class AppendReply:
     term: int
     success: bool
     match: int  # success: last index known to match; failure: where the leader should retry from - 1
+    group: int = 0
 
 
 @dataclass(slots=True)
@@ -96,17 +103,20 @@ class InstallSnapshot:
     sender: int
     term: int
     snapshot: Snapshot
+    group: int = 0
 
 
 @dataclass(slots=True)
 class HardState:
     term: int
     voted_for: int | None
+    group: int = 0
 
 
 @dataclass(slots=True)
 class CommitMark:
     index: int
+    group: int = 0
 
 
 @dataclass(slots=True, repr=False)
@@ -114,6 +124,7 @@ class Snapshot:
     index: int
     term: int
     data: bytes  # the state machine's state after applying entries 1..index
+    group: int = 0
     digest: str = ""
 
     def __post_init__(self) -> None:
@@ -121,7 +132,7 @@ class Snapshot:
             self.digest = hashlib.sha256(self.data).hexdigest()
 
     def __repr__(self) -> str:  # the store checksums records by repr: keep it short and exact
-        return f"Snapshot(index={self.index}, term={self.term}, digest={self.digest})"
+        return f"Snapshot(index={self.index}, term={self.term}, group={self.group}, digest={self.digest})"
 
 
 RAFT_MESSAGES = (RequestVote, VoteReply, AppendEntries, AppendReply, InstallSnapshot, TimeoutNow)
@@ -171,6 +182,7 @@ class RaftNode:
     damaged: set[int] = field(default_factory=set)  # log indices whose stored copy failed its checksum
     transfer_to: int | None = None  # leadership being handed to this member (proposals held meanwhile)
     transfer_until: int = 0
+    group: int = 0  # which log this is, when a region runs several (one per unit): tags messages and records
 
     # -------------------------------------------------------------- log helpers
     @property
@@ -222,7 +234,7 @@ class RaftNode:
         return int(self.rng.uniform(self.cfg.election_min, self.cfg.election_max))
 
     def _persist_hard(self, out: list[Effect]) -> None:
-        out.append(Persist(HardState(self.term, self.voted_for)))
+        out.append(Persist(HardState(self.term, self.voted_for, self.group)))
 
     @property
     def transferring(self) -> bool:
@@ -268,7 +280,7 @@ class RaftNode:
                 self.transfer_to = None  # no new leader in time: keep leading, try again later
                 self.became_leader = now
             elif self.match_index.get(self.transfer_to, 0) == self.last_index:
-                out.append(Send(self.transfer_to, TimeoutNow(self.me, self.term)))
+                out.append(Send(self.transfer_to, TimeoutNow(self.me, self.term, self.group)))
             return
         if (p is None or p == self.me or p not in self.match_index
                 or now - self.became_leader < self.cfg.election_max
@@ -277,7 +289,7 @@ class RaftNode:
             return
         self.transfer_to, self.transfer_until = p, now + self.cfg.election_min
         if self.match_index[p] == self.last_index:
-            out.append(Send(p, TimeoutNow(self.me, self.term)))
+            out.append(Send(p, TimeoutNow(self.me, self.term, self.group)))
 
     def _on_timeout_now(self, m: TimeoutNow, now: int, out: list[Effect]) -> None:
         if m.term == self.term and self.role == FOLLOWER and m.sender == self.leader:
@@ -300,7 +312,7 @@ class RaftNode:
         self.votes = {self.me}
         if self.is_majority(self.votes):
             return self._on_won(now, out, pre)
-        rv = RequestVote(self.me, term, self.last_index, self.last_term, pre, transfer)
+        rv = RequestVote(self.me, term, self.last_index, self.last_term, pre, transfer, self.group)
         for p in self.peers:
             out.append(Send(p, rv))
 
@@ -321,7 +333,7 @@ class RaftNode:
         """Append a batch as a new entry (leader only): (index, term) or None."""
         if self.role != LEADER or self.transfer_to is not None:
             return None
-        e = Entry(self.me, self.last_index + 1, self.term, now, rows).seal()
+        e = Entry(self.me, self.last_index + 1, self.term, now, rows, group=self.group).seal()
         self.log.append(e)
         out.append(Persist(e))
         for p in self.peers:
@@ -336,7 +348,7 @@ class RaftNode:
             if now - self.snap_sent.get(p, -(1 << 62)) < self.cfg.election_min:
                 return  # one snapshot in flight per follower: resending floods the link
             self.snap_sent[p] = now
-            out.append(Send(p, InstallSnapshot(self.me, self.term, self.snap), 96 + len(self.snap.data)))
+            out.append(Send(p, InstallSnapshot(self.me, self.term, self.snap, self.group), 96 + len(self.snap.data)))
             self.next_index[p] = self.snap_index + 1
             return
         if ni > self.last_index and not heartbeat:
@@ -344,8 +356,8 @@ class RaftNode:
         prev = ni - 1
         entries = self.log[prev - self.snap_index: prev - self.snap_index + self.cfg.max_batch]
         size = 96 + sum(96 + 128 * len(e.rows) for e in entries)
-        out.append(Send(p, AppendEntries(self.me, self.term, prev, self.term_at(prev) or 0, entries, self.commit),
-                        size))
+        out.append(Send(p, AppendEntries(self.me, self.term, prev, self.term_at(prev) or 0, entries, self.commit,
+                                          self.group), size))
         self.next_index[p] = ni + len(entries)  # optimistic pipelining; rolled back on reject
 
     def _advance_commit(self, out: list[Effect]) -> None:
@@ -359,7 +371,7 @@ class RaftNode:
                 break
         if n > self.commit and self.term_at(n) == self.term:
             self.commit = n
-            out.append(Persist(CommitMark(n)))
+            out.append(Persist(CommitMark(n, self.group)))
 
     # -------------------------------------------------------------- messages
     def step(self, m: object, now: int, out: list[Effect]) -> None:
@@ -386,7 +398,7 @@ class RaftNode:
         sticky = not m.transfer and (self.role == LEADER or now - self.leader_contact < self.cfg.election_min)
         if m.pre:
             granted = m.term > self.term and not sticky and self._up_to_date(m.last_term, m.last_index)
-            out.append(Send(m.sender, VoteReply(self.me, m.term if granted else self.term, granted, True)))
+            out.append(Send(m.sender, VoteReply(self.me, m.term if granted else self.term, granted, True, self.group)))
             return
         if m.term > self.term and sticky:
             return  # leader stickiness: a live leader is not deposed by a disruptive candidate
@@ -399,7 +411,7 @@ class RaftNode:
             self.voted_for = m.sender
             self._persist_hard(out)
             self.deadline = now + self._timeout()
-        out.append(Send(m.sender, VoteReply(self.me, self.term, granted)))
+        out.append(Send(m.sender, VoteReply(self.me, self.term, granted, False, self.group)))
 
     def _on_vote_reply(self, m: VoteReply, now: int, out: list[Effect]) -> None:
         if m.pre:
@@ -421,7 +433,7 @@ class RaftNode:
 
     def _accept_leader(self, m: AppendEntries | InstallSnapshot, now: int, out: list[Effect]) -> bool:
         if m.term < self.term:
-            out.append(Send(m.sender, AppendReply(self.me, self.term, False, self.last_index)))
+            out.append(Send(m.sender, AppendReply(self.me, self.term, False, self.last_index, self.group)))
             return False
         if m.term > self.term or self.role != FOLLOWER:
             assert not (m.term == self.term and self.role == LEADER), "two leaders in one term"
@@ -441,7 +453,7 @@ class RaftNode:
             prev, prev_term = self.snap_index, self.snap_term
         if self.term_at(prev) != prev_term:
             hint = min(self.last_index, prev - 1)
-            out.append(Send(m.sender, AppendReply(self.me, self.term, False, max(hint, self.commit))))
+            out.append(Send(m.sender, AppendReply(self.me, self.term, False, max(hint, self.commit), self.group)))
             return
         for e in entries:
             have = self.term_at(e.seq)
@@ -456,8 +468,8 @@ class RaftNode:
         new_commit = min(m.commit, covered)
         if new_commit > self.commit:
             self.commit = new_commit
-            out.append(Persist(CommitMark(new_commit)))
-        out.append(Send(m.sender, AppendReply(self.me, self.term, True, covered)))
+            out.append(Persist(CommitMark(new_commit, self.group)))
+        out.append(Send(m.sender, AppendReply(self.me, self.term, True, covered, self.group)))
 
     def _on_append_reply(self, m: AppendReply, now: int, out: list[Effect]) -> None:
         if m.term > self.term:
@@ -475,7 +487,7 @@ class RaftNode:
             if self.next_index[m.sender] <= self.last_index:
                 self._send_append(m.sender, out, now)
             if m.sender == self.transfer_to and m.match == self.last_index:
-                out.append(Send(m.sender, TimeoutNow(self.me, self.term)))
+                out.append(Send(m.sender, TimeoutNow(self.me, self.term, self.group)))
         else:
             self.next_index[m.sender] = max(self.match_index[m.sender], m.match) + 1
             self._send_append(m.sender, out, now)
@@ -487,7 +499,7 @@ class RaftNode:
         if s.index > self.commit:
             self._install(s)
             out.append(Persist(s))
-        out.append(Send(m.sender, AppendReply(self.me, self.term, True, s.index)))
+        out.append(Send(m.sender, AppendReply(self.me, self.term, True, s.index, self.group)))
 
     def _install(self, s: Snapshot) -> None:
         if self.term_at(s.index) == s.term:
@@ -520,7 +532,7 @@ class RaftNode:
             return None
         if any(i <= self.applied for i in self.damaged):
             return None
-        s = Snapshot(self.applied, self.term_at(self.applied) or 0, data)
+        s = Snapshot(self.applied, self.term_at(self.applied) or 0, data, self.group)
         self.log = self.log[s.index - self.snap_index:]
         self.snap = s
         out.append(Persist(s))
@@ -536,9 +548,10 @@ class RaftNode:
 
     # -------------------------------------------------------------- recovery
     @classmethod
-    def restore(cls, me: int, n: int, cfg: RaftConfig, rng: random.Random, records: Sequence[object]) -> RaftNode:
-        """Rebuild the persistent state from the durable records, in the order written."""
-        node = cls(me, n, cfg, rng)
+    def restore(cls, me: int, n: int, cfg: RaftConfig, rng: random.Random, records: Sequence[object],
+                group: int = 0) -> RaftNode:
+        """Rebuild the persistent state from the group's durable records, in the order written."""
+        node = cls(me, n, cfg, rng, group=group)
         for rec in records:
             t = type(rec)
             if t is HardState:

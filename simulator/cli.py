@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-MODE_CHOICES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow", "quorum")
+MODE_CHOICES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow", "quorum", "quorum+unit", "quorum+ledger")
 
 
 def register(subparsers: Any) -> None:
@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
     sim.add_argument("scenario", nargs="?", default="baseline", help="scenario name or path (default: %(default)s)")
     sim.add_argument("--seed", type=int, default=None, help="PRNG seed (default: the scenario's)")
     sim.add_argument("--mode", choices=MODE_CHOICES, default=None,
-                     help="replication mode; unit takes +async or +semi-sync shipping (default: the scenario's)")
+                     help="replication mode; unit takes +async or +semi-sync shipping, quorum takes +unit "
+                          "(a Raft log per unit, the default) or +ledger (one log) (default: the scenario's)")
     sim.add_argument("--out", default=None, help="output directory (default: runs/SCENARIO-MODE-SEED)")
     sim.add_argument("--runtime", choices=("deterministic", "ray"), default="deterministic",
                      help="deterministic (virtual clock, same seed = same digest) or ray (one actor per region, "
@@ -74,7 +75,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         console.print(f"[red]scenario error:[/red] {e}")
         return 2
     seed = scenario.seed if args.seed is None else args.seed
-    mode = f"unit+{scenario.ship}" if scenario.mode == "unit" else scenario.mode
+    mode = scenario.mode_label
     out = Path(args.out or f"runs/{scenario.name}-{mode}-{seed}")
     if args.time_scale <= 0:
         console.print("[red]error:[/red] --time-scale must be > 0")

@@ -71,7 +71,7 @@ def parse_modes(text: str, scenario_name: str) -> list[str]:
             s = base.with_mode(m)
         except ScenarioError as e:
             raise ReportError(f"--modes: {m!r}: {e}") from None
-        label = f"unit+{s.ship}" if s.mode == "unit" else s.mode
+        label = s.mode_label
         if label in labels:
             continue  # the same design under another spelling
         labels[label] = m

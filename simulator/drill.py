@@ -247,7 +247,7 @@ def run_drill(scenario: Any, seed: int, out: Path, runtime: Runtime, console: Co
               pace: float = 0.0) -> DrillOutcome:
     """Run, show progress, and evaluate. ``pace``: wall seconds to spend replaying the
     timeline of a non-live runtime (0: show the final state only)."""
-    mode = f"unit+{scenario.ship}" if scenario.mode == "unit" else scenario.mode
+    mode = scenario.mode_label
     title = f"drill {scenario.name} — {mode} — seed {seed} — runtime {runtime.name}"
     wall = time.perf_counter()
     with Display(console, title) as display:
@@ -391,7 +391,7 @@ def drill(scenario_name: str, *, seed: int | None = None, mode: str | None = Non
         return 2
     rt = RUNTIMES[runtime]()
     seed = scenario.seed if seed is None else seed
-    label = f"unit+{scenario.ship}" if scenario.mode == "unit" else scenario.mode
+    label = scenario.mode_label
     out_dir = Path(out or f"runs/drill-{scenario.name}-{label}-{seed}")
     if pace is None:
         pace = 3.0 if console.is_terminal else 0.0

@@ -1241,7 +1241,7 @@ def ray_result(sim: RaySimulation) -> dict[str, Any]:
     h = hashlib.sha256(sim.digest().encode())
     for d in finals:
         h.update(str(d).encode())
-    mode = f"unit+{scenario.ship}" if scenario.mode == "unit" else scenario.mode
+    mode = scenario.mode_label
     m = metrics(sim, invariants)  # type: ignore[arg-type]
     scale = sim.ray["time_scale"]
     for item in m["rto"]:

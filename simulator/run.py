@@ -32,7 +32,7 @@ def run_scenario(scenario: Scenario, seed: int) -> tuple[Simulation, dict[str, A
         h.update(str(d).encode())
     result = {
         "seed": seed,
-        "mode": scenario.mode if scenario.mode != "unit" else f"unit+{scenario.ship}",
+        "mode": scenario.mode_label,
         "runtime": "deterministic",
         "scenario": scenario.to_json(),
         "digest": h.hexdigest(),
@@ -40,14 +40,10 @@ def run_scenario(scenario: Scenario, seed: int) -> tuple[Simulation, dict[str, A
         "metrics": metrics(sim, invariants),
         "history_summary": history_summary(sim),
         "final_digests": dict(zip(sim.regions, finals, strict=True)),
-        "replay": f"geoledger simulate {scenario.name} --seed {seed} --mode {_mode_arg(scenario)}",
+        "replay": f"geoledger simulate {scenario.name} --seed {seed} --mode {scenario.mode_label}",
     }
     result["violated"] = [k for k, v in invariants.items() if v["promised"] and not v["ok"]]
     return sim, result
-
-
-def _mode_arg(s: Scenario) -> str:
-    return f"unit+{s.ship}" if s.mode == "unit" else s.mode
 
 
 def metrics(sim: Simulation, invariants: dict[str, Any]) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def node_configs(scenario: Scenario, plan: Plan, seed: int = 0) -> list[NodeConf
     return [NodeConfig(len(scenario.regions), r, scenario.mode, plan.amap, scenario.workload.opening_balance,
                        ship=scenario.ship, heartbeat_every=int(p.heartbeat_ms * MS),
                        suspect_after=int(p.suspect_ms * MS), lease=int(p.lease_ms * MS), drift=p.drift,
-                       tick_every=int(p.tick_ms * MS), seed=seed, replicas=scenario.replicas)
+                       tick_every=int(p.tick_ms * MS), seed=seed, replicas=scenario.replicas,
+                       quorum_groups=p.quorum_groups, snapshot_every=p.snapshot_every)
             for r in range(len(scenario.regions))]
 
 
@@ -129,7 +130,7 @@ class Simulation:
         self.now = 0
         self.trace = hashlib.sha256()
         self.log = RunLog()
-        self.created: dict[tuple[int, int], int] = {}
+        self.created: dict[tuple[int, int, int], int] = {}
         self.active: list[Fault] = []
         self.end_load = int(scenario.duration * S)
         self.end = self.end_load + int(scenario.quiesce * S)
@@ -329,7 +330,7 @@ class Simulation:
                 rec = e.record
                 self.stores[r].append(rec)
                 if type(rec) is Entry:
-                    key = (rec.origin, rec.seq)
+                    key = (rec.origin, rec.group, rec.seq)
                     if rec.origin == r:
                         self.created[key] = now
                     elif key in self.created:

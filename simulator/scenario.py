@@ -86,6 +86,8 @@ class NodeParams:
     lease_ms: float = 1000.0
     drift: float = 0.01
     tick_ms: float = 50.0
+    quorum_groups: str = "unit"  # quorum: a Raft log per "unit" (leaders at the homes) or one for the "ledger"
+    snapshot_every: int = 1000  # quorum: entries a log applies between snapshots (log compaction)
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,27 @@ class Scenario:
             return [list(r) for r in self.rtt_ms]
         return [[fibre_rtt_ms(a, b) for b in self.regions] for a in self.regions]
 
+    @property
+    def mode_label(self) -> str:
+        """The design's name as every report shows it: `unit+semi-sync`, `quorum+ledger`, ..."""
+        if self.mode == "unit":
+            return f"unit+{self.ship}"
+        if self.mode == "quorum" and self.node.quorum_groups == "ledger":
+            return "quorum+ledger"
+        return self.mode
+
     def with_mode(self, mode: str | None, ship: str | None = None) -> Scenario:
+        """`unit+async` / `unit+semi-sync` set the shipping; `quorum+unit` / `quorum+ledger`
+        set the Raft groups (one per unit, or one for the whole ledger)."""
         s = self
         if mode:
-            m, _, sh = mode.partition("+")
-            s = replace(s, mode=m, ship=sh or ship or s.ship)
+            m, _, variant = mode.partition("+")
+            if m == "quorum":
+                groups = variant or s.node.quorum_groups
+                _check_choice(groups, ("unit", "ledger"), "mode quorum+<groups>")
+                s = replace(s, mode=m, node=replace(s.node, quorum_groups=groups))
+            else:
+                s = replace(s, mode=m, ship=variant or ship or s.ship)
         elif ship:
             s = replace(s, ship=ship)
         _check_choice(s.mode, ("async", "unit", "escrow", "quorum"), "mode")
@@ -303,6 +321,9 @@ def _validate(s: Scenario) -> None:
         raise ScenarioError("workload.spend_all.accounts: at most half of the customers")
     if s.node.lease_ms <= s.node.heartbeat_ms:
         raise ScenarioError("node.lease_ms: must be longer than node.heartbeat_ms")
+    _check_choice(s.node.quorum_groups, ("unit", "ledger"), "node.quorum_groups")
+    if s.node.snapshot_every < 1:
+        raise ScenarioError("node.snapshot_every: must be >= 1")
     if s.duration <= 0:
         raise ScenarioError("duration: must be > 0")
 

@@ -320,26 +320,54 @@ def test_scenarios_lose_nothing_acknowledged(name):  # type: ignore[no-untyped-d
     assert len(digests) == 1
 
 
-def test_losing_the_leaders_region_moves_the_leader_within_the_election_timeout():
+def test_losing_a_home_region_moves_its_units_leaders_and_they_come_back():
     s = small("region-outage")
-    crash = replace(s.chaos[0], target=("changchun",))  # region 0 is the first leader
-    sim, res = run_scenario(replace(s, chaos=(crash,)), 1)
+    crash = replace(s.chaos[0], target=("changchun",))  # region 0: home and first leader of units 0, 3, 6, 9
+    s = replace(s, chaos=(crash,), node=replace(s.node, snapshot_every=40))
+    sim, res = run_scenario(s, 1)
     assert res["violated"] == [] and res["metrics"]["rpo"]["lost_acknowledged"] == 0
     rto = res["metrics"]["rto"][0]["rto_s"]
     # election timeout is 0.6-1.2 s; clients of the dead region time out (1.5 s) and retry elsewhere
     assert rto is not None and rto < 3.5
-    leaders = {n.raft_leader for n in sim.nodes if n is not None}
-    assert leaders == {0}, "Changchun (the preferred region) leads again after it came back"
-    returned = sim.nodes[0]._quorum.raft
-    assert returned.snap is not None  # caught up through a snapshot, not from the start
-    # the drill's timeline: Raft's detector, the election, writes resuming, the handover back
+    n_units = sim.plan.amap.n_units
+    homes = [u % 3 for u in range(n_units)]
+    for node in sim.nodes:
+        assert node is not None
+        assert [node.raft_leader_of(u) for u in range(n_units)] == homes, "every unit is led from its home again"
+    returned = sim.nodes[0]._quorum.groups[0]
+    assert returned.snap is not None  # caught up through its unit's snapshot, not from the start
+    # the drill's timeline: Raft's detector, the elections, writes resuming, the handovers back
     events = [(e["event"], e["region"]) for e in res["metrics"]["series"]["timeline"]]
     fault = events.index(("fault", "changchun"))
     after = [ev for ev, _ in events[fault:]]
     assert after.index("detected") < after.index("promoted") <= after.index("writes_resumed")
-    first, back = res["metrics"]["promotions"]
-    assert first["region"] != "changchun" and back["region"] == "changchun" and back["version"] > first["version"]
-    assert first["t"] - s.chaos[0].at < rto + 1e-9  # elected before the clients noticed
+    promotions = res["metrics"]["promotions"]
+    away = [p for p in promotions if p["t"] < crash.at + crash.duration]
+    back = [p for p in promotions if p["t"] >= crash.at + crash.duration]
+    assert sorted(int(u) for p in away for u in p["moves"]) == [0, 3, 6, 9]
+    assert all(p["region"] != "changchun" for p in away)
+    assert sorted(int(u) for p in back for u in p["moves"]) == [0, 3, 6, 9]
+    assert all(p["region"] == "changchun" for p in back)
+    assert min(p["t"] for p in away) - crash.at < rto + 1e-9  # elected before the clients noticed
+
+
+def test_units_homed_elsewhere_keep_their_leaders_through_the_outage():
+    """Only the dead region's units change leader: the others never notice."""
+    s = small("region-outage")
+    s = replace(s, chaos=(replace(s.chaos[0], target=("changchun",)),))
+    _, res = run_scenario(s, 1)
+    moved = {int(u) for p in res["metrics"]["promotions"] for u in p["moves"]}
+    assert moved == {0, 3, 6, 9}
+
+
+def test_one_ledger_wide_log_is_the_single_leader_design():
+    s = small("region-outage")
+    s = replace(s, node=replace(s.node, quorum_groups="ledger"))
+    sim, res = run_scenario(s, 1)
+    assert res["violated"] == [] and res["metrics"]["rpo"]["lost_acknowledged"] == 0
+    for node in sim.nodes:
+        assert node is not None and len(node._quorum.groups) == 1
+        assert {node.raft_leader_of(u) for u in range(sim.plan.amap.n_units)} == {0}
 
 
 def test_fuzz_twenty_seeds_no_violation():
@@ -355,6 +383,6 @@ def test_two_two_one_replicas_survive_losing_a_two_replica_region():
     sim, res = run_scenario(s, 1)
     assert res["violated"] == [] and res["metrics"]["rpo"]["lost_acknowledged"] == 0
     assert res["scenario"]["replicas"] == [2, 2, 1]
-    assert all(n._quorum.raft.cfg.weights == (2, 2, 1) for n in sim.nodes if n is not None)
+    assert all(g.cfg.weights == (2, 2, 1) for n in sim.nodes if n is not None for g in n._quorum.groups)
     assert res["metrics"]["rto"][0]["rto_s"] is not None
     assert len(set(res["final_digests"].values())) == 1
