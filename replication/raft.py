@@ -165,7 +165,12 @@ class RaftNode:
     voted_for: int | None = None
     role: str = FOLLOWER
     leader: int | None = None
-    log: list[Entry] = field(default_factory=list)  # entries snap_index+1 .. last_index
+    log: list[Entry] = field(default_factory=list)  # entries offset+1 .. last_index
+    # The entry just before log[0] (index, term). offset <= snap_index: compaction keeps a
+    # margin of entries the snapshot covers, so a follower that is merely a little behind
+    # (the far region, a reordered message) catches up from the log, not from a snapshot.
+    offset: int = 0
+    offset_term: int = 0
     snap: Snapshot | None = None
     commit: int = 0
     applied: int = 0
@@ -207,18 +212,18 @@ class RaftNode:
 
     @property
     def last_index(self) -> int:
-        return self.snap_index + len(self.log)
+        return self.offset + len(self.log)
 
     @property
     def last_term(self) -> int:
-        return self.log[-1].rv if self.log else self.snap_term
+        return self.log[-1].rv if self.log else self.offset_term
 
     def term_at(self, i: int) -> int | None:
-        if i == self.snap_index:
-            return self.snap_term
-        if i < self.snap_index or i > self.last_index:
+        if i == self.offset:
+            return self.offset_term
+        if i < self.offset or i > self.last_index:
             return None
-        return self.log[i - self.snap_index - 1].rv
+        return self.log[i - self.offset - 1].rv
 
     def first_index_of_term(self) -> int | None:
         """The index of this term's first entry (a leader's no-op), if still in the log."""
@@ -228,7 +233,7 @@ class RaftNode:
         return None
 
     def entry(self, i: int) -> Entry:
-        return self.log[i - self.snap_index - 1]
+        return self.log[i - self.offset - 1]
 
     def _timeout(self) -> int:
         return int(self.rng.uniform(self.cfg.election_min, self.cfg.election_max))
@@ -343,7 +348,7 @@ class RaftNode:
 
     def _send_append(self, p: int, out: list[Effect], now: int, heartbeat: bool = False) -> None:
         ni = self.next_index[p]
-        if ni <= self.snap_index:
+        if ni <= self.offset:
             assert self.snap is not None
             if now - self.snap_sent.get(p, -(1 << 62)) < self.cfg.election_min:
                 return  # one snapshot in flight per follower: resending floods the link
@@ -354,7 +359,7 @@ class RaftNode:
         if ni > self.last_index and not heartbeat:
             return
         prev = ni - 1
-        entries = self.log[prev - self.snap_index: prev - self.snap_index + self.cfg.max_batch]
+        entries = self.log[prev - self.offset: prev - self.offset + self.cfg.max_batch]
         size = 96 + sum(96 + 128 * len(e.rows) for e in entries)
         out.append(Send(p, AppendEntries(self.me, self.term, prev, self.term_at(prev) or 0, entries, self.commit,
                                           self.group), size))
@@ -448,9 +453,9 @@ class RaftNode:
             return
         prev, prev_term, entries = m.prev_index, m.prev_term, m.entries
         covered = prev + len(entries)
-        if prev < self.snap_index:  # that prefix is in our snapshot: committed, identical
-            entries = [e for e in entries if e.seq > self.snap_index]
-            prev, prev_term = self.snap_index, self.snap_term
+        if prev < self.offset:  # that prefix is in our snapshot: committed, identical
+            entries = [e for e in entries if e.seq > self.offset]
+            prev, prev_term = self.offset, self.offset_term
         if self.term_at(prev) != prev_term:
             hint = min(self.last_index, prev - 1)
             out.append(Send(m.sender, AppendReply(self.me, self.term, False, max(hint, self.commit), self.group)))
@@ -461,7 +466,7 @@ class RaftNode:
                 continue  # already there (a duplicate or reordered message must not truncate)
             if have is not None:
                 assert e.seq > self.commit, "a committed entry would be truncated"
-                del self.log[e.seq - self.snap_index - 1:]
+                del self.log[e.seq - self.offset - 1:]
                 self.damaged = {i for i in self.damaged if i < e.seq}
             self.log.append(e)
             out.append(Persist(e))
@@ -503,9 +508,10 @@ class RaftNode:
 
     def _install(self, s: Snapshot) -> None:
         if self.term_at(s.index) == s.term:
-            self.log = self.log[s.index - self.snap_index:]
+            self.log = self.log[s.index - self.offset:]
         else:
             self.log = []
+        self.offset, self.offset_term = s.index, s.term
         self.damaged = {i for i in self.damaged if i > s.index}
         self.snap = s
         if s.index > self.commit:
@@ -533,7 +539,10 @@ class RaftNode:
         if any(i <= self.applied for i in self.damaged):
             return None
         s = Snapshot(self.applied, self.term_at(self.applied) or 0, data, self.group)
-        self.log = self.log[s.index - self.snap_index:]
+        keep = max(self.offset, s.index - self.cfg.snapshot_every // 2)  # the catch-up margin
+        self.offset_term = self.term_at(keep) or 0
+        self.log = self.log[keep - self.offset:]
+        self.offset = keep
         self.snap = s
         out.append(Persist(s))
         return s
@@ -541,7 +550,7 @@ class RaftNode:
     def repair(self, e: Entry) -> bool:
         """A good copy of a damaged entry (same index and checksum) from a peer."""
         if e.seq in self.damaged and e.intact() and self.entry(e.seq).checksum == e.checksum:
-            self.log[e.seq - self.snap_index - 1] = e
+            self.log[e.seq - self.offset - 1] = e
             self.damaged.discard(e.seq)
             return True
         return False
@@ -558,10 +567,10 @@ class RaftNode:
                 node.term, node.voted_for = rec.term, rec.voted_for  # type: ignore[attr-defined]
             elif t is Entry:
                 e: Entry = rec  # type: ignore[assignment]
-                if e.seq <= node.snap_index:
+                if e.seq <= node.offset:
                     continue
                 if e.seq <= node.last_index:
-                    del node.log[e.seq - node.snap_index - 1:]
+                    del node.log[e.seq - node.offset - 1:]
                 if e.seq == node.last_index + 1:
                     node.log.append(e)
             elif t is Snapshot:

@@ -268,6 +268,25 @@ def test_a_returning_node_catches_up_from_a_snapshot_not_the_history():
     assert c.sm[gone] == c.sm[leader.me]
 
 
+def test_followers_a_little_behind_catch_up_from_the_log_not_a_snapshot():
+    """Reordered messages make followers reject and the leader roll back; the log it rolls
+    back into was compacted a moment ago. A margin of compacted entries is kept, so no
+    snapshot has to be shipped to a member that never left."""
+    c = Cluster(3, 3)
+    c.reorder = 40 * MS
+    sent: list[object] = []
+    effects = c._effects
+
+    def spy(i: int, out: list) -> None:  # type: ignore[type-arg]
+        sent.extend(type(e.message).__name__ for e in out if isinstance(e, Send))
+        effects(i, out)
+
+    c._effects = spy  # type: ignore[method-assign]
+    c.run_proposing(300, 2)
+    assert sent.count("AppendReply") > 500 and any(x.snap is not None for x in c.nodes if x is not None)
+    assert "InstallSnapshot" not in sent
+
+
 def test_a_minority_leader_cannot_commit_and_steps_down():
     c = Cluster(3, 7)
     c.run_until(20 * 25 * MS)
