@@ -287,6 +287,30 @@ def test_followers_a_little_behind_catch_up_from_the_log_not_a_snapshot():
     assert "InstallSnapshot" not in sent
 
 
+def test_a_long_divergent_suffix_is_replaced_in_a_few_round_trips():
+    """A leader cut off with a minority keeps appending (it cannot commit) until CheckQuorum
+    deposes it; the majority's new leader commits other entries at those indices. After
+    the heal the old leader's whole divergent suffix goes at once (the reject names where
+    its conflicting term began), and the entries the leader keeps proposing do not push
+    its guess forward again while it is still looking for the match point (no livelock)."""
+    c = Cluster(3, 7)
+    for x in c.nodes:  # no compaction: the follower must be repaired from the log itself
+        assert x is not None
+        x.cfg = replace(x.cfg, snapshot_every=1 << 30)
+    c.run_proposing(20, 1)
+    old = _leader(c)
+    assert old is not None
+    c.cut = {(a, b) for a in range(3) for b in range(3) if (a == old.me) != (b == old.me)}
+    c.run_proposing(60, 1, every=2 * MS)  # the old leader appends ~60 entries nobody else stores
+    c.run_proposing(150, 1, every=10 * MS)  # the majority elects and commits a longer log of its own
+    assert old.last_index - old.commit > 40, "a long uncommitted suffix"
+    c.cut = set()
+    c.run_proposing(30, 1, every=5 * MS)  # the load goes on: 150 ms, three heartbeats
+    leader = _leader(c)
+    assert leader is not None and leader.me != old.me
+    assert old.commit >= leader.commit - 5, (old.commit, leader.commit)  # caught up, but the last round trip
+
+
 def test_a_minority_leader_cannot_commit_and_steps_down():
     c = Cluster(3, 7)
     c.run_until(20 * 25 * MS)

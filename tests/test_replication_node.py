@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
@@ -300,3 +301,9 @@ def test_a_voter_still_leasing_the_dead_home_refuses_with_a_hint_and_the_decider
     assert second[1] > first[1]
     assert T + lease + late < second[0] <= T + lease + late + 2 * nodes[0].cfg.tick_every
     assert votes[-1].yes and nodes[0].routing.homes[1] != 1 and nodes[2].routing.homes[1] != 1
+
+
+def test_node_config_refuses_an_unknown_quorum_grouping():
+    with pytest.raises(ValueError, match="quorum_groups"):
+        NodeConfig(3, 0, "quorum", AMAP, 1000, quorum_groups="account")
+    assert [len(node(0, "quorum")._quorum.groups)] == [N_UNITS]  # type: ignore[union-attr]

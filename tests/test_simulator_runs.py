@@ -119,12 +119,25 @@ def test_simulate_exit_code_is_nonzero_only_for_a_promised_violation(tmp_path): 
         ({"regions": {"names": ["changchun", "beijing", "shanghai"], "replicas": [2, 0, 1]}}, "regions.replicas"),
         ({"regions": {"names": ["changchun", "beijing", "shanghai"], "replicas": [2, "2", 1]}}, "regions.replicas"),
         ({"regions": {"names": ["changchun", "beijing", "shanghai"], "replicas": [3, 1, 1]}}, "regions.replicas"),
+        ({"node": {"quorum_groups": "account"}}, "node.quorum_groups"),
+        ({"node": {"snapshot_every": 0}}, "node.snapshot_every"),
+        ({"node": {"snapshot_every": 1.5}}, "node.snapshot_every"),
     ],
 )
 def test_scenario_errors_name_the_key(data, key):  # type: ignore[no-untyped-def]
     with pytest.raises(ScenarioError) as e:
         parse_scenario(data)
     assert str(e.value).startswith(key), str(e.value)
+
+
+def test_mode_names_pick_the_design_and_reject_unknown_variants():
+    s = load_scenario("baseline")
+    assert s.with_mode("quorum+ledger").node.quorum_groups == "ledger"
+    assert s.with_mode("quorum+ledger").mode_label == "quorum+ledger"
+    assert s.with_mode("quorum").mode_label == "quorum" and s.with_mode("quorum").node.quorum_groups == "unit"
+    assert s.with_mode("unit+async").mode_label == "unit+async"
+    with pytest.raises(ScenarioError, match="quorum"):
+        s.with_mode("quorum+account")
 
 
 def test_shipped_scenarios_load():
