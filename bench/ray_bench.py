@@ -35,12 +35,11 @@ import numpy as np
 TARGET_ACKED_PER_S = 50_000
 
 
-def bench_scenario(quick: bool, mode: str = "unit+semi-sync") -> Any:
+def bench_scenario(quick: bool, mode: str = "unit+semi-sync", rate: float = 20_000.0) -> Any:
     """`baseline`, transfers only, `rate` per region for `duration` seconds."""
     from simulator.scenario import load_scenario
 
     base = load_scenario("baseline").with_mode(mode)
-    rate = 20_000.0
     duration = 3.0 if quick else 8.0
     w = base.workload
     mix = replace(w.mix, read=0.0)
@@ -63,12 +62,12 @@ def _acked_per_s(sim: Any) -> tuple[int, float]:
 
 
 def measure(quick: bool = True, seed: int = 1, address: str | None = None,
-            mode: str = "unit+semi-sync") -> dict[str, Any]:
+            mode: str = "unit+semi-sync", rate: float = 20_000.0) -> dict[str, Any]:
     """Run the bench scenario on Ray (3 region actors) and on the deterministic runtime."""
     from simulator.ray_runtime import run_scenario_ray
     from simulator.run import run_scenario
 
-    s = bench_scenario(quick, mode)
+    s = bench_scenario(quick, mode, rate)
     began = time.perf_counter()
     ray_sim, ray_res = run_scenario_ray(s, seed, address=address, min_batch_ms=0.0)
     ray_wall = time.perf_counter() - began
@@ -122,9 +121,13 @@ def main() -> None:
                    choices=["unit+semi-sync", "unit+async", "escrow", "quorum", "quorum+ledger"],
                    help="replication mode (quorum: a Raft log per unit, led from its home; quorum+ledger: one "
                         "Raft leader orders every write)")
+    p.add_argument("--rate", type=float, default=20_000.0,
+                   help="offered transfers/s per region (default: %(default)s; raise it to find a design's ceiling)")
     p.add_argument("--out", default="bench/results/ray.json")
     a = p.parse_args()
-    result = measure(a.quick, a.seed, a.address, a.mode)
+    if a.rate <= 0:
+        p.error("--rate must be > 0")
+    result = measure(a.quick, a.seed, a.address, a.mode, a.rate)
     print(json.dumps(result))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2))

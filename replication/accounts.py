@@ -53,17 +53,34 @@ class AccountMap:
     def n_customers(self) -> int:
         return len(self.customer_unit) - 1
 
+    def known(self, ids: np.ndarray) -> np.ndarray:
+        """Which ids (low words) name an account of the run: a customer, a unit's fund or transit."""
+        ids = ids.astype(np.uint64, copy=False)
+        n = np.uint64(self.n_units)
+        return (((ids >= 1) & (ids <= np.uint64(self.n_customers)))
+                | ((ids >= np.uint64(FUND_BASE)) & (ids < np.uint64(FUND_BASE) + n))
+                | ((ids >= np.uint64(TRANSIT_BASE)) & (ids < np.uint64(TRANSIT_BASE) + n)))
+
     def units_of(self, ids: np.ndarray) -> np.ndarray:
-        """Unit of each account id (vectorised; ids are the low words, all < 2^64)."""
-        ids = ids.astype(np.int64, copy=False)
-        is_bank = ids >= BANK_BASE
-        out = np.empty(len(ids), np.int64)
-        out[~is_bank] = self.customer_unit[ids[~is_bank]]
-        out[is_bank] = ids[is_bank] & UNIT_MASK
+        """Unit of each account id (vectorised; ids are the low words). Ids that name no
+        account (zero, unknown) map to unit 0: a row naming one fails in the engine wherever
+        it is written, so where that is does not matter, but it must not crash the router."""
+        ids = ids.astype(np.uint64, copy=False)
+        out = np.zeros(len(ids), np.int64)
+        known = self.known(ids)
+        customer = known & (ids <= np.uint64(self.n_customers))
+        out[customer] = self.customer_unit[ids[customer].astype(np.int64)]
+        bank = known & ~customer
+        out[bank] = (ids[bank] & np.uint64(UNIT_MASK)).astype(np.int64)
         return out
 
     def unit_of(self, account_id: int) -> int:
-        return int(account_id & UNIT_MASK) if account_id >= BANK_BASE else int(self.customer_unit[account_id])
+        if 1 <= account_id <= self.n_customers:
+            return int(self.customer_unit[account_id])
+        for base in (FUND_BASE, TRANSIT_BASE):
+            if base <= account_id < base + self.n_units:
+                return account_id - base
+        return 0
 
 
 def genesis(amap: AccountMap, opening_balance: int, *, enforce_flags: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -98,14 +115,17 @@ def genesis(amap: AccountMap, opening_balance: int, *, enforce_flags: bool) -> t
     return accounts, deposits
 
 
-def as_debit_legs(rows: np.ndarray, dunits: np.ndarray, cunits: np.ndarray) -> np.ndarray:
+def as_debit_legs(rows: np.ndarray, dunits: np.ndarray, cunits: np.ndarray, amap: AccountMap) -> np.ndarray:
     """Turn the cross-unit rows of a client batch, in place, into debit legs (customer ->
     transit of the debit unit, beneficiary kept in `user_data_128`), so that every row
     touches one unit only: the writer of that unit can apply it alone. Returns the rows that
     cannot be split: two-phase transfers across units (a pending hold would need both units).
-    Credit legs (already one unit's) pass unchanged."""
+    Credit legs (already one unit's) pass unchanged, and so do rows naming an account that
+    does not exist: split, their debit leg would succeed and park money for a credit leg
+    that can never land; whole, the engine refuses them with the exact result code."""
     credit_leg = (rows["id_hi"] & CREDIT_BIT_HI) != 0
-    cross = (cunits != dunits) & ~credit_leg
+    named = amap.known(rows["debit_account_id_lo"]) & amap.known(rows["credit_account_id_lo"])
+    cross = (cunits != dunits) & ~credit_leg & named
     bad = cross & ((rows["flags"] & _TWO_PHASE) != 0)
     if cross.any():
         rows["user_data_128_lo"][cross] = rows["credit_account_id_lo"][cross]

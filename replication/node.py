@@ -423,7 +423,7 @@ class RegionNode:
         sub = rows[ok].copy()
         du = dunits[ok]
         cu = cunits[ok]
-        go = ~as_debit_legs(sub, du, cu)
+        go = ~as_debit_legs(sub, du, cu, self.cfg.amap)
         sub_res = np.full(len(sub), CROSS_UNIT_TWO_PHASE, np.uint32)
         seq = 0
         if go.any():
@@ -447,7 +447,8 @@ class RegionNode:
         sub = rows[admitted]
         du = amap.units_of(sub["debit_account_id_lo"])
         cu = amap.units_of(sub["credit_account_id_lo"])
-        cross = (cu != du) & ((sub["flags"] & _TWO_PHASE) == 0)
+        cross = ((cu != du) & ((sub["flags"] & _TWO_PHASE) == 0) & amap.known(sub["debit_account_id_lo"])
+                 & amap.known(sub["credit_account_id_lo"]))
         n_sub = len(sub)
         pos = np.arange(n_sub) + np.concatenate(([0], np.cumsum(cross)[:-1])) if n_sub else np.zeros(0, int)
         batch = np.zeros(n_sub + int(cross.sum()), TRANSFER_DTYPE)

@@ -47,7 +47,7 @@ import numpy as np
 
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
-from replication.accounts import BANK_BASE, CREDIT_BIT_HI, as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
+from replication.accounts import CREDIT_BIT_HI, as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
 from replication.log import DurableStore, Entry
 from replication.messages import (
     CROSS_UNIT_TWO_PHASE,
@@ -286,11 +286,11 @@ class Quorum:
                     reads: np.ndarray, now: int, out: list[Effect]) -> None:
         """Dispatch rows `ri` of a batch (and its reads) by group; this split is one part."""
         batch = self.batches[batch_id]
-        bad = as_debit_legs(rows, dunits, cunits)
+        bad = as_debit_legs(rows, dunits, cunits, self.node.cfg.amap)
         batch.results[ri[bad]] = CROSS_UNIT_TWO_PHASE
         row_group = self.unit_group[dunits]
         row_group[bad] = -1
-        read_group = self.unit_group[self._read_units(reads)]
+        read_group = self.unit_group[self.node.cfg.amap.units_of(reads)]  # no such account: zeros, from unit 0
         parts = sorted(set(row_group[row_group >= 0].tolist()) | set(read_group.tolist()))
         batch.parts_left += len(parts)
         for g in parts:
@@ -312,16 +312,6 @@ class Quorum:
             self.batches[batch_id].results[ri[unknown]] = _PENDING_NOT_FOUND
             known = ~unknown
             self._send_parts(batch_id, ri[known], rows[known], dunits[known], cunits[known], _NO_READS, now, out)
-
-    def _read_units(self, ids: np.ndarray) -> np.ndarray:
-        """The unit of each account read; ids that name no account read as zeros from unit 0."""
-        amap = self.node.cfg.amap
-        ids = ids.astype(np.uint64, copy=False)
-        known = ((ids >= 1) & (ids <= amap.n_customers)) | (ids >= BANK_BASE)
-        units = np.zeros(len(ids), np.int64)
-        if known.any():
-            units[known] = amap.units_of(ids[known]) % amap.n_units
-        return units
 
     def _dispatch(self, g: int, target: Target, rows: np.ndarray, reads: np.ndarray, now: int,
                   out: list[Effect]) -> None:
@@ -368,8 +358,10 @@ class Quorum:
             return
         rows = rows.copy()
         if len(rows):
-            named = (rows["flags"] & _POST_VOID) == 0  # a post or void takes its pending's accounts
-            owners = self.unit_group[self.node.cfg.amap.units_of(rows["credit_account_id_lo"][named])]
+            named = rows[(rows["flags"] & _POST_VOID) == 0]  # a post or void takes its pending's accounts
+            amap = self.node.cfg.amap
+            ids = np.concatenate([named["debit_account_id_lo"], named["credit_account_id_lo"]])
+            owners = self.unit_group[amap.units_of(ids)][amap.known(ids)]  # no account: it fails anywhere
             if (owners != g).any():  # a log's entries touch its own units only (see unit_state)
                 self._answer(target, _unavailable(len(rows)), _no_balances(reads), out)
                 return

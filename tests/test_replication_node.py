@@ -307,3 +307,23 @@ def test_node_config_refuses_an_unknown_quorum_grouping():
     with pytest.raises(ValueError, match="quorum_groups"):
         NodeConfig(3, 0, "quorum", AMAP, 1000, quorum_groups="account")
     assert [len(node(0, "quorum")._quorum.groups)] == [N_UNITS]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", ["async", "unit", "escrow", "quorum"])
+def test_rows_naming_missing_accounts_get_the_engines_code_and_move_no_money(mode: str) -> None:
+    """Routing must not crash on an id that names no account, nor split such a row into
+    legs: a debit leg to a beneficiary that does not exist would park money in transit for
+    a credit leg that can never land."""
+    n = RegionNode(NodeConfig(1, 0, mode, AMAP, 1000))  # one region: it leads and leases alone
+    for t in range(0, 400 * MS, 50 * MS):
+        n.handle(Tick(), t)
+    batch = rows((1, 3, 6, 10),  # a good same-unit transfer (customers 3 and 6 are in unit 0)
+                 (2, 10**9, 3, 10), (3, 3, 10**9, 10), (4, 4, 10**9, 10), (5, 4, 0, 10), (6, 4, 1 << 63, 10))
+    replies = of(n.handle(ClientRequest(7, batch), 400 * MS), Reply)
+    T = CreateTransferResult
+    assert [T(int(r)).name for r in replies[0].results] == [
+        "OK", "DEBIT_ACCOUNT_NOT_FOUND", "CREDIT_ACCOUNT_NOT_FOUND", "CREDIT_ACCOUNT_NOT_FOUND",
+        "CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO", "CREDIT_ACCOUNT_NOT_FOUND"]
+    acc = n.engine.accounts
+    transit = acc[acc["id_lo"] >= (1 << 40) + (1 << 20)]
+    assert not transit["debits_posted_lo"].any() and not transit["credits_posted_lo"].any()
