@@ -1041,6 +1041,11 @@ class RegionNode:
         """Quorum mode: the region this node believes leads the unit's Raft log (None if unknown)."""
         return self._quorum.leader_of(unit) if self._quorum is not None else None
 
+    @property
+    def credit_legs_owed(self) -> int:
+        """Cross-unit debit legs applied here whose credit leg is not (yet): money in transit."""
+        return len(self.outbox) if self._quorum is None else sum(map(len, self._quorum.outbox))
+
     def status(self) -> dict[str, Any]:
         return {
             "region": self.me,
@@ -1049,7 +1054,7 @@ class RegionNode:
             "heads": list(self.heads) if self._quorum is None else [g.applied for g in self._quorum.groups],
             "lease_until": self.lease_until,
             "catching_up": sorted(self.catching_up),
-            "outbox": len(self.outbox) if self._quorum is None else sum(map(len, self._quorum.outbox)),
+            "outbox": self.credit_legs_owed,
             "anomalies": len(self.anomalies),
             "raft_leaders": [self.raft_leader_of(u) for u in range(self.cfg.amap.n_units)],
         }

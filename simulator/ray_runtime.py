@@ -386,7 +386,7 @@ class RegionActor:
         if self.live is None:
             return None
         node = self.live.node
-        return {"digest": canonical_digest(node.engine), "outbox": len(node.outbox),
+        return {"digest": canonical_digest(node.engine), "outbox": node.credit_legs_owed,
                 "catching_up": bool(node.catching_up)}
 
     async def status(self) -> dict[str, Any] | None:
