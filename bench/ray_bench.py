@@ -118,9 +118,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or local)")
     p.add_argument("--mode", default="unit+semi-sync",
-                   choices=["unit+semi-sync", "unit+async", "escrow", "quorum", "quorum+ledger"],
-                   help="replication mode (quorum: a Raft log per unit, led from its home; quorum+ledger: one "
-                        "Raft leader orders every write)")
+                   choices=["unit+semi-sync", "unit+async", "escrow", "quorum", "quorum+region", "quorum+ledger"],
+                   help="replication mode (quorum: a Raft log per unit, led from its home; quorum+region: one log "
+                        "per home region; quorum+ledger: one Raft leader orders every write)")
     p.add_argument("--rate", type=float, default=20_000.0,
                    help="offered transfers/s per region (default: %(default)s; raise it to find a design's ceiling)")
     p.add_argument("--out", default="bench/results/ray.json")

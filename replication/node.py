@@ -141,7 +141,7 @@ class NodeConfig:
     seed: int = 0  # quorum: seeds the Raft election timeouts (the node draws nothing else)
     snapshot_every: int = 1000  # quorum: applied entries between snapshots (log compaction)
     replicas: tuple[int, ...] = ()  # quorum: replicas (votes) per region, e.g. (2, 2, 1); empty = one each
-    quorum_groups: str = "unit"  # quorum: a Raft log per "unit" (leaders at the homes), or one for the "ledger"
+    quorum_groups: str = "unit"  # quorum: a Raft log per "unit" or per home "region" (led there), or one "ledger"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -281,6 +281,16 @@ class RegionNode:
                 self.last_heard.setdefault(p, now)
         handler = _HANDLERS[type(message)]
         handler(self, message, now, effects)
+        return effects
+
+    def handle_many(self, messages: list[Message], now: int) -> list[Effect]:
+        """Messages that arrived together, handled in order (the quorum mode turns the parts
+        they propose to one Raft log into one entry: see `Quorum.handle_many`)."""
+        if self._quorum is not None:
+            return self._quorum.handle_many(messages, now)
+        effects: list[Effect] = []
+        for m in messages:
+            effects.extend(self.handle(m, now))
         return effects
 
     # ================================================================== client path

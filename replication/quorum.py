@@ -7,6 +7,9 @@ Design (see replication/README.md, "quorum mode"):
   is a member of every group, and each group prefers the unit's home region as its leader
   (Raft leadership transfer, thesis §3.10), so leaders are spread over the regions and a
   home region's customers commit at the cost of one round trip to the nearest majority.
+  `"region"` groups the units homed in one region into one log led from there: leaders
+  stay at the homes, but a region's batch is split three ways, not once per unit, so far
+  fewer, larger entries (the batching multi-Raft stores do below the groups).
   `"ledger"` keeps one group for every unit, led from region 0: one leader orders all
   writes, the single-leader design to compare against.
 * **Cross-unit transfers are two legs**, as in the `unit` mode: the debit leg (customer ->
@@ -70,7 +73,7 @@ from replication.unit_state import export_units, install_units
 if TYPE_CHECKING:
     from replication.node import NodeConfig, RegionNode
 
-GROUPINGS = ("unit", "ledger")
+GROUPINGS = ("unit", "region", "ledger")
 _PENDING_NOT_FOUND = int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)
 _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 _NO_READS = np.zeros(0, np.uint64)
@@ -132,6 +135,8 @@ def groups_of(cfg: NodeConfig, homes: np.ndarray) -> tuple[list[np.ndarray], lis
     n_units = cfg.amap.n_units
     if cfg.quorum_groups == "ledger":
         return [np.arange(n_units)], [0]
+    if cfg.quorum_groups == "region":
+        return [np.nonzero(homes == r)[0] for r in range(cfg.n_regions)], list(range(cfg.n_regions))
     return [np.array([u]) for u in range(n_units)], [int(h) for h in homes]
 
 
@@ -151,8 +156,11 @@ class Quorum:
             self.unit_group[units] = g
         self.groups = [RaftNode(cfg.me, cfg.n_regions, raft_config(cfg, p), _rng(cfg, g, False), group=g)
                        for g, p in enumerate(preferred)]
-        # (group, log index) -> [(term, n rows, reads, target)]
-        self.waiters: dict[tuple[int, int], list[tuple[int, int, np.ndarray, Target]]] = {}
+        # (group, log index) -> [(term, first row, n rows, reads, target)]: an entry may carry several parts
+        self.waiters: dict[tuple[int, int], list[tuple[int, int, int, np.ndarray, Target]]] = {}
+        # inside `handle_many`: the parts proposed to each group, appended as one entry at the end
+        self.deferring = False
+        self.proposing: dict[int, list[tuple[np.ndarray, np.ndarray, Target]]] = {}
         self.batches: dict[int, _Batch] = {}  # our clients' batches still waiting for parts
         # posts/voids waiting for their pending transfer: (batch, row indices, rows, deadline)
         self.unresolved: list[tuple[int, np.ndarray, np.ndarray, int]] = []
@@ -165,10 +173,39 @@ class Quorum:
         # per group: what arrived while its leadership was being handed over (rows, reads, target)
         self.held: dict[int, list[tuple[np.ndarray, np.ndarray, Target]]] = {}
         self.reported_term = [1] * len(self.groups)  # a first term's election is the start-up, not a failover
-        # per group: debit legs applied whose credit leg is not yet -> [debit leg row, when last sent]
+        # per group we lead: debit legs applied whose credit leg is not yet -> [debit leg row, when last sent]
         self.outbox: list[dict[int, list[Any]]] = [{} for _ in self.groups]
+        self.leading = [False] * len(self.groups)
 
     # -------------------------------------------------------------- dispatch
+    def handle_many(self, messages: list[Any], now: int) -> list[Effect]:
+        """Messages that arrived together (a runtime's batch): every part proposed to one log
+        while handling them becomes one entry, so a group's entries are few and large however
+        many client batches and forwards a step brings (the batching multi-Raft stores do)."""
+        out: list[Effect] = []
+        self.deferring = True
+        for m in messages:
+            step: list[Effect] = []
+            self.handle(m, now, step)
+            out.extend(step)
+        self.deferring = False
+        step = []
+        proposing, self.proposing = self.proposing, {}
+        for g, items in proposing.items():
+            raft = self.groups[g]
+            if raft.role == LEADER and not raft.transferring:
+                self._append(g, items, now, step)
+            else:  # leadership moved during the step: as for a handover, see _release_held
+                self.held.setdefault(g, []).extend(items)
+                if not raft.transferring:
+                    self._release_held(g, now, step)
+        self._record_persists(step)
+        self._apply_committed(step)
+        self._report_leadership(step)
+        out.extend(step)
+        _bundle(out)
+        return out
+
     def handle(self, m: Any, now: int, out: list[Effect]) -> None:
         if not self.started:
             self.started = True
@@ -216,6 +253,7 @@ class Quorum:
         for g in [g for g in self.held if not self.groups[g].transferring]:
             self._release_held(g, now, out)
         self._record_persists(out)
+        self._note_leadership()
         self._apply_committed(out)
         if self.unresolved:
             self._resolve_pending(now, out)
@@ -356,7 +394,6 @@ class Quorum:
         if raft.transferring:
             self.held.setdefault(g, []).append((rows, reads, target))
             return
-        rows = rows.copy()
         if len(rows):
             named = rows[(rows["flags"] & _POST_VOID) == 0]  # a post or void takes its pending's accounts
             amap = self.node.cfg.amap
@@ -365,11 +402,25 @@ class Quorum:
             if (owners != g).any():  # a log's entries touch its own units only (see unit_state)
                 self._answer(target, _unavailable(len(rows)), _no_balances(reads), out)
                 return
+        if self.deferring:
+            self.proposing.setdefault(g, []).append((rows, reads, target))
+        else:
+            self._append(g, [(rows, reads, target)], now, out)
+
+    def _append(self, g: int, items: list[tuple[np.ndarray, np.ndarray, Target]], now: int,
+                out: list[Effect]) -> None:
+        """Parts proposed to group `g` (we lead it), as one new log entry."""
+        raft = self.groups[g]
+        rows = np.concatenate([r for r, _, _ in items]) if len(items) > 1 else items[0][0].copy()
+        if len(rows):
             rows["timestamp"] = self._stamp(raft, len(rows), now)
         got = raft.propose(rows, now, out)
         assert got is not None
         index, term = got
-        self.waiters.setdefault((g, index), []).append((term, len(rows), reads, target))
+        first = 0
+        for r, reads, target in items:
+            self.waiters.setdefault((g, index), []).append((term, first, len(r), reads, target))
+            first += len(r)
 
     def _release_held(self, g: int, now: int, out: list[Effect]) -> None:
         """The handover finished (or was given up): propose what was held if still leader;
@@ -395,12 +446,25 @@ class Quorum:
         return np.arange(base, base + n, dtype=np.uint64)
 
     # -------------------------------------------------------------- cross-unit credit legs
+    def _note_leadership(self) -> None:
+        """A group's leader owes its units' credit legs: a new leader works out what is owed
+        from its books (committed state, so nothing an old leader owed is lost); a region
+        that stops leading forgets it."""
+        for g, raft in enumerate(self.groups):
+            leads = raft.role == LEADER
+            if leads != self.leading[g]:
+                self.leading[g] = leads
+                if leads:
+                    self._rebuild_outbox(g)
+                else:
+                    self.outbox[g] = {}
+
     def _track_legs(self, g: int, rows: np.ndarray, res: np.ndarray) -> None:
-        """Applied debit legs owe a credit leg; an applied credit leg settles one. Every
-        region tracks this for every group, so whoever leads next already knows."""
+        """Applied debit legs owe a credit leg (tracked by the debit unit's leader); an applied
+        credit leg settles one."""
         amap = self.node.cfg.amap
         legs = (rows["id_hi"] & CREDIT_BIT_HI) != 0
-        debits = is_debit_leg(rows, amap.n_units)
+        debits = is_debit_leg(rows, amap.n_units) if self.leading[g] else np.zeros(len(rows), bool)
         if not (legs.any() or debits.any()):
             return
         done = res == 0
@@ -449,7 +513,8 @@ class Quorum:
             if raft.pending_snapshot is not None:
                 install_units(node.engine, amap, self.group_units[g], raft.pending_snapshot.data)
                 raft.pending_snapshot = None
-                self._rebuild_outbox(g)
+                if self.leading[g]:
+                    self._rebuild_outbox(g)
             for e in raft.take_committed():
                 res = np.zeros(0, np.uint32)
                 if len(e.rows):
@@ -458,9 +523,9 @@ class Quorum:
                     self._track_legs(g, e.rows, res)
                 if out is None:
                     continue
-                for term, n, reads, target in self.waiters.pop((g, e.seq), []):
+                for term, first, n, reads, target in self.waiters.pop((g, e.seq), []):
                     if term == e.rv:
-                        self._answer(target, res.astype(np.uint32), node._read(reads), out)
+                        self._answer(target, res[first:first + n].astype(np.uint32), node._read(reads), out)
                     else:  # our entry lost its slot to another leader's: never applied, safe to retry
                         self._answer(target, _unavailable(n), _no_balances(reads), out)
             if out is not None and raft.applied - raft.snap_index >= raft.cfg.snapshot_every:

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-MODE_CHOICES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow", "quorum", "quorum+unit", "quorum+ledger")
+MODE_CHOICES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow", "quorum", "quorum+unit", "quorum+region",
+                "quorum+ledger")
 
 
 def register(subparsers: Any) -> None:

@@ -235,9 +235,7 @@ class LiveRegion:
         elif self._paused:
             self._held.extend(messages)
         else:
-            effects: list[Any] = []
-            for m in messages:
-                effects.extend(self.node.handle(m, self.clock()))
+            effects = self.node.handle_many(messages, self.clock())
             self.stats.handled += len(messages)
             self._apply(effects)
 
@@ -298,9 +296,7 @@ class LiveRegion:
             if self._paused or self._closed or not self._inbox:
                 continue
             batch, self._inbox = self._inbox, []
-            effects: list[Any] = []
-            for m in batch:
-                effects.extend(self.node.handle(m, self.clock()))
+            effects = self.node.handle_many(batch, self.clock())
             self.stats.handled += len(batch)
             self.stats.steps += 1
             if self._persist(effects):

@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
     cmp.add_argument("scenario", metavar="SCENARIO", help="scenario name (scenarios/NAME.toml) or path")
     cmp.add_argument("--modes", default="async,unit,escrow",
                      help="comma-separated modes: async, unit, unit+async, unit+semi-sync, escrow, quorum, "
-                          "quorum+ledger (default: %(default)s)")
+                          "quorum+region, quorum+ledger (default: %(default)s)")
     cmp.add_argument("--seed", type=int, default=None, help="PRNG seed (default: the scenario's)")
     cmp.add_argument("--out", default=None, help="output directory (default: runs/compare-SCENARIO-SEED)")
     cmp.add_argument("--jobs", type=int, default=1, help="modes run in parallel processes (default: %(default)s)")

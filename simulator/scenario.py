@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos import Fault, FaultError, validate_fault
+from replication.quorum import GROUPINGS
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -86,7 +87,7 @@ class NodeParams:
     lease_ms: float = 1000.0
     drift: float = 0.01
     tick_ms: float = 50.0
-    quorum_groups: str = "unit"  # quorum: a Raft log per "unit" (leaders at the homes) or one for the "ledger"
+    quorum_groups: str = "unit"  # quorum: a Raft log per "unit" or per home "region" (led there), or one "ledger"
     snapshot_every: int = 1000  # quorum: entries a log applies between snapshots (log compaction)
 
 
@@ -128,19 +129,19 @@ class Scenario:
         """The design's name as every report shows it: `unit+semi-sync`, `quorum+ledger`, ..."""
         if self.mode == "unit":
             return f"unit+{self.ship}"
-        if self.mode == "quorum" and self.node.quorum_groups == "ledger":
-            return "quorum+ledger"
+        if self.mode == "quorum" and self.node.quorum_groups != "unit":
+            return f"quorum+{self.node.quorum_groups}"
         return self.mode
 
     def with_mode(self, mode: str | None, ship: str | None = None) -> Scenario:
-        """`unit+async` / `unit+semi-sync` set the shipping; `quorum+unit` / `quorum+ledger`
-        set the Raft groups (one per unit, or one for the whole ledger)."""
+        """`unit+async` / `unit+semi-sync` set the shipping; `quorum+unit` / `quorum+region` /
+        `quorum+ledger` set the Raft groups (one per unit, per home region, or one log)."""
         s = self
         if mode:
             m, _, variant = mode.partition("+")
             if m == "quorum":
                 groups = variant or s.node.quorum_groups
-                _check_choice(groups, ("unit", "ledger"), "mode quorum+<groups>")
+                _check_choice(groups, GROUPINGS, "mode quorum+<groups>")
                 s = replace(s, mode=m, node=replace(s.node, quorum_groups=groups))
             else:
                 s = replace(s, mode=m, ship=variant or ship or s.ship)
@@ -321,7 +322,7 @@ def _validate(s: Scenario) -> None:
         raise ScenarioError("workload.spend_all.accounts: at most half of the customers")
     if s.node.lease_ms <= s.node.heartbeat_ms:
         raise ScenarioError("node.lease_ms: must be longer than node.heartbeat_ms")
-    _check_choice(s.node.quorum_groups, ("unit", "ledger"), "node.quorum_groups")
+    _check_choice(s.node.quorum_groups, GROUPINGS, "node.quorum_groups")
     if s.node.snapshot_every < 1:
         raise ScenarioError("node.snapshot_every: must be >= 1")
     if s.duration <= 0:

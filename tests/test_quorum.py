@@ -403,14 +403,20 @@ def test_units_homed_elsewhere_keep_their_leaders_through_the_outage():
     assert moved == {0, 3, 6, 9}
 
 
-def test_one_ledger_wide_log_is_the_single_leader_design():
+@pytest.mark.parametrize(("groups", "n_logs"), [("region", 3), ("ledger", 1)])
+def test_coarser_logs_keep_every_promise(groups: str, n_logs: int) -> None:
+    """A log per home region (leaders stay at the homes) and one ledger-wide log (one leader
+    in region 0): the dead region's logs move and come back, nothing acknowledged is lost."""
     s = small("region-outage")
-    s = replace(s, node=replace(s.node, quorum_groups="ledger"))
+    s = replace(s, node=replace(s.node, quorum_groups=groups))
     sim, res = run_scenario(s, 1)
     assert res["violated"] == [] and res["metrics"]["rpo"]["lost_acknowledged"] == 0
+    assert res["mode"] == f"quorum+{groups}"
+    n_units = sim.plan.amap.n_units
     for node in sim.nodes:
-        assert node is not None and len(node._quorum.groups) == 1
-        assert {node.raft_leader_of(u) for u in range(sim.plan.amap.n_units)} == {0}
+        assert node is not None and len(node._quorum.groups) == n_logs
+        want = [u % 3 for u in range(n_units)] if groups == "region" else [0] * n_units
+        assert [node.raft_leader_of(u) for u in range(n_units)] == want
 
 
 def test_fuzz_twenty_seeds_no_violation():

@@ -327,3 +327,19 @@ def test_rows_naming_missing_accounts_get_the_engines_code_and_move_no_money(mod
     acc = n.engine.accounts
     transit = acc[acc["id_lo"] >= (1 << 40) + (1 << 20)]
     assert not transit["debits_posted_lo"].any() and not transit["credits_posted_lo"].any()
+
+
+def test_quorum_turns_the_parts_a_step_brings_into_one_entry_per_log():
+    """`handle_many` (a runtime's batch): two client batches for the same unit become one log
+    entry, and each batch still gets exactly its own rows' results."""
+    n = RegionNode(NodeConfig(1, 0, "quorum", AMAP, 1000))
+    for t in range(0, 400 * MS, 50 * MS):
+        n.handle(Tick(), t)
+    log = n._quorum.groups[0]  # type: ignore[union-attr]
+    before = log.last_index
+    first = rows((1, 9, 12, 5000), (2, 3, 6, 10))  # unit 0: more than customer 9 holds, then OK
+    second = rows((3, 12, 3, 7))
+    effects = n.handle_many([ClientRequest(1, first), ClientRequest(2, second)], 400 * MS)
+    assert log.last_index == before + 1, "one entry for both batches"
+    answers = {r.batch_id: [CreateTransferResult(int(c)).name for c in r.results] for r in of(effects, Reply)}
+    assert answers == {1: ["EXCEEDS_CREDITS", "OK"], 2: ["OK"]}
