@@ -185,28 +185,22 @@ class Quorum:
         out: list[Effect] = []
         self.deferring = True
         for m in messages:
-            step: list[Effect] = []
-            self.handle(m, now, step)
-            out.extend(step)
+            self._dispatch_message(m, now, out)
         self.deferring = False
-        step = []
         proposing, self.proposing = self.proposing, {}
         for g, items in proposing.items():
-            raft = self.groups[g]
-            if raft.role == LEADER and not raft.transferring:
-                self._append(g, items, now, step)
-            else:  # leadership moved during the step: as for a handover, see _release_held
+            if self.groups[g].role == LEADER and not self.groups[g].transferring:
+                self._append(g, items, now, out)
+            else:  # leadership moved during the step: held as during a handover (see _end_step)
                 self.held.setdefault(g, []).extend(items)
-                if not raft.transferring:
-                    self._release_held(g, now, step)
-        self._record_persists(step)
-        self._apply_committed(step)
-        self._report_leadership(step)
-        out.extend(step)
-        _bundle(out)
+        self._end_step(now, out)
         return out
 
     def handle(self, m: Any, now: int, out: list[Effect]) -> None:
+        self._dispatch_message(m, now, out)
+        self._end_step(now, out)
+
+    def _dispatch_message(self, m: Any, now: int, out: list[Effect]) -> None:
         if not self.started:
             self.started = True
             for raft in self.groups:  # bootstrap: each group's preferred region campaigns first
@@ -250,6 +244,10 @@ class Quorum:
                 del self.damaged_records[m.index]
                 out.append(PersistRepair(m.index, e))
                 self.groups[e.group].repair(e)
+
+    def _end_step(self, now: int, out: list[Effect]) -> None:
+        """What follows the messages of a step, once: release what a handover held, note what
+        was persisted, apply what was committed, answer, report, bundle the Raft messages."""
         for g in [g for g in self.held if not self.groups[g].transferring]:
             self._release_held(g, now, out)
         self._record_persists(out)
