@@ -27,7 +27,8 @@ from ledger.queries import StatementIndex, account_transfers, lookup_accounts, l
 from load.gateway import create_app
 from load.peerlink import PeerListener, PeerSender
 from replication.accounts import AccountMap
-from replication.node import RESULT_NAMES, NodeConfig
+from replication.config import Mode, NodeConfig, Ship
+from replication.node import RESULT_NAMES
 from replication.state import canonical_digest
 from simulator.live import LiveRegion, SqliteStore
 
@@ -69,7 +70,8 @@ class ServeConfig:
         return AccountMap(n_units, customer_unit)
 
     def node_config(self, region: int) -> NodeConfig:
-        return NodeConfig(len(self.regions), region, self.mode, self.amap(), self.opening_balance, ship=self.ship)
+        return NodeConfig(len(self.regions), region, Mode(self.mode), self.amap(), self.opening_balance,
+                          ship=Ship(self.ship))
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -152,7 +154,7 @@ class NodeBackend:
         if not 0 < debit <= self._amap.n_customers:
             return self.region
         unit = self._amap.unit_of(debit)
-        writer = node.raft_leader_of(unit) if self.cfg.mode == "quorum" else node.routing.homes[unit]
+        writer = node.writer_of(unit)
         return self.cfg.regions[writer] if writer is not None else self.region
 
     def lookup_accounts(self, ids: list[int]) -> list[AccountState]:

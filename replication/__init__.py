@@ -5,11 +5,13 @@ cut-off home, how escrow shares work, and what each mode promises.
 """
 
 from replication.accounts import AccountMap
+from replication.config import Grouping, Mode, NodeConfig, Ship, promises
 from replication.log import DurableStore, Entry
-from replication.node import MODES, SHIPS, UNAVAILABLE, NodeConfig, RegionNode, result_name
+from replication.node import RegionNode
+from replication.outcomes import UNAVAILABLE, Outcome, outcome_name
 from replication.routing import RoutingTable
 
 __all__ = [
-    "MODES", "SHIPS", "UNAVAILABLE", "AccountMap", "DurableStore", "Entry", "NodeConfig", "RegionNode",
-    "RoutingTable", "result_name",
+    "UNAVAILABLE", "AccountMap", "DurableStore", "Entry", "Grouping", "Mode", "NodeConfig", "Outcome", "RegionNode",
+    "RoutingTable", "Ship", "outcome_name", "promises",
 ]

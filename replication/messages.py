@@ -200,13 +200,6 @@ class PersistRepair:
     entry: Entry
 
 
-UNAVAILABLE = 1001
-"""Not a ledger outcome: this region cannot take the write now (not home, no lease, no
-leader, catching up, not writable). Clients retry."""
-CROSS_UNIT_TWO_PHASE = 1002
-"""Not a ledger outcome: a two-phase transfer across units, which no single writer can hold."""
-
-
 @dataclass(slots=True)
 class Reply:
     """Answer a client batch: one result code per row, one balance tuple per read."""

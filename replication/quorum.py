@@ -2,7 +2,7 @@
 
 Design (see replication/README.md, "quorum mode"):
 
-* **A Raft group per unit** (`NodeConfig.quorum_groups = "unit"`, the default), as in
+* **A Raft group per unit** (`NodeConfig.quorum_groups = Grouping.UNIT`, the default), as in
   multi-Raft stores (TiKV, CockroachDB) and OceanBase's per-partition Paxos: every region
   is a member of every group, and each group prefers the unit's home region as its leader
   (Raft leadership transfer, thesis §3.10), so leaders are spread over the regions and a
@@ -43,18 +43,18 @@ Design (see replication/README.md, "quorum mode"):
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
 from replication.accounts import CREDIT_BIT_HI, as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
-from replication.log import DurableStore, Entry
+from replication.config import Grouping, NodeConfig
+from replication.log import Entry
 from replication.messages import (
-    CROSS_UNIT_TWO_PHASE,
-    UNAVAILABLE,
     ClientRequest,
     Corrupted,
     Effect,
@@ -67,13 +67,12 @@ from replication.messages import (
     SetTimer,
     Tick,
 )
+from replication.outcomes import CROSS_UNIT_TWO_PHASE, UNAVAILABLE
 from replication.raft import LEADER, RAFT_MESSAGES, RaftConfig, RaftNode
+from replication.replica import Replica
+from replication.routing import RoutingTable
 from replication.unit_state import export_units, install_units
 
-if TYPE_CHECKING:
-    from replication.node import NodeConfig, RegionNode
-
-GROUPINGS = ("unit", "region", "ledger")
 _PENDING_NOT_FOUND = int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)
 _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 _NO_READS = np.zeros(0, np.uint64)
@@ -133,9 +132,9 @@ def raft_config(cfg: NodeConfig, preferred: int) -> RaftConfig:
 def groups_of(cfg: NodeConfig, homes: np.ndarray) -> tuple[list[np.ndarray], list[int]]:
     """The units of each Raft group and the region each prefers as leader."""
     n_units = cfg.amap.n_units
-    if cfg.quorum_groups == "ledger":
+    if cfg.quorum_groups is Grouping.LEDGER:
         return [np.arange(n_units)], [0]
-    if cfg.quorum_groups == "region":
+    if cfg.quorum_groups is Grouping.REGION:
         return [np.nonzero(homes == r)[0] for r in range(cfg.n_regions)], list(range(cfg.n_regions))
     return [np.array([u]) for u in range(n_units)], [int(h) for h in homes]
 
@@ -144,13 +143,16 @@ def _rng(cfg: NodeConfig, group: int, restarted: bool) -> random.Random:
     return random.Random(cfg.seed * 7919 + cfg.me + int(restarted) + 104_729 * group)
 
 
-class Quorum:
-    """Glue between the region's Raft groups and its ledger engine."""
+class QuorumDesign:
+    """The `quorum` design: the region's Raft groups in front of its replica's engine."""
 
-    def __init__(self, node: RegionNode) -> None:
-        self.node = node
-        cfg = node.cfg
-        self.group_units, preferred = groups_of(cfg, node._homes)
+    def __init__(self, config: NodeConfig, replica: Replica) -> None:
+        self.cfg = cfg = config
+        self.replica = replica
+        self.me = cfg.me
+        self.peers = [p for p in range(cfg.n_regions) if p != cfg.me]
+        homes = np.asarray(RoutingTable.initial(cfg.amap.n_units, cfg.n_regions).homes)
+        self.group_units, preferred = groups_of(cfg, homes)
         self.unit_group = np.zeros(cfg.amap.n_units, np.int64)
         for g, units in enumerate(self.group_units):
             self.unit_group[units] = g
@@ -166,7 +168,6 @@ class Quorum:
         self.unresolved: list[tuple[int, np.ndarray, np.ndarray, int]] = []
         self.forwards: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # fwd id -> (batch, rows, reads)
         self.fwd_next = 1
-        self.last_ts = 0
         self.persisted: dict[tuple[int, int], list[Entry]] = {}  # (group, index) -> copies we stored
         self.damaged_records: dict[int, bytes] = {}  # store index -> checksum of the damaged record
         self.started = False
@@ -196,19 +197,21 @@ class Quorum:
         self._end_step(now, out)
         return out
 
-    def handle(self, m: Any, now: int, out: list[Effect]) -> None:
+    def handle(self, m: Any, now: int) -> list[Effect]:
+        out: list[Effect] = []
         self._dispatch_message(m, now, out)
         self._end_step(now, out)
+        return out
 
     def _dispatch_message(self, m: Any, now: int, out: list[Effect]) -> None:
         if not self.started:
             self.started = True
             for raft in self.groups:  # bootstrap: each group's preferred region campaigns first
-                if raft.cfg.preferred == self.node.me and raft.term == 0:
+                if raft.cfg.preferred == self.me and raft.term == 0:
                     raft.deadline = now
         t = type(m)
         if t is Tick:
-            out.append(SetTimer(self.node.cfg.tick_every))
+            out.append(SetTimer(self.cfg.tick_every))
             for raft in self.groups:
                 raft.tick(now, out)
             self._send_credit_legs(now, out)
@@ -266,6 +269,18 @@ class Quorum:
         """The region this node believes leads the unit's group (None if it knows none)."""
         return self.groups[int(self.unit_group[unit])].leader
 
+    writer_of = leader_of
+    catching_up: frozenset[int] = frozenset()  # a new leader writes once elected: nothing to catch up
+    lease_until = 0  # leadership is fenced by terms, not leases
+
+    @property
+    def credit_legs_owed(self) -> int:
+        return sum(map(len, self.outbox))
+
+    @property
+    def applied_heads(self) -> list[int]:
+        return [g.applied for g in self.groups]
+
     def suspects(self, p: int, now: int) -> bool:
         """Raft's own failure detector, as operators see it: a leader suspects a follower whose
         replies stopped; a follower suspects its leader once its heartbeats stopped. Followers
@@ -282,7 +297,7 @@ class Quorum:
         """A failover's milestones for the timeline: new leaders elected ("promotion"), then
         their first entry committed ("ready": writes resume there). Groups that get there in
         the same step are reported together, as one move of several units."""
-        me = self.node.me
+        me = self.me
         moved: list[int] = []
         term = 0
         for g, raft in enumerate(self.groups):
@@ -307,13 +322,13 @@ class Quorum:
         ago at the leader) waits for it, up to an election timeout: its unit is unknown
         until then."""
         rows = m.rows.copy()
-        dunits, cunits, unknown = self.node._route_units(rows)
+        dunits, cunits, unknown = self.replica.route_units(rows)
         batch = _Batch(_unavailable(len(rows)), _no_balances(m.reads), 1 + int(unknown.any()))
         self.batches[m.batch_id] = batch
         if len(self.batches) > 10_000:
             del self.batches[next(iter(self.batches))]
         if unknown.any():
-            deadline = now + self.node.cfg.suspect_after
+            deadline = now + self.cfg.suspect_after
             self.unresolved.append((m.batch_id, np.nonzero(unknown)[0], rows[unknown], deadline))
         known = ~unknown
         self._send_parts(m.batch_id, np.nonzero(known)[0], rows[known], dunits[known], cunits[known], m.reads, now, out)
@@ -322,11 +337,11 @@ class Quorum:
                     reads: np.ndarray, now: int, out: list[Effect]) -> None:
         """Dispatch rows `ri` of a batch (and its reads) by group; this split is one part."""
         batch = self.batches[batch_id]
-        bad = as_debit_legs(rows, dunits, cunits, self.node.cfg.amap)
+        bad = as_debit_legs(rows, dunits, cunits, self.cfg.amap)
         batch.results[ri[bad]] = CROSS_UNIT_TWO_PHASE
         row_group = self.unit_group[dunits]
         row_group[bad] = -1
-        read_group = self.unit_group[self.node.cfg.amap.units_of(reads)]  # no such account: zeros, from unit 0
+        read_group = self.unit_group[self.cfg.amap.units_of(reads)]  # no such account: zeros, from unit 0
         parts = sorted(set(row_group[row_group >= 0].tolist()) | set(read_group.tolist()))
         batch.parts_left += len(parts)
         for g in parts:
@@ -341,7 +356,7 @@ class Quorum:
         for batch_id, ri, rows, deadline in waiting:
             if batch_id not in self.batches:
                 continue
-            dunits, cunits, unknown = self.node._route_units(rows)
+            dunits, cunits, unknown = self.replica.route_units(rows)
             if unknown.any() and now < deadline:
                 self.unresolved.append((batch_id, ri, rows, deadline))
                 continue
@@ -361,7 +376,7 @@ class Quorum:
             self.forwards[fid] = (target[1], target[2], target[3])
             if len(self.forwards) > 10_000:
                 del self.forwards[next(iter(self.forwards))]
-            out.append(Send(raft.leader, QForward(self.node.me, fid, g, rows, reads), 64 + 128 * len(rows)))
+            out.append(Send(raft.leader, QForward(self.me, fid, g, rows, reads), 64 + 128 * len(rows)))
         else:
             self._part_done(target, _unavailable(len(rows)), _no_balances(reads), out)
 
@@ -394,7 +409,7 @@ class Quorum:
             return
         if len(rows):
             named = rows[(rows["flags"] & _POST_VOID) == 0]  # a post or void takes its pending's accounts
-            amap = self.node.cfg.amap
+            amap = self.cfg.amap
             ids = np.concatenate([named["debit_account_id_lo"], named["credit_account_id_lo"]])
             owners = self.unit_group[amap.units_of(ids)][amap.known(ids)]  # no account: it fails anywhere
             if (owners != g).any():  # a log's entries touch its own units only (see unit_state)
@@ -439,9 +454,7 @@ class Quorum:
             if len(e.rows):
                 tail = int(e.rows["timestamp"].max())
                 break
-        base = max(now, self.last_ts + 1, tail + 1)
-        self.last_ts = base + n - 1
-        return np.arange(base, base + n, dtype=np.uint64)
+        return self.replica.stamp(n, now, floor=tail)
 
     # -------------------------------------------------------------- cross-unit credit legs
     def _note_leadership(self) -> None:
@@ -460,7 +473,7 @@ class Quorum:
     def _track_legs(self, g: int, rows: np.ndarray, res: np.ndarray) -> None:
         """Applied debit legs owe a credit leg (tracked by the debit unit's leader); an applied
         credit leg settles one."""
-        amap = self.node.cfg.amap
+        amap = self.cfg.amap
         legs = (rows["id_hi"] & CREDIT_BIT_HI) != 0
         debits = is_debit_leg(rows, amap.n_units) if self.leading[g] else np.zeros(len(rows), bool)
         if not (legs.any() or debits.any()):
@@ -469,7 +482,7 @@ class Quorum:
         for payer, tid in zip(rows["user_data_128_lo"][legs & done].tolist(), rows["id_lo"][legs & done].tolist(),
                               strict=True):
             self.outbox[int(self.unit_group[amap.unit_of(payer)])].pop(tid, None)
-        engine = self.node.engine
+        engine = self.replica.engine
         for i in np.nonzero(debits & done)[0].tolist():
             tid = int(rows["id_lo"][i])
             if engine.transfer_slot((int(CREDIT_BIT_HI) << 64) | tid) < 0:
@@ -477,12 +490,12 @@ class Quorum:
 
     def _rebuild_outbox(self, g: int) -> None:
         """After a snapshot replaced the group's books: what they owe, from the engine."""
-        owned = np.zeros(self.node.cfg.amap.n_units, bool)
+        owned = np.zeros(self.cfg.amap.n_units, bool)
         owned[self.group_units[g]] = True
-        self.outbox[g] = {int(row["id_lo"]): [row, 0] for row in owed_debit_legs(self.node.engine, owned)}
+        self.outbox[g] = {int(row["id_lo"]): [row, 0] for row in owed_debit_legs(self.replica.engine, owned)}
 
     def _send_credit_legs(self, now: int, out: list[Effect]) -> None:
-        amap, every = self.node.cfg.amap, self.node.cfg.credit_resend_every
+        amap, every = self.cfg.amap, self.cfg.credit_resend_every
         for g, raft in enumerate(self.groups):
             if raft.role != LEADER or not self.outbox[g]:
                 continue
@@ -503,13 +516,12 @@ class Quorum:
 
     # -------------------------------------------------------------- state machine
     def _apply_committed(self, out: list[Effect] | None) -> None:
-        node = self.node
-        engine, amap = node.engine, node.cfg.amap
+        engine, amap = self.replica.engine, self.cfg.amap
         for g, raft in enumerate(self.groups):
             if raft.applied == raft.commit and raft.pending_snapshot is None:
                 continue
             if raft.pending_snapshot is not None:
-                install_units(node.engine, amap, self.group_units[g], raft.pending_snapshot.data)
+                install_units(engine, amap, self.group_units[g], raft.pending_snapshot.data)
                 raft.pending_snapshot = None
                 if self.leading[g]:
                     self._rebuild_outbox(g)
@@ -517,13 +529,13 @@ class Quorum:
                 res = np.zeros(0, np.uint32)
                 if len(e.rows):
                     res = engine.create_transfers(e.rows, e.rows["timestamp"].copy())
-                    self.last_ts = max(self.last_ts, int(e.rows["timestamp"].max()))
+                    self.replica.last_ts = max(self.replica.last_ts, int(e.rows["timestamp"].max()))
                     self._track_legs(g, e.rows, res)
                 if out is None:
                     continue
                 for term, first, n, reads, target in self.waiters.pop((g, e.seq), []):
                     if term == e.rv:
-                        self._answer(target, res[first:first + n].astype(np.uint32), node._read(reads), out)
+                        self._answer(target, res[first:first + n].astype(np.uint32), self.replica.read(reads), out)
                     else:  # our entry lost its slot to another leader's: never applied, safe to retry
                         self._answer(target, _unavailable(n), _no_balances(reads), out)
             if out is not None and raft.applied - raft.snap_index >= raft.cfg.snapshot_every:
@@ -548,17 +560,16 @@ class Quorum:
             if cands:
                 out.append(PersistRepair(index, cands[-1]))  # our own memory still holds it
             else:
-                for p in self.node.peers:
-                    out.append(Send(p, RepairRequest(self.node.me, group, seq, index)))
+                for p in self.peers:
+                    out.append(Send(p, RepairRequest(self.me, group, seq, index)))
 
     # -------------------------------------------------------------- recovery
     @classmethod
-    def recover(cls, node_cls: type[RegionNode], config: NodeConfig,
-                store: DurableStore) -> tuple[RegionNode, list[Effect]]:
-        node = node_cls(config)
-        q = node._quorum
-        assert q is not None
-        records = [r.payload for r in store.records]
+    def recover(cls, config: NodeConfig, replica: Replica,
+                records: Sequence[object]) -> tuple[QuorumDesign, list[Effect]]:
+        """Rebuild every group's Raft state (term, vote, log, commit marks, snapshots) from
+        the durable records and re-apply each group's committed prefix."""
+        q = cls(config, replica)
         by_group: list[list[object]] = [[] for _ in q.groups]
         for rec in records:
             g = getattr(rec, "group", -1)
@@ -574,10 +585,10 @@ class Quorum:
                     q.persisted.setdefault((rec.group, rec.seq), []).append(rec)
                 else:
                     q.damaged_records[index] = rec.checksum
-                    for p in node.peers:
-                        effects.append(Send(p, RepairRequest(node.me, rec.group, rec.seq, index)))
+                    for p in q.peers:
+                        effects.append(Send(p, RepairRequest(q.me, rec.group, rec.seq, index)))
         q._apply_committed(None)
-        return node, effects
+        return q, effects
 
 
 def _unavailable(n: int) -> np.ndarray:

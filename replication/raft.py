@@ -35,6 +35,7 @@ record, so they share one transport and one store.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import random
 from collections.abc import Sequence
@@ -45,7 +46,17 @@ import numpy as np
 from replication.log import Entry
 from replication.messages import Effect, Persist, Send
 
-FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER = "follower", "pre-candidate", "candidate", "leader"
+
+class Role(enum.StrEnum):
+    """A Raft member's role (PreVote adds the pre-candidate, thesis §9.6)."""
+
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER = Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE, Role.LEADER
 
 
 # ------------------------------------------------------------------ messages and records
@@ -163,7 +174,7 @@ class RaftNode:
     rng: random.Random
     term: int = 0
     voted_for: int | None = None
-    role: str = FOLLOWER
+    role: Role = FOLLOWER
     leader: int | None = None
     log: list[Entry] = field(default_factory=list)  # entries offset+1 .. last_index
     # The entry just before log[0] (index, term). offset <= snap_index: compaction keeps a
@@ -611,6 +622,7 @@ def _empty_dtype() -> np.dtype:
 
 
 __all__ = [
-    "RAFT_MESSAGES", "AppendEntries", "AppendReply", "CommitMark", "HardState", "InstallSnapshot", "RaftConfig",
+    "CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "RAFT_MESSAGES", "Role",
+    "AppendEntries", "AppendReply", "CommitMark", "HardState", "InstallSnapshot", "RaftConfig",
     "RaftNode", "RequestVote", "Snapshot", "VoteReply",
 ]

@@ -14,23 +14,11 @@ import numpy as np
 
 from ledger.ledger import ledger_totals
 from replication.accounts import CREDIT_BIT_HI, TRANSIT_BASE
+from replication.config import promises
 from replication.node import RegionNode
 from replication.state import canonical_digest
 from simulator.runtime import OUT_OK, Simulation
 from simulator.workload import KIND_READ
-
-INVARIANTS = ("conservation", "no_overdraft", "exactly_once", "convergence", "durability", "audit_chain")
-
-
-def promises(mode: str, ship: str) -> dict[str, bool]:
-    """What each mode promises (ARCHITECTURE.md, replication modes). `quorum` promises all six."""
-    p = dict.fromkeys(INVARIANTS, True)
-    if mode == "async":
-        p["no_overdraft"] = False
-        p["durability"] = False
-    elif mode == "escrow" or (mode == "unit" and ship == "async"):
-        p["durability"] = False
-    return p
 
 
 def _verdict(name: str, promised: dict[str, bool], violation: dict[str, Any] | None, seed: int,

@@ -27,6 +27,7 @@ import numpy as np
 from chaos import Fault, random_schedule
 from ledger.types import CreateTransferResult
 from replication.accounts import TRANSIT_BASE
+from replication.config import MS, Grouping, Mode, NodeConfig, Ship
 from replication.log import DurableStore, Entry
 from replication.messages import (
     ClientRequest,
@@ -39,7 +40,8 @@ from replication.messages import (
     SetTimer,
     Tick,
 )
-from replication.node import MS, UNAVAILABLE, NodeConfig, RegionNode
+from replication.node import RegionNode
+from replication.outcomes import UNAVAILABLE
 from simulator.network import Network
 from simulator.scenario import Scenario
 from simulator.workload import KIND_READ, Plan, build_rows, make_plan
@@ -57,11 +59,11 @@ def node_configs(scenario: Scenario, plan: Plan, seed: int = 0) -> list[NodeConf
     """Every region's node configuration, the same for both runtimes (the seed feeds only
     the quorum mode's election timers)."""
     p = scenario.node
-    return [NodeConfig(len(scenario.regions), r, scenario.mode, plan.amap, scenario.workload.opening_balance,
-                       ship=scenario.ship, heartbeat_every=int(p.heartbeat_ms * MS),
+    return [NodeConfig(len(scenario.regions), r, Mode(scenario.mode), plan.amap, scenario.workload.opening_balance,
+                       ship=Ship(scenario.ship), heartbeat_every=int(p.heartbeat_ms * MS),
                        suspect_after=int(p.suspect_ms * MS), lease=int(p.lease_ms * MS), drift=p.drift,
                        tick_every=int(p.tick_ms * MS), seed=seed, replicas=scenario.replicas,
-                       quorum_groups=p.quorum_groups, snapshot_every=p.snapshot_every)
+                       quorum_groups=Grouping(p.quorum_groups), snapshot_every=p.snapshot_every)
             for r in range(len(scenario.regions))]
 
 
@@ -400,7 +402,7 @@ class Simulation:
             self.nodes[r] = node
             live = [n for n in self.nodes if n is not None and n is not node]
             if live:
-                self._rejoin[r] = [max(n.heads[o] for n in live) for o in range(self.R)]
+                self._rejoin[r] = [max(n.heads[o] for n in live) for o in range(len(node.heads))]
             self._effects(r, effects)
             self.push(self.now, EV_TICK, r, self.incarnation[r])
         elif f.kind == "clock-skew":

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos import Fault, FaultError, validate_fault
-from replication.quorum import GROUPINGS
+from replication.config import Grouping
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -141,7 +141,7 @@ class Scenario:
             m, _, variant = mode.partition("+")
             if m == "quorum":
                 groups = variant or s.node.quorum_groups
-                _check_choice(groups, GROUPINGS, "mode quorum+<groups>")
+                _check_choice(groups, tuple(g.value for g in Grouping), "mode quorum+<groups>")
                 s = replace(s, mode=m, node=replace(s.node, quorum_groups=groups))
             else:
                 s = replace(s, mode=m, ship=variant or ship or s.ship)
@@ -322,7 +322,7 @@ def _validate(s: Scenario) -> None:
         raise ScenarioError("workload.spend_all.accounts: at most half of the customers")
     if s.node.lease_ms <= s.node.heartbeat_ms:
         raise ScenarioError("node.lease_ms: must be longer than node.heartbeat_ms")
-    _check_choice(s.node.quorum_groups, GROUPINGS, "node.quorum_groups")
+    _check_choice(s.node.quorum_groups, tuple(g.value for g in Grouping), "node.quorum_groups")
     if s.node.snapshot_every < 1:
         raise ScenarioError("node.snapshot_every: must be >= 1")
     if s.duration <= 0:

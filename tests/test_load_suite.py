@@ -91,7 +91,7 @@ def test_responses_name_the_region_that_wrote_the_transfer(tmp_path: Path, mode:
             headers = {"x-geoledger-token": cfg.token}
             for _ in range(200):
                 leaders = [httpx.get(f"{cfg.url(r)}/internal/state", headers=headers, timeout=5)
-                           .json()["status"]["raft_leaders"] for r in range(3)]
+                           .json()["status"]["writers"] for r in range(3)]
                 if all(row == list(homes) for row in leaders):
                     break
                 time.sleep(0.1)

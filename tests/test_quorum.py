@@ -376,8 +376,8 @@ def test_losing_a_home_region_moves_its_units_leaders_and_they_come_back():
     homes = [u % 3 for u in range(n_units)]
     for node in sim.nodes:
         assert node is not None
-        assert [node.raft_leader_of(u) for u in range(n_units)] == homes, "every unit is led from its home again"
-    returned = sim.nodes[0]._quorum.groups[0]
+        assert [node.writer_of(u) for u in range(n_units)] == homes, "every unit is led from its home again"
+    returned = sim.nodes[0].design.groups[0]
     assert returned.snap is not None  # caught up through its unit's snapshot, not from the start
     # the drill's timeline: Raft's detector, the elections, writes resuming, the handovers back
     events = [(e["event"], e["region"]) for e in res["metrics"]["series"]["timeline"]]
@@ -414,9 +414,9 @@ def test_coarser_logs_keep_every_promise(groups: str, n_logs: int) -> None:
     assert res["mode"] == f"quorum+{groups}"
     n_units = sim.plan.amap.n_units
     for node in sim.nodes:
-        assert node is not None and len(node._quorum.groups) == n_logs
+        assert node is not None and len(node.design.groups) == n_logs
         want = [u % 3 for u in range(n_units)] if groups == "region" else [0] * n_units
-        assert [node.raft_leader_of(u) for u in range(n_units)] == want
+        assert [node.writer_of(u) for u in range(n_units)] == want
 
 
 def test_fuzz_twenty_seeds_no_violation():
@@ -432,6 +432,6 @@ def test_two_two_one_replicas_survive_losing_a_two_replica_region():
     sim, res = run_scenario(s, 1)
     assert res["violated"] == [] and res["metrics"]["rpo"]["lost_acknowledged"] == 0
     assert res["scenario"]["replicas"] == [2, 2, 1]
-    assert all(g.cfg.weights == (2, 2, 1) for n in sim.nodes if n is not None for g in n._quorum.groups)
+    assert all(g.cfg.weights == (2, 2, 1) for n in sim.nodes if n is not None for g in n.design.groups)
     assert res["metrics"]["rto"][0]["rto_s"] is not None
     assert len(set(res["final_digests"].values())) == 1

@@ -52,7 +52,7 @@ def of(effects, kind):  # type: ignore[no-untyped-def]
 def with_lease(n: RegionNode, now: int) -> None:
     """Give `n` a write lease the way the protocol does: a heartbeat round acked by a peer."""
     n.handle(Tick(), now)
-    n.handle(HeartbeatAck((n.me + 1) % 3, n.hb_round, True, None), now)
+    n.handle(HeartbeatAck((n.me + 1) % 3, n.design.hb_round, True, None), now)
 
 
 def test_home_without_lease_refuses_then_accepts_with_one():
@@ -117,7 +117,7 @@ def test_cross_unit_transfer_parks_money_in_transit_then_credits_once():
     assert of(eff, Reply)[0].results.tolist() == [0]
     ship = [e.message for e in eff if isinstance(e, Send) and e.to == 1][0]
     home1.handle(ship, T + 2)
-    assert 9 in home0.outbox
+    assert 9 in home0.design.outbox
     home0.handle(ShipAck(1, 0, 1), T + 3)  # stored on a majority: the credit leg may go
     eff = home0.handle(Tick(), T + 4)
     legs = [e for e in of(eff, Send) if type(e.message).__name__ == "CreditLegs"]
@@ -154,7 +154,7 @@ def test_recovery_replays_the_durable_store():
                 store.append(e.record)
     again, _ = RegionNode.recover(home.cfg, store)
     assert canonical_digest(again.engine) == canonical_digest(home.engine)
-    assert again.next_seq == home.next_seq and again.lease_until == 0
+    assert again.design.next_seq == home.design.next_seq and again.lease_until == 0
     store.corrupt(2)
     assert store.scrub()[0][0] == 2
     _, effects = RegionNode.recover(home.cfg, store)
@@ -171,7 +171,7 @@ def test_async_admits_against_the_local_view_only():
 
 def test_escrow_spends_only_its_share():
     a = node(0, "escrow")
-    share = a.quota[3]
+    share = a.design.quota[3]
     assert share == 1000 // 3 + 1000 % 3  # unit 0 is homed here: the remainder is ours
     r = of(a.handle(ClientRequest(1, rows((1, 3, 6, share + 1))), T), Reply)[0]
     assert r.results.tolist() == [54]  # EXCEEDS_CREDITS
@@ -231,11 +231,11 @@ def test_post_with_zero_accounts_is_written_by_the_pendings_home_so_replicas_con
     assert follower.engine.transfer_slot(101) >= 0
     digests = {canonical_digest(n.engine) for n in (gw, follower, home)}
     assert len(digests) == 1
-    assert [len(n.by_origin[0]) for n in (gw, follower, home)] == [0, 0, 0]  # region 0 wrote nothing
+    assert [len(n.design.by_origin[0]) for n in (gw, follower, home)] == [0, 0, 0]  # region 0 wrote nothing
     # and a region recovering from that store replays it without anomalies
     store = DurableStore()
     for o in (0, 1, 2):
-        for e in follower.by_origin[o]:
+        for e in follower.design.by_origin[o]:
             store.append(e)
     again, _ = RegionNode.recover(follower.cfg, store)
     assert again.anomalies == [] and canonical_digest(again.engine) == canonical_digest(home.engine)
@@ -300,13 +300,13 @@ def test_a_voter_still_leasing_the_dead_home_refuses_with_a_hint_and_the_decider
     assert aborts >= 1, "a proposal that cannot win is released at once"
     assert second[1] > first[1]
     assert T + lease + late < second[0] <= T + lease + late + 2 * nodes[0].cfg.tick_every
-    assert votes[-1].yes and nodes[0].routing.homes[1] != 1 and nodes[2].routing.homes[1] != 1
+    assert votes[-1].yes and nodes[0].design.routing.homes[1] != 1 and nodes[2].design.routing.homes[1] != 1
 
 
 def test_node_config_refuses_an_unknown_quorum_grouping():
     with pytest.raises(ValueError, match="quorum_groups"):
         NodeConfig(3, 0, "quorum", AMAP, 1000, quorum_groups="account")
-    assert [len(node(0, "quorum")._quorum.groups)] == [N_UNITS]  # type: ignore[union-attr]
+    assert [len(node(0, "quorum").design.groups)] == [N_UNITS]
 
 
 @pytest.mark.parametrize("mode", ["async", "unit", "escrow", "quorum"])
@@ -335,7 +335,7 @@ def test_quorum_turns_the_parts_a_step_brings_into_one_entry_per_log():
     n = RegionNode(NodeConfig(1, 0, "quorum", AMAP, 1000))
     for t in range(0, 400 * MS, 50 * MS):
         n.handle(Tick(), t)
-    log = n._quorum.groups[0]  # type: ignore[union-attr]
+    log = n.design.groups[0]
     before = log.last_index
     first = rows((1, 9, 12, 5000), (2, 3, 6, 10))  # unit 0: more than customer 9 holds, then OK
     second = rows((3, 12, 3, 7))

@@ -1,0 +1,109 @@
+"""The replica core every design builds on: one region's copy of the books.
+
+Every design (log shipping, escrow, quorum) keeps the same thing underneath: the ledger
+engine started from the same genesis on every replica, reads of balances, the routing of
+a row to the unit it touches, and timestamps that only move forward. A design owns the
+protocol (who may write, when to answer); the replica owns the books.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cext import Engine
+from ledger.types import TransferFlags
+from replication.accounts import genesis
+from replication.config import Mode, NodeConfig
+
+_POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
+
+Anomaly = tuple[int, int, int, int]
+"""(origin region or group, sequence, row in the entry, result code): a row a replica
+rejected although its writer accepted it: replicas would diverge."""
+
+
+class Replica:
+    """The books of one region and what every design reads of them."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.cfg = config
+        self.amap = config.amap
+        # The single writer's engine enforces no-overdraft in `unit` and `quorum`; in
+        # `async` and `escrow` replicas must accept other regions' rows in any order, so the
+        # guard is admission at the origin and the flag stays a logical property checkers test.
+        self.accounts_genesis, self.deposits_genesis = genesis(
+            config.amap, config.opening_balance, enforce_flags=config.mode in (Mode.UNIT, Mode.QUORUM))
+        self.engine: Any = None
+        self.anomalies: list[Anomaly] = []
+        self.last_ts = 0  # the highest timestamp this region stamped (own writes)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to genesis (a rebuild replays what is still valid on top)."""
+        self.engine = Engine()
+        self.engine.create_accounts(self.accounts_genesis, self.accounts_genesis["timestamp"].copy())
+        self.engine.create_transfers(self.deposits_genesis, self.deposits_genesis["timestamp"].copy())
+        self.anomalies = []
+
+    def apply(self, rows: np.ndarray, origin: int, seq: int) -> np.ndarray:
+        """Apply rows another writer (or this one, replaying) already accepted, with their
+        own timestamps; a row this replica rejects is an anomaly, kept for the checkers."""
+        res = self.engine.create_transfers(rows, rows["timestamp"].copy())
+        if res.any():
+            first = int(np.nonzero(res)[0][0])
+            self.anomalies.append((origin, seq, first, int(res[first])))
+        return res
+
+    def stamp(self, n: int, now: int, floor: int = 0) -> np.ndarray:
+        """`n` timestamps, strictly above every earlier one of this writer (and `floor`)."""
+        base = max(now, self.last_ts + 1, floor + 1)
+        self.last_ts = base + n - 1
+        return np.arange(base, base + n, dtype=np.uint64)
+
+    def read(self, ids: np.ndarray) -> np.ndarray:
+        """(debits_pending, debits_posted, credits_pending, credits_posted) per account id."""
+        out = np.zeros((len(ids), 4), np.uint64)
+        if len(ids):
+            acc = self.engine.accounts
+            for i, a in enumerate(ids.tolist()):
+                s = self.engine.account_slot(int(a))
+                if s >= 0:
+                    row = acc[s]
+                    out[i] = (row["debits_pending_lo"], row["debits_posted_lo"],
+                              row["credits_pending_lo"], row["credits_posted_lo"])
+        return out
+
+    def route_units(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(debit unit, credit unit, pending unknown) of each row.
+
+        A post or void names its pending transfer and may leave its accounts zero (the
+        engine takes them from the pending). It must still be written by the writer of the
+        pending's unit: account 0 maps to unit 0, and a post/void written by another writer
+        would touch accounts that writer does not own — a dependency on another log that
+        followers do not order by. Rows whose pending this replica does not know and that
+        name no debit account cannot be routed: the caller answers them
+        PENDING_TRANSFER_NOT_FOUND (or waits for the pending, in quorum mode).
+        """
+        debit = rows["debit_account_id_lo"].copy()
+        credit = rows["credit_account_id_lo"].copy()
+        unknown = np.zeros(len(rows), bool)
+        post_void = np.nonzero((rows["flags"] & _POST_VOID) != 0)[0]
+        if len(post_void):
+            tr = self.engine.transfers
+            for i in post_void.tolist():
+                pid = (int(rows["pending_id_hi"][i]) << 64) | int(rows["pending_id_lo"][i])
+                slot = self.engine.transfer_slot(pid)
+                if slot >= 0:
+                    debit[i] = tr[slot]["debit_account_id_lo"]
+                    credit[i] = tr[slot]["credit_account_id_lo"]
+                elif debit[i] == 0:
+                    unknown[i] = True
+        return self.amap.units_of(debit), self.amap.units_of(credit), unknown
+
+    def has_transfer(self, tid: int) -> bool:
+        return bool(self.engine.transfer_slot(tid) >= 0)
+
+
+__all__ = ["Anomaly", "Replica"]

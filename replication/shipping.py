@@ -1,0 +1,464 @@
+"""Log shipping: the replication core of the `async`, `unit` and `escrow` designs.
+
+Each region numbers its own entries (per-origin sequence). Followers apply each origin's
+entries in order and exactly once (`seq <= head` is a duplicate), buffer what arrives
+early and `Pull` what is missing from whoever sent them. Heartbeats carry every node's
+heads, so after a heal or a restart a node pulls what it lacks from any peer
+(anti-entropy), not only from the origin. Entries are written under a versioned routing
+table; a newer table's fork points void an old home's unreplicated suffix, which every
+replica holding it reports (`divergence`) and drops — nothing is merged silently.
+
+`LogShipping` is a complete design on its own apart from *admission* (`_commit`): who may
+accept a client row. Subclasses decide: anywhere against the local view (`async`),
+anywhere within an escrow share (`escrow`), or only at the unit's home under a lease
+(`unit`, with failover). Shipping is asynchronous; with `ship = semi-sync` a reply waits
+until the entry is stored in a majority of regions.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ledger.types import CreateTransferResult
+from replication.config import NodeConfig, Ship
+from replication.log import Entry, Grant
+from replication.messages import (
+    ClientRequest,
+    Corrupted,
+    Effect,
+    Heartbeat,
+    HeartbeatAck,
+    Persist,
+    PersistRepair,
+    Pull,
+    RepairData,
+    RepairRequest,
+    Reply,
+    Report,
+    Send,
+    SetTimer,
+    ShipAck,
+    Tick,
+)
+from replication.messages import (
+    Ship as ShipMsg,
+)
+from replication.outcomes import UNAVAILABLE
+from replication.replica import Replica
+from replication.routing import RoutingTable, majority
+
+MS = 1_000_000
+_EXISTS = int(CreateTransferResult.EXISTS)
+TRACKER_TTL = 30_000 * MS  # a client batch nobody answered is forgotten after this
+MAX_FORWARDS = 10_000
+
+Handler = Callable[[Any, int, list[Effect]], None]
+
+
+@dataclass
+class _Tracker:
+    """A client batch being answered, possibly in parts (local commit + forwards)."""
+
+    batch_id: int
+    results: np.ndarray
+    balances: np.ndarray
+    parts: int
+    created: int
+
+
+class LogShipping:
+    """One region's replica under log shipping (see the module docstring)."""
+
+    handlers: ClassVar[dict[type, str]] = {}
+    """Message type -> the name of the method that handles it (subclasses extend it)."""
+
+    def __init__(self, config: NodeConfig, replica: Replica) -> None:
+        self.cfg = config
+        self.replica = replica
+        r = config.n_regions
+        self.me = config.me
+        self.peers = [p for p in range(r) if p != config.me]
+        self.maj = majority(r)
+        self.durable_need = max(1, r - self.maj) if r > 1 else 0
+        self.routing = RoutingTable.initial(config.amap.n_units, r)
+        self._homes = np.asarray(self.routing.homes)
+        self.applied: list[Entry] = []  # in apply order: what a rebuild replays
+        self.by_origin: list[list[Entry]] = [[] for _ in range(r)]
+        self.heads = [0] * r
+        self.buffer: list[dict[int, Entry]] = [{} for _ in range(r)]
+        self.next_seq = 1
+        self.last_heard: dict[int, int] = {}
+        self.lease_until = 0
+        self.hb_round = 0
+        self.hb_last = -(1 << 62)
+        self.hb_sent: dict[int, int] = {}
+        self.catching_up: set[int] = set()
+        self.peer_acked = dict.fromkeys(self.peers, 0)
+        self.durable_seq = 0
+        self.waiters: deque[tuple[int, str, Any]] = deque()
+        self.trackers: dict[int, _Tracker] = {}
+        self.pulled_at: dict[tuple[int, int], int] = {}
+        self.repairing: dict[int, list[int]] = {}  # store index -> [origin, seq, last asked]
+        self.started = False
+        self.reported_void: set[tuple[int, int]] = set()
+        self._handlers: dict[type, Handler] = {t: getattr(self, name) for t, name in self.handlers.items()}
+
+    @property
+    def engine(self) -> Any:
+        return self.replica.engine
+
+    # ================================================================== recovery
+    @classmethod
+    def recover(cls, config: NodeConfig, replica: Replica,
+                records: Sequence[object]) -> tuple[LogShipping, list[Effect]]:
+        """Rebuild from the durable records after a crash: volatile state is gone.
+
+        Entries are replayed in store order under the newest routing table found (forks
+        only accumulate, so that table voids exactly what must be voided). A record whose
+        checksum fails is skipped together with the rest of its origin's entries: those
+        are pulled again from peers, and the bad record is repaired in place.
+        """
+        node = cls(config, replica)
+        effects: list[Effect] = []
+        tables = [p for p in records if isinstance(p, RoutingTable)]
+        if tables:
+            node._set_routing(max(tables, key=lambda t: t.version))
+        stopped: set[int] = set()
+        for index, e in enumerate(records):
+            if not isinstance(e, Entry):
+                continue
+            if e.origin == node.me:
+                node.next_seq = max(node.next_seq, e.seq + 1)
+            if not e.intact():
+                stopped.add(e.origin)
+                node.repairing[index] = [e.origin, e.seq, 0]
+                for p in node.peers:
+                    effects.append(Send(p, RepairRequest(node.me, e.origin, e.seq, index)))
+                continue
+            if e.origin in stopped:
+                node.buffer[e.origin][e.seq] = e  # good, but must wait for the damaged one
+                continue
+            if e.seq != node.heads[e.origin] + 1:
+                continue
+            node._apply(e)
+            if e.origin == node.me and len(e.rows):
+                replica.last_ts = max(replica.last_ts, int(e.rows["timestamp"].max()))
+        node.durable_seq = 0
+        return node, effects
+
+    # ================================================================== dispatch
+    def handle(self, m: Any, now: int) -> list[Effect]:
+        return self.handle_many([m], now)
+
+    def handle_many(self, messages: Sequence[Any], now: int) -> list[Effect]:
+        out: list[Effect] = []
+        for m in messages:
+            self._dispatch(m, now, out)
+        return out
+
+    def _dispatch(self, m: Any, now: int, out: list[Effect]) -> None:
+        if not self.started:
+            self.started = True
+            for p in self.peers:
+                self.last_heard.setdefault(p, now)
+        handler = self._handlers.get(type(m))
+        if handler is None:  # a message this design never exchanges: refuse it, stay up
+            out.append(Report("rejected_message", {"region": self.me, "type": type(m).__name__}))
+            return
+        handler(m, now, out)
+
+    # ================================================================== client path
+    def _on_client(self, m: ClientRequest, now: int, out: list[Effect]) -> None:
+        rows = m.rows
+        n = len(rows)
+        tracker = _Tracker(m.batch_id, np.full(n, UNAVAILABLE, np.uint32), self.replica.read(m.reads), 1, now)
+        if n:
+            tracker.parts += 1
+            self._commit_part(tracker, np.arange(n), rows, now, out)
+        self.trackers[m.batch_id] = tracker
+        self._part_done(tracker, out)
+
+    def _commit_part(self, tracker: _Tracker, idx: np.ndarray, rows: np.ndarray, now: int,
+                     out: list[Effect]) -> None:
+        results, seq = self._commit(rows, now, out)
+        tracker.results[idx] = results
+        seq = self._durable_wait(results, seq)
+        if seq and self.cfg.ship is Ship.SEMI_SYNC and seq > self.durable_seq:
+            self.waiters.append((seq, "part", tracker.batch_id))
+        else:
+            self._part_done(tracker, out)
+
+    def _durable_wait(self, results: np.ndarray, seq: int) -> int:
+        """The own-log sequence a semi-sync reply must wait for.
+
+        A retry answered EXISTS wrote nothing new, but the entry holding the original may
+        not be on a majority yet: acknowledging it now would promise what a crash can still
+        lose. So it waits for everything this region has written so far.
+        """
+        if not seq and (results == _EXISTS).any():
+            return self.next_seq - 1
+        return seq
+
+    def _part_done(self, tracker: _Tracker, out: list[Effect]) -> None:
+        tracker.parts -= 1
+        if tracker.parts == 0 and self.trackers.pop(tracker.batch_id, None) is not None:
+            out.append(Reply(tracker.batch_id, tracker.results, tracker.balances))
+
+    def _commit(self, rows: np.ndarray, now: int, out: list[Effect]) -> tuple[np.ndarray, int]:
+        """Admit, transform and apply client rows as one entry of this region's log:
+        (result per row, the entry's sequence or 0 if nothing was written)."""
+        if self.own_gap():
+            return np.full(len(rows), UNAVAILABLE, np.uint32), 0
+        return self._admit_and_apply(rows, now, out)
+
+    def _admit_and_apply(self, rows: np.ndarray, now: int, out: list[Effect]) -> tuple[np.ndarray, int]:
+        raise NotImplementedError  # the design's admission rule
+
+    # ================================================================== own log
+    def own_gap(self) -> bool:
+        """After a restart with a damaged own record: our own log must come back from peers
+        before we write again, or our sequence numbers would skip what they lack."""
+        return self.heads[self.me] < self.next_seq - 1
+
+    def _append_own(self, rows: np.ndarray, grants: tuple[Grant, ...], now: int, out: list[Effect]) -> int:
+        e = Entry(self.me, self.next_seq, self.routing.version, now, rows, grants).seal()
+        self.next_seq += 1
+        self.heads[self.me] = e.seq
+        if not self.durable_need:
+            self.durable_seq = e.seq
+        self.by_origin[self.me].append(e)
+        self.applied.append(e)
+        out.append(Persist(e))
+        self._on_own_entry(e)
+        size = 96 + 128 * len(rows)
+        for p in self.peers:
+            out.append(Send(p, ShipMsg(self.me, self.me, [e]), size))
+        return e.seq
+
+    def _on_own_entry(self, e: Entry) -> None:
+        """A hook: an entry this region just wrote (already applied to its engine)."""
+
+    # ================================================================== follower path
+    def _on_ship(self, m: ShipMsg, now: int, out: list[Effect]) -> None:
+        o = m.origin
+        if o == self.me and m.sender == self.me:
+            return
+        buf = self.buffer[o]
+        for e in m.entries:
+            if e.seq > self.heads[o]:
+                buf[e.seq] = e
+        before = self.heads[o]
+        self._drain(o, m.sender, now, out)
+        if self.heads[o] > before and o != self.me:
+            out.append(Send(o, ShipAck(self.me, o, self.acked_head(o))))
+
+    def _drain(self, o: int, source: int, now: int, out: list[Effect]) -> None:
+        buf = self.buffer[o]
+        while buf:
+            nxt = self.heads[o] + 1
+            e = buf.get(nxt)
+            if e is None:
+                self._pull(o, source, now, out)
+                return
+            if e.rv > self.routing.version:
+                return  # wait for the newer routing table (heartbeats bring it)
+            for origin, kept in self.routing.required_heads(e.rv).items():
+                if origin != o and self.heads[origin] < kept:
+                    self._pull(origin, source, now, out)
+                    return
+            del buf[nxt]
+            self._apply(e)
+            out.append(Persist(e))
+        if self.catching_up:
+            self._check_ready(now, out)
+
+    def _check_ready(self, now: int, out: list[Effect]) -> None:
+        """A hook: a design whose homes catch up before writing checks here."""
+
+    def _pull(self, o: int, source: int, now: int, out: list[Effect]) -> None:
+        key = (o, source)
+        if now - self.pulled_at.get(key, -(1 << 62)) >= 2 * self.cfg.tick_every:
+            self.pulled_at[key] = now
+            out.append(Send(source, Pull(self.me, o, self.heads[o])))
+
+    def _apply(self, e: Entry) -> None:
+        """Apply the next entry of its origin (idempotent by (origin, seq))."""
+        o = e.origin
+        self.heads[o] = e.seq
+        self.by_origin[o].append(e)
+        self.applied.append(e)
+        if self.routing.is_void(o, e.seq, e.rv):
+            return
+        if len(e.rows):
+            self.replica.apply(e.rows, o, e.seq)
+        self._on_applied(e)
+
+    def _on_applied(self, e: Entry) -> None:
+        """A hook: an entry (not void) applied in its origin's order."""
+
+    def _on_pull(self, m: Pull, now: int, out: list[Effect]) -> None:
+        log = self.by_origin[m.origin]
+        chunk = log[m.after : m.after + self.cfg.pull_max]
+        if chunk:
+            size = 96 * len(chunk) + 128 * sum(len(e.rows) for e in chunk)
+            out.append(Send(m.sender, ShipMsg(self.me, m.origin, chunk), size))
+
+    def _on_ship_ack(self, m: ShipAck, now: int, out: list[Effect]) -> None:
+        if m.origin == self.me and m.seq > self.peer_acked.get(m.sender, 0):
+            self.peer_acked[m.sender] = m.seq
+            self._advance_durable(out)
+
+    def _advance_durable(self, out: list[Effect]) -> None:
+        if not self.durable_need:
+            self.durable_seq = self.heads[self.me]
+        else:
+            acks = sorted(self.peer_acked.values(), reverse=True)
+            self.durable_seq = acks[self.durable_need - 1]
+        while self.waiters and self.waiters[0][0] <= self.durable_seq:
+            _, kind, data = self.waiters.popleft()
+            self._release_waiter(kind, data, out)
+
+    def _release_waiter(self, kind: str, data: Any, out: list[Effect]) -> None:
+        tracker = self.trackers.get(data)
+        if tracker is not None:
+            self._part_done(tracker, out)
+
+    # ================================================================== routing (forks void a suffix)
+    def _set_routing(self, table: RoutingTable) -> None:
+        self.routing = table
+        self._homes = np.asarray(table.homes)
+
+    def _rebuild(self) -> None:
+        """Replay everything applied, minus void entries (a divergent suffix is dropped)."""
+        self.replica.reset()
+        for e in self.applied:
+            if len(e.rows) and not self.routing.is_void(e.origin, e.seq, e.rv):
+                self.replica.apply(e.rows, e.origin, e.seq)
+
+    # ================================================================== heartbeats
+    def _on_tick(self, m: Tick, now: int, out: list[Effect]) -> None:
+        out.append(SetTimer(self.cfg.tick_every))
+        if now - self.hb_last >= self.cfg.heartbeat_every:
+            self.hb_last = now
+            self.hb_round += 1
+            self.hb_sent[self.hb_round] = now
+            self.hb_sent.pop(self.hb_round - 64, None)
+            self._on_heartbeat_round(now)
+            hb = Heartbeat(self.me, self.hb_round, self.routing.version, self._vouched_heads())
+            for p in self.peers:
+                out.append(Send(p, hb))
+        if self.repairing:
+            self._retry_repairs(now, out)
+        if self.own_gap():
+            for p in self.peers:
+                self._pull(self.me, p, now, out)
+        self._on_timers(now, out)
+        for bid in [b for b, t in self.trackers.items() if now - t.created > TRACKER_TTL]:
+            del self.trackers[bid]
+
+    def _on_heartbeat_round(self, now: int) -> None:
+        """A hook: a heartbeat round is about to go out."""
+
+    def _on_timers(self, now: int, out: list[Effect]) -> None:
+        """A hook: the design's periodic work (promotions, resends)."""
+
+    def suspects(self, p: int, now: int) -> bool:
+        return now - self.last_heard.get(p, now) > self.cfg.suspect_after
+
+    def _on_heartbeat(self, m: Heartbeat, now: int, out: list[Effect]) -> None:
+        self.last_heard[m.sender] = now
+        grant = self._grants_lease(m, now)
+        newer = self.routing if self.routing.version > m.routing_version else None
+        out.append(Send(m.sender, HeartbeatAck(self.me, m.round, grant, newer)))
+        if m.heads[self.me] > self.peer_acked.get(m.sender, 0):
+            self.peer_acked[m.sender] = m.heads[self.me]
+            self._advance_durable(out)
+        for o, head in enumerate(m.heads):
+            if head > self.heads[o]:
+                self._pull(o, m.sender, now, out)
+
+    def _grants_lease(self, m: Heartbeat, now: int) -> bool:
+        """Whether this heartbeat's ack counts toward the sender's write lease (no leases here)."""
+        return False
+
+    def _on_heartbeat_ack(self, m: HeartbeatAck, now: int, out: list[Effect]) -> None:
+        self.last_heard[m.sender] = now
+
+    def acked_head(self, o: int) -> int:
+        """How far we vouch for `o`'s log (acks, heartbeat heads). Void entries are never
+        vouched for: their writer must not count them as stored."""
+        head = self.heads[o]
+        log = self.by_origin[o]
+        while head > 0 and head <= len(log) and self.routing.is_void(o, head, log[head - 1].rv):
+            head -= 1
+        return head
+
+    def _vouched_heads(self) -> tuple[int, ...]:
+        return tuple(self.acked_head(o) for o in range(len(self.heads)))
+
+    # ================================================================== storage faults
+    def _on_corrupted(self, m: Corrupted, now: int, out: list[Effect]) -> None:
+        for index, origin, seq, _group in m.records:
+            if index in self.repairing:
+                continue
+            self.repairing[index] = [origin, seq, now]
+            out.append(Report("corruption", {"region": self.me, "index": index, "origin": origin, "seq": seq}))
+            for p in self.peers:
+                out.append(Send(p, RepairRequest(self.me, origin, seq, index)))
+
+    def _retry_repairs(self, now: int, out: list[Effect]) -> None:
+        """Asked during a partition, the answer may never come: ask again until repaired."""
+        for index, item in self.repairing.items():
+            origin, seq, last = item
+            if now - last >= 5 * self.cfg.tick_every:
+                item[2] = now
+                for p in self.peers:
+                    out.append(Send(p, RepairRequest(self.me, origin, seq, index)))
+
+    def _on_repair_request(self, m: RepairRequest, now: int, out: list[Effect]) -> None:
+        log = self.by_origin[m.origin]
+        if 0 < m.seq <= len(log) and log[m.seq - 1].intact():
+            out.append(Send(m.sender, RepairData(m.index, log[m.seq - 1]), 96 + 128 * len(log[m.seq - 1].rows)))
+
+    def _on_repair_data(self, m: RepairData, now: int, out: list[Effect]) -> None:
+        e = m.entry
+        if e.intact():
+            self.repairing.pop(m.index, None)
+            out.append(PersistRepair(m.index, e))
+            if e.seq > self.heads[e.origin]:
+                self.buffer[e.origin][e.seq] = e
+                self._drain(e.origin, e.origin, now, out)
+
+    # ================================================================== introspection
+    def writer_of(self, unit: int) -> int | None:
+        """The region that writes the unit's rows: here, whoever receives them."""
+        return self.me
+
+    @property
+    def credit_legs_owed(self) -> int:
+        return 0
+
+    @property
+    def applied_heads(self) -> list[int]:
+        return list(self.heads)
+
+
+LogShipping.handlers = {
+    ClientRequest: "_on_client",
+    Tick: "_on_tick",
+    ShipMsg: "_on_ship",
+    ShipAck: "_on_ship_ack",
+    Pull: "_on_pull",
+    Heartbeat: "_on_heartbeat",
+    HeartbeatAck: "_on_heartbeat_ack",
+    Corrupted: "_on_corrupted",
+    RepairRequest: "_on_repair_request",
+    RepairData: "_on_repair_data",
+}
+
+__all__ = ["LogShipping"]
