@@ -64,7 +64,7 @@ def _acked_per_s(sim: Any) -> tuple[int, float]:
 def measure(quick: bool = True, seed: int = 1, address: str | None = None,
             mode: str = "unit+semi-sync", rate: float = 20_000.0) -> dict[str, Any]:
     """Run the bench scenario on Ray (3 region actors) and on the deterministic runtime."""
-    from simulator.ray_runtime import run_scenario_ray
+    from simulator.ray import run_scenario_ray
     from simulator.run import run_scenario
 
     s = bench_scenario(quick, mode, rate)

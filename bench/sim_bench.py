@@ -32,9 +32,9 @@ def run(transfers: int, mode: str, seed: int = 1, check: bool = True) -> dict:
         chaos=(Fault(6.0, "crash", ("beijing",), 4.0), Fault(12.0, "partition", ("shanghai",), 3.0)),
     )
     t0 = time.perf_counter()
-    sim = Simulation(s, seed)
+    simulation = Simulation(s, seed)
     t_plan = time.perf_counter() - t0
-    sim.run()
+    sim = simulation.run().result()
     t_run = time.perf_counter() - t0
     verdicts = check_all(sim) if check else {}
     t_all = time.perf_counter() - t0

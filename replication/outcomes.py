@@ -33,7 +33,8 @@ CROSS_UNIT_TWO_PHASE (1002) and TIMEOUT (2000)."""
 UNAVAILABLE: int = Outcome["UNAVAILABLE"]
 CROSS_UNIT_TWO_PHASE: int = Outcome["CROSS_UNIT_TWO_PHASE"]
 TIMEOUT: int = Outcome["TIMEOUT"]
-ACKNOWLEDGED = (int(CreateTransferResult.OK), int(CreateTransferResult.EXISTS))
+EXISTS_CODE = int(CreateTransferResult.EXISTS)
+ACKNOWLEDGED = (int(CreateTransferResult.OK), EXISTS_CODE)
 """Results that tell a client its transfer is in the books."""
 
 
@@ -45,4 +46,4 @@ def outcome_name(code: int) -> str:
         return f"CODE_{int(code)}"
 
 
-__all__ = ["ACKNOWLEDGED", "CROSS_UNIT_TWO_PHASE", "TIMEOUT", "UNAVAILABLE", "Outcome", "outcome_name"]
+__all__ = ["ACKNOWLEDGED", "CROSS_UNIT_TWO_PHASE", "EXISTS_CODE", "TIMEOUT", "UNAVAILABLE", "Outcome", "outcome_name"]

@@ -17,7 +17,8 @@ from replication.accounts import CREDIT_BIT_HI, TRANSIT_BASE
 from replication.config import promises
 from replication.node import RegionNode
 from replication.state import canonical_digest
-from simulator.runtime import OUT_OK, Simulation
+from simulator.clients import OUT_OK
+from simulator.result import RunResult
 from simulator.workload import KIND_READ
 
 
@@ -28,7 +29,7 @@ def _verdict(name: str, promised: dict[str, bool], violation: dict[str, Any] | N
     return {"ok": violation is None, "promised": promised[name], "first_violation": violation, **extra}
 
 
-def _engines(sim: Simulation) -> list[Any]:
+def _engines(sim: RunResult) -> list[Any]:
     return [n.engine if n is not None else None for n in sim.nodes]
 
 
@@ -37,7 +38,7 @@ def _ids(tr: np.ndarray) -> np.ndarray:
     return tr["id_lo"][(tr["id_hi"] & CREDIT_BIT_HI) == 0]
 
 
-def check_all(sim: Simulation) -> dict[str, dict[str, Any]]:
+def check_all(sim: RunResult) -> dict[str, dict[str, Any]]:
     promised = promises(sim.s.mode, sim.s.ship)
     seed = sim.seed
     t_end = sim.end / 1e9
@@ -51,7 +52,7 @@ def check_all(sim: Simulation) -> dict[str, dict[str, Any]]:
     }
 
 
-def conservation(sim: Simulation, t_end: float) -> dict[str, Any] | None:
+def conservation(sim: RunResult, t_end: float) -> dict[str, Any] | None:
     """Per ledger Σ debits = Σ credits on every replica; money in transit accounted for:
     every debit leg has its credit leg and vice versa, so the transit accounts net to 0."""
     n_units = sim.plan.amap.n_units
@@ -80,7 +81,7 @@ def conservation(sim: Simulation, t_end: float) -> dict[str, Any] | None:
     return None
 
 
-def no_overdraft(sim: Simulation) -> dict[str, Any] | None:
+def no_overdraft(sim: RunResult) -> dict[str, Any] | None:
     """Customer accounts (flag DEBITS_MUST_NOT_EXCEED_CREDITS) never spend more than they got."""
     n = sim.plan.amap.n_customers
     worst: dict[str, Any] | None = None
@@ -105,7 +106,7 @@ def no_overdraft(sim: Simulation) -> dict[str, Any] | None:
     return worst
 
 
-def _first_negative(sim: Simulation, eng: Any, a: int) -> dict[str, Any] | None:
+def _first_negative(sim: RunResult, eng: Any, a: int) -> dict[str, Any] | None:
     tr = eng.transfers
     touches = (tr["debit_account_id_lo"] == a) | (tr["credit_account_id_lo"] == a)
     sel = tr[touches]
@@ -132,7 +133,7 @@ def _first_negative(sim: Simulation, eng: Any, a: int) -> dict[str, Any] | None:
     return None
 
 
-def exactly_once(sim: Simulation, t_end: float) -> dict[str, Any] | None:
+def exactly_once(sim: RunResult, t_end: float) -> dict[str, Any] | None:
     """No transfer id applied twice: per replica, across origins, across retries."""
     for r, eng in enumerate(_engines(sim)):
         if eng is None:
@@ -155,7 +156,7 @@ def exactly_once(sim: Simulation, t_end: float) -> dict[str, Any] | None:
     return None
 
 
-def convergence(sim: Simulation, t_end: float) -> dict[str, Any] | None:
+def convergence(sim: RunResult, t_end: float) -> dict[str, Any] | None:
     """After heal and quiesce, every replica holds the same books (canonical digest)."""
     engines = _engines(sim)
     digests = [canonical_digest(e) if e is not None else None for e in engines]
@@ -177,7 +178,7 @@ def convergence(sim: Simulation, t_end: float) -> dict[str, Any] | None:
     return None
 
 
-def _durability(sim: Simulation, promised: dict[str, bool]) -> dict[str, Any]:
+def _durability(sim: RunResult, promised: dict[str, bool]) -> dict[str, Any]:
     """Every acknowledged transfer is in the final books; what is missing is RPO loss."""
     o = sim.ops
     acked = np.nonzero((o.outcome == OUT_OK) & (sim.plan.kind != KIND_READ))[0]
@@ -201,7 +202,7 @@ def _durability(sim: Simulation, promised: dict[str, bool]) -> dict[str, Any]:
     return {"ok": violation is None, "promised": promised["durability"], "first_violation": violation, "rpo": rpo}
 
 
-def audit_chain(sim: Simulation, t_end: float) -> dict[str, Any] | None:
+def audit_chain(sim: RunResult, t_end: float) -> dict[str, Any] | None:
     """Each region's store verifies as a hash chain, and replaying it gives the live books."""
     for r, store in enumerate(sim.stores):
         ok, bad = store.verify_chain()

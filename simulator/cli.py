@@ -88,7 +88,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                           "(the deterministic runtime keeps its stores in memory)")
             return 2
         from ledger.errors import StoreURLError
-        from simulator.ray_runtime import check_store
+        from simulator.ray import check_store
 
         try:
             check_store(store)
@@ -97,7 +97,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             return 2
     with console.status(f"simulating {scenario.name} ({mode}, seed {seed}, {args.runtime} runtime)"):
         if args.runtime == "ray":
-            from simulator.ray_runtime import run_scenario_ray
+            from simulator.ray import run_scenario_ray
 
             sim: Any
             sim, result = run_scenario_ray(scenario, seed, address=args.address, time_scale=args.time_scale,

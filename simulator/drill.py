@@ -22,7 +22,7 @@ import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from simulator.drill_view import ProgressFn, Snapshot, phase_at
 from simulator.report import (
     Event,
     Incident,
@@ -45,23 +46,6 @@ from simulator.report import (
     slo_checks,
     write_report,
 )
-
-
-# ====================================================================== progress snapshots
-@dataclass
-class Snapshot:
-    """What the drill display shows at one moment of (virtual or real) run time."""
-
-    t: float
-    horizon: float
-    phase: str
-    faults: list[str] = field(default_factory=list)
-    throughput: dict[str, int] = field(default_factory=dict)  # acked writes in the last second, per region
-    lag_ms: dict[str, float | None] | None = None  # None: the run does not record lag over time
-    events: list[Event] = field(default_factory=list)  # events since the previous snapshot
-
-
-ProgressFn = Callable[[Snapshot], None]
 
 
 class Runtime(Protocol):
@@ -94,7 +78,7 @@ class DeterministicRuntime:
 
 
 def _ray_runtime() -> Runtime:
-    from simulator.ray_runtime import RayRuntime
+    from simulator.ray import RayRuntime
 
     return RayRuntime(address=os.environ.get("RAY_ADDRESS"))  # type: ignore[return-value]
 
@@ -105,35 +89,6 @@ RUNTIMES: dict[str, Callable[[], Runtime]] = {"deterministic": DeterministicRunt
 def register_runtime(name: str, factory: Callable[[], Runtime]) -> None:
     """Make ``--runtime NAME`` available (e.g. a Ray runtime, from its own module)."""
     RUNTIMES[name] = factory
-
-
-def phase_at(view: RunView, t: float) -> str:
-    """The drill phase at time t, from the fault windows and the failover timeline."""
-    if t > view.duration:
-        return "quiesce: load stopped, replicas catching up"
-    active = [w for w in view.windows if w.start <= t < w.end]
-    outages = [w for w in active if w.outage]
-    if outages:
-        w = outages[0]
-        seen = [e for e in view.events if w.start <= e.t <= t]
-        promoted = [e for e in seen if e.event == "promoted"]
-        resumed = [e for e in seen if e.event == "writes_resumed"]
-        if resumed:
-            return f"failed over: writes resumed ({w.label})"
-        if promoted:
-            return f"failing over: {promoted[-1].detail}"
-        if any(e.event == "detected" for e in seen):
-            return f"failure detected, promoting ({w.label})"
-        return f"outage: {w.label}, detecting"
-    if active:
-        return "degraded: " + ", ".join(w.label for w in active)
-    ended = [w for w in view.windows if w.end <= t and w.outage]
-    if ended:
-        last = ended[-1]
-        rejoin = [e for e in view.events if e.event == "rejoined" and e.t >= last.end]
-        if rejoin and t < rejoin[0].t:
-            return f"recovering: {','.join(last.targets)} catching up"
-    return "steady"
 
 
 def snapshots(view: RunView) -> Iterator[Snapshot]:

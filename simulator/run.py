@@ -11,42 +11,51 @@ import numpy as np
 
 from ledger.types import AccountFlags, TransferFlags
 from replication.accounts import CUSTOMER_FLAGS
-from replication.node import result_name
+from replication.outcomes import outcome_name
 from replication.state import BALANCE_FIELDS, canonical_digest
 from simulator.checkers import check_all
+from simulator.clients import OUT_OK, OUT_TIMEOUT, OUTCOMES
 from simulator.metrics import Histogram
-from simulator.runtime import OUT_OK, OUT_TIMEOUT, TIMEOUT_CODE, Simulation
+from simulator.result import RunResult
+from simulator.runtime import run_simulation
 from simulator.scenario import Scenario
 from simulator.workload import KIND_NAMES, KIND_READ
 
-OUTCOMES = ("none", "ok", "fail", "timeout")
 
-
-def run_scenario(scenario: Scenario, seed: int) -> tuple[Simulation, dict[str, Any]]:
+def run_scenario(scenario: Scenario, seed: int) -> tuple[RunResult, dict[str, Any]]:
+    """Run on the deterministic runtime: the finished run and its `result.json` contents."""
     scenario = scenario.with_mode(None)
-    sim = Simulation(scenario, seed).run()
+    sim = run_simulation(scenario, seed)
+    return sim, result_of(sim, "deterministic")
+
+
+def result_of(sim: RunResult, runtime: str) -> dict[str, Any]:
+    """The `result.json` contents of a finished run, the same for every runtime: verdicts
+    from the checkers, metrics, the history summary, and how to replay it."""
+    scenario = sim.s
     invariants = check_all(sim)
     finals = [canonical_digest(n.engine) if n is not None else None for n in sim.nodes]
     h = hashlib.sha256(sim.digest().encode())
     for d in finals:
         h.update(str(d).encode())
-    result = {
-        "seed": seed,
+    replay = f"geoledger simulate {scenario.name} --seed {sim.seed} --mode {scenario.mode_label}"
+    result: dict[str, Any] = {
+        "seed": sim.seed,
         "mode": scenario.mode_label,
-        "runtime": "deterministic",
+        "runtime": runtime,
         "scenario": scenario.to_json(),
         "digest": h.hexdigest(),
         "invariants": invariants,
         "metrics": metrics(sim, invariants),
         "history_summary": history_summary(sim),
         "final_digests": dict(zip(sim.regions, finals, strict=True)),
-        "replay": f"geoledger simulate {scenario.name} --seed {seed} --mode {scenario.mode_label}",
+        "replay": replay if runtime == "deterministic" else f"{replay} --runtime {runtime}",
     }
     result["violated"] = [k for k, v in invariants.items() if v["promised"] and not v["ok"]]
-    return sim, result
+    return result
 
 
-def metrics(sim: Simulation, invariants: dict[str, Any]) -> dict[str, Any]:
+def metrics(sim: RunResult, invariants: dict[str, Any]) -> dict[str, Any]:
     plan, o = sim.plan, sim.ops
     done = o.status == 1
     lat_us = (o.complete_t - plan.t) * 1e6
@@ -104,7 +113,7 @@ def metrics(sim: Simulation, invariants: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def series(sim: Simulation, secs: int) -> dict[str, Any]:
+def series(sim: RunResult, secs: int) -> dict[str, Any]:
     """Per-second series for the report: lag per receiving region, money in transit, timeline."""
     lag: dict[str, Any] = {"t": list(range(secs))}
     worst = np.full((sim.R, secs), -1.0)
@@ -128,7 +137,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
     return round(int(num.sum()) / d, 5) if d else None
 
 
-def rto(sim: Simulation) -> list[dict[str, Any]]:
+def rto(sim: RunResult) -> list[dict[str, Any]]:
     """Per outage-type fault: time from the fault to the first acknowledged write on the
     accounts it affected (units homed, at the start, in the faulted regions)."""
     plan, o = sim.plan, sim.ops
@@ -147,7 +156,7 @@ def rto(sim: Simulation) -> list[dict[str, Any]]:
     return out
 
 
-def history_summary(sim: Simulation) -> dict[str, Any]:
+def history_summary(sim: RunResult) -> dict[str, Any]:
     plan, o = sim.plan, sim.ops
     by_outcome = {OUTCOMES[k]: int((o.outcome == k).sum()) for k in range(1, 4)}
     by_kind = {KIND_NAMES[k]: int((plan.kind == k).sum()) for k in range(len(KIND_NAMES))}
@@ -158,14 +167,14 @@ def history_summary(sim: Simulation) -> dict[str, Any]:
 
 
 def _code_name(code: int) -> str:
-    return "TIMEOUT" if code == TIMEOUT_CODE else result_name(code)
+    return outcome_name(code)
 
 
 def _flag_names(flags: int, enum: Any) -> list[str]:
     return [m.name for m in enum if m.value and flags & m.value]
 
 
-def write_outputs(sim: Simulation, result: dict[str, Any], out: Path) -> None:
+def write_outputs(sim: RunResult, result: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(result, indent=2, default=_json_default))
     _write_history(sim, out / "history.jsonl")
@@ -182,7 +191,7 @@ def _json_default(x: Any) -> Any:
     raise TypeError(type(x).__name__)
 
 
-def _write_history(sim: Simulation, path: Path) -> None:
+def _write_history(sim: RunResult, path: Path) -> None:
     plan, o = sim.plan, sim.ops
     flag_names = {0: [], 2: ["PENDING"], 4: ["POST_PENDING_TRANSFER"], 8: ["VOID_PENDING_TRANSFER"]}
     kind_flag = (0, 2, 4, 8, 0)
@@ -207,7 +216,7 @@ def _write_history(sim: Simulation, path: Path) -> None:
             fh.write("\n")
 
 
-def _write_final_state(sim: Simulation, path: Path) -> None:
+def _write_final_state(sim: RunResult, path: Path) -> None:
     from replication.state import transfer_ids
 
     n_cust = sim.plan.amap.n_customers

@@ -37,7 +37,7 @@ def ray_state() -> dict[str, Any]:
     if _STATE is not None and not _STATE["closed"]:
         return _STATE
     require("Ray", _ray_importable(), RAY_HOW)
-    from simulator.ray_runtime import ray_session
+    from simulator.ray import ray_session
 
     cm = ray_session(num_cpus=2)
     try:

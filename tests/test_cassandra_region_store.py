@@ -157,7 +157,7 @@ def test_unreadable_or_missing_records_raise_corrupt_store_error(cassandra: list
 ])
 def test_bad_url_raises_store_url_error(url: str) -> None:
     from simulator.cassandra_store import CassandraStore
-    from simulator.ray_runtime import check_store
+    from simulator.ray import check_store
 
     with pytest.raises(StoreURLError):
         CassandraStore(url, "beijing")
@@ -167,7 +167,7 @@ def test_bad_url_raises_store_url_error(url: str) -> None:
 
 def test_store_argument_parsing() -> None:
     from simulator.cassandra_store import region_keyspace
-    from simulator.ray_runtime import check_store
+    from simulator.ray import check_store
 
     assert check_store(None) is None and check_store("sqlite") is None
     assert check_store(URL) == URL
@@ -189,7 +189,8 @@ def test_cli_rejects_store_without_ray_runtime(capsys: pytest.CaptureFixture[str
 
 def test_region_outage_on_ray_recovers_the_killed_region_from_cassandra(
         cassandra: list[str], ray_local: dict[str, Any]) -> None:
-    from simulator.ray_runtime import run_scenario_ray, shortened
+    from simulator.plan import shortened
+    from simulator.ray import run_scenario_ray
     from simulator.scenario import load_scenario
 
     s = shortened(load_scenario("region-outage"), 12.0, 4.0)

@@ -29,7 +29,7 @@ def ray_local() -> Iterator[dict[str, Any]]:
     yield from ray_local_fixture()
 
 def _short(name: str, duration: float, quiesce: float, rate: float) -> Any:
-    from simulator.ray_runtime import shortened
+    from simulator.plan import shortened
     from simulator.scenario import load_scenario
 
     s = shortened(load_scenario(name), duration, quiesce)
@@ -37,7 +37,7 @@ def _short(name: str, duration: float, quiesce: float, rate: float) -> Any:
 
 
 def _run(state: dict[str, Any], scenario: Any, **kw: Any) -> tuple[Any, dict[str, Any]]:
-    from simulator.ray_runtime import run_scenario_ray
+    from simulator.ray import run_scenario_ray
 
     sim, res = run_scenario_ray(scenario, 1, **kw)
     state["pids"].update(res["ray"]["pids"])
@@ -114,7 +114,7 @@ def test_quorum_on_ray_survives_killing_the_leaders_process(ray_local: dict[str,
 def test_partition_on_ray_no_double_spend_through_the_drill_runtime(ray_local: dict[str, Any],
                                                                    tmp_path: Path) -> None:
     """Also the `simulator.drill` Runtime protocol: live snapshots each second, outputs on disk."""
-    from simulator.ray_runtime import RayRuntime
+    from simulator.ray import RayRuntime
 
     s = _short("partition", 8.0, 4.0, 300)  # Changchun cut off at 2 s for 3.2 s; spend-all at 3.2 s
     snapshots: list[Any] = []
@@ -153,7 +153,7 @@ def test_a_failed_run_leaves_no_actors_or_store_files(ray_local: dict[str, Any])
         if done > 0.5:
             raise RuntimeError("operator pressed ^C")
 
-    from simulator.ray_runtime import run_scenario_ray
+    from simulator.ray import run_scenario_ray
 
     with pytest.raises(RuntimeError, match="operator"):
         run_scenario_ray(_short("baseline", 3.0, 1.0, 100), 1, progress=boom)

@@ -1,0 +1,146 @@
+"""One fault dispatcher for every runtime: a fault's start and end become actions.
+
+A fault schedule means the same thing whichever runtime applies it: a crash loses the
+region's volatile state and restarts it from its store when the fault ends, a pause holds
+its inbox and timers, a clock-skew changes its clock's rate for the window, a corruption
+damages stored records (then a scrub finds them), and link faults are handed to the
+network layer. The dispatcher is sans-IO: `start`/`end` record the fault and its timeline
+entries and return the actions, in order; the deterministic runtime carries them out on
+the spot, the Ray controller with actor calls. Failure detection ("detected"), fencing
+and rejoining are measured by the runtime and recorded here, so both timelines are
+written by the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chaos import Fault
+from simulator.runlog import RunLog
+
+OUTAGES = ("crash", "partition", "pause")
+"""Faults whose region a peer's failure detector should come to suspect."""
+
+
+@dataclass(frozen=True)
+class Crash:
+    region: int
+
+
+@dataclass(frozen=True)
+class Restart:
+    region: int
+
+
+@dataclass(frozen=True)
+class Pause:
+    region: int
+    paused: bool
+    until_s: float = 0.0  # when the pause ends (scenario s): a runtime may hold the inbox until then
+
+
+@dataclass(frozen=True)
+class ClockRate:
+    region: int
+    rate: float
+
+
+@dataclass(frozen=True)
+class Corrupt:
+    region: int
+    records: int
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A partitioned region stops writing when its lease runs out: the runtime reads when
+    that is (the node's own clock) and calls `FaultDispatcher.fenced`."""
+
+    region: int
+
+
+@dataclass(frozen=True)
+class LinkFaults:
+    """The link faults in force changed: the network layer applies `active`."""
+
+    active: tuple[Fault, ...]
+
+
+Action = Crash | Restart | Pause | ClockRate | Corrupt | Fence | LinkFaults
+
+
+class FaultDispatcher:
+    """The schedule's faults as actions, with the run's fault log and timeline."""
+
+    def __init__(self, regions: list[str], faults: list[Fault], log: RunLog) -> None:
+        self.regions = regions
+        self.faults = faults
+        self.log = log
+        self.active: list[Fault] = []
+        self.watching: dict[int, float] = {}  # faulted region -> fault start (s), until suspected
+
+    def _timeline(self, t: float, event: str, region: str, **detail: object) -> None:
+        self.log.timeline.append({"t": round(t, 4), "event": event, "region": region, **detail})
+
+    def start(self, i: int, now_s: float) -> list[Action]:
+        f = self.faults[i]
+        self.active.append(f)
+        self.log.faults.append((now_s, "start", f))
+        name = f.target[0]
+        r = self.regions.index(name)
+        self._timeline(now_s, "fault", name, fault=f.kind, target=list(f.target), end=round(f.end(), 4))
+        if f.kind in OUTAGES:
+            self.watching[r] = now_s
+        actions: list[Action] = []
+        if f.kind == "partition":
+            actions.append(Fence(r))
+        elif f.kind == "crash":
+            self._timeline(now_s, "fenced", name, detail="process gone: a crashed home accepts no writes")
+            actions.append(Crash(r))
+        elif f.kind == "pause":
+            actions.append(Pause(r, True, f.end()))
+        elif f.kind == "clock-skew":
+            actions.append(ClockRate(r, 1 + f.param("drift_ppm") * 1e-6))
+        elif f.kind == "corrupt":
+            actions.append(Corrupt(r, int(f.param("records"))))
+        actions.append(LinkFaults(tuple(self.active)))
+        return actions
+
+    def end(self, i: int, now_s: float) -> list[Action]:
+        f = self.faults[i]
+        if f not in self.active:
+            return []
+        self.active.remove(f)
+        self.log.faults.append((now_s, "end", f))
+        name = f.target[0]
+        r = self.regions.index(name)
+        self._timeline(now_s, "healed", name, detail=f"{f.kind} ended")
+        actions: list[Action] = []
+        if f.kind == "crash":
+            actions.append(Restart(r))
+        elif f.kind == "pause":
+            actions.append(Pause(r, False))
+        elif f.kind == "clock-skew":
+            actions.append(ClockRate(r, 1.0))
+        actions.append(LinkFaults(tuple(self.active)))
+        return actions
+
+    def fenced(self, region: int, at_s: float) -> None:
+        self._timeline(at_s, "fenced", self.regions[region], detail="write lease expired on the cut-off side")
+
+    def detected(self, target: int, by: int, now_s: float) -> bool:
+        """A live peer's failure detector suspects a faulted region: the first one counts."""
+        since = self.watching.pop(target, None)
+        if since is None:
+            return False
+        self._timeline(now_s, "detected", self.regions[by],
+                       detail=f"{self.regions[target]} suspected {now_s - since:.3f} s after the fault")
+        return True
+
+    def rejoined(self, region: int, now_s: float) -> None:
+        self._timeline(now_s, "rejoined", self.regions[region],
+                       detail="caught up with the log heads its peers had at restart")
+
+
+__all__ = ["OUTAGES", "Action", "ClockRate", "Corrupt", "Crash", "Fence", "FaultDispatcher", "LinkFaults", "Pause",
+           "Restart"]

@@ -1,0 +1,429 @@
+"""Running a scenario on Ray: launch the actors, wait, settle, collect, tear down.
+
+`run_scenario_ray` is the Ray counterpart of `simulator.run.run_scenario`: the same plan
+and fault schedule for the seed (`simulator.plan`), the same client rules and fault
+dispatcher, and the same `RunResult` at the end, judged by the same checkers; the result
+dict gains wall-clock RTOs and a `ray` section (wall times, crash timings, actor calls).
+
+End of run: after the quiesce, the final state is taken once the replicas have settled
+(same books, nothing owed; bounded by `settle_s`), because a real quiesce on a loaded
+machine is not the exact one of the virtual clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from replication.log import DurableStore, Record
+from simulator.clients import OpState
+from simulator.clock import S
+from simulator.metrics import Histogram
+from simulator.plan import client_batches, plan_and_faults
+from simulator.ray.client_actor import ClientActor, ClientSpec
+from simulator.ray.controller import Controller, ControllerSpec
+from simulator.ray.region_actor import RegionActor, RegionSpec
+from simulator.ray.session import RaySession, ray_session, resource_name
+from simulator.ray.timebase import Timebase, wall_ns
+from simulator.result import NetCounters, RunResult
+from simulator.runlog import RunLog, report_event
+from simulator.runtime import client_rules, clock_offsets, node_configs
+from simulator.scenario import Scenario
+from simulator.workload import build_rows
+
+REGION_SHARE, CLIENT_SHARE = 0.5, 0.25  # of a node's `region_<name>` resource: both fit in 1 unit
+MIN_BATCH_MS = 20.0  # client window floor: an actor call costs ~0.3 ms of CPU at each end
+SETTLE_S = 15.0
+LIVE_DELAY_S = 0.6  # wall: a second's telemetry has arrived at the controller this long after it ends
+
+
+def run_scenario_ray(
+    scenario: Scenario,
+    seed: int,
+    *,
+    address: str | None = None,
+    out_dir: str | Path | None = None,
+    time_scale: float = 1.0,
+    progress: Callable[[str, float, float], None] | None = None,
+    on_second: Callable[[dict[str, Any]], None] | None = None,
+    duplicate: bool = False,
+    min_batch_ms: float = MIN_BATCH_MS,
+    fsync: bool = True,
+    settle_s: float = SETTLE_S,
+    num_cpus: int | None = None,
+    store: str | None = None,
+) -> tuple[RunResult, dict[str, Any]]:
+    """Run `scenario` on Ray; return (a Simulation-like object, the result dict).
+
+    The result has `simulator.run.run_scenario`'s shape with `"runtime": "ray"` and a
+    `"ray"` section (wall time, crash/restart/replay/catch-up timings, actor counts), so
+    `simulator.run.write_outputs(sim, result, out)` writes the same three files.
+
+    `address`: join this cluster (else `RAY_ADDRESS`, else a local Ray is started and shut
+    down here; an already initialised Ray in this process is used as is). `out_dir`: keep
+    each region's SQLite file under `out_dir/stores/` (otherwise a temp dir, removed).
+    `time_scale`: wall seconds per scenario second (module docstring). `progress(phase,
+    done, total)` is called about every 0.25 s of the run, in scenario seconds.
+    `on_second(view)` is called once per scenario second, ~0.6 s after it ends (telemetry
+    lag), with `{"t", "horizon", "throughput": {region: acked}, "lag_ms": {region: worst |
+    None}, "events": [timeline events since the last call]}` — what a live display shows.
+    `duplicate`: every message (peer batches, and client submits) is sent twice on purpose.
+    `min_batch_ms`: clients submit a window's operations as one batch; the window is the
+    scenario's `batch_ms`, but never shorter than this (scenario ms): an actor call costs
+    CPU at both ends, and 5 ms windows at 300 ops/s carry 1-2 operations each. The plan
+    (operations, times, ids) is the same; only how they are grouped into calls changes.
+    `fsync`: commit with `synchronous=FULL` (survives power loss); False = `NORMAL`
+    (survives a killed process, which is what a Ray crash is; no fsync on the hot path).
+    `settle_s`: after the quiesce, wait up to this many wall seconds for the replicas to
+    settle (equal log heads, no credit leg owed, nobody catching up) before the final state
+    is taken. The deterministic runtime's quiesce is exact; a real one on a loaded machine
+    may need longer, and a check that fails only because the snapshot came too early says
+    nothing about the design. How long it took is `ray.settle_s`; if it never settles the
+    checkers judge the state as it is.
+    `num_cpus`: for a local Ray started here (default: every core).
+    `store`: each region's durable store. None or "sqlite": an SQLite file per region (as
+    above); a Cassandra URL (``cassandra://host:9042/geoledger?dc=dc1&rf=1``): a keyspace
+    ``<keyspace>_<region>`` per region (a Cassandra region store),
+    emptied when the run starts and left in place after it; a killed region recovers from it.
+    """
+    opts = RayOptions(time_scale, duplicate, min_batch_ms, fsync, check_store(store))
+    scenario = scenario.with_mode(None)
+    wall0 = time.perf_counter()
+    with ray_session(address, num_cpus=num_cpus, regions=scenario.regions) as session:
+        run = _RayRun(scenario, seed, opts, out_dir)
+        try:
+            run.launch()
+            run.wait(progress, on_second)
+            run.settle(settle_s)
+            run.collect()
+        finally:
+            run.teardown()
+    sim = run.result(time.perf_counter() - wall0, session)
+    return sim, ray_result(sim)
+
+
+def check_store(store: str | None) -> str | None:
+    """Validate a `store` argument: None for SQLite, else the Cassandra URL (StoreURLError if bad)."""
+    from ledger.errors import StoreURLError
+
+    if store is None or store.strip().lower() == "sqlite":
+        return None
+    from simulator.cassandra_store import cassandra_settings, is_cassandra_url
+
+    if not is_cassandra_url(store):
+        raise StoreURLError(f"unknown store {store!r}: expected 'sqlite' or a cassandra:// URL")
+    cassandra_settings(store, "region")
+    return store.strip()
+
+
+def ray_result(sim: RunResult) -> dict[str, Any]:
+    """The result dict (`simulator.run.result_of`), plus wall-clock RTOs and the Ray section."""
+    from simulator.run import result_of
+
+    result = result_of(sim, "ray")
+    assert sim.ray is not None
+    scale = sim.ray["time_scale"]
+    for item in result["metrics"]["rto"]:
+        item["rto_wall_s"] = round(item["rto_s"] * scale, 4) if item["rto_s"] is not None else None
+    result["ray"] = sim.ray
+    return result
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How a run uses Ray (see `run_scenario_ray`)."""
+
+    time_scale: float = 1.0
+    duplicate: bool = False
+    min_batch_ms: float = MIN_BATCH_MS
+    fsync: bool = True
+    store_url: str | None = None  # None: SQLite files; else a Cassandra URL
+
+    def __post_init__(self) -> None:
+        if self.time_scale <= 0:
+            raise ValueError(f"time_scale must be > 0, got {self.time_scale}")
+        if self.min_batch_ms < 0:
+            raise ValueError(f"min_batch_ms must be >= 0, got {self.min_batch_ms}")
+
+
+class _RayRun:
+    """One run's actors and their lifecycle (launch, wait, collect, teardown)."""
+
+    def __init__(self, scenario: Scenario, seed: int, opts: RayOptions, out_dir: str | Path | None) -> None:
+        import ray
+
+        self.s, self.seed, self.opts = scenario, seed, opts
+        self.scale, self.duplicate = opts.time_scale, opts.duplicate
+        self.window = max(scenario.workload.batch_ms, opts.min_batch_ms) / 1000
+        self.run_id = uuid.uuid4().hex[:10]
+        self.names = list(scenario.regions)
+        self.R = len(self.names)
+        self.plan, self.faults = plan_and_faults(scenario, np.random.default_rng(seed))
+        self.cfgs = node_configs(scenario, self.plan, seed)
+        self.keep = out_dir is not None
+        if out_dir is not None:
+            self.store_dir = str(Path(out_dir).resolve() / "stores")
+            self.local_dir: str | None = None
+        else:
+            self.store_dir = str(Path(tempfile.gettempdir()) / f"geoledger-ray-{self.run_id}")
+            self.local_dir = self.store_dir
+        resources = ray.cluster_resources()
+        self.pinned = all(resource_name(n) in resources for n in self.names)
+        self.offsets = clock_offsets(scenario, self.faults)
+        self.regions: list[Any] = []
+        self.clients: list[Any] = []
+        self.controller: Any = None
+        self.t0_ns = 0
+        self.client_refs: list[Any] = []
+        self.run_ref: Any = None
+        self.pids: set[int] = set()
+        self.start_info: list[dict[str, Any]] = []
+        self.client_out: list[dict[str, Any]] = []
+        self.snapshots: list[dict[str, Any] | None] = []
+        self.ctl: dict[str, Any] = {}
+        self.launch_s = 0.0
+        self.settled: float | None = None
+
+    def actor_name(self, role: str) -> str:
+        return f"geoledger-{self.run_id}-{role}"
+
+    def _placement(self, region: str, share: float) -> dict[str, Any]:
+        return {"resources": {resource_name(region): share}} if self.pinned else {}
+
+    def launch(self) -> None:
+        import ray
+
+        began = time.perf_counter()
+        s = self.s
+        region_cls = ray.remote(RegionActor)
+        client_cls = ray.remote(ClientActor)
+        ctl_cls = ray.remote(Controller)
+        rtt = s.rtt_matrix()
+        timeout = s.workload.client_timeout_ms / 1000
+        specs = tuple(
+            RegionSpec(r, tuple(self.names), self.cfgs[r], rtt, s.jitter_ms, s.bandwidth_mbps, self.seed,
+                       str(Path(self.store_dir) / f"region-{r}-{name}.db"), self.scale, self.duplicate,
+                       2 * timeout * self.scale + 1.0, tuple(self.offsets), self.opts.fsync,
+                       self.opts.store_url)
+            for r, name in enumerate(self.names))
+        for r, name in enumerate(self.names):
+            self.regions.append(region_cls.options(
+                name=self.actor_name(f"region-{name}"), num_cpus=0, max_restarts=-1, max_task_retries=0,
+                max_concurrency=10_000, **self._placement(name, REGION_SHARE)).remote(r, name))
+        plan = self.plan
+        for r, name in enumerate(self.names):
+            starts, ops = client_batches(plan, r, self.window)
+            spec_c = ClientSpec(r, ops, plan.t[ops], plan.kind[ops], build_rows(plan, ops),
+                                plan.debit[ops].astype(np.uint64), starts, self.window, s.duration,
+                                s.duration + s.quiesce, timeout, client_rules(s), self.scale, self.duplicate)
+            self.clients.append(client_cls.options(
+                name=self.actor_name(f"client-{name}"), num_cpus=0, max_concurrency=10_000,
+                **self._placement(name, CLIENT_SHARE)).remote(spec_c))
+        self.controller = ctl_cls.options(name=self.actor_name("controller"), num_cpus=0,
+                                          max_concurrency=10_000).remote(
+            ControllerSpec(tuple(self.names), tuple(self.faults), s.duration, self.scale, self.seed,
+                           tuple(self.offsets), specs))
+        pings = ray.get([a.ping.remote() for a in [*self.regions, *self.clients, self.controller]], timeout=120)
+        self.pids.update(p["pid"] for p in pings)
+        region_pids = [p["pid"] for p in pings[: self.R]]
+        # t0 a little ahead: regions start (open stores, first heartbeats, leases) before load
+        self.t0_ns = wall_ns() + int(0.5 * S)
+        self.start_info = ray.get(self.controller.start_all.remote(self.regions, self.t0_ns, region_pids),
+                                  timeout=60)
+        self.run_ref = self.controller.run.remote()
+        self.client_refs = [c.run.remote(self.regions, self.t0_ns, self.controller) for c in self.clients]
+        self.launch_s = time.perf_counter() - began
+
+    def wait(self, progress: Callable[[str, float, float], None] | None,
+             on_second: Callable[[dict[str, Any]], None] | None = None) -> None:
+        import ray
+
+        tb = Timebase(self.t0_ns, self.scale)
+        end = self.s.duration + self.s.quiesce
+        horizon = int(np.ceil(end))
+        pending = [*self.client_refs, self.run_ref]
+        second, seen = 0, (0, 0)
+
+        def emit(upto: float) -> None:
+            nonlocal second, seen
+            while on_second is not None and second < horizon and second + 1 <= upto:
+                view = ray.get(self.controller.live.remote(second, seen), timeout=30)
+                seen = view.pop("seen")
+                on_second({**view, "horizon": end})
+                second += 1
+
+        while True:
+            now = tb.now_s()
+            if progress is not None:
+                phase = "load" if now < self.s.duration else "quiesce"
+                progress(phase, min(max(now, 0.0), end), end)
+            emit(now - LIVE_DELAY_S / self.scale)
+            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+            for ref in ready:
+                ray.get(ref)  # an actor that failed raises here, early
+            if now >= end and not [r for r in pending if r in self.client_refs]:
+                break
+            if now >= end + 30 * self.scale + 30:
+                raise TimeoutError("clients did not finish 30 s after the scenario's end")
+            time.sleep(min(0.25, max(0.01, (tb.wall_of(end) - wall_ns()) / S)))
+        self.client_out = ray.get(self.client_refs, timeout=60)
+        time.sleep(LIVE_DELAY_S)
+        emit(float(horizon))
+
+    def settle(self, limit_s: float) -> None:
+        """Wait (bounded) until every replica holds the same books and owes nothing."""
+        import ray
+
+        began = time.perf_counter()
+        while True:
+            sts = []
+            for ref in [r.settle_status.remote() for r in self.regions]:
+                try:
+                    sts.append(ray.get(ref, timeout=5))
+                except ray.exceptions.RayError:
+                    sts.append(None)
+            if all(st is not None for st in sts):
+                digests = {st["digest"] for st in sts}
+                if len(digests) == 1 and not any(st["outbox"] or st["catching_up"] for st in sts):
+                    self.settled = time.perf_counter() - began
+                    return
+            if time.perf_counter() - began >= limit_s:
+                return
+            time.sleep(0.2)
+
+    def collect(self) -> None:
+        import ray
+
+        refs = [r.finish.remote(self.keep) for r in self.regions]
+        snaps: list[dict[str, Any] | None] = []
+        for ref in refs:
+            try:
+                snaps.append(ray.get(ref, timeout=60))
+            except ray.exceptions.RayError:
+                snaps.append(None)
+        self.snapshots = snaps
+        tel = [s["telemetry"] for s in snaps if s is not None]
+        ray.get(self.controller.take_telemetry.remote(tel), timeout=30)
+        with contextlib.suppress(ray.exceptions.RayError):
+            ray.get(self.run_ref, timeout=10)
+        self.ctl = ray.get(self.controller.collect.remote(), timeout=30)
+        self.pids.update(self.ctl["pids"])
+        self.pids.update(s["pid"] for s in snaps if s is not None)
+
+    def teardown(self) -> None:
+        import ray
+
+        for a in [*self.clients, *self.regions, self.controller]:
+            if a is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(a, no_restart=True)
+        if self.local_dir:
+            shutil.rmtree(self.local_dir, ignore_errors=True)
+
+    def _group_commit(self) -> dict[str, Any]:
+        """Steps, commits and commit times of the final incarnations (a killed one's are lost)."""
+        snaps = [x for x in self.snapshots if x]
+        hist = Histogram()
+        for x in snaps:
+            hist.record(x["flush_ns"] / 1000)
+        return {"steps": sum(x["steps"] for x in snaps), "commits": sum(x["flushes"] for x in snaps),
+                "commit_ms": hist.summary_ms(), "sync": "FULL (fsync)" if self.opts.fsync else "NORMAL"}
+
+    def result(self, wall_s: float, session: RaySession) -> RunResult:
+        """The finished run, as the checkers and reports read any run."""
+        plan = self.plan
+        ops = OpState.new(plan.n_ops)
+        for c in self.client_out:
+            ops.put(c["ops"], c["state"])
+        nodes: list[ReplicaSnapshot | None] = []
+        stores: list[DurableStore] = []
+        for snap in self.snapshots:
+            if snap is None:
+                nodes.append(None)
+                stores.append(DurableStore())
+                continue
+            nodes.append(ReplicaSnapshot(EngineRows(snap["accounts"], snap["transfers"]), snap["anomalies"],
+                                         snap["heads"], snap["status"]))
+            recs = [Record(p, c) for p, c in snap["records"]]
+            stores.append(DurableStore(recs, recs[-1].chain if recs else bytes(32)))
+        ctl = self.ctl
+        counters = ctl["counters"]
+        log = RunLog(reports=sorted(ctl["reports"], key=lambda x: x[0]), faults=ctl["fault_log"],
+                     events=int(counters["handled"]), wall_s=round(wall_s, 3))
+        for _, _, kind, detail in log.reports:
+            if kind == "divergence":
+                log.diverged.update(detail["transfer_ids"])
+        log.lag_ns = np.concatenate(ctl["lag"]) if ctl["lag"] else np.zeros(0, np.int64)
+        log.lag_at = sorted((max(0, int(t)), r, int(v)) for ts, r, vs in ctl["lag_at"]
+                            for t, v in zip(ts.tolist(), vs.tolist(), strict=True))
+        log.transit = [(float(k), [ctl["transit"][k].get(r) for r in range(self.R)]) for k in sorted(ctl["transit"])]
+        log.timeline = list(ctl["timeline"])
+        for t, r, kind, detail in log.reports:
+            ev = report_event(t, self.names[r], kind, detail)
+            if ev is not None:
+                log.timeline.append(ev)
+        s = self.s
+        late = [c["submit_late_p99_s"] for c in self.client_out]
+        info = {
+            "time_scale": self.scale, "address": session.address, "pinned_by_resource": self.pinned,
+            "wall_s": round(wall_s, 3), "launch_s": round(self.launch_s, 3), "duplicate": self.duplicate,
+            "settle_s": None if self.settled is None else round(self.settled, 3),
+            "client_window_ms": round(self.window * 1000, 3), "fsync": self.opts.fsync,
+            "store": "cassandra" if self.opts.store_url else "sqlite",
+            "actors": {"regions": self.R, "clients": len(self.clients), "controller": 1},
+            "pids": sorted(self.pids), "crashes": ctl["crashes"], "controller_errors": ctl["errors"],
+            "actor_calls": int(counters["calls"]),
+            "link_call_ms": ctl["link_call_ms"], "event_loop_lag_ms": ctl["event_loop_lag_ms"],
+            "client_submit_late_p99_s": round(max(late), 4) if late else None,
+            "client_submit_late_max_s": round(max(c["submit_late_max_s"] for c in self.client_out), 4)
+            if self.client_out else None,
+            "dup_client_replies": {"exists": sum(c["dup_exists"] for c in self.client_out),
+                                   "ok": sum(c["dup_ok"] for c in self.client_out)},
+            "group_commit": self._group_commit(),
+            "start": [{k: v for k, v in i.items() if k != "heads"} for i in self.start_info],
+            "stores_kept": self.store_dir if self.keep else None,
+        }
+        net = NetCounters(int(counters["sent"]), int(counters["dropped"]), int(counters["bytes"]))
+        return RunResult(s, self.seed, self.names, plan, ops, list(nodes), list(stores), self.cfgs, log, self.faults,
+                         int((s.duration + s.quiesce) * S), net, _fingerprint(ops, log), info)
+
+
+@dataclass
+class EngineRows:
+    """What the checkers read of a finished replica's engine: its account and transfer rows."""
+
+    accounts: np.ndarray
+    transfers: np.ndarray
+
+
+@dataclass
+class ReplicaSnapshot:
+    """A finished region's replica, as shipped back from its actor."""
+
+    engine: EngineRows
+    anomalies: list[tuple[int, int, int, int]]
+    heads: list[int]
+    status: dict[str, Any]
+
+
+def _fingerprint(ops: OpState, log: RunLog) -> str:
+    """Not a replay digest (real time is not reproducible): a fingerprint of the history."""
+    h = hashlib.sha256()
+    for a in (ops.outcome, ops.result, ops.ok_count):
+        h.update(np.ascontiguousarray(a).tobytes())
+    for _t, r, kind, _ in log.reports:
+        h.update(f"{r}|{kind}".encode())
+    return h.hexdigest()
+
+
+__all__ = ["MIN_BATCH_MS", "SETTLE_S", "RayOptions", "check_store", "ray_result", "run_scenario_ray"]
