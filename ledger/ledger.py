@@ -33,6 +33,7 @@ from ledger.journal import (
     JournalApplication,
     chain_hash,
 )
+from ledger.totals import ledger_totals
 from ledger.types import (
     U64_MAX,
     U128_MAX,
@@ -382,18 +383,6 @@ def apply_batch(engine: Any, batch: CommittedBatch, until: int | None = None) ->
         )
 
 
-def ledger_totals(accounts: np.ndarray) -> dict[int, dict[str, int]]:
-    """Σ of each balance column per ledger (currency), exact."""
-    totals: dict[int, dict[str, int]] = {}
-    names = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
-    for ledger_id in np.unique(accounts["ledger"]).tolist():
-        sel = accounts[accounts["ledger"] == ledger_id]
-        totals[ledger_id] = {
-            name: sum(sel[f"{name}_lo"].tolist()) + (sum(sel[f"{name}_hi"].tolist()) << 64) for name in names
-        }
-    return totals
-
-
 def _as_datetime(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC)
 
@@ -427,4 +416,4 @@ def check_filter(account_id: int, limit: int, timestamp_min: int, timestamp_max:
             raise InvalidInputError(f"must be an int in 0..2^64-1, got {value!r}", field=name)
 
 
-__all__ = ["BATCH_MAX", "CommittedBatch", "Ledger", "VerifyReport", "apply_batch", "ledger_totals"]
+__all__ = ["BATCH_MAX", "CommittedBatch", "Ledger", "VerifyReport", "apply_batch"]

@@ -83,6 +83,20 @@ class NodeConfig:
             raise ValueError("lease must be longer than the heartbeat interval")
 
 
+class InvariantViolation(AssertionError):
+    """A node's internal state contradicts itself: a bug, caught where it happens.
+
+    Checked after every step in tests and in `geoledger fuzz --check-invariants`, the way
+    TigerBeetle's replica asserts its invariants after every message. The message names
+    the invariant and the values that break it.
+    """
+
+
+def check(ok: bool, invariant: str, detail: object = "") -> None:
+    if not ok:
+        raise InvariantViolation(f"{invariant}: {detail}" if detail != "" else invariant)
+
+
 def promises(mode: Mode | str, ship: Ship | str) -> dict[str, bool]:
     """What each design promises (checked every run). `quorum` promises all six."""
     p = dict.fromkeys(INVARIANTS, True)
@@ -95,4 +109,4 @@ def promises(mode: Mode | str, ship: Ship | str) -> dict[str, bool]:
     return p
 
 
-__all__ = ["INVARIANTS", "MS", "Grouping", "Mode", "NodeConfig", "Ship", "promises"]
+__all__ = ["INVARIANTS", "MS", "Grouping", "InvariantViolation", "Mode", "NodeConfig", "Ship", "check", "promises"]

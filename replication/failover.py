@@ -221,6 +221,8 @@ class LeaseFailover(LogShipping):
     def _adopt(self, table: RoutingTable, now: int, out: list[Effect]) -> None:
         if table.version <= self.routing.version:
             return
+        # What this step accepted was accepted under the old table: its entry says so.
+        self._close_step(now, out)
         old = self.routing
         self._set_routing(table)
         out.append(Persist(table))

@@ -40,13 +40,13 @@ class Design(Protocol):
     catching_up: Any  # units this region gained and is still catching up on (a set)
     lease_until: int  # unit design: this region's write lease runs to here (node clock)
 
-    def handle(self, message: Any, now: int) -> list[Effect]: ...
-
     def handle_many(self, messages: Sequence[Any], now: int) -> list[Effect]: ...
 
     def suspects(self, peer: int, now: int) -> bool: ...
 
     def writer_of(self, unit: int) -> int | None: ...
+
+    def invariants(self) -> None: ...
 
     @property
     def credit_legs_owed(self) -> int: ...
@@ -83,7 +83,8 @@ class RegionNode:
 
     # ------------------------------------------------------------------ driving
     def handle(self, message: Message | Any, now: int) -> list[Effect]:
-        return self.design.handle(message, now)  # type: ignore[no-any-return]
+        """One message as a step of its own."""
+        return self.handle_many([message], now)
 
     def handle_many(self, messages: Sequence[Message | Any], now: int) -> list[Effect]:
         """Messages that arrived together, handled as one step: the parts they propose to
@@ -124,6 +125,11 @@ class RegionNode:
         """The region that writes the unit's rows as this node sees it: the unit's home
         (unit), its Raft leader (quorum, None if unknown), or this region (async, escrow)."""
         return self.design.writer_of(unit)  # type: ignore[no-any-return]
+
+    def invariants(self) -> None:
+        """Raise `InvariantViolation` naming the first invariant this node's state breaks."""
+        self.replica.invariants()
+        self.design.invariants()
 
     def status(self) -> dict[str, Any]:
         d = self.design

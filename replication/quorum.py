@@ -52,7 +52,7 @@ import numpy as np
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
 from replication.accounts import CREDIT_BIT_HI, as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
-from replication.config import Grouping, NodeConfig
+from replication.config import Grouping, NodeConfig, check
 from replication.log import Entry
 from replication.messages import (
     ClientRequest,
@@ -197,11 +197,6 @@ class QuorumDesign:
         self._end_step(now, out)
         return out
 
-    def handle(self, m: Any, now: int) -> list[Effect]:
-        out: list[Effect] = []
-        self._dispatch_message(m, now, out)
-        self._end_step(now, out)
-        return out
 
     def _dispatch_message(self, m: Any, now: int, out: list[Effect]) -> None:
         if not self.started:
@@ -270,6 +265,15 @@ class QuorumDesign:
         return self.groups[int(self.unit_group[unit])].leader
 
     writer_of = leader_of
+
+    def invariants(self) -> None:
+        """Each log's own invariants; a waiting answer is for an entry not yet applied; only
+        a log's leader tracks the credit legs its units owe."""
+        for g, raft in enumerate(self.groups):
+            raft.invariants()
+            check(self.leading[g] or not self.outbox[g], "outbox: only a leader owes credit legs", g)
+        for g, index in self.waiters:
+            check(index > self.groups[g].applied, "waiters: an applied entry's answer was given", (g, index))
     catching_up: frozenset[int] = frozenset()  # a new leader writes once elected: nothing to catch up
     lease_until = 0  # leadership is fenced by terms, not leases
 

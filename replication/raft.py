@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from replication.config import check
 from replication.log import Entry
 from replication.messages import Effect, Persist, Send
 
@@ -587,6 +588,32 @@ class RaftNode:
             self.damaged.discard(e.seq)
             return True
         return False
+
+    # -------------------------------------------------------------- invariants
+    def invariants(self) -> None:
+        """What Raft's safety rests on, as this member sees it (checked after every step)."""
+        where = f"raft group {self.group} member {self.me}"
+        check(0 <= self.offset <= self.snap_index <= self.applied <= self.commit <= self.last_index,
+              f"{where}: offset <= snapshot <= applied <= commit <= last index",
+              (self.offset, self.snap_index, self.applied, self.commit, self.last_index))
+        if self.log:  # entries are appended one by one: the ends and the newest stretch say it all
+            check(self.log[0].seq == self.offset + 1 and self.log[-1].seq == self.last_index,
+                  f"{where}: log indices are contiguous", (self.log[0].seq, self.offset, self.log[-1].seq))
+            tail = self.log[-8:]
+            prev = tail[0].rv if len(tail) < len(self.log) else self.offset_term
+            for e in tail:
+                check(e.group == self.group and e.rv >= prev, f"{where}: terms never decrease along the log",
+                      (e.seq, e.rv, prev))
+                prev = e.rv
+        check(self.last_term <= self.term, f"{where}: no entry from a future term", (self.last_term, self.term))
+        check(self.voted_for is None or 0 <= self.voted_for < self.n, f"{where}: a vote names a member",
+              self.voted_for)
+        if self.role is LEADER:
+            check(self.leader == self.me and self.voted_for == self.me, f"{where}: a leader voted for itself")
+            for p, m in self.match_index.items():
+                check(m <= self.last_index and self.next_index[p] <= self.last_index + 1,
+                      f"{where}: a follower's match and next index are within the log", (p, m, self.next_index[p]))
+        check(all(self.offset < i <= self.last_index for i in self.damaged), f"{where}: damaged entries are in the log")
 
     # -------------------------------------------------------------- recovery
     @classmethod

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from cext import Engine
+from ledger.totals import unbalanced
 from ledger.types import TransferFlags
 from replication.accounts import genesis
-from replication.config import Mode, NodeConfig
+from replication.config import Mode, NodeConfig, check
 
 _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 
@@ -104,6 +105,15 @@ class Replica:
 
     def has_transfer(self, tid: int) -> bool:
         return bool(self.engine.transfer_slot(tid) >= 0)
+
+    def invariants(self) -> None:
+        """The books balance on this replica, per ledger (money in transit included: the
+        transit accounts are ordinary accounts), and a single-writer design's replica has
+        rejected nothing its writers accepted."""
+        bad = unbalanced(self.engine.accounts)
+        check(not bad, "conservation: debits == credits per ledger", bad)
+        if self.cfg.mode in (Mode.UNIT, Mode.QUORUM):
+            check(not self.anomalies, "single writer: replicas apply what the writer accepted", self.anomalies[:3])
 
 
 __all__ = ["Anomaly", "Replica"]

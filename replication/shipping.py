@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult
-from replication.config import NodeConfig, Ship
+from replication.config import NodeConfig, Ship, check
 from replication.log import Entry, Grant
 from replication.messages import (
     ClientRequest,
@@ -54,10 +55,22 @@ from replication.routing import RoutingTable, majority
 
 MS = 1_000_000
 _EXISTS = int(CreateTransferResult.EXISTS)
+_NO_ROWS = np.zeros(0, TRANSFER_DTYPE)
 TRACKER_TTL = 30_000 * MS  # a client batch nobody answered is forgotten after this
 MAX_FORWARDS = 10_000
 
 Handler = Callable[[Any, int, list[Effect]], None]
+
+
+@dataclass
+class _StepEntry:
+    """Rows and escrow grants this region accepted during the current step."""
+
+    rows: list[np.ndarray] = field(default_factory=list)
+    grants: list[Grant] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.grants)
 
 
 @dataclass
@@ -106,6 +119,7 @@ class LogShipping:
         self.repairing: dict[int, list[int]] = {}  # store index -> [origin, seq, last asked]
         self.started = False
         self.reported_void: set[tuple[int, int]] = set()
+        self._step: _StepEntry | None = None  # what this step accepted, written at its end
         self._handlers: dict[type, Handler] = {t: getattr(self, name) for t, name in self.handlers.items()}
 
     @property
@@ -152,13 +166,18 @@ class LogShipping:
         return node, effects
 
     # ================================================================== dispatch
-    def handle(self, m: Any, now: int) -> list[Effect]:
-        return self.handle_many([m], now)
-
     def handle_many(self, messages: Sequence[Any], now: int) -> list[Effect]:
+        """Handle a step's messages in order. Everything this region accepts during the step
+        becomes ONE entry of its log, appended at the end of the step (group commit: one
+        entry, one persist, one ship per peer, however many client batches the step brings)."""
         out: list[Effect] = []
-        for m in messages:
-            self._dispatch(m, now, out)
+        self._step = _StepEntry()
+        try:
+            for m in messages:
+                self._dispatch(m, now, out)
+            self._close_step(now, out)
+        finally:
+            self._step = None
         return out
 
     def _dispatch(self, m: Any, now: int, out: list[Effect]) -> None:
@@ -201,7 +220,7 @@ class LogShipping:
         lose. So it waits for everything this region has written so far.
         """
         if not seq and (results == _EXISTS).any():
-            return self.next_seq - 1
+            return self.next_seq if self._step else self.next_seq - 1
         return seq
 
     def _part_done(self, tracker: _Tracker, out: list[Effect]) -> None:
@@ -226,6 +245,27 @@ class LogShipping:
         return self.heads[self.me] < self.next_seq - 1
 
     def _append_own(self, rows: np.ndarray, grants: tuple[Grant, ...], now: int, out: list[Effect]) -> int:
+        """Rows (applied to the engine already) and grants go into this step's entry; returns
+        the sequence number that entry gets (it is written when the step closes)."""
+        if self._step is None:  # outside a step (recovery tools, tests driving one call)
+            return self._write_own(rows, grants, now, out)
+        if len(rows):
+            self._step.rows.append(rows)
+        self._step.grants.extend(grants)
+        return self.next_seq
+
+    def _close_step(self, now: int, out: list[Effect]) -> None:
+        """Write what the step accepted as one entry, then release what only waited for it."""
+        step = self._step
+        if not step:
+            return
+        self._step = _StepEntry()
+        rows = np.concatenate(step.rows) if len(step.rows) > 1 else step.rows[0] if step.rows else _NO_ROWS
+        self._write_own(rows, tuple(step.grants), now, out)
+        if not self.durable_need:
+            self._advance_durable(out)
+
+    def _write_own(self, rows: np.ndarray, grants: tuple[Grant, ...], now: int, out: list[Effect]) -> int:
         e = Entry(self.me, self.next_seq, self.routing.version, now, rows, grants).seal()
         self.next_seq += 1
         self.heads[self.me] = e.seq
@@ -433,6 +473,22 @@ class LogShipping:
             if e.seq > self.heads[e.origin]:
                 self.buffer[e.origin][e.seq] = e
                 self._drain(e.origin, e.origin, now, out)
+
+    # ================================================================== invariants
+    def invariants(self) -> None:
+        """Per-origin logs are gap-free prefixes, applied in order, and own sequence
+        numbers never run behind what this region has written."""
+        for o, log in enumerate(self.by_origin):
+            check(self.heads[o] == len(log), "heads: a head is its origin's applied prefix",
+                  (o, self.heads[o], len(log)))
+            check(all(e.seq == i + 1 and e.origin == o for i, e in enumerate(log[-3:], len(log) - len(log[-3:]))),
+                  "logs: entries are numbered 1..head by their origin", o)
+            check(all(seq > self.heads[o] for seq in self.buffer[o]), "buffer: only entries past the head wait", o)
+        check(len(self.applied) == sum(self.heads), "applied: every applied entry once", (len(self.applied),
+                                                                                           self.heads))
+        check(self.next_seq >= self.heads[self.me] + 1, "own log: the next sequence is past the own head",
+              (self.next_seq, self.heads[self.me]))
+        check(all(t.parts >= 1 for t in self.trackers.values()), "trackers: an open batch awaits a part")
 
     # ================================================================== introspection
     def writer_of(self, unit: int) -> int | None:

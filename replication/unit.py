@@ -24,7 +24,7 @@ import numpy as np
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult
 from replication.accounts import CREDIT_BIT_HI, TRANSIT_BASE, as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
-from replication.config import NodeConfig, Ship
+from replication.config import NodeConfig, Ship, check
 from replication.failover import LeaseFailover
 from replication.log import Entry
 from replication.messages import ClientRequest, CreditLegs, Effect, Forward, ForwardReply, Send
@@ -188,6 +188,16 @@ class UnitDesign(LeaseFailover):
         if len(self.forwards) > MAX_FORWARDS:
             for fid in sorted(self.forwards)[: len(self.forwards) - MAX_FORWARDS]:
                 del self.forwards[fid]
+
+    # ------------------------------------------------------------------ invariants
+    def invariants(self) -> None:
+        """Every credit leg owed has its debit leg in the books and not its credit leg yet."""
+        super().invariants()
+        engine = self.replica.engine
+        for tid in self.outbox:
+            check(engine.transfer_slot(tid) >= 0, "outbox: a credit leg owed has its debit leg applied", tid)
+            check(engine.transfer_slot((int(CREDIT_BIT_HI) << 64) | tid) < 0,
+                  "outbox: a credit leg applied is owed no more", tid)
 
     # ------------------------------------------------------------------ introspection
     def writer_of(self, unit: int) -> int | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ledger.ledger import ledger_totals
+from ledger.totals import ledger_totals
 from replication.accounts import CREDIT_BIT_HI, TRANSIT_BASE
 from replication.config import promises
 from replication.node import RegionNode

@@ -43,6 +43,9 @@ def register(subparsers: Any) -> None:
                      help="with --runtime ray: each region's durable store: 'sqlite' (default, a file per "
                           "region) or a Cassandra URL such as cassandra://127.0.0.1:9042/geoledger?dc=dc1&rf=1 "
                           "(a keyspace <keyspace>_<region> per region)")
+    sim.add_argument("--check-invariants", action="store_true",
+                     help="deterministic runtime: check every node's internal invariants after every step "
+                          "(a debug flag: slower; stops at the first broken one and names it)")
     sim.set_defaults(func=cmd_simulate)
 
     fuzz = subparsers.add_parser(
@@ -56,6 +59,10 @@ def register(subparsers: Any) -> None:
     fuzz.add_argument("--mode", choices=MODE_CHOICES, default="unit+semi-sync", help="(default: %(default)s)")
     fuzz.add_argument("--jobs", type=int, default=1, help="worker processes (default: %(default)s)")
     fuzz.add_argument("--scenario", default="fuzz", help="base scenario (default: %(default)s)")
+    fuzz.add_argument("--check-invariants", action="store_true",
+                      help="also check every node's internal invariants after every step (Raft logs, "
+                           "per-origin heads, credit legs owed, conservation, one leader per term); "
+                           "slower, stops a seed at the first broken one")
     fuzz.set_defaults(func=cmd_fuzz)
 
 
@@ -81,6 +88,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.time_scale <= 0:
         console.print("[red]error:[/red] --time-scale must be > 0")
         return 2
+    if args.check_invariants and args.runtime != "deterministic":
+        console.print("[red]error:[/red] --check-invariants: only the deterministic runtime steps nodes "
+                      "where every step can be checked")
+        return 2
     store = getattr(args, "store", None)
     if store is not None:
         if args.runtime != "ray":
@@ -103,7 +114,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             sim, result = run_scenario_ray(scenario, seed, address=args.address, time_scale=args.time_scale,
                                            store=store)
         else:
-            sim, result = run_scenario(scenario, seed)
+            from replication.config import InvariantViolation
+
+            try:
+                sim, result = run_scenario(scenario, seed, check_invariants=args.check_invariants)
+            except InvariantViolation as e:
+                console.print(f"[red]node invariant broken:[/red] {e}")
+                return 1
         write_outputs(sim, result, out)
     from simulator.report import write_report
 
@@ -150,12 +167,16 @@ def _short(fv: dict[str, Any]) -> str:
     return ", ".join(f"{k}={fv[k]}" for k in keys if k in fv)
 
 
-def _fuzz_one(job: tuple[str, str | None, int]) -> tuple[int, list[str], str, dict[str, Any]]:
+def _fuzz_one(job: tuple[str, str | None, int, bool]) -> tuple[int, list[str], str, dict[str, Any]]:
+    from replication.config import InvariantViolation
     from simulator.run import run_scenario
 
-    name, mode, seed = job
+    name, mode, seed, check = job
     scenario = _load(name, mode)
-    _, result = run_scenario(scenario, seed)
+    try:
+        _, result = run_scenario(scenario, seed, check_invariants=check)
+    except InvariantViolation as e:  # a node contradicted itself mid-run: the run stops there
+        return seed, ["node_invariants"], "", {"node_invariants": str(e)}
     firsts = {k: result["invariants"][k]["first_violation"] for k in result["violated"]}
     return seed, result["violated"], result["digest"], firsts
 
@@ -169,7 +190,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     except ScenarioError as e:
         console.print(f"[red]scenario error:[/red] {e}")
         return 2
-    jobs = [(args.scenario, args.mode, s) for s in range(args.start, args.start + args.seeds)]
+    jobs = [(args.scenario, args.mode, s, args.check_invariants) for s in range(args.start, args.start + args.seeds)]
     failures: list[tuple[int, list[str], dict[str, Any]]] = []
     columns = (TextColumn("fuzz {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("failures: {task.fields[failures]}"))
@@ -193,5 +214,6 @@ def _record(progress: Progress, task: Any, console: Console, args: argparse.Name
     if violated:
         failures.append((seed, violated, firsts))
         console.print(f"[red]seed {seed}: {', '.join(violated)}[/red] {firsts}\n"
-                      f"  replay: geoledger simulate {args.scenario} --seed {seed} --mode {args.mode}")
+                      f"  replay: geoledger simulate {args.scenario} --seed {seed} --mode {args.mode}"
+                      + (" --check-invariants" if args.check_invariants else ""))
     progress.update(task, advance=1, failures=len(failures))

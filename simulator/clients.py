@@ -105,10 +105,11 @@ class ClientBook:
         return a
 
     def reply(self, aid: int, results: np.ndarray, now_s: float) -> np.ndarray | None:
-        """The region answered attempt `aid`: complete what it settled. Returns the
-        operations to try again at the same region after `RETRY_BACKOFF_S` (None: the
-        attempt is no longer open, e.g. it already timed out)."""
-        a = self.open.get(aid)
+        """The region answered attempt `aid`: complete what it settled; the attempt is
+        closed (a later timeout for it is void). Returns the operations to try again at
+        the same region after `RETRY_BACKOFF_S` (None: the attempt was no longer open,
+        e.g. it had timed out)."""
+        a = self.open.pop(aid, None)
         if a is None:
             return None
         st, r = self.st, a.region
@@ -142,10 +143,6 @@ class ClientBook:
         if not len(again):
             return None
         return again, (r + 1) % self.rules.n_regions if self.rules.homed else r
-
-    def forget(self, aid: int) -> None:
-        """The runtime will not report a timeout for `aid` (it was answered)."""
-        self.open.pop(aid, None)
 
     def still_open(self, ops: np.ndarray) -> np.ndarray:
         """Which of `ops` are not settled yet (a back-off ends: retry only those)."""

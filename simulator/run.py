@@ -22,10 +22,12 @@ from simulator.scenario import Scenario
 from simulator.workload import KIND_NAMES, KIND_READ
 
 
-def run_scenario(scenario: Scenario, seed: int) -> tuple[RunResult, dict[str, Any]]:
-    """Run on the deterministic runtime: the finished run and its `result.json` contents."""
+def run_scenario(scenario: Scenario, seed: int, *, check_invariants: bool = False) -> tuple[RunResult, dict[str, Any]]:
+    """Run on the deterministic runtime: the finished run and its `result.json` contents.
+    `check_invariants`: every node's invariants after every step (slower; raises
+    `InvariantViolation` at the first broken one)."""
     scenario = scenario.with_mode(None)
-    sim = run_simulation(scenario, seed)
+    sim = run_simulation(scenario, seed, check_invariants=check_invariants)
     return sim, result_of(sim, "deterministic")
 
 

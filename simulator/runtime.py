@@ -10,6 +10,13 @@ rules the Ray runtime applies too. This module only keeps time: it delivers mess
 with the network's delays, runs timers, and carries out the dispatcher's actions on the
 spot. A crashed region loses its node object (volatile state); its store survives and
 the restarted node recovers by replaying it.
+
+Regions step as the live driver (`region.driver.LiveRegion`) steps them: whatever has
+arrived is handed to `RegionNode.handle_many` as one step, the step's records are
+committed, and only then do its replies and messages leave. A commit takes
+`node.commit_ms` of virtual time (0: instantaneous); what arrives meanwhile waits for the
+next step. So the batching path that runs live — one entry per step, Raft parts merged
+per log — is the path the simulator and the fuzzer prove.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ from typing import Any
 import numpy as np
 
 from replication.accounts import TRANSIT_BASE
-from replication.config import MS, Grouping, Mode, NodeConfig, Ship
+from replication.config import MS, Grouping, InvariantViolation, Mode, NodeConfig, Ship, check
 from replication.log import DurableStore, Entry
 from replication.messages import ClientRequest, Corrupted, Persist, PersistRepair, Reply, Report, Send, SetTimer, Tick
 from replication.node import RegionNode
+from replication.raft import Role
 from simulator.clients import RETRY_BACKOFF_S, Attempt, ClientBook, ClientRules
 from simulator.clock import ClockState, S
 from simulator.faults import ClockRate, Corrupt, Crash, FaultDispatcher, Fence, LinkFaults, Pause, Restart
@@ -39,7 +47,7 @@ from simulator.scenario import Scenario
 from simulator.workload import Plan, build_rows
 
 (EV_BATCH, EV_DELIVER, EV_TICK, EV_REPLY, EV_TIMEOUT, EV_RETRY,
- EV_FAULT_START, EV_FAULT_END, EV_SCRUB, EV_SAMPLE) = range(10)
+ EV_FAULT_START, EV_FAULT_END, EV_SCRUB, EV_SAMPLE, EV_STEP, EV_RELEASE) = range(12)
 HOMED_MODES = (Mode.UNIT, Mode.QUORUM)
 
 
@@ -71,9 +79,11 @@ def clock_offsets(scenario: Scenario, faults: list[Any]) -> list[int]:
 class Simulation:
     """One run of a scenario with one seed. `run()`, then `result()`."""
 
-    def __init__(self, scenario: Scenario, seed: int) -> None:
+    def __init__(self, scenario: Scenario, seed: int, *, check_invariants: bool = False) -> None:
         self.s = scenario
         self.seed = seed
+        self.check_invariants = check_invariants
+        self.leaders: dict[tuple[int, int], int] = {}  # (Raft group, term) -> the region that led it
         self.rng = np.random.default_rng(seed)
         self.regions = list(scenario.regions)
         self.R = len(self.regions)
@@ -85,6 +95,10 @@ class Simulation:
         self.stores = [DurableStore() for _ in range(self.R)]
         self.incarnation = [0] * self.R
         self.paused_until = [0] * self.R
+        self.inbox: list[list[Any]] = [[] for _ in range(self.R)]
+        self.step_at: list[int | None] = [None] * self.R  # when the region's next step is due
+        self.busy_until = [0] * self.R  # a step's commit ends here; the next step not before
+        self.commit_ns = int(scenario.node.commit_ms * MS)
         self.clocks = [ClockState(o) for o in clock_offsets(scenario, self.faults)]
         self.intra = int(scenario.intra_rtt_ms * MS / 2)
         plan = self.plan
@@ -129,7 +143,7 @@ class Simulation:
             EV_BATCH: self._on_batch, EV_DELIVER: self._on_deliver, EV_TICK: self._on_tick,
             EV_REPLY: self._on_reply, EV_TIMEOUT: self._on_timeout, EV_RETRY: self._on_retry,
             EV_FAULT_START: self._on_fault_start, EV_FAULT_END: self._on_fault_end, EV_SCRUB: self._on_scrub,
-            EV_SAMPLE: self._on_sample,
+            EV_SAMPLE: self._on_sample, EV_STEP: self._on_step, EV_RELEASE: self._on_release,
         }
         heap = self.heap
         n_events = 0
@@ -169,13 +183,14 @@ class Simulation:
         self.push(self.now + self.timeout, EV_TIMEOUT, a.aid)
 
     def _on_reply(self, aid: int, reply: Reply) -> None:
-        if aid not in self.clients.open:
+        attempt = self.clients.open.get(aid)
+        if attempt is None:
             return
         self.trace.update(struct.pack("<qq", self.now, aid))
         self.trace.update(reply.results.tobytes())
         again = self.clients.reply(aid, reply.results, self.now / S)
         if again is not None and len(again):
-            self.push(self.now + int(RETRY_BACKOFF_S * S), EV_RETRY, again, self.clients.open[aid].region)
+            self.push(self.now + int(RETRY_BACKOFF_S * S), EV_RETRY, again, attempt.region)
 
     def _on_timeout(self, aid: int, _: Any) -> None:
         retry = self.clients.timeout(aid, self.now / S)
@@ -189,13 +204,12 @@ class Simulation:
 
     # ------------------------------------------------------------------ nodes
     def _on_deliver(self, r: int, msg: Any) -> None:
-        node = self.nodes[r]
-        if node is None:
+        if self.nodes[r] is None:
             return
         if self.paused_until[r] > self.now:
             self.push(self.paused_until[r], EV_DELIVER, r, msg)
             return
-        self._effects(r, node.handle(msg, self.clock(r)))
+        self._enqueue(r, msg)
 
     def _on_tick(self, r: int, inc: int) -> None:
         if inc != self.incarnation[r] or self.nodes[r] is None:
@@ -203,9 +217,29 @@ class Simulation:
         if self.paused_until[r] > self.now:
             self.push(self.paused_until[r], EV_TICK, r, inc)
             return
+        self._enqueue(r, Tick())
+
+    def _enqueue(self, r: int, msg: Any) -> None:
+        """A message for region `r`'s next step (due now, or when its commit in flight ends)."""
+        self.inbox[r].append(msg)
+        if self.step_at[r] is None:
+            at = max(self.now, self.busy_until[r])
+            self.step_at[r] = at
+            self.push(at, EV_STEP, r, self.incarnation[r])
+
+    def _on_step(self, r: int, inc: int) -> None:
         node = self.nodes[r]
-        assert node is not None
-        self._effects(r, node.handle(Tick(), self.clock(r)))
+        if inc != self.incarnation[r] or node is None:
+            return
+        if self.paused_until[r] > self.now:  # a stalled region holds its inbox
+            self.step_at[r] = self.paused_until[r]
+            self.push(self.paused_until[r], EV_STEP, r, inc)
+            return
+        self.step_at[r] = None
+        batch, self.inbox[r] = self.inbox[r], []
+        self._effects(r, node.handle_many(batch, self.clock(r)))
+        if self.check_invariants:
+            self._invariants(r, node)
         if self.dispatch.watching:
             self._detect(r)
         if r in self._rejoin and all(h >= need for h, need in zip(node.heads, self._rejoin[r], strict=True)):
@@ -213,7 +247,33 @@ class Simulation:
             self.dispatch.rejoined(r, self.now / S)
 
     def _effects(self, r: int, effects: list[Any]) -> None:
+        """Persist the step's records now; what depends on them leaves once the commit is done."""
         now = self.now
+        if self.commit_ns and any(type(e) in (Persist, PersistRepair) for e in effects):
+            self.busy_until[r] = now + self.commit_ns
+            self.push(now + self.commit_ns, EV_RELEASE, r, (self.incarnation[r], effects))
+            effects = [e for e in effects if type(e) in (Persist, PersistRepair, Report)]
+        self._apply_effects(r, effects, now)
+
+    def _invariants(self, r: int, node: RegionNode) -> None:
+        """The node's own invariants after every step, and Raft's election safety across
+        nodes (at most one leader per log and term), naming the seed and the moment."""
+        try:
+            node.invariants()
+            for raft in getattr(node.design, "groups", ()):
+                if raft.role is Role.LEADER:
+                    first = self.leaders.setdefault((raft.group, raft.term), r)
+                    check(first == r, "election safety: one leader per log and term",
+                          (raft.group, raft.term, self.regions[first], self.regions[r]))
+        except InvariantViolation as e:
+            raise InvariantViolation(f"seed {self.seed}, t={self.now / S:.6f} s, region {self.regions[r]}: {e}") from e
+
+    def _on_release(self, r: int, what: tuple[int, list[Any]]) -> None:
+        inc, effects = what
+        if inc == self.incarnation[r]:  # a crash during the commit: nothing left the region
+            self._apply_effects(r, [e for e in effects if type(e) not in (Persist, PersistRepair, Report)], self.now)
+
+    def _apply_effects(self, r: int, effects: list[Any], now: int) -> None:
         for e in effects:
             t = type(e)
             if t is Send:
@@ -268,6 +328,8 @@ class Simulation:
             elif t is Crash:
                 self.nodes[a.region] = None
                 self.incarnation[a.region] += 1
+                self.inbox[a.region] = []  # what had arrived dies with the process
+                self.step_at[a.region] = None
             elif t is Restart:
                 self._restart(a.region)
             elif t is Pause:
@@ -287,6 +349,7 @@ class Simulation:
         live = [n for n in self.nodes if n is not None and n is not node]
         if live:
             self._rejoin[r] = [max(n.heads[o] for n in live) for o in range(len(node.heads))]
+        self.busy_until[r] = self.now
         self._effects(r, effects)
         self.push(self.now, EV_TICK, r, self.incarnation[r])
 
@@ -317,9 +380,8 @@ class Simulation:
 
     def _on_scrub(self, r: int, _: Any) -> None:
         bad = self.stores[r].scrub()
-        node = self.nodes[r]
-        if bad and node is not None:
-            self._effects(r, node.handle(Corrupted(bad), self.clock(r)))
+        if bad and self.nodes[r] is not None:
+            self._enqueue(r, Corrupted(bad))
 
 
 def transit_net(engine: Any, n_units: int) -> int:
@@ -329,8 +391,8 @@ def transit_net(engine: Any, n_units: int) -> int:
     return int(sel["credits_posted_lo"].astype(np.int64).sum()) - int(sel["debits_posted_lo"].astype(np.int64).sum())
 
 
-def run_simulation(scenario: Scenario, seed: int) -> RunResult:
-    return Simulation(scenario, seed).run().result()
+def run_simulation(scenario: Scenario, seed: int, *, check_invariants: bool = False) -> RunResult:
+    return Simulation(scenario, seed, check_invariants=check_invariants).run().result()
 
 
 __all__ = ["HOMED_MODES", "Simulation", "client_rules", "clock_offsets", "node_configs", "run_simulation",

@@ -89,6 +89,7 @@ class NodeParams:
     tick_ms: float = 50.0
     quorum_groups: str = "unit"  # quorum: a Raft log per "unit" or per home "region" (led there), or one "ledger"
     snapshot_every: int = 1000  # quorum: entries a log applies between snapshots (log compaction)
+    commit_ms: float = 0.0  # virtual time a region's group commit takes (arrivals meanwhile form the next step)
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,8 @@ def _validate(s: Scenario) -> None:
     _check_choice(s.node.quorum_groups, tuple(g.value for g in Grouping), "node.quorum_groups")
     if s.node.snapshot_every < 1:
         raise ScenarioError("node.snapshot_every: must be >= 1")
+    if not 0 <= s.node.commit_ms <= 1000:
+        raise ScenarioError("node.commit_ms: must be in [0, 1000]")
     if s.duration <= 0:
         raise ScenarioError("duration: must be > 0")
 

@@ -53,7 +53,7 @@ def test_corrupted_record_is_detected_and_repaired_from_a_peer():
 @pytest.mark.parametrize("mode", ["unit+semi-sync", "escrow"])
 def test_small_fuzz_finds_no_violation(mode):  # type: ignore[no-untyped-def]
     for seed in range(1, 11):
-        seed_, violated, _, firsts = _fuzz_one(("fuzz", mode, seed))
+        seed_, violated, _, firsts = _fuzz_one(("fuzz", mode, seed, True))
         assert violated == [], (seed_, firsts, f"replay: geoledger simulate fuzz --seed {seed} --mode {mode}")
 
 

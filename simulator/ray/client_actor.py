@@ -121,7 +121,6 @@ class ClientActor:
                 self._spawn(self._attempt(*retry))
             return
         again = self.book.reply(a.aid, reply[0], self.tb.now_s())
-        self.book.forget(a.aid)
         if again is not None and len(again):
             self._spawn(self._retry(again, target))
 
