@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 
 import pytest
 
+from geoledger.cli import build_parser
 from simulator.cli import cmd_simulate
 from simulator.run import run_scenario
 from simulator.scenario import ScenarioError, load_scenario, parse_scenario
@@ -69,8 +69,8 @@ def test_unit_async_shipping_reports_rpo_loss_but_never_overdraws():
 
 
 def test_simulate_writes_the_output_contract(tmp_path):  # type: ignore[no-untyped-def]
-    args = argparse.Namespace(scenario="fuzz", seed=3, mode="unit+semi-sync", out=str(tmp_path),
-                              runtime="deterministic", address=None, time_scale=1.0)
+    args = build_parser().parse_args(["simulate", "fuzz", "--seed", "3", "--mode", "unit+semi-sync",
+                                      "--out", str(tmp_path), "--check-invariants"])
     assert cmd_simulate(args) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     for key in ("seed", "mode", "runtime", "scenario", "digest", "invariants", "metrics"):
@@ -96,8 +96,7 @@ def test_simulate_exit_code_is_nonzero_only_for_a_promised_violation(tmp_path): 
     path = tmp_path / "async-partition.toml"
     path.write_text((load_scenario.__globals__["SCENARIO_DIR"] / "partition.toml").read_text()
                     .replace('mode = "unit"', 'mode = "async"').replace("rate = 1000", "rate = 300"))
-    args = argparse.Namespace(scenario=str(path), seed=1, mode=None, out=str(tmp_path / "out"),
-                              runtime="deterministic", address=None, time_scale=1.0)
+    args = build_parser().parse_args(["simulate", str(path), "--seed", "1", "--out", str(tmp_path / "out")])
     assert cmd_simulate(args) == 0  # overdraft shown, but async never promised it
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["invariants"]["no_overdraft"]["ok"] is False
