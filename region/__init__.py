@@ -12,7 +12,9 @@ and checksummed, through one buffered base (`region.buffered`), one writer per s
 """
 
 from region.cassandra import CassandraRegionStore
+from region.driver import LiveRegion, LiveStats, Transport
 from region.sqlite import SqliteRegionStore
 from region.store import MemoryRegionStore, RegionStore
 
-__all__ = ["CassandraRegionStore", "MemoryRegionStore", "RegionStore", "SqliteRegionStore"]
+__all__ = ["CassandraRegionStore", "LiveRegion", "LiveStats", "MemoryRegionStore", "RegionStore",
+           "SqliteRegionStore", "Transport"]

@@ -2,7 +2,7 @@
 
 Where the deterministic runtime (`simulator.runtime`) proves the design under a virtual
 clock, this one runs it for real: every region is a Ray actor hosting a `LiveRegion`
-(wall clock, asyncio timers) over a `SqliteStore` (its own file, fsynced), regions talk
+(wall clock, asyncio timers) over a `SqliteRegionStore` (its own file, fsynced), regions talk
 through actor calls, clients are actors of their own that record what they saw, and a
 region outage is `ray.kill` of the region's process. The verdicts come from the very same
 checkers (`simulator.checkers.check_all`) and the output is the same contract
@@ -248,7 +248,8 @@ class RegionActor:
     async def start(self, spec: RegionSpec, peers: list[Any], controller: Any, t0_ns: int, faults: list[Fault],
                     clock: ClockState, incarnation: int) -> dict[str, Any]:
         """Open the store, replay it (`RegionNode.recover`) and start the node and its links."""
-        from simulator.live import LiveRegion, SqliteStore
+        from region.driver import LiveRegion
+        from region.sqlite import SqliteRegionStore
 
         if self.live is not None:
             return {"pid": self.pid, "records": len(self.live.store.records), "replay_s": 0.0, "already": True}
@@ -260,13 +261,13 @@ class RegionActor:
         self.clock = clock
         store: Any
         if spec.store_url is not None:
-            from simulator.cassandra_store import CassandraStore
+            from region.cassandra import CassandraRegionStore
 
             # the first incarnation starts a run: empty what an earlier run left in the keyspace
-            store = CassandraStore(spec.store_url, self.name, fresh=incarnation == 0)
+            store = CassandraRegionStore(spec.store_url, self.name, fresh=incarnation == 0)
         else:
             Path(spec.store_path).parent.mkdir(parents=True, exist_ok=True)
-            store = SqliteStore(spec.store_path, fsync=spec.fsync)
+            store = SqliteRegionStore(spec.store_path, fsync=spec.fsync)
         records = len(store.records)
         sp = spec
         self.net = Network(sp.rtt_ms, sp.jitter_ms, sp.bandwidth_mbps,
@@ -474,7 +475,7 @@ class RegionActor:
     # ------------------------------------------------------------------ the end
     async def finish(self, keep_store: bool) -> dict[str, Any] | None:
         """Stop, commit, and hand over the books, the store as re-read from disk, telemetry."""
-        from simulator.live import SqliteStore
+        from region.sqlite import SqliteRegionStore
 
         if self.live is None:
             return None
@@ -484,11 +485,11 @@ class RegionActor:
         node = self.live.node
         disk: Any
         if self.sp.store_url is not None:
-            from simulator.cassandra_store import CassandraStore
+            from region.cassandra import CassandraRegionStore
 
-            disk = CassandraStore(self.sp.store_url, self.name)  # kept: the keyspace is the operator's
+            disk = CassandraRegionStore(self.sp.store_url, self.name)  # kept: the keyspace is the operator's
         else:
-            disk = SqliteStore(self.sp.store_path)
+            disk = SqliteRegionStore(self.sp.store_path)
         records = [(r.payload, r.chain) for r in disk.records]
         disk.close()
         if not keep_store and self.sp.store_url is None:
@@ -1197,7 +1198,7 @@ def run_scenario_ray(
     `num_cpus`: for a local Ray started here (default: every core).
     `store`: each region's durable store. None or "sqlite": an SQLite file per region (as
     above); a Cassandra URL (``cassandra://host:9042/geoledger?dc=dc1&rf=1``): a keyspace
-    ``<keyspace>_<region>`` per region (`simulator.cassandra_store.CassandraStore`),
+    ``<keyspace>_<region>`` per region (`region.cassandra.CassandraRegionStore`),
     emptied when the run starts and left in place after it; a killed region recovers from it.
     """
     opts = RayOptions(time_scale, duplicate, min_batch_ms, fsync, check_store(store))
@@ -1222,7 +1223,7 @@ def check_store(store: str | None) -> str | None:
 
     if store is None or store.strip().lower() == "sqlite":
         return None
-    from simulator.cassandra_store import cassandra_settings, is_cassandra_url
+    from region.cassandra import cassandra_settings, is_cassandra_url
 
     if not is_cassandra_url(store):
         raise StoreURLError(f"unknown store {store!r}: expected 'sqlite' or a cassandra:// URL")
