@@ -121,14 +121,6 @@ class CassandraRegionStore(BufferedRegionStore):
         finally:
             self._lock.release()
 
-    def drop(self) -> None:
-        """Drop the region's keyspace, and close (what was pending is dropped with it)."""
-        with self._mu:
-            self._dirty = {}
-        with self._io:
-            self._ds.execute_ddl(f"DROP KEYSPACE IF EXISTS {self.keyspace}")
-        self.close()
-
 
 def drop_region_keyspaces(url: str, regions: list[str]) -> None:
     """Drop `<keyspace>_<region>` for each region (test and operator clean-up)."""
