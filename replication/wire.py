@@ -214,20 +214,14 @@ def _seq(inner: Decoder, out: type) -> Decoder:
             raise WireError(f"expected a sequence, got {_kind(v)}")
         if inner is _int and all(type(x) is int for x in v):
             return out(v)
+        items: list[Any] = []
         try:
-            return out([inner(x) for x in v])
+            for x in v:
+                items.append(inner(x))
         except WireError as e:
-            i = next(i for i, x in enumerate(v) if not _decodes(inner, x))
-            raise WireError(f"[{i}]: {e}") from None
+            raise WireError(f"[{len(items)}]: {e}") from None
+        return out(items)
     return dec
-
-
-def _decodes(d: Decoder, x: Any) -> bool:
-    try:
-        d(x)
-    except WireError:
-        return False
-    return True
 
 
 def _fixed(inners: tuple[Decoder, ...]) -> Decoder:
@@ -239,7 +233,16 @@ def _fixed(inners: tuple[Decoder, ...]) -> Decoder:
     return dec
 
 
-_PLANS: dict[type, tuple[tuple[str, ...], tuple[Decoder, ...]]] = {}
+class _Plan(typing.NamedTuple):
+    """How to decode one registered class: its field names, the positions of its plain int
+    fields (checked inline: most fields are), and every other field's position and decoder."""
+
+    names: tuple[str, ...]
+    ints: tuple[int, ...]
+    others: tuple[tuple[int, Decoder], ...]
+
+
+_PLANS: dict[type, _Plan] = {}
 
 
 def _registered(allowed: tuple[type, ...]) -> Decoder:
@@ -253,20 +256,21 @@ def _registered(allowed: tuple[type, ...]) -> Decoder:
             raise WireError(f"unknown type tag {tag!r}")
         if cls not in allowed:
             raise WireError(f"{cls.__name__} is not allowed here (expected {', '.join(c.__name__ for c in allowed)})")
-        names, decoders = _PLANS[cls]
+        names, ints, others = _PLANS[cls]
         if len(v) != len(names) + 1:
             raise WireError(f"{cls.__name__} has {len(names)} fields, the frame gives {len(v) - 1}")
+        args = v[1:]
+        i = -1
         try:
-            # the common case, a plain int field, without a call (lengths checked above)
-            return cls(*[x if d is _int and type(x) is int else d(x) for d, x in zip(decoders, v[1:], strict=True)])
+            for i in ints:
+                if type(args[i]) is not int:
+                    args[i] = _int(args[i])
+            for i, d in others:
+                args[i] = d(args[i])
         except WireError as e:
-            raise WireError(f"{cls.__name__}.{_culprit(names, decoders, v[1:])}: {e}") from None
+            raise WireError(f"{cls.__name__}.{names[i]}: {e}") from None
+        return cls(*args)
     return dec
-
-
-def _culprit(names: tuple[str, ...], decoders: tuple[Decoder, ...], values: list[Any]) -> str:
-    """The first field whose value does not decode (only ever run to word an error)."""
-    return next((n for n, d, x in zip(names, decoders, values, strict=True) if not _decodes(d, x)), "?")
 
 
 def _compile(hint: Any, owner: type, name: str) -> Decoder:
@@ -301,7 +305,9 @@ def _build() -> None:
     for cls in REGISTRY.values():
         hints = typing.get_type_hints(cls)
         names = tuple(f.name for f in fields(cls))
-        _PLANS[cls] = names, tuple(_compile(hints[n], cls, n) for n in names)
+        decoders = [_compile(hints[n], cls, n) for n in names]
+        _PLANS[cls] = _Plan(names, tuple(i for i, d in enumerate(decoders) if d is _int),
+                            tuple((i, d) for i, d in enumerate(decoders) if d is not _int))
         slots = [(i, n, *ARRAY_FIELDS[n]) for i, n in enumerate(names) if hints[n] is np.ndarray]
         if slots:
             _ARRAY_SLOTS[cls] = slots
