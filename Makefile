@@ -21,12 +21,12 @@ test: install
 	scripts/chromium install
 	PYTHON=$(PY) scripts/cassandra start
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy ledger cext geoledger bench load replication chaos simulator
+	$(VENV)/bin/mypy ledger cext geoledger bench load replication region chaos simulator
 	$(PY) -m pytest -q
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy ledger cext geoledger bench load replication chaos simulator
+	$(VENV)/bin/mypy ledger cext geoledger bench load replication region chaos simulator
 
 bench: install
 	$(VENV)/bin/geoledger bench

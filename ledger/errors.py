@@ -41,5 +41,9 @@ class CorruptStoreError(StoreError):
         self.batch = batch
 
 
+class StoreLockedError(StoreError):
+    """The store is already open for writing (by this process or another): one writer per store."""
+
+
 class ConcurrentWriterError(StoreError):
     """Another writer appended to the same store since this ledger last read it."""

@@ -26,11 +26,12 @@ from ledger import AccountState, CreateTransferResult, Transfer, TransferState
 from ledger.queries import StatementIndex, account_transfers, lookup_accounts, lookup_transfers
 from load.gateway import create_app
 from load.peerlink import PeerListener, PeerSender
+from region.driver import LiveRegion
+from region.sqlite import SqliteRegionStore
 from replication.accounts import AccountMap
 from replication.config import Mode, NodeConfig, Ship
 from replication.node import RESULT_NAMES
 from replication.state import canonical_digest
-from simulator.live import LiveRegion, SqliteStore
 
 BALANCES = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 PEER_PORT_OFFSET = 50
@@ -198,7 +199,7 @@ def build_region_app(cfg: ServeConfig, me: int) -> FastAPI:
     async def start() -> None:
         Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
         transport = PeerTransport(cfg, me)
-        store = SqliteStore(Path(cfg.data_dir) / f"region-{me}-{cfg.regions[me]}.db")
+        store = SqliteRegionStore(Path(cfg.data_dir) / f"region-{me}-{cfg.regions[me]}.db")
         # With group commit the node steps on whatever arrived since its last step and
         # fsyncs off the event loop (one SQLite transaction per step); without it, every
         # message is its own step and its own fsync, on the loop (the comparison baseline).

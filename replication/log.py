@@ -48,7 +48,9 @@ class Record:
     chain: bytes  # sha256(previous chain || this record's checksum)
 
 
-def _record_checksum(payload: object) -> bytes:
+def record_checksum(payload: object) -> bytes:
+    """What the hash chain links for a record: an entry's own checksum (computed once by its
+    origin, so a damaged copy keeps the chain), else the sha256 of the record's repr."""
     if isinstance(payload, Entry):
         return payload.checksum
     return hashlib.sha256(repr(payload).encode()).digest()
@@ -62,7 +64,7 @@ class DurableStore:
     head: bytes = bytes(32)
 
     def append(self, payload: object) -> None:
-        self.head = hashlib.sha256(self.head + _record_checksum(payload)).digest()
+        self.head = hashlib.sha256(self.head + record_checksum(payload)).digest()
         self.records.append(Record(payload, self.head))
 
     def replace(self, index: int, payload: Entry) -> None:
@@ -94,7 +96,7 @@ class DurableStore:
         for i, r in enumerate(self.records):
             if isinstance(r.payload, Entry) and not r.payload.intact():
                 return False, i
-            head = hashlib.sha256(head + _record_checksum(r.payload)).digest()
+            head = hashlib.sha256(head + record_checksum(r.payload)).digest()
             if head != r.chain:
                 return False, i
         return True, None

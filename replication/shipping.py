@@ -116,7 +116,8 @@ class LogShipping:
         self.waiters: deque[tuple[int, str, Any]] = deque()
         self.trackers: dict[int, _Tracker] = {}
         self.pulled_at: dict[tuple[int, int], int] = {}
-        self.repairing: dict[int, list[int]] = {}  # store index -> [origin, seq, last asked]
+        # store index -> [origin, seq, last asked, the checksum the good copy must have]
+        self.repairing: dict[int, list[Any]] = {}
         self.started = False
         self.reported_void: set[tuple[int, int]] = set()
         self._step: _StepEntry | None = None  # what this step accepted, written at its end
@@ -150,7 +151,7 @@ class LogShipping:
                 node.next_seq = max(node.next_seq, e.seq + 1)
             if not e.intact():
                 stopped.add(e.origin)
-                node.repairing[index] = [e.origin, e.seq, 0]
+                node.repairing[index] = [e.origin, e.seq, 0, e.checksum]
                 for p in node.peers:
                     effects.append(Send(p, RepairRequest(node.me, e.origin, e.seq, index)))
                 continue
@@ -444,9 +445,10 @@ class LogShipping:
     # ================================================================== storage faults
     def _on_corrupted(self, m: Corrupted, now: int, out: list[Effect]) -> None:
         for index, origin, seq, _group in m.records:
-            if index in self.repairing:
+            log = self.by_origin[origin] if 0 <= origin < len(self.by_origin) else []
+            if index in self.repairing or not 0 < seq <= len(log):
                 continue
-            self.repairing[index] = [origin, seq, now]
+            self.repairing[index] = [origin, seq, now, log[seq - 1].checksum]
             out.append(Report("corruption", {"region": self.me, "index": index, "origin": origin, "seq": seq}))
             for p in self.peers:
                 out.append(Send(p, RepairRequest(self.me, origin, seq, index)))
@@ -454,7 +456,7 @@ class LogShipping:
     def _retry_repairs(self, now: int, out: list[Effect]) -> None:
         """Asked during a partition, the answer may never come: ask again until repaired."""
         for index, item in self.repairing.items():
-            origin, seq, last = item
+            origin, seq, last, _ = item
             if now - last >= 5 * self.cfg.tick_every:
                 item[2] = now
                 for p in self.peers:
@@ -466,9 +468,12 @@ class LogShipping:
             out.append(Send(m.sender, RepairData(m.index, log[m.seq - 1]), 96 + 128 * len(log[m.seq - 1].rows)))
 
     def _on_repair_data(self, m: RepairData, now: int, out: list[Effect]) -> None:
+        """A good copy of a damaged record, accepted only for a record this region asked to
+        repair and only if it is that very entry (same origin, sequence and checksum)."""
         e = m.entry
-        if e.intact():
-            self.repairing.pop(m.index, None)
+        want = self.repairing.get(m.index)
+        if want is not None and e.intact() and (e.origin, e.seq, e.checksum) == (want[0], want[1], want[3]):
+            del self.repairing[m.index]
             out.append(PersistRepair(m.index, e))
             if e.seq > self.heads[e.origin]:
                 self.buffer[e.origin][e.seq] = e

@@ -118,7 +118,7 @@ def check_store(store: str | None) -> str | None:
 
     if store is None or store.strip().lower() == "sqlite":
         return None
-    from simulator.cassandra_store import cassandra_settings, is_cassandra_url
+    from region.cassandra import cassandra_settings, is_cassandra_url
 
     if not is_cassandra_url(store):
         raise StoreURLError(f"unknown store {store!r}: expected 'sqlite' or a cassandra:// URL")

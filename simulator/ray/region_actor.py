@@ -107,7 +107,8 @@ class RegionActor:
     async def start(self, spec: RegionSpec, peers: list[Any], controller: Any, t0_ns: int, faults: list[Fault],
                     clock: ClockState, incarnation: int) -> dict[str, Any]:
         """Open the store, replay it (`RegionNode.recover`) and start the node and its links."""
-        from simulator.live import LiveRegion, SqliteStore
+        from region.driver import LiveRegion
+        from region.sqlite import SqliteRegionStore
 
         if self.live is not None:
             return {"pid": self.pid, "records": len(self.live.store.records), "replay_s": 0.0, "already": True}
@@ -119,13 +120,13 @@ class RegionActor:
         self.clock = clock
         store: Any
         if spec.store_url is not None:
-            from simulator.cassandra_store import CassandraStore
+            from region.cassandra import CassandraRegionStore
 
             # the first incarnation starts a run: empty what an earlier run left in the keyspace
-            store = CassandraStore(spec.store_url, self.name, fresh=incarnation == 0)
+            store = CassandraRegionStore(spec.store_url, self.name, fresh=incarnation == 0)
         else:
             Path(spec.store_path).parent.mkdir(parents=True, exist_ok=True)
-            store = SqliteStore(spec.store_path, fsync=spec.fsync)
+            store = SqliteRegionStore(spec.store_path, fsync=spec.fsync)
         records = len(store.records)
         sp = spec
         self.net = Network(sp.rtt_ms, sp.jitter_ms, sp.bandwidth_mbps,
@@ -330,7 +331,7 @@ class RegionActor:
     # ------------------------------------------------------------------ the end
     async def finish(self, keep_store: bool) -> dict[str, Any] | None:
         """Stop, commit, and hand over the books, the store as re-read from disk, telemetry."""
-        from simulator.live import SqliteStore
+        from region.sqlite import SqliteRegionStore
 
         if self.live is None:
             return None
@@ -340,11 +341,11 @@ class RegionActor:
         node = self.live.node
         disk: Any
         if self.sp.store_url is not None:
-            from simulator.cassandra_store import CassandraStore
+            from region.cassandra import CassandraRegionStore
 
-            disk = CassandraStore(self.sp.store_url, self.name)  # kept: the keyspace is the operator's
+            disk = CassandraRegionStore(self.sp.store_url, self.name)  # kept: the keyspace is the operator's
         else:
-            disk = SqliteStore(self.sp.store_path)
+            disk = SqliteRegionStore(self.sp.store_path)
         records = [(r.payload, r.chain) for r in disk.records]
         disk.close()
         if not keep_store and self.sp.store_url is None:

@@ -2,8 +2,9 @@
 
 The deterministic simulator feeds a node virtual time; this driver feeds the same node
 real time, so a Ray actor and an HTTP gateway run exactly the code the simulator proves.
-Everything here is I/O plumbing: records are committed to SQLite before any reply or
-message that depends on them leaves, and messages leave through a pluggable transport.
+Everything here is I/O plumbing: records are made durable in the region's store
+(`region.store.RegionStore`: memory, SQLite or Cassandra) before any reply or message
+that depends on them leaves, and messages leave through a pluggable transport.
 
 Two ways to drive the node:
 
@@ -20,20 +21,16 @@ Two ways to drive the node:
 from __future__ import annotations
 
 import asyncio
-import pickle
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ledger.errors import CorruptStoreError
-from replication.log import DurableStore, Entry, Record
+from region.store import RegionStore
+from replication.log import Entry
 from replication.messages import (
     ClientRequest,
     Corrupted,
@@ -47,92 +44,9 @@ from replication.messages import (
     Tick,
 )
 from replication.node import UNAVAILABLE, NodeConfig, RegionNode
-from replication.raft import RAFT_RECORDS
-from replication.routing import RoutingTable
 
 Transport = Callable[[int, Message, int], None]
 """(destination region, message, size in bytes) -> None; must not block."""
-
-
-def load_records(store: DurableStore, rows: Iterable[tuple[int, bytes, bytes]], where: str) -> None:
-    """Fill `store` from (index, pickled record, chain) rows in index order; refuse holes and junk."""
-    for idx, payload, chain in rows:
-        if idx != len(store.records):
-            raise CorruptStoreError(f"{where}: record {len(store.records)} is missing")
-        try:
-            record = pickle.loads(payload)  # noqa: S301 - the region's own disk
-        except Exception as e:
-            raise CorruptStoreError(f"{where}: record {idx} cannot be read ({e})") from None
-        if not isinstance(record, (Entry, RoutingTable, *RAFT_RECORDS)):
-            raise CorruptStoreError(f"{where}: record {idx} is not a log record")
-        store.records.append(Record(record, chain))
-        store.head = chain
-
-
-class SqliteStore(DurableStore):
-    """A region's durable store on an SQLite file (WAL; synchronous=FULL, or NORMAL).
-
-    `fsync=True` (FULL) fsyncs every commit: a record survives power loss. `fsync=False`
-    (NORMAL) leaves the WAL to the OS until a checkpoint: a record survives the process
-    being killed (what a runtime's crash is), not the machine losing power.
-    Records are pickled: the file is the region's own disk, never read from elsewhere.
-    `flush` commits everything appended since the last flush in one transaction. Appends
-    (event-loop thread) and a flush (possibly a worker thread) may overlap: the pending
-    list is swapped under a lock, and flushes are serialised, so a record is written
-    exactly once and in a later transaction than any record appended before it.
-    """
-
-    def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
-        super().__init__()
-        self.path = str(path)
-        self.fsync = fsync
-        self._mu = threading.Lock()  # guards _dirty
-        self._io = threading.Lock()  # one writer transaction at a time, and close
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, payload BLOB, chain BLOB)")
-        self._dirty: list[tuple[int, bytes, bytes]] = []
-        rows = self._conn.execute("SELECT idx, payload, chain FROM records ORDER BY idx")
-        load_records(self, rows, self.path)
-
-    def append(self, payload: object) -> None:
-        blob = pickle.dumps(payload, protocol=5)
-        with self._mu:
-            super().append(payload)
-            self._dirty.append((len(self.records) - 1, blob, self.head))
-
-    def replace(self, index: int, payload: Entry) -> None:
-        blob = pickle.dumps(payload, protocol=5)
-        with self._mu:
-            super().replace(index, payload)
-            self._dirty.append((index, blob, self.records[index].chain))
-
-    def corrupt(self, index: int) -> None:
-        """Chaos: damage the record on disk too, so a restart finds it damaged as well."""
-        with self._mu:
-            super().corrupt(index)
-            rec = self.records[index]
-            self._dirty.append((index, pickle.dumps(rec.payload, protocol=5), rec.chain))
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._dirty)
-
-    def flush(self) -> None:
-        with self._io:
-            with self._mu:
-                dirty, self._dirty = self._dirty, []
-            if not dirty:
-                return
-            self._conn.execute("BEGIN")
-            self._conn.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", dirty)
-            self._conn.execute("COMMIT")
-
-    def close(self) -> None:
-        self.flush()
-        with self._io:
-            self._conn.close()
 
 
 @dataclass
@@ -161,7 +75,7 @@ class LiveRegion:
     def __init__(
         self,
         config: NodeConfig,
-        store: DurableStore,
+        store: RegionStore,
         transport: Transport,
         *,
         clock: Callable[[], int] = time.time_ns,
@@ -193,6 +107,8 @@ class LiveRegion:
         self._io: ThreadPoolExecutor | None = None
         self._runner: asyncio.Task[None] | None = None
         if store.records:
+            # recover reads only `store.records`; its annotation still names the simulator's
+            # replication.log.DurableStore, which MemoryRegionStore is to replace
             self.node, effects = RegionNode.recover(config, store)
         else:
             self.node, effects = RegionNode(config), []
@@ -282,9 +198,7 @@ class LiveRegion:
         self._wake.set()
         if self._runner is not None:
             self._runner.cancel()
-        close = getattr(self.store, "close", None)
-        if close is not None:
-            close()  # waits for an fsync in flight (the store serialises them)
+        self.store.close()  # waits for an fsync in flight (the store serialises them)
         if self._io is not None:
             self._io.shutdown(wait=True)
 
@@ -300,15 +214,13 @@ class LiveRegion:
             self.stats.handled += len(batch)
             self.stats.steps += 1
             if self._persist(effects):
-                flush = getattr(self.store, "flush", None)
-                if flush is not None:
-                    self.stats.flushes += 1
-                    began = time.perf_counter_ns()
-                    await self._loop.run_in_executor(self._io, flush)
-                    self.stats.flush_ns.append(time.perf_counter_ns() - began)
-                    del self.stats.flush_ns[:-10_000]
-                    if self._closed:
-                        return  # closed during the fsync: nothing leaves any more
+                self.stats.flushes += 1
+                began = time.perf_counter_ns()
+                await self._loop.run_in_executor(self._io, self.store.flush)
+                self.stats.flush_ns.append(time.perf_counter_ns() - began)
+                del self.stats.flush_ns[:-10_000]
+                if self._closed:
+                    return  # closed during the fsync: nothing leaves any more
             self._release(effects)
             if self._inbox:
                 self._wake.set()
@@ -341,10 +253,8 @@ class LiveRegion:
     def _apply(self, effects: list[Any]) -> None:
         # Disk first: nothing that depends on a record may leave before it is durable.
         if self._persist(effects):
-            flush = getattr(self.store, "flush", None)
-            if flush is not None:
-                self.stats.flushes += 1
-                flush()
+            self.stats.flushes += 1
+            self.store.flush()
         self._release(effects)
 
     def _release(self, effects: list[Any]) -> None:

@@ -1,0 +1,1 @@
+"""Test support shared by several test modules (never imported from another test file)."""
