@@ -12,12 +12,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-MODES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow", "quorum")
+from replication.config import DESIGN_LABELS, parse_design
+
+MODES = DESIGN_LABELS
 
 
-def _mode(value: str) -> tuple[str, str]:
-    mode, _, ship = value.partition("+")
-    return mode, ship or "semi-sync"
+def _mode(value: str) -> tuple[str, str, str]:
+    mode, ship, groups = parse_design(value)
+    return mode.value, ship.value, groups.value
 
 
 def register(subparsers: Any) -> None:
@@ -63,10 +65,11 @@ def register(subparsers: Any) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from load.cluster import Cluster, default_config
 
-    mode, ship = _mode(args.mode)
+    mode, ship, groups = _mode(args.mode)
     try:
-        cfg = default_config(args.regions, mode=mode, ship=ship, base_port=args.base_port, customers=args.customers,
-                             data_dir=str(Path(args.data).resolve()), group_commit=not args.no_group_commit)
+        cfg = default_config(args.regions, mode=mode, ship=ship, quorum_groups=groups, base_port=args.base_port,
+                             customers=args.customers, data_dir=str(Path(args.data).resolve()),
+                             group_commit=not args.no_group_commit)
     except ValueError as e:
         Console(stderr=True).print(f"[red]error:[/red] {e}")
         return 2
@@ -91,11 +94,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     from load.runner import LoadOptions, run_load
 
-    mode, ship = _mode(args.mode)
+    mode, ship, groups = _mode(args.mode)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="geoledger-load-"))
     opts = LoadOptions(
         users=args.users, spawn_rate=args.spawn_rate, duration=args.duration, regions=args.regions, mode=mode,
-        ship=ship, customers=args.customers, chaos=args.chaos, shape=args.shape, out=out,
+        ship=ship, quorum_groups=groups, customers=args.customers, chaos=args.chaos, shape=args.shape, out=out,
         base_port=args.base_port, group_commit=not args.no_group_commit, processes=args.processes,
         slo_p99_ms=args.slo_p99_ms, slo_min_acked_per_s=args.slo_min_acked_per_s,
     )

@@ -32,15 +32,21 @@ from ledger.types import U64_MAX, U128_MAX
 from load.groupcommit import GroupCommitter
 from load.metrics import GatewayMetrics
 from load.schemas import AccountIn, AccountOut, Outcome, ResolveIn, TransferIn, TransferOut
+from replication.outcomes import UNAVAILABLE, outcome_name
 
 MAX_REQUEST_ITEMS = 8190
 PathId = Annotated[int, Path(ge=1, lt=U128_MAX)]
 
 
 class RegionBackend(Protocol):
-    """What a gateway needs from its region: a local ledger, or a region node."""
+    """What a gateway needs from its region: a local ledger, or a region node.
+
+    `batches_itself`: the backend merges concurrent requests on its own (a region node's
+    step does), so the gateway adds no group commit in front of it: one batching layer.
+    """
 
     region: str
+    batches_itself: bool
 
     def create_accounts(self, accounts: list[Account]) -> list[tuple[CreateAccountResult, str]]: ...
 
@@ -58,7 +64,10 @@ class RegionBackend(Protocol):
 
 
 class LedgerBackend:
-    """One region with no peers: every unit is homed here and committed locally."""
+    """One region with no peers: every unit is homed here and committed locally. A
+    `Ledger` commits what it is given: the gateway's group committer batches for it."""
+
+    batches_itself = False
 
     def __init__(self, ledger: Ledger, region: str = "local") -> None:
         self.ledger = ledger
@@ -141,8 +150,8 @@ def create_app(
     """The gateway app; `startup`/`shutdown` run inside the server's event loop."""
     metrics = GatewayMetrics(backend.region)
     transfers: GroupCommitter[Transfer, tuple[CreateTransferResult, str]] = GroupCommitter(
-        backend.create_transfers, max_batch=max_batch, max_wait=max_wait, enabled=group_commit,
-        on_batch=metrics.observe_batch,
+        backend.create_transfers, max_batch=max_batch, max_wait=max_wait,
+        enabled=group_commit and not backend.batches_itself, on_batch=metrics.observe_batch,
     )
 
     @asynccontextmanager
@@ -171,16 +180,19 @@ def create_app(
     async def ledger_error(_: Request, exc: LedgerError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    async def commit(items: Sequence[Transfer]) -> list[Outcome]:
+    async def commit(items: Sequence[Transfer]) -> list[tuple[Transfer, int, str]]:
+        """(transfer, outcome code, writing region) per item, in order."""
         alone = bool(items[-1].flags & TransferFlags.LINKED)
         try:
             results = await transfers.submit(items, alone=alone)
         except LedgerError as e:
             raise HTTPException(503, f"commit failed, retry with the same ids: {e}") from e
-        for result, _ in results:
-            metrics.observe_result(result.name)
-        pairs = zip(items, results, strict=True)
-        return [Outcome(id=str(t.id), result=r.name, region=where) for t, (r, where) in pairs]
+        for code, _ in results:
+            metrics.observe_result(outcome_name(code))
+        return [(t, int(code), where) for t, (code, where) in zip(items, results, strict=True)]
+
+    def outcomes(done: list[tuple[Transfer, int, str]]) -> list[Outcome]:
+        return [Outcome(id=str(t.id), result=outcome_name(code), region=where) for t, code, where in done]
 
     @app.post("/accounts", response_model=list[Outcome], summary="Create accounts (a batch)")
     async def create_accounts(body: list[AccountIn]) -> list[Outcome]:
@@ -196,31 +208,30 @@ def create_app(
 
     @app.post("/transfers", response_model=Outcome, summary="Create one transfer")
     async def create_transfer(body: TransferIn) -> JSONResponse:
-        (outcome,) = await commit([body.to_domain()])
-        if outcome.result == "UNAVAILABLE":
+        done = await commit([body.to_domain()])
+        code = done[0][1]
+        if code == UNAVAILABLE:
             raise HTTPException(503, "the account's home region is unavailable; retry with the same id")
-        status = 201 if outcome.result == "OK" else 200
-        return JSONResponse(outcome.model_dump(), status_code=status)
+        status = 201 if code == CreateTransferResult.OK else 200
+        return JSONResponse(outcomes(done)[0].model_dump(), status_code=status)
 
     @app.post("/transfers/batch", response_model=list[Outcome], summary="Create transfers (a batch)")
     async def create_transfers(body: list[TransferIn]) -> list[Outcome]:
         if not 1 <= len(body) <= MAX_REQUEST_ITEMS:
             raise HTTPException(422, f"body: between 1 and {MAX_REQUEST_ITEMS} transfers")
-        return await commit([t.to_domain() for t in body])
+        return outcomes(await commit([t.to_domain() for t in body]))
 
     @app.post("/transfers/{pending_id}/post", response_model=Outcome, summary="Post (part of) a pending transfer")
     async def post_pending(pending_id: PathId, body: ResolveIn) -> Outcome:
-        (outcome,) = await commit([
+        return outcomes(await commit([
             Transfer(id=body.id, pending_id=pending_id, amount=body.amount, flags=TransferFlags.POST_PENDING_TRANSFER)
-        ])
-        return outcome
+        ]))[0]
 
     @app.post("/transfers/{pending_id}/void", response_model=Outcome, summary="Void a pending transfer")
     async def void_pending(pending_id: PathId, body: ResolveIn) -> Outcome:
-        (outcome,) = await commit([
+        return outcomes(await commit([
             Transfer(id=body.id, pending_id=pending_id, amount=body.amount, flags=TransferFlags.VOID_PENDING_TRANSFER)
-        ])
-        return outcome
+        ]))[0]
 
     @app.get("/accounts/{account_id}", response_model=AccountOut, summary="Look up an account")
     async def get_account(account_id: PathId) -> AccountOut:

@@ -22,15 +22,15 @@ from fastapi import FastAPI, Header, HTTPException
 
 from cext.codec import transfers_to_rows
 from cext.layout import join
-from ledger import AccountState, CreateTransferResult, Transfer, TransferState
+from ledger import AccountState, Transfer, TransferState
 from ledger.queries import StatementIndex, account_transfers, lookup_accounts, lookup_transfers
 from load.gateway import create_app
 from load.peerlink import PeerListener, PeerSender
 from region.driver import LiveRegion
 from region.sqlite import SqliteRegionStore
 from replication.accounts import AccountMap
-from replication.config import Mode, NodeConfig, Ship
-from replication.node import RESULT_NAMES
+from replication.config import Grouping, Mode, NodeConfig, Ship
+from replication.outcomes import Outcome
 from replication.state import canonical_digest
 
 BALANCES = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
@@ -47,6 +47,7 @@ class ServeConfig:
     regions: list[str] = field(default_factory=lambda: ["changchun", "beijing", "shanghai"])
     base_port: int = 8100
     mode: str = "unit"
+    quorum_groups: str = "unit"
     ship: str = "semi-sync"
     customers: int = 1000
     units_per_region: int = 2
@@ -54,7 +55,6 @@ class ServeConfig:
     rtt_ms: list[list[float]] = field(default_factory=lambda: [row[:] for row in DEFAULT_RTT_MS])
     data_dir: str = "serve-data"
     group_commit: bool = True
-    max_wait_ms: float = 2.0
     token: str = ""
 
     def url(self, region: int) -> str:
@@ -72,7 +72,7 @@ class ServeConfig:
 
     def node_config(self, region: int) -> NodeConfig:
         return NodeConfig(len(self.regions), region, Mode(self.mode), self.amap(), self.opening_balance,
-                          ship=Ship(self.ship))
+                          ship=Ship(self.ship), quorum_groups=Grouping(self.quorum_groups))
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -115,7 +115,6 @@ class NodeBackend:
         self.cfg = cfg
         self.me = me
         self.region = cfg.regions[me]
-        self._amap = cfg.amap()
         self._live: LiveRegion | None = None
         self._statements = StatementIndex()  # used on the event loop only
 
@@ -134,29 +133,19 @@ class NodeBackend:
             "in replicated mode accounts are provisioned by the run (customers 1..N); see /internal/state"
         )
 
-    async def create_transfers(self, transfers: list[Transfer]) -> list[tuple[Any, str]]:
-        rows = transfers_to_rows(transfers)
-        reply = await self.live.submit(rows)
-        return [(_code(code), self._committed_by(t)) for t, code in zip(transfers, reply.results.tolist(), strict=True)]
+    batches_itself = True
+    """The node's step is the batching layer: whatever arrived while the previous step's
+    commit ran is one step, one entry (the gateway adds no group commit of its own)."""
 
-    def _committed_by(self, t: Transfer) -> str:
-        """Which region wrote the transfer: the writer of its debit account's unit (a post or
-        void: of its pending transfer's) — the unit's home (unit mode) or the leader of the
-        unit's Raft log (quorum) — else this region."""
-        node = self.live.node
-        if self.cfg.mode not in ("unit", "quorum"):
-            return self.region
-        debit = t.debit_account_id
-        if not debit and t.pending_id:
-            slot = node.engine.transfer_slot(t.pending_id)
-            if slot >= 0:
-                row = node.engine.transfers[slot]
-                debit = join(row["debit_account_id_lo"], row["debit_account_id_hi"])
-        if not 0 < debit <= self._amap.n_customers:
-            return self.region
-        unit = self._amap.unit_of(debit)
-        writer = node.writer_of(unit)
-        return self.cfg.regions[writer] if writer is not None else self.region
+    async def create_transfers(self, transfers: list[Transfer]) -> list[tuple[Any, str]]:
+        """Each row's outcome and the region whose answer it is (the writer that committed
+        it: the unit's home, the Raft leader of its log, or this region)."""
+        reply = await self.live.submit(transfers_to_rows(transfers))
+        codes = reply.results.tolist()
+        writers = reply.writers.tolist() if reply.writers is not None else [self.me] * len(codes)
+        names = self.cfg.regions
+        return [(Outcome(c), names[w] if 0 <= w < len(names) else self.region)
+                for c, w in zip(codes, writers, strict=True)]
 
     def lookup_accounts(self, ids: list[int]) -> list[AccountState]:
         return lookup_accounts(self.live.node.engine, ids)
@@ -174,21 +163,6 @@ class NodeBackend:
     def close(self) -> None:
         if self._live is not None:
             self._live.close()
-
-
-class _Code:
-    """A node-level outcome beyond TigerBeetle's codes (UNAVAILABLE), named like one."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-        self.name = RESULT_NAMES.get(value, str(value))
-
-
-def _code(value: int) -> Any:
-    try:
-        return CreateTransferResult(value)
-    except ValueError:
-        return _Code(value)
 
 
 def build_region_app(cfg: ServeConfig, me: int) -> FastAPI:
@@ -221,7 +195,7 @@ def build_region_app(cfg: ServeConfig, me: int) -> FastAPI:
 
     app = create_app(
         backend,  # type: ignore[arg-type]
-        group_commit=cfg.group_commit, max_wait=cfg.max_wait_ms / 1000, startup=start, shutdown=stop,
+        startup=start, shutdown=stop,
     )
 
     def _check(token: str | None) -> None:

@@ -22,16 +22,9 @@ from typing import Any
 import httpx
 
 from load.cluster import Cluster, default_config
+from replication.config import DESIGN_LABELS, Mode, Ship, design_label, promises
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-PROMISES = {
-    "async": {"no_overdraft": False, "durability": False},
-    "unit": {"no_overdraft": True, "durability": True},
-    "escrow": {"no_overdraft": True, "durability": False},
-    "quorum": {"no_overdraft": True, "durability": True},
-}
-
-
 @dataclass
 class LoadOptions:
     users: int = 20
@@ -40,6 +33,7 @@ class LoadOptions:
     regions: int = 3
     mode: str = "unit"
     ship: str = "semi-sync"
+    quorum_groups: str = "unit"
     customers: int = 600
     chaos: str | None = None
     shape: str | None = None
@@ -60,8 +54,8 @@ class LoadOptions:
             problems.append("--spawn-rate must be > 0")
         if self.duration <= 0:
             problems.append("--duration must be > 0")
-        if self.mode not in PROMISES:
-            problems.append(f"--mode must be one of {', '.join(PROMISES)}")
+        if self.mode not in {m.value for m in Mode} or self.ship not in {s.value for s in Ship}:
+            problems.append(f"--mode must be one of {', '.join(DESIGN_LABELS)}")
         if self.customers < 10 * self.regions:
             problems.append("--customers must be at least 10 per region")
         if self.shape not in (None, "ramp", "spike", "soak"):
@@ -183,12 +177,12 @@ def _quiesce(cluster: Cluster, seconds: float) -> tuple[list[dict[str, Any]], fl
     return states, time.monotonic() - start
 
 
-def verify(cluster: Cluster, states: list[dict[str, Any]], acked: list[int], mode: str) -> dict[str, Any]:
+def verify(cluster: Cluster, states: list[dict[str, Any]], acked: list[int], mode: str,
+           ship: str) -> dict[str, Any]:
     """The invariants object of result.json, computed from raw replica state."""
     cfg = cluster.cfg
     headers = {"x-geoledger-token": cfg.token}
-    promised = {"conservation": True, "exactly_once": True, "convergence": True, "audit_chain": True,
-                **PROMISES[mode]}
+    promised = promises(mode, ship)
     inv: dict[str, Any] = {}
 
     missing: dict[str, list[int]] = {}
@@ -274,7 +268,8 @@ def steady_p99_ms(out: Path, warm_up_s: float) -> float | None:
 def run_load(opts: LoadOptions) -> dict[str, Any]:
     opts.validate()
     opts.out.mkdir(parents=True, exist_ok=True)
-    cfg = default_config(opts.regions, mode=opts.mode, ship=opts.ship, customers=opts.customers,
+    cfg = default_config(opts.regions, mode=opts.mode, ship=opts.ship, quorum_groups=opts.quorum_groups,
+                         customers=opts.customers,
                          base_port=opts.base_port, group_commit=opts.group_commit,
                          data_dir=str(opts.out / "data"))
     schedule = _chaos_schedule(opts.chaos, cfg.regions) if opts.chaos else []
@@ -297,7 +292,7 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
                 cluster.wait_healthy(r)
         states, quiesced = _quiesce(cluster, opts.quiesce)
         acked = sorted({int(line.split()[0]) for line in ack_log.read_text().splitlines()}) if ack_log.exists() else []
-        invariants = verify(cluster, states, acked, opts.mode)
+        invariants = verify(cluster, states, acked, opts.mode, opts.ship)
     finally:
         cluster.stop_all()
     summary = _locust_summary(opts.out)
@@ -309,7 +304,7 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
     if opts.slo_min_acked_per_s is not None and acked_per_s < opts.slo_min_acked_per_s:
         slo_missed.append(f"acked/s {acked_per_s:.0f} < {opts.slo_min_acked_per_s:.0f}")
     result = {
-        "mode": opts.mode if opts.mode != "unit" else f"unit+{opts.ship}",
+        "mode": design_label(opts.mode, opts.ship, opts.quorum_groups),
         "regions": cfg.regions,
         "users": opts.users,
         "duration_s": round(elapsed, 3),

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from region.store import RegionStore
+from replication.config import NodeConfig
 from replication.log import Entry
 from replication.messages import (
     ClientRequest,
@@ -43,7 +44,8 @@ from replication.messages import (
     SetTimer,
     Tick,
 )
-from replication.node import UNAVAILABLE, NodeConfig, RegionNode
+from replication.node import RegionNode
+from replication.outcomes import UNAVAILABLE
 
 Transport = Callable[[int, Message, int], None]
 """(destination region, message, size in bytes) -> None; must not block."""

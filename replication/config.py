@@ -43,6 +43,36 @@ class Grouping(enum.StrEnum):
     LEDGER = "ledger"
 
 
+DESIGN_LABELS = ("async", "unit", "unit+async", "unit+semi-sync", "escrow", "quorum", "quorum+unit", "quorum+region",
+                 "quorum+ledger")
+"""How users name a design: a mode, with its shipping (unit) or its Raft grouping (quorum)."""
+
+
+def parse_design(label: str, ship: Ship | str = Ship.SEMI_SYNC,
+                 groups: Grouping | str = Grouping.UNIT) -> tuple[Mode, Ship, Grouping]:
+    """`unit+async` -> (UNIT, ASYNC, ...); a bare `unit` keeps `ship`, a bare `quorum` keeps
+    `groups`. Only a unit home waits for replicas before replying, so other modes ship async."""
+    if label not in DESIGN_LABELS:
+        raise ValueError(f"design must be one of {DESIGN_LABELS}, got {label!r}")
+    base, _, variant = label.partition("+")
+    mode = Mode(base)
+    if mode is Mode.QUORUM:
+        return mode, Ship.ASYNC, Grouping(variant or groups)
+    if mode is Mode.UNIT:
+        return mode, Ship(variant or ship), Grouping(groups)
+    return mode, Ship.ASYNC, Grouping(groups)
+
+
+def design_label(mode: Mode | str, ship: Ship | str, groups: Grouping | str = Grouping.UNIT) -> str:
+    """The design's name as every report shows it: `unit+semi-sync`, `quorum+ledger`, `escrow`."""
+    mode = Mode(mode)
+    if mode is Mode.UNIT:
+        return f"unit+{Ship(ship).value}"
+    if mode is Mode.QUORUM and Grouping(groups) is not Grouping.UNIT:
+        return f"quorum+{Grouping(groups).value}"
+    return mode.value
+
+
 def _enum(kind: type[enum.StrEnum], value: object, what: str) -> enum.StrEnum:
     try:
         return kind(str(value))
@@ -109,4 +139,5 @@ def promises(mode: Mode | str, ship: Ship | str) -> dict[str, bool]:
     return p
 
 
-__all__ = ["INVARIANTS", "MS", "Grouping", "InvariantViolation", "Mode", "NodeConfig", "Ship", "check", "promises"]
+__all__ = ["DESIGN_LABELS", "INVARIANTS", "MS", "Grouping", "InvariantViolation", "Mode", "NodeConfig", "Ship", "check",
+           "design_label", "parse_design", "promises"]

@@ -202,11 +202,13 @@ class PersistRepair:
 
 @dataclass(slots=True)
 class Reply:
-    """Answer a client batch: one result code per row, one balance tuple per read."""
+    """Answer a client batch: one result code per row, one balance tuple per read, and per
+    row the region whose answer it is (the writer that committed or refused it)."""
 
     batch_id: int
     results: np.ndarray
     balances: np.ndarray | None = None
+    writers: np.ndarray | None = None
 
 
 @dataclass(slots=True)

@@ -24,12 +24,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from replication.anywhere import AsyncDesign, EscrowDesign
-from replication.config import MS, Mode, NodeConfig
+from replication.config import Mode, NodeConfig
 from replication.messages import Effect, Message
-from replication.outcomes import CROSS_UNIT_TWO_PHASE, UNAVAILABLE, outcome_name
 from replication.quorum import QuorumDesign
 from replication.replica import Anomaly, Replica
-from replication.shipping import LogShipping
 from replication.unit import UnitDesign
 
 
@@ -149,11 +147,4 @@ class RegionNode:
         }
 
 
-# Until the runtimes move to `replication.outcomes` / `replication.config` (same refactor).
-MODES = tuple(m.value for m in Mode)
-SHIPS = ("async", "semi-sync")
-RESULT_NAMES = {UNAVAILABLE: "UNAVAILABLE", CROSS_UNIT_TWO_PHASE: "CROSS_UNIT_TWO_PHASE"}
-result_name = outcome_name
-
-__all__ = ["DESIGNS", "MODES", "MS", "RESULT_NAMES", "SHIPS", "UNAVAILABLE", "Design", "LogShipping", "NodeConfig",
-           "RegionNode", "result_name"]
+__all__ = ["DESIGNS", "Design", "RegionNode"]

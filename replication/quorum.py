@@ -52,6 +52,7 @@ import numpy as np
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
 from replication.accounts import CREDIT_BIT_HI, as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
+from replication.batches import ClientBatches
 from replication.config import Grouping, NodeConfig, check
 from replication.log import Entry
 from replication.messages import (
@@ -61,7 +62,6 @@ from replication.messages import (
     PersistRepair,
     RepairData,
     RepairRequest,
-    Reply,
     Report,
     Send,
     SetTimer,
@@ -75,6 +75,7 @@ from replication.unit_state import export_units, install_units
 
 _PENDING_NOT_FOUND = int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)
 _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
+_LINKED = int(TransferFlags.LINKED)
 _NO_READS = np.zeros(0, np.uint64)
 
 # Where a proposed entry's outcome goes: a part of one of our clients' batches
@@ -114,13 +115,6 @@ class RaftBundle:
     """Several groups' Raft messages for one peer, produced by one step: one send."""
 
     messages: list[Any]
-
-
-@dataclass(slots=True)
-class _Batch:
-    results: np.ndarray
-    balances: np.ndarray
-    parts_left: int
 
 
 def raft_config(cfg: NodeConfig, preferred: int) -> RaftConfig:
@@ -163,10 +157,11 @@ class QuorumDesign:
         # inside `handle_many`: the parts proposed to each group, appended as one entry at the end
         self.deferring = False
         self.proposing: dict[int, list[tuple[np.ndarray, np.ndarray, Target]]] = {}
-        self.batches: dict[int, _Batch] = {}  # our clients' batches still waiting for parts
+        self.batches = ClientBatches(cfg.me)  # our clients' batches still waiting for parts
         # posts/voids waiting for their pending transfer: (batch, row indices, rows, deadline)
         self.unresolved: list[tuple[int, np.ndarray, np.ndarray, int]] = []
-        self.forwards: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # fwd id -> (batch, rows, reads)
+        # fwd id -> (batch, rows, reads, the leader it went to)
+        self.forwards: dict[int, tuple[int, np.ndarray, np.ndarray, int]] = {}
         self.fwd_next = 1
         self.persisted: dict[tuple[int, int], list[Entry]] = {}  # (group, index) -> copies we stored
         self.damaged_records: dict[int, bytes] = {}  # store index -> checksum of the damaged record
@@ -191,7 +186,8 @@ class QuorumDesign:
         proposing, self.proposing = self.proposing, {}
         for g, items in proposing.items():
             if self.groups[g].role == LEADER and not self.groups[g].transferring:
-                self._append(g, items, now, out)
+                for run in _chain_safe_runs(items):
+                    self._append(g, run, now, out)
             else:  # leadership moved during the step: held as during a handover (see _end_step)
                 self.held.setdefault(g, []).extend(items)
         self._end_step(now, out)
@@ -207,6 +203,7 @@ class QuorumDesign:
         t = type(m)
         if t is Tick:
             out.append(SetTimer(self.cfg.tick_every))
+            self.batches.expire(now)
             for raft in self.groups:
                 raft.tick(now, out)
             self._send_credit_legs(now, out)
@@ -224,8 +221,9 @@ class QuorumDesign:
                 self._answer(("fwd", m.sender, m.fwd_id), _unavailable(len(m.rows)), _no_balances(m.reads), out)
         elif t is QForwardReply:
             part = self.forwards.pop(m.fwd_id, None)
-            if part is not None:
-                self._part_done(("part", *part), m.results, m.balances, out)
+            if part is not None and len(m.results) == len(part[1]) and len(m.balances) == len(part[2]):
+                batch_id, ri, di, leader = part
+                self._part_done(("part", batch_id, ri, di), m.results, m.balances, out, leader)
         elif t is QCreditLegs:
             if 0 <= m.group < len(self.groups) and self.groups[m.group].role == LEADER:
                 self._propose(m.group, m.rows, _NO_READS, None, now, out)
@@ -327,11 +325,9 @@ class QuorumDesign:
         until then."""
         rows = m.rows.copy()
         dunits, cunits, unknown = self.replica.route_units(rows)
-        batch = _Batch(_unavailable(len(rows)), _no_balances(m.reads), 1 + int(unknown.any()))
-        self.batches[m.batch_id] = batch
-        if len(self.batches) > 10_000:
-            del self.batches[next(iter(self.batches))]
+        self.batches.start(m.batch_id, len(rows), _no_balances(m.reads), now)
         if unknown.any():
+            self.batches.expect(m.batch_id, 1)
             deadline = now + self.cfg.suspect_after
             self.unresolved.append((m.batch_id, np.nonzero(unknown)[0], rows[unknown], deadline))
         known = ~unknown
@@ -340,31 +336,34 @@ class QuorumDesign:
     def _send_parts(self, batch_id: int, ri: np.ndarray, rows: np.ndarray, dunits: np.ndarray, cunits: np.ndarray,
                     reads: np.ndarray, now: int, out: list[Effect]) -> None:
         """Dispatch rows `ri` of a batch (and its reads) by group; this split is one part."""
-        batch = self.batches[batch_id]
+        batch = self.batches.open.get(batch_id)
+        if batch is None:
+            return
         bad = as_debit_legs(rows, dunits, cunits, self.cfg.amap)
         batch.results[ri[bad]] = CROSS_UNIT_TWO_PHASE
         row_group = self.unit_group[dunits]
         row_group[bad] = -1
         read_group = self.unit_group[self.cfg.amap.units_of(reads)]  # no such account: zeros, from unit 0
         parts = sorted(set(row_group[row_group >= 0].tolist()) | set(read_group.tolist()))
-        batch.parts_left += len(parts)
+        self.batches.expect(batch_id, len(parts))
         for g in parts:
             sel, di = np.nonzero(row_group == g)[0], np.nonzero(read_group == g)[0]
             self._dispatch(g, ("part", batch_id, ri[sel], di), rows[sel], reads[di], now, out)
-        self._part_done(("part", batch_id, ri[:0], ri[:0]), batch.results[:0], batch.balances[:0], out)
+        self.batches.answer(batch_id, out)
 
     def _resolve_pending(self, now: int, out: list[Effect]) -> None:
         """Posts and voids that waited for their pending transfer: send those now known; past
         their deadline, the rest are answered PENDING_TRANSFER_NOT_FOUND."""
         waiting, self.unresolved = self.unresolved, []
         for batch_id, ri, rows, deadline in waiting:
-            if batch_id not in self.batches:
+            batch = self.batches.open.get(batch_id)
+            if batch is None:
                 continue
             dunits, cunits, unknown = self.replica.route_units(rows)
             if unknown.any() and now < deadline:
                 self.unresolved.append((batch_id, ri, rows, deadline))
                 continue
-            self.batches[batch_id].results[ri[unknown]] = _PENDING_NOT_FOUND
+            batch.results[ri[unknown]] = _PENDING_NOT_FOUND
             known = ~unknown
             self._send_parts(batch_id, ri[known], rows[known], dunits[known], cunits[known], _NO_READS, now, out)
 
@@ -377,7 +376,7 @@ class QuorumDesign:
         elif raft.leader is not None:
             fid = self.fwd_next
             self.fwd_next += 1
-            self.forwards[fid] = (target[1], target[2], target[3])
+            self.forwards[fid] = (target[1], target[2], target[3], raft.leader)
             if len(self.forwards) > 10_000:
                 del self.forwards[next(iter(self.forwards))]
             out.append(Send(raft.leader, QForward(self.me, fid, g, rows, reads), 64 + 128 * len(rows)))
@@ -385,6 +384,8 @@ class QuorumDesign:
             self._part_done(target, _unavailable(len(rows)), _no_balances(reads), out)
 
     def _answer(self, target: Target, results: np.ndarray, balances: np.ndarray, out: list[Effect]) -> None:
+        """This region's answer to a part: to our own client's batch, or to the region that
+        forwarded it."""
         if target is None:
             return
         if target[0] == "part":
@@ -393,17 +394,9 @@ class QuorumDesign:
             out.append(Send(target[1], QForwardReply(target[2], results, balances), 64 + 4 * len(results)))
 
     def _part_done(self, target: tuple[Any, ...], results: np.ndarray, balances: np.ndarray,
-                   out: list[Effect]) -> None:
+                   out: list[Effect], writer: int | None = None) -> None:
         _, batch_id, ri, di = target
-        batch = self.batches.get(batch_id)
-        if batch is None:
-            return
-        batch.results[ri] = results
-        batch.balances[di] = balances
-        batch.parts_left -= 1
-        if batch.parts_left == 0:
-            del self.batches[batch_id]
-            out.append(Reply(batch_id, batch.results, batch.balances))
+        self.batches.answer(batch_id, out, ri, results, writer, di, balances)
 
     def _propose(self, g: int, rows: np.ndarray, reads: np.ndarray, target: Target, now: int,
                  out: list[Effect]) -> None:
@@ -593,6 +586,19 @@ class QuorumDesign:
                         effects.append(Send(p, RepairRequest(q.me, rec.group, rec.seq, index)))
         q._apply_committed(None)
         return q, effects
+
+
+def _chain_safe_runs(items: list[tuple[np.ndarray, np.ndarray, Target]]) -> list[list[Any]]:
+    """Parts merged into one entry are applied as one engine batch: a part ending with an
+    open LINKED chain would swallow the next part's rows into its chain. Such a part ends
+    its entry, so each part's rows get exactly the results they would get alone."""
+    runs: list[list[Any]] = [[]]
+    for item in items:
+        runs[-1].append(item)
+        rows = item[0]
+        if len(rows) and int(rows["flags"][-1]) & _LINKED:
+            runs.append([])
+    return [run for run in runs if run]
 
 
 def _unavailable(n: int) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult
+from replication.batches import ClientBatches
 from replication.config import NodeConfig, Ship, check
 from replication.log import Entry, Grant
 from replication.messages import (
@@ -39,7 +40,6 @@ from replication.messages import (
     Pull,
     RepairData,
     RepairRequest,
-    Reply,
     Report,
     Send,
     SetTimer,
@@ -56,7 +56,6 @@ from replication.routing import RoutingTable, majority
 MS = 1_000_000
 _EXISTS = int(CreateTransferResult.EXISTS)
 _NO_ROWS = np.zeros(0, TRANSFER_DTYPE)
-TRACKER_TTL = 30_000 * MS  # a client batch nobody answered is forgotten after this
 MAX_FORWARDS = 10_000
 
 Handler = Callable[[Any, int, list[Effect]], None]
@@ -71,17 +70,6 @@ class _StepEntry:
 
     def __bool__(self) -> bool:
         return bool(self.rows or self.grants)
-
-
-@dataclass
-class _Tracker:
-    """A client batch being answered, possibly in parts (local commit + forwards)."""
-
-    batch_id: int
-    results: np.ndarray
-    balances: np.ndarray
-    parts: int
-    created: int
 
 
 class LogShipping:
@@ -114,7 +102,7 @@ class LogShipping:
         self.peer_acked = dict.fromkeys(self.peers, 0)
         self.durable_seq = 0
         self.waiters: deque[tuple[int, str, Any]] = deque()
-        self.trackers: dict[int, _Tracker] = {}
+        self.batches = ClientBatches(config.me)
         self.pulled_at: dict[tuple[int, int], int] = {}
         # store index -> [origin, seq, last asked, the checksum the good copy must have]
         self.repairing: dict[int, list[Any]] = {}
@@ -194,24 +182,20 @@ class LogShipping:
 
     # ================================================================== client path
     def _on_client(self, m: ClientRequest, now: int, out: list[Effect]) -> None:
-        rows = m.rows
-        n = len(rows)
-        tracker = _Tracker(m.batch_id, np.full(n, UNAVAILABLE, np.uint32), self.replica.read(m.reads), 1, now)
+        n = len(m.rows)
+        self.batches.start(m.batch_id, n, self.replica.read(m.reads), now)
         if n:
-            tracker.parts += 1
-            self._commit_part(tracker, np.arange(n), rows, now, out)
-        self.trackers[m.batch_id] = tracker
-        self._part_done(tracker, out)
+            self.batches.expect(m.batch_id, 1)
+            self._commit_part(m.batch_id, np.arange(n), m.rows, now, out)
+        self.batches.answer(m.batch_id, out)
 
-    def _commit_part(self, tracker: _Tracker, idx: np.ndarray, rows: np.ndarray, now: int,
-                     out: list[Effect]) -> None:
+    def _commit_part(self, batch_id: int, idx: np.ndarray, rows: np.ndarray, now: int, out: list[Effect]) -> None:
         results, seq = self._commit(rows, now, out)
-        tracker.results[idx] = results
         seq = self._durable_wait(results, seq)
         if seq and self.cfg.ship is Ship.SEMI_SYNC and seq > self.durable_seq:
-            self.waiters.append((seq, "part", tracker.batch_id))
+            self.waiters.append((seq, "part", (batch_id, idx, results)))
         else:
-            self._part_done(tracker, out)
+            self.batches.answer(batch_id, out, idx, results)
 
     def _durable_wait(self, results: np.ndarray, seq: int) -> int:
         """The own-log sequence a semi-sync reply must wait for.
@@ -223,11 +207,6 @@ class LogShipping:
         if not seq and (results == _EXISTS).any():
             return self.next_seq if self._step else self.next_seq - 1
         return seq
-
-    def _part_done(self, tracker: _Tracker, out: list[Effect]) -> None:
-        tracker.parts -= 1
-        if tracker.parts == 0 and self.trackers.pop(tracker.batch_id, None) is not None:
-            out.append(Reply(tracker.batch_id, tracker.results, tracker.balances))
 
     def _commit(self, rows: np.ndarray, now: int, out: list[Effect]) -> tuple[np.ndarray, int]:
         """Admit, transform and apply client rows as one entry of this region's log:
@@ -365,9 +344,8 @@ class LogShipping:
             self._release_waiter(kind, data, out)
 
     def _release_waiter(self, kind: str, data: Any, out: list[Effect]) -> None:
-        tracker = self.trackers.get(data)
-        if tracker is not None:
-            self._part_done(tracker, out)
+        batch_id, idx, results = data
+        self.batches.answer(batch_id, out, idx, results)
 
     # ================================================================== routing (forks void a suffix)
     def _set_routing(self, table: RoutingTable) -> None:
@@ -399,8 +377,7 @@ class LogShipping:
             for p in self.peers:
                 self._pull(self.me, p, now, out)
         self._on_timers(now, out)
-        for bid in [b for b, t in self.trackers.items() if now - t.created > TRACKER_TTL]:
-            del self.trackers[bid]
+        self.batches.expire(now)
 
     def _on_heartbeat_round(self, now: int) -> None:
         """A hook: a heartbeat round is about to go out."""
@@ -493,7 +470,7 @@ class LogShipping:
                                                                                            self.heads))
         check(self.next_seq >= self.heads[self.me] + 1, "own log: the next sequence is past the own head",
               (self.next_seq, self.heads[self.me]))
-        check(all(t.parts >= 1 for t in self.trackers.values()), "trackers: an open batch awaits a part")
+        check(all(b.parts >= 1 for b in self.batches.open.values()), "batches: an open batch awaits a part")
 
     # ================================================================== introspection
     def writer_of(self, unit: int) -> int | None:

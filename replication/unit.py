@@ -30,7 +30,7 @@ from replication.log import Entry
 from replication.messages import ClientRequest, CreditLegs, Effect, Forward, ForwardReply, Send
 from replication.outcomes import CROSS_UNIT_TWO_PHASE, UNAVAILABLE
 from replication.replica import Replica
-from replication.shipping import MAX_FORWARDS, _Tracker
+from replication.shipping import MAX_FORWARDS
 
 _PENDING_NOT_FOUND = int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)
 
@@ -41,31 +41,29 @@ class UnitDesign(LeaseFailover):
     def __init__(self, config: NodeConfig, replica: Replica) -> None:
         super().__init__(config, replica)
         self.outbox: dict[int, list[Any]] = {}  # credit id lo -> [seq, row, last_sent]
-        self.forwards: dict[int, tuple[int, np.ndarray]] = {}
+        self.forwards: dict[int, tuple[int, np.ndarray, int]] = {}  # fwd id -> (batch, rows, home)
         self.fwd_next = 1
 
     # ------------------------------------------------------------------ client path
     def _on_client(self, m: ClientRequest, now: int, out: list[Effect]) -> None:
         rows = m.rows
-        n = len(rows)
-        tracker = _Tracker(m.batch_id, np.full(n, UNAVAILABLE, np.uint32), self.replica.read(m.reads), 1, now)
-        if n:
+        batch = self.batches.start(m.batch_id, len(rows), self.replica.read(m.reads), now)
+        if len(rows):
             units, _, unknown = self.replica.route_units(rows)
-            tracker.results[unknown] = _PENDING_NOT_FOUND
+            batch.results[unknown] = _PENDING_NOT_FOUND
             homes = self._homes[units]
             homes[unknown] = -1
             for h in np.unique(homes[~unknown]).tolist():
                 idx = np.nonzero(homes == h)[0]
-                tracker.parts += 1
+                self.batches.expect(m.batch_id, 1)
                 if h == self.me:
-                    self._commit_part(tracker, idx, rows[idx], now, out)
+                    self._commit_part(m.batch_id, idx, rows[idx], now, out)
                 else:
                     fid = self.fwd_next
                     self.fwd_next += 1
-                    self.forwards[fid] = (m.batch_id, idx)
+                    self.forwards[fid] = (m.batch_id, idx, h)
                     out.append(Send(h, Forward(self.me, fid, rows[idx]), 64 + 128 * len(idx)))
-        self.trackers[m.batch_id] = tracker
-        self._part_done(tracker, out)
+        self.batches.answer(m.batch_id, out)
 
     def _on_forward(self, m: Forward, now: int, out: list[Effect]) -> None:
         results, seq = self._commit(m.rows, now, out)
@@ -86,11 +84,9 @@ class UnitDesign(LeaseFailover):
         got = self.forwards.pop(m.fwd_id, None)
         if got is None:
             return
-        batch_id, idx = got
-        tracker = self.trackers.get(batch_id)
-        if tracker is not None:
-            tracker.results[idx] = m.results
-            self._part_done(tracker, out)
+        batch_id, idx, home = got
+        if len(m.results) == len(idx):  # a reply of another shape is not an answer to this forward
+            self.batches.answer(batch_id, out, idx, m.results, home)
 
     def _admit_and_apply(self, rows: np.ndarray, now: int, out: list[Effect]) -> tuple[np.ndarray, int]:
         """Rows of units homed here (under a lease, caught up) go to the engine; cross-unit

@@ -69,13 +69,14 @@ _ANY_FIELDS: dict[tuple[type, str], tuple[type, ...]] = {(q.RaftBundle, "message
 
 # dtype code -> dtype; every array field names one, with its rank: None = 1-D, k = (n, k).
 # Exactly the dtypes some field needs: a new array field fails at import until it is named here.
-DTYPES: dict[int, np.dtype[Any]] = {1: TRANSFER_DTYPE, 2: np.dtype("<u4"), 3: np.dtype("<u8")}
+DTYPES: dict[int, np.dtype[Any]] = {1: TRANSFER_DTYPE, 2: np.dtype("<u4"), 3: np.dtype("<u8"), 4: np.dtype("<i2")}
 _DTYPE_CODE = {dt: code for code, dt in DTYPES.items()}
 ARRAY_FIELDS: dict[str, tuple[np.dtype[Any], int | None]] = {
     "rows": (TRANSFER_DTYPE, None),  # transfer rows
     "reads": (np.dtype("<u8"), None),  # account ids to read
     "results": (np.dtype("<u4"), None),  # one result code per row
     "balances": (np.dtype("<u8"), 4),  # per read: debits/credits pending/posted
+    "writers": (np.dtype("<i2"), None),  # per row: the region whose answer it is
 }
 
 

@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-MODE_CHOICES = ("async", "unit", "unit+async", "unit+semi-sync", "escrow", "quorum", "quorum+unit", "quorum+region",
-                "quorum+ledger")
+from replication.config import DESIGN_LABELS
+
+MODE_CHOICES = DESIGN_LABELS
 
 
 def register(subparsers: Any) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos import Fault, FaultError, validate_fault
-from replication.config import Grouping
+from replication.config import DESIGN_LABELS, Grouping, Ship, design_label, parse_design
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -128,31 +128,17 @@ class Scenario:
     @property
     def mode_label(self) -> str:
         """The design's name as every report shows it: `unit+semi-sync`, `quorum+ledger`, ..."""
-        if self.mode == "unit":
-            return f"unit+{self.ship}"
-        if self.mode == "quorum" and self.node.quorum_groups != "unit":
-            return f"quorum+{self.node.quorum_groups}"
-        return self.mode
+        return design_label(self.mode, self.ship, self.node.quorum_groups)
 
     def with_mode(self, mode: str | None, ship: str | None = None) -> Scenario:
         """`unit+async` / `unit+semi-sync` set the shipping; `quorum+unit` / `quorum+region` /
         `quorum+ledger` set the Raft groups (one per unit, per home region, or one log)."""
-        s = self
-        if mode:
-            m, _, variant = mode.partition("+")
-            if m == "quorum":
-                groups = variant or s.node.quorum_groups
-                _check_choice(groups, tuple(g.value for g in Grouping), "mode quorum+<groups>")
-                s = replace(s, mode=m, node=replace(s.node, quorum_groups=groups))
-            else:
-                s = replace(s, mode=m, ship=variant or ship or s.ship)
-        elif ship:
-            s = replace(s, ship=ship)
-        _check_choice(s.mode, ("async", "unit", "escrow", "quorum"), "mode")
-        _check_choice(s.ship, ("async", "semi-sync"), "ship")
-        if s.mode != "unit":
-            s = replace(s, ship="async")  # only a unit home waits for replicas before replying
-        return s
+        _check_choice(ship or self.ship, tuple(s.value for s in Ship), "ship")
+        _check_choice(self.node.quorum_groups, tuple(g.value for g in Grouping), "node.quorum_groups")
+        label = mode or self.mode
+        _check_choice(label, DESIGN_LABELS, "mode")
+        m, sh, groups = parse_design(label, ship or self.ship, self.node.quorum_groups)
+        return replace(self, mode=m.value, ship=sh.value, node=replace(self.node, quorum_groups=groups.value))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -8,9 +8,12 @@ import pytest
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
 from replication.accounts import CREDIT_BIT_HI, AccountMap
-from replication.log import DurableStore
+from replication.config import MS, NodeConfig
+from replication.log import DurableStore, Entry
 from replication.messages import (
     ClientRequest,
+    Forward,
+    ForwardReply,
     Heartbeat,
     HeartbeatAck,
     Persist,
@@ -23,7 +26,8 @@ from replication.messages import (
     ShipAck,
     Tick,
 )
-from replication.node import MS, UNAVAILABLE, NodeConfig, RegionNode
+from replication.node import RegionNode
+from replication.outcomes import UNAVAILABLE
 from replication.routing import RoutingTable
 from replication.state import canonical_digest
 
@@ -343,3 +347,47 @@ def test_quorum_turns_the_parts_a_step_brings_into_one_entry_per_log():
     assert log.last_index == before + 1, "one entry for both batches"
     answers = {r.batch_id: [CreateTransferResult(int(c)).name for c in r.results] for r in of(effects, Reply)}
     assert answers == {1: ["EXCEEDS_CREDITS", "OK"], 2: ["OK"]}
+
+
+def test_a_reply_names_the_region_whose_answer_each_row_is():
+    """The gateway says which region wrote a transfer from the reply alone (no reaching into
+    the node): the home that committed a forwarded part, this region for its own part."""
+    gw, home = node(1), node(0)
+    with_lease(gw, T)
+    with_lease(home, T)
+    # customer 4 is in unit 1 (homed here, region 1); customer 3 in unit 0 (homed at region 0)
+    eff = gw.handle(ClientRequest(1, rows((1, 4, 7, 10), (2, 3, 6, 10))), T + 1)
+    fwd = [e.message for e in of(eff, Send) if isinstance(e.message, Forward)][0]
+    answer = [e.message for e in of(home.handle(fwd, T + 2), Send) if isinstance(e.message, ForwardReply)][0]
+    reply = of(gw.handle(answer, T + 3), Reply)[0]
+    assert reply.results.tolist() == [0, 0]
+    assert reply.writers is not None and reply.writers.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("mode", ["async", "unit", "escrow"])
+def test_a_step_writes_everything_it_accepted_as_one_entry(mode: str) -> None:
+    """Group commit inside the node: two client batches in one step are one entry of the
+    region's log (one persist, one ship per peer), and each batch gets its own results."""
+    n = RegionNode(NodeConfig(1, 0, mode, AMAP, 1000))
+    for t in range(0, 400 * MS, 50 * MS):
+        n.handle(Tick(), t)
+    effects = n.handle_many([ClientRequest(1, rows((1, 3, 6, 5000), (2, 3, 6, 10))),
+                             ClientRequest(2, rows((3, 6, 3, 7)))], 400 * MS)
+    entries = [e.record for e in of(effects, Persist) if isinstance(e.record, Entry)]
+    assert len(entries) == 1 and len(entries[0].rows) == 2
+    answers = {r.batch_id: [CreateTransferResult(int(c)).name for c in r.results] for r in of(effects, Reply)}
+    assert answers == {1: ["EXCEEDS_CREDITS", "OK"], 2: ["OK"]}
+
+
+def test_quorum_never_lets_one_batchs_open_chain_swallow_the_next_batchs_rows():
+    """Parts merged into one Raft entry are applied as one engine batch; a batch ending with
+    an open LINKED chain must fail alone (LINKED_EVENT_CHAIN_OPEN), not link into the next."""
+    n = RegionNode(NodeConfig(1, 0, "quorum", AMAP, 1000))
+    for t in range(0, 400 * MS, 50 * MS):
+        n.handle(Tick(), t)
+    open_chain = rows((1, 3, 6, 10))
+    open_chain["flags"] = int(TransferFlags.LINKED)
+    effects = n.handle_many([ClientRequest(1, open_chain), ClientRequest(2, rows((2, 6, 3, 7)))], 400 * MS)
+    answers = {r.batch_id: [CreateTransferResult(int(c)).name for c in r.results] for r in of(effects, Reply)}
+    assert answers == {1: ["LINKED_EVENT_CHAIN_OPEN"], 2: ["OK"]}
+    assert n.engine.transfer_slot(1) < 0 and n.engine.transfer_slot(2) >= 0
