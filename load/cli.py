@@ -31,7 +31,9 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument("--regions", type=int, default=3, help="number of regions, 1-8 (default: %(default)s)")
     serve.add_argument("--mode", choices=MODES, default="unit+semi-sync", help="(default: %(default)s)")
-    serve.add_argument("--base-port", type=int, default=8100, help="first region's port (default: %(default)s)")
+    serve.add_argument("--base-port", type=int, default=8100,
+                       help="first region's HTTP port; peer links use BASE+50+i; 0 = free ports, printed at "
+                            "start (default: %(default)s)")
     serve.add_argument("--customers", type=int, default=1000, help="customer accounts 1..N (default: %(default)s)")
     serve.add_argument("--data", default="serve-data", help="directory of the region stores (default: %(default)s)")
     serve.add_argument("--no-group-commit", action="store_true", help="one commit per request (for comparison)")
@@ -54,7 +56,9 @@ def register(subparsers: Any) -> None:
     load.add_argument("--chaos", default=None, help="scenario whose chaos schedule to apply, e.g. region-outage")
     load.add_argument("--shape", choices=("ramp", "spike", "soak"), default=None, help="a Locust load shape")
     load.add_argument("--processes", type=int, default=1, help="Locust worker processes (bigger machines)")
-    load.add_argument("--base-port", type=int, default=8100, help="first region's port (default: %(default)s)")
+    load.add_argument("--base-port", type=int, default=8100,
+                      help="first region's HTTP port; peer links use BASE+50+i; 0 = free ports (default: "
+                           "%(default)s)")
     load.add_argument("--no-group-commit", action="store_true", help="one commit per request (for comparison)")
     load.add_argument("--slo-p99-ms", type=float, default=None, help="fail if transfer p99 exceeds this")
     load.add_argument("--slo-min-acked-per-s", type=float, default=None, help="fail below this throughput")
@@ -63,17 +67,17 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from load.cluster import Cluster, default_config
+    from load.cluster import Cluster, ClusterError, default_config
 
     mode, ship, groups = _mode(args.mode)
     try:
         cfg = default_config(args.regions, mode=mode, ship=ship, quorum_groups=groups, base_port=args.base_port,
                              customers=args.customers, data_dir=str(Path(args.data).resolve()),
                              group_commit=not args.no_group_commit)
-    except ValueError as e:
+        cluster = Cluster(cfg, Path(args.data).resolve())
+    except (ValueError, ClusterError) as e:
         Console(stderr=True).print(f"[red]error:[/red] {e}")
         return 2
-    cluster = Cluster(cfg, Path(args.data).resolve())
     console = Console()
     try:
         cluster.start_all()

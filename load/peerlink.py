@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import logging
 import pickle
+import socket
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -47,8 +48,12 @@ class PeerListener:
         self.refused = 0  # connections closed for a wrong token
         self._open: set[asyncio.StreamWriter] = set()
 
-    async def start(self, port: int) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+    async def start(self, port: int, sock: socket.socket | None = None) -> None:
+        """Listen on `sock` (already bound, e.g. by the parent process) or bind `port`."""
+        if sock is not None:
+            self.server = await asyncio.start_server(self._serve, sock=sock)
+        else:
+            self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._open.add(writer)

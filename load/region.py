@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ from replication.state import canonical_digest
 
 BALANCES = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
 PEER_PORT_OFFSET = 50
-"""Peer links listen on base_port + 50 + region (HTTP gateways on base_port + region)."""
+"""Peer links listen on base_port + 50 + region (HTTP gateways on base_port + region), unless
+base_port is 0: then the cluster binds free ports and records them in the config."""
 DEFAULT_RTT_MS = [[0.0, 12.0, 30.0], [12.0, 0.0, 26.0], [30.0, 26.0, 0.0]]
 """Changchun, Beijing, Shanghai: round trips over inland fibre, in ms."""
 
@@ -56,13 +58,18 @@ class ServeConfig:
     data_dir: str = "serve-data"
     group_commit: bool = True
     token: str = ""
+    http_ports: list[int] = field(default_factory=list)  # as bound by the cluster (empty: from base_port)
+    peer_ports: list[int] = field(default_factory=list)
+
+    def http_port(self, region: int) -> int:
+        return self.http_ports[region] if self.http_ports else self.base_port + region
 
     def url(self, region: int) -> str:
-        return f"http://127.0.0.1:{self.base_port + region}"
+        return f"http://127.0.0.1:{self.http_port(region)}"
 
     def peer_port(self, region: int) -> int:
         """The region's port for links from its peers (`load.peerlink`), beside its HTTP port."""
-        return self.base_port + PEER_PORT_OFFSET + region
+        return self.peer_ports[region] if self.peer_ports else self.base_port + PEER_PORT_OFFSET + region
 
     def amap(self) -> AccountMap:
         n_units = len(self.regions) * self.units_per_region
@@ -165,8 +172,9 @@ class NodeBackend:
             self._live.close()
 
 
-def build_region_app(cfg: ServeConfig, me: int) -> FastAPI:
-    """The region's public gateway plus its internal (token-protected) endpoints."""
+def build_region_app(cfg: ServeConfig, me: int, peer_socket: socket.socket | None = None) -> FastAPI:
+    """The region's public gateway plus its internal (token-protected) endpoints. The peer
+    listener serves on `peer_socket` (bound by the cluster) or binds its configured port."""
     holder: dict[str, Any] = {}
     backend = NodeBackend(cfg, me)
 
@@ -180,7 +188,7 @@ def build_region_app(cfg: ServeConfig, me: int) -> FastAPI:
         live = LiveRegion(cfg.node_config(me), store, transport, group_commit=cfg.group_commit)
         backend.attach(live)
         listener = PeerListener(cfg.token, live.deliver_many)
-        await listener.start(cfg.peer_port(me))
+        await listener.start(cfg.peer_port(me), sock=peer_socket)
         holder.update(transport=transport, live=live, listener=listener)
         # Start-up (imports, the app, the recovered node) leaves ~10^6 long-lived objects; a full
         # collection walking them under load stalled every request for hundreds of ms.

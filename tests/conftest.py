@@ -1,26 +1,59 @@
-"""Shared fixtures: a fresh ledger on each store the behavioural suite runs against."""
+"""Shared fixtures and the test tiers.
+
+Tiers (pytest markers, `make test-fast` runs none of the first four):
+* `ray` — starts a real local Ray; `cassandra` — talks to the real Cassandra that
+  `scripts/cassandra start` runs; `load` — real gateway processes and Locust;
+* `slow` — a long simulation or property run (seconds to tens of seconds).
+A test that needs a real part fails instead of skipping under `GEOLEDGER_REQUIRE_REAL=1`
+(as CI runs), and so does the whole session if the compiled engine is missing: otherwise
+the suite would quietly test the pure-Python twin only.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from ledger import Ledger
+from tests.support.clock import FakeClock
+from tests.support.realparts import real_parts_required
+
+TIERS = ("ray", "cassandra", "load", "slow")
 
 
-class FakeClock:
-    """A controllable clock for the ledger (ns); tests move it, never the wall clock."""
+def pytest_configure(config: pytest.Config) -> None:
+    import cext
 
-    def __init__(self, now: int = 1_700_000_000_000_000_000) -> None:
-        self.now = now
+    if real_parts_required() and not cext.COMPILED:
+        raise pytest.UsageError("the compiled Cython engine is not importable (GEOLEDGER_REQUIRE_REAL=1): "
+                                "build it with `pip install -e .` (make install) so the suite tests it, "
+                                "not only the pure-Python twin")
 
-    def __call__(self) -> int:
-        return self.now
 
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1_000_000_000)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses Ray or Cassandra through a fixture is in that tier without saying so."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "ray_local" in names:
+            item.add_marker(pytest.mark.ray)
+        callspec = getattr(item, "callspec", None)
+        if "cassandra" in names or (callspec is not None and callspec.params.get("store_url") == "cassandra"):
+            item.add_marker(pytest.mark.cassandra)
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[dict[str, Any]]:
+    """The session's one local Ray; its teardown (after the session's last test) fails the
+    session if Ray left a process or a temp dir behind."""
+    from tests.support.ray import start_ray, stop_ray_and_find_leftovers
+
+    state = start_ray()
+    yield state
+    left = stop_ray_and_find_leftovers(state)
+    assert not left, f"Ray left behind: {left}"
 
 
 @pytest.fixture
@@ -29,7 +62,7 @@ def clock() -> FakeClock:
 
 
 def _cassandra_url() -> str:
-    from tests.realparts import require_cassandra
+    from tests.support.realparts import require_cassandra
 
     require_cassandra()
     return f"cassandra://127.0.0.1:9042/gl_{uuid.uuid4().hex[:16]}?dc=dc1&rf=1&consistency=ONE"

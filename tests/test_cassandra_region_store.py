@@ -17,17 +17,12 @@ from typing import Any
 import pytest
 
 from ledger.errors import StoreURLError
-from tests.ray_support import ray_local_fixture
-from tests.realparts import CASSANDRA_HOST, CASSANDRA_PORT, require_cassandra
+from tests.support.realparts import CASSANDRA_HOST, CASSANDRA_PORT, require_cassandra
+
+pytestmark = pytest.mark.cassandra
 
 BASE = f"gltest{uuid.uuid4().hex[:8]}"
 URL = f"cassandra://{CASSANDRA_HOST}:{CASSANDRA_PORT}/{BASE}?dc=dc1&rf=1"
-
-
-@pytest.fixture(scope="session")
-def ray_local() -> Iterator[dict[str, Any]]:
-    """The session's one local Ray, shared with tests/test_ray_runtime.py."""
-    yield from ray_local_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from ledger import (
     Transfer,
     TransferFlags,
 )
-from tests.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 R = CreateTransferResult
 AF = AccountFlags

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -11,26 +10,11 @@ import pytest
 
 from load.runner import LoadOptions, run_load
 
-
-def _free_base_port(count: int = 3) -> int:
-    for base in range(8400, 9400, 10):
-        try:
-            socks = []
-            for i in range(count):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
-                socks.append(s)
-            for s in socks:
-                s.close()
-            return base
-        except OSError:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free ports")
+pytestmark = pytest.mark.load
 
 
 def test_a_short_load_run_acknowledges_and_verifies(tmp_path: Path) -> None:
-    opts = LoadOptions(users=8, spawn_rate=8, duration=6, customers=300, out=tmp_path, base_port=_free_base_port())
+    opts = LoadOptions(users=8, spawn_rate=8, duration=6, customers=300, out=tmp_path, base_port=0)
     result = run_load(opts)
     assert result["verdict"] == "ok", result["invariants"]
     assert result["acked"] > 50  # failed requests were retried with the same id; the verdict judges them
@@ -44,7 +28,7 @@ def test_a_short_load_run_acknowledges_and_verifies(tmp_path: Path) -> None:
 
 def test_a_missed_slo_fails_the_verdict(tmp_path: Path) -> None:
     opts = LoadOptions(users=4, spawn_rate=4, duration=4, customers=300, out=tmp_path,
-                       base_port=_free_base_port(), slo_min_acked_per_s=1e9)
+                       base_port=0, slo_min_acked_per_s=1e9)
     result = run_load(opts)
     assert result["verdict"] != "ok" and result["slo_missed"]
 
@@ -58,7 +42,7 @@ def test_bad_load_options_are_refused_before_anything_starts(tmp_path: Path) -> 
 def test_kill_9_of_a_region_gateway_loses_no_acknowledged_transfer(tmp_path: Path) -> None:
     """region-outage's schedule on real processes: Beijing is kill -9'd at 6 s, restarted at 14 s."""
     opts = LoadOptions(users=8, spawn_rate=8, duration=18, customers=300, out=tmp_path,
-                       base_port=_free_base_port(), chaos="region-outage")
+                       base_port=0, chaos="region-outage")
     result = run_load(opts)
     events = [e["event"] for e in result["chaos_events"]]
     assert events[:2] == ["killed (kill -9)", "restarted"]
@@ -78,7 +62,7 @@ def test_responses_name_the_region_that_wrote_the_transfer(tmp_path: Path, mode:
     from replication.routing import RoutingTable
 
     cfg = default_config(3, mode=mode, ship="semi-sync" if mode == "unit" else "async",
-                         base_port=_free_base_port(), customers=60, data_dir=str(tmp_path / "data"))
+                         base_port=0, customers=60, data_dir=str(tmp_path / "data"))
     homes = RoutingTable.initial(cfg.amap().n_units, 3).homes
     cluster = Cluster(cfg, tmp_path)
     try:
@@ -140,3 +124,37 @@ def test_steady_p99_leaves_out_the_ramp_up_and_short_runs(tmp_path: Path) -> Non
     (tmp_path / "locust_stats_history.csv").write_text(header + "".join(rows))
     assert steady_p99_ms(tmp_path, 2.0) == 32.0  # rows from t = 2 + 10 s on; the ramp's 900 ms is out
     assert steady_p99_ms(tmp_path, 25.0) is None  # too short to have a steady window
+
+
+def test_a_port_in_use_is_refused_with_its_number_and_nothing_is_left_bound(tmp_path: Path) -> None:
+    import socket
+
+    from load.cluster import Cluster, ClusterError, default_config
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = holder.getsockname()[1]
+    try:
+        cfg = default_config(3, base_port=taken - 1, data_dir=str(tmp_path / "data"))  # region 1's port is taken
+        with pytest.raises(ClusterError, match=f"127.0.0.1:{taken}"):
+            Cluster(cfg, tmp_path)
+        free = socket.socket()
+        free.bind(("127.0.0.1", taken - 1))  # region 0's port was released again
+        free.close()
+    finally:
+        holder.close()
+
+
+def test_free_ports_are_bound_by_the_cluster_and_recorded_for_every_process(tmp_path: Path) -> None:
+    from load.cluster import Cluster, default_config
+    from load.region import ServeConfig
+
+    cluster = Cluster(default_config(3, base_port=0, data_dir=str(tmp_path / "data")), tmp_path)
+    try:
+        ports = cluster.cfg.http_ports + cluster.cfg.peer_ports
+        assert len(set(ports)) == 6 and 0 not in ports
+        saved = ServeConfig.load(cluster.config_path)
+        assert [saved.url(r) for r in range(3)] == [f"http://127.0.0.1:{p}" for p in cluster.cfg.http_ports]
+    finally:
+        cluster.stop_all()

@@ -25,7 +25,7 @@ from ledger.errors import StoreError, StoreLockedError
 from region.cassandra import CassandraRegionStore, cassandra_settings, drop_region_keyspaces
 from region.sqlite import SqliteRegionStore
 from region.store import MemoryRegionStore, RegionStore
-from tests.realparts import CASSANDRA_HOST, CASSANDRA_PORT, require_cassandra
+from tests.support.realparts import CASSANDRA_HOST, CASSANDRA_PORT, require_cassandra
 from tests.support.records import entry, every_record_kind, extreme_rows
 from tests.support.region_store import RegionStoreTestCase
 
@@ -130,6 +130,7 @@ class TestSqliteRegionStore(RegionStoreTestCase):
         assert self.open().records == [], "and the failed open released the lock"
 
 
+@pytest.mark.cassandra
 class TestCassandraRegionStore(RegionStoreTestCase):
     def set_up(self) -> None:
         require_cassandra()

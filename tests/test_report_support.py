@@ -142,7 +142,7 @@ def chromium_path() -> str | None:
 
 
 def require_chromium() -> str:
-    from tests.realparts import require
+    from tests.support.realparts import require
 
     path = chromium_path()
     require("chromium", path is not None, CHROMIUM_HOW)
