@@ -39,9 +39,19 @@ from typing import Any
 
 import numpy as np
 
+from simulator.run import UNAVAILABLE_CODE, answered_mask, availability
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "result.schema.json"
 OUTAGE_FAULTS = ("crash", "partition", "pause", "partition-bridge", "partition-partial")
 """Faults after which writes on the target's units must move (the ones `simulator.run.rto` measures)."""
+NO_FAILOVER = ("async", "escrow")
+"""Designs in which every region writes every account: nothing fails over, so they have no RTO."""
+
+
+def fails_over(mode_label: str) -> bool:
+    """Whether a design moves writes to another region when one fails (unit, quorum) —
+    only then is "time to the first acknowledged write" a recovery time."""
+    return mode_label.split("+")[0] not in NO_FAILOVER
 TIMELINE_EVENTS = ("fault", "healed", "detected", "fenced", "promoted", "writes_resumed", "rejoined", "divergence")
 RUNBOOK_STEPS = (  # (event, runbook wording)
     ("fault", "fault began"),
@@ -235,19 +245,22 @@ class HistoryView:
                     lines[k][s] = p[k]
         return np.arange(n) + 0.5, lines
 
+    def answered(self) -> np.ndarray:
+        return answered_mask(self.outcome, np.where(self.unavailable, UNAVAILABLE_CODE, 0),
+                             OUTCOME_CODES["timeout"])
+
     def availability(self, windows: Sequence[FaultWindow], region: int | None = None) -> tuple[float | None,
                                                                                                 float | None]:
-        """Share of writes answered (not timed out, not UNAVAILABLE), issued inside / outside fault windows."""
+        """`simulator.run.availability` (the one definition) of the writes issued inside / outside fault windows."""
         sel = self.transfer if region is None else self.transfer & (self.region == region)
         inside = np.zeros(len(self.invoke), bool)
         for w in windows:
             inside |= (self.invoke >= w.start) & (self.invoke < w.end)
-        ok = (self.outcome != OUTCOME_CODES["timeout"]) & ~self.unavailable
-        return _ratio(ok & sel & inside, sel & inside), _ratio(ok & sel & ~inside, sel & ~inside)
+        ok = self.answered()
+        return availability(ok, sel, inside), availability(ok, sel, ~inside)
 
     def overall_availability(self) -> float | None:
-        ok = (self.outcome != OUTCOME_CODES["timeout"]) & ~self.unavailable
-        return _ratio(ok & self.transfer, self.transfer)
+        return availability(self.answered(), self.transfer)
 
 
 def percentiles(values: np.ndarray) -> dict[str, float | None]:
@@ -261,11 +274,6 @@ def percentiles(values: np.ndarray) -> dict[str, float | None]:
             "p99": round(float(q[2]), 3), "max": round(float(v.max()), 3)}
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
-    d = int(den.sum())
-    return round(int(num.sum()) / d, 5) if d else None
-
-
 # ====================================================================== the derived view
 @dataclass(frozen=True)
 class FaultWindow:
@@ -273,10 +281,12 @@ class FaultWindow:
     end: float
     kind: str
     targets: tuple[str, ...]
+    cause: str = ""  # the group fault this one is part of ("city-loss beijing"), if any
 
     @property
     def label(self) -> str:
-        return f"{self.kind} {','.join(self.targets)}"
+        base = f"{self.kind} {','.join(self.targets)}"
+        return f"{self.cause}: {base}" if self.cause else base
 
     @property
     def outage(self) -> bool:
@@ -391,6 +401,9 @@ def view_of(result: dict[str, Any], source: Path | None = None, *, history: bool
             view.transit_final = _final_transit(load_json(run_dir / "final_state.json"))
         except ReportError as e:
             view.notes.append(f"final_state.json ignored: {e}")
+    av = view.metrics.get("availability")
+    if isinstance(av, dict) and av.get("overall") is None and view.history is not None:
+        av["overall"] = view.history.overall_availability()  # results written before the metric existed
     view.windows = fault_windows(view)
     view.events = timeline_events(view)
     return view
@@ -421,17 +434,20 @@ def _final_transit(final_state: Any) -> dict[str, int] | None:
 def fault_windows(view: RunView) -> list[FaultWindow]:
     """Faults as windows: from the recorded timeline when there is one (it includes faults
     drawn at random from the seed), else from the scenario's [[chaos]] list, clipped to the
-    load window as the runtime does."""
+    load window as the runtime does. A crash that is part of a city-loss is labelled so."""
+    causes = {(round(float(f["at"]), 6), f["target"][0]): f"city-loss {f['city']}"
+              for f in view.scenario.get("chaos", []) if f.get("city")}
     timeline = view.series("timeline")
     if timeline is not None:
-        return [FaultWindow(float(e["t"]), float(e["end"]), e["fault"], tuple(e.get("target") or [e["region"]]))
+        return [FaultWindow(float(e["t"]), float(e["end"]), e["fault"], tuple(e.get("target") or [e["region"]]),
+                            causes.get((round(float(e["t"]), 6), (e.get("target") or [e["region"]])[0]), ""))
                 for e in timeline if e["event"] == "fault"]
     out = []
     for f in view.scenario.get("chaos", []):
         if f["at"] >= view.duration:
             continue
         out.append(FaultWindow(float(f["at"]), float(min(f["at"] + f["duration"], view.duration)), f["fault"],
-                               tuple(f["target"])))
+                               tuple(f["target"]), causes.get((round(float(f["at"]), 6), f["target"][0]), "")))
     if view.scenario.get("random_faults"):
         view.notes.append(f"{view.scenario['random_faults']} fault(s) were drawn at random from the seed; "
                           "result.json does not list them (no metrics.series.timeline), so they are not shaded.")
@@ -499,7 +515,8 @@ def runbook(view: RunView) -> list[Incident]:
         steps.append(RunbookStep("fault healed", "healed", w.end, ",".join(w.targets), w.label))
         known = sorted((s for s in steps if s.t is not None), key=lambda s: s.t)  # type: ignore[arg-type, return-value]
         unknown = [s for s in steps if s.t is None]
-        match = next((r for r in rtos if abs(float(r["at"]) - w.start) < 1e-6 and r["fault"] == w.kind), None)
+        match = next((r for r in rtos if abs(float(r["at"]) - w.start) < 1e-6 and r["fault"] == w.kind
+                      and tuple(r.get("target") or ()) == w.targets), None)
         incidents.append(Incident(w, known + unknown, match["rto_s"] if match else None, match is not None))
     return incidents
 
@@ -514,7 +531,10 @@ def slo_checks(view: RunView) -> list[SloCheck]:
     slo, m = view.slo, view.metrics
     checks: list[SloCheck] = []
     rto_target = slo.get("rto_s")
-    if m.get("rto"):
+    if m.get("rto") and not fails_over(view.result["mode"]):
+        checks.append(SloCheck("RTO", _le(rto_target, "s"), "no failover", None,
+                               f"{view.result['mode']} writes every account in every region: nothing fails over"))
+    elif m.get("rto"):
         for r in m["rto"]:
             name = f"RTO {r['fault']} {','.join(r['target'])} @{fmt_num(r['at'])} s"
             if r["rto_s"] is None:
@@ -543,11 +563,11 @@ def slo_checks(view: RunView) -> list[SloCheck]:
         checks.append(SloCheck("p99 write latency", _le(slo["p99_ms"], "ms"), f"{fmt_ms(p99)} ms",
                                None if p99 is None else p99 <= slo["p99_ms"]))
     if slo.get("availability") is not None:
-        if view.history is not None:
-            av, how = view.history.overall_availability(), "all writes (history.jsonl)"
-        else:
+        av = m["availability"].get("overall")
+        how = "writes answered (not UNAVAILABLE, not timed out), whole run"
+        if av is None:
             vals = [x for x in m["availability"].values() if x is not None]
-            av, how = (min(vals) if vals else None), "lower of in/out of fault windows (history.jsonl not found)"
+            av, how = (min(vals) if vals else None), "lower of in/out of fault windows (no overall figure recorded)"
         checks.append(SloCheck("availability", f"≥ {fmt_pct(slo['availability'])}", fmt_pct(av),
                                None if av is None else av >= slo["availability"], how))
     return checks
@@ -661,6 +681,9 @@ figure.plot svg { width:100%; height:auto; display:block; }
 .placeholder { border:2px dashed var(--line); border-radius:8px; padding:22px; color:var(--mute);
                background:#fcfcfc; }
 .note { color:var(--mute); font-size:13px; } ul.summary li { margin:4px 0; }
+table.decision th, table.promises th, table.sweep-matrix th { white-space:normal; }
+table.decision td, table.promises td, table.sweep-matrix td { font-size:13px; }
+.plots-grid { display:grid; grid-template-columns:1fr 1fr; gap:0 18px; }
 details { margin-top:8px; } summary { cursor:pointer; color:var(--mute); }
 """
 
@@ -791,7 +814,9 @@ def _failover_section(view: RunView) -> str:
     out.append(f'<p class="note">Events {esc(src)}.</p>')
     for inc in incidents:
         rto = ""
-        if inc.measured:
+        if inc.measured and not fails_over(view.result["mode"]):
+            rto = " — no failover (every region writes every account)"
+        elif inc.measured:
             rto = f" — RTO {fmt_num(inc.rto_s)} s" if inc.rto_s is not None else " — never recovered"
         out.append(f"<h3>{esc(inc.window.label)} at {fmt_num(inc.window.start)} s{esc(rto)}</h3>")
         rows = []
