@@ -73,7 +73,7 @@ def measure(result: dict[str, Any]) -> dict[str, Any]:
     av.setdefault("overall", None)
     return {
         "mode": result["mode"], "seed": result["seed"], "runtime": result.get("runtime", "deterministic"),
-        "digest": result.get("digest"),
+        "digest": result.get("digest"), "slo": dict(sc.get("slo") or {}),
         "invariants": {k: {"promised": bool(v["promised"]), "ok": bool(v["ok"])} for k, v in inv.items()},
         "violated": list(result["violated"]),
         "broken_not_promised": [k for k, v in inv.items() if not v["ok"] and not v["promised"]],
@@ -208,7 +208,9 @@ def verdicts(row: dict[str, Any], slo: dict[str, Any]) -> list[Verdict]:
     """The scenario's SLOs against one (possibly folded) row. RPO's target is
     ``slo.rpo_transfers`` when the scenario sets one, else 0 lost for every design: an
     architect asking "RPO 0?" wants the measured answer, and the note says whether the
-    design also guarantees it."""
+    design also guarantees it. A row measured under its own SLOs (a sweep of `slo.*` keys)
+    is judged by those."""
+    slo = row.get("slo") or slo
     out = []
     target = int(slo.get("rpo_transfers", 0))
     promised = row["invariants"].get("durability", {}).get("promised", False)
