@@ -187,7 +187,7 @@ def print_verdicts(console: Console, result: dict[str, Any]) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import time
 
-    from simulator.sweep import SweepError, build_grid, run_grid, sweep_data, write_sweep
+    from simulator.sweep import SweepError, build_grid, run_grid, save_rows, sweep_data, write_sweep
 
     console = Console()
     err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -223,6 +223,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             progress.update(task, advance=1, broken=len(broken))
 
         rows = run_grid(grid, args.jobs, on_row)
+    save_rows(rows, out)
     command = " ".join(["geoledger sweep", shlex.quote(args.scenario),
                         *(f"--param {shlex.quote(p)}" for p in args.param), f"--modes {','.join(grid.modes)}",
                         f"--seeds {args.seeds}", *([f"--start {args.start}"] if args.start != 1 else [])])

@@ -359,17 +359,26 @@ def sweep_data(grid: Grid, rows: list[dict[str, Any]], wall_s: float, command: s
     from simulator.sweep_report import decision_data
 
     scenario = parse_scenario(grid.doc, grid.name).to_json()
+    params = [{"key": p.key, "values": list(p.values)} for p in grid.params]
     return {
         "scenario": grid.name, "description": scenario["description"], "command": command,
         "runtime": "deterministic",
-        "params": [{"key": p.key, "values": list(p.values)} for p in grid.params],
+        "params": params,
         "modes": sorted({r["mode"] for r in rows}, key=[r["mode"] for r in rows].index),
         "seeds": list(grid.seeds), "points": grid.n_points, "runs": len(rows),
         "slo": scenario["slo"], "base_scenario": scenario,
-        "decision": decision_data(rows, scenario),
+        "decision": decision_data(rows, scenario, params),
         "rows": rows,
         "wall_s": round(wall_s, 3),
     }
+
+
+def save_rows(rows: list[dict[str, Any]], out: Path) -> Path:
+    """The measured rows, written the moment the runs end (sweep.json is rewritten whole by
+    `write_sweep`): hours of runs are never lost to a failure while making the page."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps({"rows": rows}, indent=1, default=str))
+    return out / "sweep.json"
 
 
 def write_sweep(data: dict[str, Any], out: Path) -> tuple[Path, Path]:

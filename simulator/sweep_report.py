@@ -61,17 +61,23 @@ def mode_lines(points: Sequence[dict[str, Any]], slo: dict[str, Any]) -> list[st
     for mode in modes:
         pts = [r for r in points if r["mode"] == mode]
         good = [r for r in pts if not misses(r, slo) and not r["violated"]]
-        line = f"{mode}: meets every SLO at {len(good)} of {len(pts)} point(s)"
+        gridless = all(not r["params"] for r in pts)  # no --param: one point, the seeds are the spread
+        if gridless:
+            line = f"{mode}: {'meets every SLO' if good else 'does not meet every SLO'}"
+        else:
+            line = f"{mode}: meets every SLO at {len(good)} of {len(pts)} point(s)"
         if good and len(good) < len(pts):
             listed = "; ".join(params_text(r["params"]) for r in good[:6])
             line += f" ({listed}{'; …' if len(good) > 6 else ''})"
         missed: dict[str, list[str]] = {}
         for r in pts:
             for v in misses(r, slo):
-                missed.setdefault(v.slo, []).append(f"{params_text(r['params']) or 'the scenario'} ({v.measured})")
-        for name, where in missed.items():
-            line += f"; misses {name} at " + "; ".join(where[:4]) + (f" and {len(where) - 4} more" if len(where) > 4
-                                                                   else "")
+                where = params_text(r["params"])
+                missed.setdefault(v.slo, []).append(f"{where} ({v.measured})" if where else
+                                                    f"({v.measured}, target {v.target})")
+        for name, places in missed.items():
+            line += (f"; misses {name} " + ("at " if not gridless else "") + "; ".join(places[:4])
+                     + (f" and {len(places) - 4} more" if len(places) > 4 else ""))
         broke: dict[tuple[str, bool], list[dict[str, Any]]] = {}
         for r in pts:
             for name, promised, _ in breakage(r):
@@ -82,8 +88,8 @@ def mode_lines(points: Sequence[dict[str, Any]], slo: dict[str, Any]) -> list[st
                 worst = max(rs, key=lambda r: r["overdraft"]["accounts"])
                 extra = (f", up to {fmt_num(worst['overdraft']['accounts'])} accounts overdrawn by "
                          f"{money(worst['overdraft']['amount'])}")
-            line += (f"; broke {name}{'' if promised else ' (not promised)'} at {len(rs)} of {len(pts)} "
-                     f"point(s){extra}")
+            at = "" if gridless else f" at {len(rs)} of {len(pts)} point(s)"
+            line += f"; broke {name}{'' if promised else ' (not promised)'}{at}{extra}"
         out.append(line + f". Cost: {cost_text(_median_point(pts))}.")
     return out
 
@@ -98,13 +104,13 @@ def _median_point(pts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return r
 
 
-def decision_data(rows: Sequence[dict[str, Any]], scenario: dict[str, Any]) -> dict[str, Any]:
-    """The decision as data (sweep.json's "decision"), the page shows the same."""
+def decision_data(rows: Sequence[dict[str, Any]], scenario: dict[str, Any],
+                  params: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The decision as data (sweep.json's "decision"), the page shows the same. ``params``
+    are the swept keys and their values, as sweep.json lists them."""
     slo = scenario.get("slo") or {}
     points = fold_points(rows)
     level, text = headline(points, slo)
-    params = [{"key": k, "values": list(dict.fromkeys(r["params"][k] for r in rows))}
-              for k in (rows[0]["params"] if rows else {})]
     return {
         "level": level, "headline": text, "designs": mode_lines(points, slo), "trends": trends(rows, params),
         "points": [{"params": r["params"], "mode": r["mode"], "seeds": r["seeds"],
