@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.report import OUTAGE_FAULTS, esc, fails_over, fmt_ms, fmt_num, fmt_pct
+from simulator.report import OUTAGE_FAULTS, esc, fails_over, fmt_ms, fmt_num, fmt_pct, money
 
 DOC = Path(__file__).resolve().parent.parent / "replication" / "README.md"
 INVARIANT_ORDER = ("conservation", "no_overdraft", "exactly_once", "convergence", "durability", "audit_chain")
@@ -239,11 +239,6 @@ def misses(row: dict[str, Any], slo: dict[str, Any]) -> list[Verdict]:
 
 
 # ====================================================================== what broke, in words
-def money(amount: int | None) -> str:
-    """Minor units (fen) as yuan, the workload's ledger 156 (CNY)."""
-    return "an unknown amount" if amount is None else f"¥{amount / 100:,.2f}"
-
-
 def broke_text(row: dict[str, Any], name: str) -> str:
     """What one broken invariant cost, in the reader's units."""
     if name == "no_overdraft":

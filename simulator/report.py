@@ -494,14 +494,31 @@ def _detail_text(e: dict[str, Any]) -> str:
     return d if isinstance(d, str) else json.dumps(d, sort_keys=True)
 
 
+def incident_windows(windows: Sequence[FaultWindow]) -> list[tuple[FaultWindow, list[FaultWindow]]]:
+    """Faults as incidents: the datacentres of one city-loss (same cause, same start) are one
+    incident on every target, the way an SRE lives it; any other fault is its own."""
+    groups: dict[Any, list[FaultWindow]] = {}
+    for i, w in enumerate(windows):
+        groups.setdefault((w.cause, w.start) if w.cause else i, []).append(w)
+    out = []
+    for members in groups.values():
+        w = members[0]
+        if len(members) > 1:
+            targets = tuple(t for m in members for t in m.targets)
+            w = FaultWindow(w.start, max(m.end for m in members), w.kind, targets, w.cause)
+        out.append((w, members))
+    return out
+
+
 def runbook(view: RunView) -> list[Incident]:
-    """Per fault, the runbook steps in time order; steps the run did not record are listed
+    """Per incident, the runbook steps in time order; steps the run did not record are listed
     last as "not recorded" (or "not observed" when the timeline was recorded but the step
-    never happened, e.g. no promotion in async mode)."""
+    never happened, e.g. no promotion in async mode). The RTO of a city-loss is its worst
+    datacentre's (None, never recovered, if any of them never did)."""
     incidents = []
     rtos = view.metrics.get("rto", [])
     outage_starts = sorted(w.start for w in view.windows if w.outage)
-    for w in view.windows:
+    for w, members in incident_windows(view.windows):
         nxt = next((s for s in outage_starts if s > w.start), math.inf)
         steps: list[RunbookStep] = [RunbookStep("fault began", "fault", w.start, ",".join(w.targets), w.label)]
         if w.outage:
@@ -515,9 +532,11 @@ def runbook(view: RunView) -> list[Incident]:
         steps.append(RunbookStep("fault healed", "healed", w.end, ",".join(w.targets), w.label))
         known = sorted((s for s in steps if s.t is not None), key=lambda s: s.t)  # type: ignore[arg-type, return-value]
         unknown = [s for s in steps if s.t is None]
-        match = next((r for r in rtos if abs(float(r["at"]) - w.start) < 1e-6 and r["fault"] == w.kind
-                      and tuple(r.get("target") or ()) == w.targets), None)
-        incidents.append(Incident(w, known + unknown, match["rto_s"] if match else None, match is not None))
+        matches = [r for m in members for r in rtos if abs(float(r["at"]) - m.start) < 1e-6
+                   and r["fault"] == m.kind and tuple(r.get("target") or ()) == m.targets]
+        values = [r["rto_s"] for r in matches]
+        rto = None if not values or None in values else max(values)
+        incidents.append(Incident(w, known + unknown, rto, bool(matches)))
     return incidents
 
 
@@ -535,8 +554,10 @@ def slo_checks(view: RunView) -> list[SloCheck]:
         checks.append(SloCheck("RTO", _le(rto_target, "s"), "no failover", None,
                                f"{view.result['mode']} writes every account in every region: nothing fails over"))
     elif m.get("rto"):
+        causes = {(w.start, w.targets): w.cause for w in view.windows if w.cause}
         for r in m["rto"]:
-            name = f"RTO {r['fault']} {','.join(r['target'])} @{fmt_num(r['at'])} s"
+            cause = causes.get((float(r["at"]), tuple(r["target"])))
+            name = f"RTO {cause + ': ' if cause else ''}{r['fault']} {','.join(r['target'])} @{fmt_num(r['at'])} s"
             if r["rto_s"] is None:
                 checks.append(SloCheck(name, _le(rto_target, "s"), "never recovered", False if rto_target is not None
                                        else None, "no acknowledged write on the affected accounts after the fault"))
@@ -574,15 +595,25 @@ def slo_checks(view: RunView) -> list[SloCheck]:
 
 
 def verdict(view: RunView, checks: Sequence[SloCheck]) -> tuple[str, str]:
-    """(level, headline): level is "pass", "warn" (SLO missed) or "fail" (a promised invariant broke)."""
+    """(level, headline): level is "pass", "warn" (an SLO missed, or an invariant the mode
+    does not promise broke: true to the letter is not reassuring) or "fail" (a promised
+    invariant broke)."""
     violated = view.result["violated"]
     missed = [c.name for c in checks if c.ok is False]
     if violated:
         return "fail", f"VIOLATED: {', '.join(violated)} — a promised invariant failed"
+    parts = ["All promised invariants held"]
+    if view.not_promised_violations:
+        od = view.metrics.get("overdraft") or {}
+        how = (f" ({fmt_num(od['accounts'])} account(s) overdrawn by {money(od['amount'])})"
+               if "no_overdraft" in view.not_promised_violations and od.get("accounts") else "")
+        parts.append(f"broken, and not promised by {view.result['mode']}: "
+                     f"{', '.join(view.not_promised_violations)}{how}")
     if missed:
-        return "warn", f"All promised invariants held; SLO missed: {', '.join(missed)}"
-    held = "All promised invariants held" if view.not_promised_violations else "All invariants held"
-    return "pass", f"{held}; every SLO met"
+        parts.append(f"SLO missed: {', '.join(missed)}")
+    if missed or view.not_promised_violations:
+        return "warn", "; ".join(parts)
+    return "pass", "All invariants held; every SLO met"
 
 
 # ====================================================================== formatting helpers
@@ -602,6 +633,11 @@ def fmt_ms(x: float | None) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "—"
     return f"{x:.2f}" if x < 10 else (f"{x:.1f}" if x < 100 else f"{x:,.0f}")
+
+
+def money(amount: int | None) -> str:
+    """Minor units (fen) as yuan: the workload's ledger 156 is CNY."""
+    return "an unknown amount" if amount is None else f"¥{amount / 100:,.2f}"
 
 
 def fmt_pct(x: float | None) -> str:
@@ -652,7 +688,8 @@ CSS = """
 :root { --ok:#1b7f3b; --okbg:#e6f4ea; --bad:#b3261e; --badbg:#fce8e6; --warn:#8a5a00; --warnbg:#fef7e0;
         --mute:#5f6368; --line:#dadce0; }
 * { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif; color:#202124;
+body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Noto Sans CJK SC",
+       "PingFang SC","Microsoft YaHei",sans-serif; color:#202124;
        background:#fafafa; }
 main { max-width:1200px; margin:0 auto; padding:20px 24px 48px; background:#fff; }
 h1 { font-size:22px; margin:0 0 4px; } h2 { font-size:17px; margin:28px 0 8px; border-bottom:1px solid var(--line);
@@ -683,7 +720,7 @@ figure.plot svg { width:100%; height:auto; display:block; }
 .note { color:var(--mute); font-size:13px; } ul.summary li { margin:4px 0; }
 table.decision th, table.promises th, table.sweep-matrix th { white-space:normal; }
 table.decision td, table.promises td, table.sweep-matrix td { font-size:13px; }
-.plots-grid { display:grid; grid-template-columns:1fr 1fr; gap:0 18px; }
+.plots-grid { display:grid; grid-template-columns:repeat(auto-fit, minmax(520px, 1fr)); gap:0 18px; }
 details { margin-top:8px; } summary { cursor:pointer; color:var(--mute); }
 """
 
@@ -710,14 +747,10 @@ def render_html(view: RunView) -> str:
     sc = view.scenario
     checks = slo_checks(view)
     level, headline = verdict(view, checks)
-    extra = ""
-    if view.not_promised_violations:
-        extra = (f"<small>Not promised by {esc(r['mode'])}, and violated (shown, not hidden): "
-                 f"{esc(', '.join(view.not_promised_violations))}</small>")
     parts = [
         f"<h1>{esc(sc['name'])} — {esc(r['mode'])} — seed {esc(r['seed'])}</h1>",
         f'<p class="sub">{esc(sc.get("description", ""))}</p>',
-        f'<div class="banner {level}" id="verdict" data-verdict="{level}">{esc(headline)}{extra}</div>',
+        f'<div class="banner {level}" id="verdict" data-verdict="{level}">{esc(headline)}</div>',
         '<dl class="facts">',
         f"<dt>scenario</dt><dd>{esc(sc['name'])}</dd>",
         f"<dt>mode</dt><dd>{esc(r['mode'])}</dd>",
@@ -791,7 +824,9 @@ def _region_table(view: RunView) -> str:
                  fmt_pct(av.get("outside_faults")), f"{fmt_ms(lg.get('p99'))} / {fmt_ms(lg.get('max'))}"])
     headers = ["region", "acked writes", "writes/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "avail. in faults",
                "avail. outside", "repl. lag p99 / max ms"]
-    note = ("Latency: writes submitted at the region, answered (timeouts excluded); "
+    clock = ("virtual time (the deterministic runtime's clock: simulated WAN, no CPU cost)"
+             if view.result.get("runtime", "deterministic") == "deterministic" else "wall-clock time")
+    note = (f"Latency in {clock}: writes submitted at the region, answered (timeouts excluded); "
             + ("computed from history.jsonl." if h is not None else
                f"{view.history_note}: per-region figures are result.json's 'transfer' kind, p95 and per-region "
                "availability unavailable.")

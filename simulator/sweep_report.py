@@ -21,12 +21,11 @@ from simulator.decision import (
     design_link,
     headline,
     misses,
-    money,
     params_text,
     section,
     worst_of,
 )
-from simulator.report import esc, figure, fmt_ms, fmt_num, fmt_pct, page
+from simulator.report import esc, figure, fmt_ms, fmt_num, fmt_pct, money, page
 
 MAX_TABLE_ROWS = 400
 MAX_LINES_PER_PLOT = 8

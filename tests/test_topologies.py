@@ -14,6 +14,7 @@ import pytest
 
 from simulator.checkers import promises
 from simulator.decision import measure
+from simulator.report import runbook, view_of
 from simulator.run import run_scenario
 from simulator.scenario import Scenario, load_scenario, parse_scenario, scenario_document
 from simulator.sweep import apply_override, parse_param
@@ -117,6 +118,12 @@ def test_city_loss_row_holds(topology: str, design: str) -> None:
     inside, total = votes_in(s, "beijing")
     expected = (2 * inside > total) if durable else True
     assert row_doc["acks only in the lost city"] == ("yes" if expected else "no")
+    # the report lives it as one incident on the whole city, its RTO the worst datacentre's
+    incidents = runbook(view_of(result))
+    assert [(i.window.label, i.window.targets) for i in incidents] == [
+        (f"city-loss beijing: crash {','.join(s.city_groups()['beijing'])}", s.city_groups()["beijing"])]
+    rtos = [r["rto_s"] for r in result["metrics"]["rto"]]
+    assert incidents[0].rto_s == (None if None in rtos else max(rtos))
 
 
 def test_the_table_figures_look_measured() -> None:
