@@ -39,6 +39,11 @@ CITIES: dict[str, tuple[float, float]] = {
 }
 
 
+MAX_VIRTUAL_S = 86_400  # a virtual day: heartbeats and ticks cost events even with no load
+MAX_OPS = 20_000_000  # operations planned up front, in memory
+MAX_CUSTOMERS = 5_000_000
+
+
 class ScenarioError(ValueError):
     """A scenario that cannot run: names the offending key."""
 
@@ -449,8 +454,8 @@ def _validate(s: Scenario) -> None:
         raise ScenarioError("workload.travel: must be in [0, 1]")
     if w.rate <= 0:
         raise ScenarioError("workload.rate: must be > 0 operations per second per region")
-    if w.batch_ms <= 0:
-        raise ScenarioError("workload.batch_ms: must be > 0")
+    if w.batch_ms < 0.1:
+        raise ScenarioError("workload.batch_ms: must be >= 0.1")
     if w.max_attempts < 1:
         raise ScenarioError("workload.max_attempts: must be >= 1")
     mix = w.mix
@@ -461,8 +466,9 @@ def _validate(s: Scenario) -> None:
             raise ScenarioError(f"workload.spend_all.regions: unknown region {r!r}")
     if w.spend_all.accounts > w.customers // 2:
         raise ScenarioError("workload.spend_all.accounts: at most half of the customers")
-    if s.node.heartbeat_ms <= 0 or s.node.tick_ms <= 0:
-        raise ScenarioError(f"node.{'heartbeat_ms' if s.node.heartbeat_ms <= 0 else 'tick_ms'}: must be > 0")
+    for key in ("heartbeat_ms", "tick_ms"):
+        if getattr(s.node, key) < 1:
+            raise ScenarioError(f"node.{key}: must be >= 1 ms (a timer firing more often only burns the run's time)")
     if s.node.lease_ms <= s.node.heartbeat_ms:
         raise ScenarioError("node.lease_ms: must be longer than node.heartbeat_ms")
     if s.node.suspect_ms <= s.node.heartbeat_ms:
@@ -475,6 +481,15 @@ def _validate(s: Scenario) -> None:
         raise ScenarioError("node.snapshot_every: must be >= 1")
     if s.duration <= 0:
         raise ScenarioError("duration: must be > 0")
+    if s.duration + s.quiesce > MAX_VIRTUAL_S:
+        raise ScenarioError(f"duration: load plus quiesce at most {MAX_VIRTUAL_S:,} s of virtual time, got "
+                            f"{s.duration + s.quiesce:,g}")
+    ops = w.rate * s.duration * n
+    if ops > MAX_OPS:
+        raise ScenarioError(f"workload.rate: rate x duration x regions = {ops:,.0f} operations, more than the "
+                            f"{MAX_OPS:,} a run can hold; lower the rate or the duration")
+    if w.customers > MAX_CUSTOMERS:
+        raise ScenarioError(f"workload.customers: at most {MAX_CUSTOMERS:,}, got {w.customers:,}")
 
 
 def _validate_replicas(s: Scenario) -> None:

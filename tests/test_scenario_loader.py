@@ -174,13 +174,19 @@ def test_fault_times_must_be_numbers(at: str) -> None:
 
 @pytest.mark.parametrize("extra, message", [
     ("[node]\nsuspect_ms = 50.0\n", "node.suspect_ms: must be longer than node.heartbeat_ms"),
-    ("[node]\nheartbeat_ms = 0.0\n", "node.heartbeat_ms: must be > 0"),
+    ("[node]\nheartbeat_ms = 0.0\n", "node.heartbeat_ms: must be >= 1 ms"),
+    ("[node]\ntick_ms = 0.01\n", "node.tick_ms: must be >= 1 ms"),
+    ("duration = 80000.0\nquiesce = 10000.0\n", "duration: load plus quiesce at most 86,400 s"),
+    ("duration = 3600.0\n[workload]\nrate = 10000\n", "workload.rate: rate x duration x regions = 108,000,000"),
+    ("[workload]\ncustomers = 50000000\n", "workload.customers: at most 5,000,000"),
+    ("[workload]\nbatch_ms = 0.0\n", "workload.batch_ms: must be >= 0.1"),
     ("[node]\ndrift = 1.0\n", "node.drift: .* must be < 1"),
     ("[workload]\nrate = 0\n", "workload.rate: must be > 0"),
 ])
 def test_values_a_run_cannot_use_are_refused(extra: str, message: str) -> None:
+    top, _, tables = extra.partition("[")  # top-level keys go before the first table
     with pytest.raises(ScenarioError, match=message):
-        load_scenario_text(BASE + extra)
+        load_scenario_text(top + BASE + ("[" + tables if tables else ""))
 
 
 def load_scenario_text(text: str) -> Scenario:
