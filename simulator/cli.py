@@ -208,6 +208,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         err.print(f"[red]sweep error:[/red] {e}")
         return 2
     out = Path(args.out or f"runs/sweep-{grid.name}")
+    try:  # before hours of runs, not after
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".sweep-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        err.print(f"[red]sweep error:[/red] --out {out}: cannot write there ({e.strerror or e})")
+        return 2
     columns = (TextColumn("sweep {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("broken promises: {task.fields[broken]}"))
     broken: list[dict[str, Any]] = []

@@ -201,6 +201,13 @@ def test_bad_flags_exit_2_naming_the_key_before_anything_runs(tmp_path: Path, ca
     assert not out.exists()
 
 
+def test_an_unwritable_out_exits_2_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert cli("sweep", str(tiny_scenario()), "--modes", "async", "--seeds", "1", "--out", str(blocker / "o")) == 2
+    assert "--out" in capsys.readouterr().err
+
+
 def test_unknown_scenario_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("sweep", "no-such-scenario", "--param", "node.suspect_ms=300") == 2
     assert "scenario 'no-such-scenario' not found" in capsys.readouterr().err
