@@ -214,7 +214,8 @@ def verdicts(row: dict[str, Any], slo: dict[str, Any]) -> list[Verdict]:
     out = []
     target = int(slo.get("rpo_transfers", 0))
     promised = row["invariants"].get("durability", {}).get("promised", False)
-    out.append(Verdict("RPO", f"≤ {target} lost", f"{fmt_num(row['rpo_lost'])} lost", row["rpo_lost"] <= target,
+    out.append(Verdict("RPO", f"≤ {target} lost" if target else "0 lost", f"{fmt_num(row['rpo_lost'])} lost",
+                       row["rpo_lost"] <= target,
                        "" if promised else "not guaranteed by this design"))
     rto_target = slo.get("rto_s")
     st, worst = row["rto"]["status"], row["rto"]["worst_s"]
