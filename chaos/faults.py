@@ -7,6 +7,7 @@ virtual time. Any runtime applies them; this module only describes and validates
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,9 @@ FAULT_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
     "partition-partial": ("2", {}),  # only the link between two regions is cut
     "partition-oneway": ("2", {}),  # messages target[0] -> target[1] are dropped
     "partition-bridge": ("1", {}),  # two halves that only the bridge region connects
-    "crash": ("1", {}),  # volatile state lost; restart at the end, recovery by replay
+    # volatile state lost; restart at the end, recovery by replay. `city` labels a crash that
+    # is part of a city-loss (set by the expansion below, shown by reports; no runtime reads it)
+    "crash": ("1", {"city": ""}),
     "pause": ("1", {}),  # the region stops processing (GC, stalled VM) and resumes
     "latency": ("1+", {"extra_ms": 200.0}),  # every link of the targets slows down
     "loss": ("1+", {"p": 0.2}),
@@ -25,6 +28,15 @@ FAULT_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
     "clock-skew": ("1", {"offset_ms": 500.0, "drift_ppm": 5000.0}),
     "corrupt": ("1", {"records": 1}),  # stored records damaged; detected by checksum
 }
+
+
+# A fault on a group of regions, expanded before any runtime sees it:
+# kind -> the per-region fault kind it becomes (one per member, same start and duration).
+GROUP_FAULTS: dict[str, str] = {
+    "city-loss": "crash",  # every datacentre of a city at once (power, flood, fibre cut to the city)
+}
+PARAM_RANGES: dict[str, tuple[float, float]] = {"p": (0.0, 1.0), "extra_ms": (0.0, math.inf),
+                                                "records": (1, 10_000)}
 
 
 class FaultError(ValueError):
@@ -45,6 +57,12 @@ class Fault:
     def param(self, name: str) -> Any:
         return self.params.get(name, FAULT_KINDS[self.kind][1][name])
 
+    @property
+    def label(self) -> str:
+        """What a report calls it: `city-loss beijing` for a crash that is part of one."""
+        city = self.params.get("city")
+        return f"city-loss {city}" if city else self.kind
+
     def to_json(self) -> dict[str, Any]:
         return {"at": self.at, "fault": self.kind, "target": list(self.target), "duration": self.duration,
                 **self.params}
@@ -52,11 +70,24 @@ class Fault:
 
 def validate_fault(f: Fault, regions: list[str], where: str = "chaos") -> None:
     if f.kind not in FAULT_KINDS:
-        raise FaultError(f"{where}.fault: unknown fault {f.kind!r} (expected one of {sorted(FAULT_KINDS)})")
+        raise FaultError(f"{where}.fault: unknown fault {f.kind!r} "
+                         f"(expected one of {sorted([*FAULT_KINDS, *GROUP_FAULTS])})")
     arity, allowed = FAULT_KINDS[f.kind]
-    for name in f.params:
+    for name, value in f.params.items():
         if name not in allowed:
             raise FaultError(f"{where}.{name}: unknown parameter for {f.kind!r} (expected one of {sorted(allowed)})")
+        default = allowed[name]
+        if isinstance(default, str):
+            ok = isinstance(value, str)
+        elif isinstance(default, int):
+            ok = type(value) is int
+        else:
+            ok = type(value) in (int, float) and math.isfinite(value)
+        lo, hi = PARAM_RANGES.get(name, (-math.inf, math.inf))
+        if not ok or (not isinstance(value, str) and not lo <= value <= hi):
+            want = {str: "a string", int: "an integer"}.get(type(default), "a number")
+            rng = f" in [{lo:g}, {hi:g}]" if name in PARAM_RANGES else ""
+            raise FaultError(f"{where}.{name}: expected {want}{rng}, got {value!r}")
     for t in f.target:
         if t not in regions:
             raise FaultError(f"{where}.target: unknown region {t!r} (regions are {regions})")
@@ -67,6 +98,17 @@ def validate_fault(f: Fault, regions: list[str], where: str = "chaos") -> None:
         raise FaultError(f"{where}.target: a partition must leave at least one region on the other side")
     if f.at < 0 or f.duration <= 0:
         raise FaultError(f"{where}: 'at' must be >= 0 and 'duration' > 0, got at={f.at} duration={f.duration}")
+
+
+def expand_group(f: Fault, members: tuple[str, ...] | list[str], where: str = "chaos") -> list[Fault]:
+    """A group fault (`city-loss`) as one fault per member region, same start and duration,
+    each labelled with the group (params `city`), so the runtimes apply faults they know."""
+    if f.kind not in GROUP_FAULTS:
+        raise FaultError(f"{where}.fault: {f.kind!r} is not a group fault ({sorted(GROUP_FAULTS)})")
+    if f.params:
+        raise FaultError(f"{where}.{next(iter(f.params))}: {f.kind!r} takes no parameters")
+    kind = GROUP_FAULTS[f.kind]
+    return [Fault(f.at, kind, (m,), f.duration, {"city": f.target[0]}) for m in members]
 
 
 def blocked_links(f: Fault, regions: list[str]) -> set[tuple[int, int]]:

@@ -1,1 +1,2 @@
-"""Locust user classes, load shapes and the HTTP gateway used under load."""
+"""The live surface: HTTP gateways in front of region nodes, peer links, and the Locust
+load suite that attacks them (users, shapes, the `geoledger load` runner and verdict)."""

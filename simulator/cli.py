@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import shlex
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,43 @@ def register(subparsers: Any) -> None:
                            "per-origin heads, credit legs owed, conservation, one leader per term); "
                            "slower, stops a seed at the first broken one")
     fuzz.set_defaults(func=cmd_fuzz)
+
+    sw = subparsers.add_parser(
+        "sweep",
+        help="what-if: run a scenario over a grid of parameter values x modes x seeds, one page of answers",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Runs SCENARIO once per point of the grid (every combination of the --param values), per mode and per "
+            "seed, on the deterministic runtime, in parallel with --jobs, and writes DIR/sweep.json (one row per "
+            "run: parameters, mode, seed, every invariant, RTO, RPO, p50/p99 per region, throughput, availability, "
+            "declined and UNAVAILABLE counts) and DIR/sweep.html (which designs meet the scenario's SLOs, where, "
+            "at what cost, and each metric plotted against each parameter).", 100),
+        epilog="examples:\n"
+               "  geoledger sweep region-outage --param node.suspect_ms=200,400,800 --modes unit+semi-sync,quorum "
+               "--seeds 3\n"
+               "  geoledger sweep partition --param regions.rtt_ms.beijing-shanghai=17,40,80 --modes "
+               "unit+semi-sync,escrow\n"
+               "  geoledger sweep two-cities-three-dcs --param chaos[0].duration=2,8 --modes quorum --jobs 2\n\n"
+               "KEY is any scenario key as a TOML path (see scenarios/README.md): node.suspect_ms, node.lease_ms,\n"
+               "workload.rate, workload.mix.cross_region, chaos[0].duration, regions.rtt_ms[0][1] (a round trip:\n"
+               "[1][0] is set too), regions.rtt_ms.CITY-CITY. Values are TOML literals (200, 0.5, \"x\", [2,2,1]).\n"
+               "Every point is checked by the scenario loader before anything runs; a bad key or value exits 2.\n"
+               "Exit 1 when a run broke an invariant its mode promises.",
+    )
+    sw.add_argument("scenario", metavar="SCENARIO", help="scenario name (scenarios/NAME.toml) or path")
+    sw.add_argument("--param", action="append", default=[], metavar="KEY=V1,V2,...",
+                    help="a scenario key and the values to try; repeat for a grid (every combination)")
+    sw.add_argument("--modes", default=None,
+                    help="comma-separated designs: async, unit+async, unit+semi-sync, escrow, quorum, quorum+region, "
+                         "quorum+ledger (default: the scenario's own mode)")
+    sw.add_argument("--seeds", type=int, default=3,
+                    help="seeds per point: the spread in the plots (default: %(default)s)")
+    sw.add_argument("--start", type=int, default=1, help="first seed (default: %(default)s)")
+    sw.add_argument("--jobs", type=int, default=1, help="worker processes (default: %(default)s)")
+    sw.add_argument("--out", default=None, help="output directory (default: runs/sweep-SCENARIO)")
+    sw.add_argument("--force", action="store_true",
+                    help="run a grid of more than 10,000 runs (refused otherwise: that is hours of CPU)")
+    sw.set_defaults(func=cmd_sweep)
 
 
 def _load(name: str, mode: str | None) -> Any:
@@ -161,6 +200,65 @@ def print_verdicts(console: Console, result: dict[str, Any]) -> None:
                                       f"(x{m['sim']['virtual_to_wall']})")
     figures.add_row("digest", result["digest"][:16])
     console.print(figures)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import time
+
+    from simulator.sweep import SweepError, build_grid, run_grid, save_rows, sweep_data, write_sweep
+
+    console = Console()
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    if args.jobs < 1:
+        err.print("[red]sweep error:[/red] --jobs: must be >= 1")
+        return 2
+    try:
+        modes = args.modes
+        if modes is None:
+            from simulator.scenario import ScenarioError
+
+            try:
+                modes = _load(args.scenario, None).mode_label
+            except ScenarioError as e:
+                raise SweepError(f"scenario error: {e}") from None
+        grid = build_grid(args.scenario, args.param, modes, args.seeds, args.start, args.force)
+    except SweepError as e:
+        err.print(f"[red]sweep error:[/red] {e}")
+        return 2
+    out = Path(args.out or f"runs/sweep-{grid.name}")
+    try:  # before hours of runs, not after
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".sweep-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        err.print(f"[red]sweep error:[/red] --out {out}: cannot write there ({e.strerror or e})")
+        return 2
+    columns = (TextColumn("sweep {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("broken promises: {task.fields[broken]}"))
+    broken: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(grid.name, total=grid.n_runs, broken=0)
+
+        def on_row(row: dict[str, Any]) -> None:
+            if row["violated"]:
+                broken.append(row)
+                console.print(f"[red]{row['mode']} seed {row['seed']} {row['params']}: {', '.join(row['violated'])}"
+                              f"[/red]", soft_wrap=True, highlight=False)
+            progress.update(task, advance=1, broken=len(broken))
+
+        rows = run_grid(grid, args.jobs, on_row)
+    save_rows(rows, out)
+    command = " ".join(["geoledger sweep", shlex.quote(args.scenario),
+                        *(f"--param {shlex.quote(p)}" for p in args.param), f"--modes {','.join(grid.modes)}",
+                        f"--seeds {args.seeds}", *([f"--start {args.start}"] if args.start != 1 else [])])
+    data = sweep_data(grid, rows, time.perf_counter() - t0, command)
+    json_path, html_path = write_sweep(data, out)
+    for line in [data["decision"]["headline"], *data["decision"]["designs"]]:
+        console.print(f"  • {line}", soft_wrap=True, highlight=False)
+    console.print(f"written: {json_path}, {html_path}", soft_wrap=True, highlight=False)
+    return 1 if broken else 0
 
 
 def _short(fv: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simulator.decision import clock_word, design_lines, headline, measure, rto_text, section
 from simulator.report import (
     ReportError,
     RunView,
@@ -136,6 +137,7 @@ def figures(view: RunView) -> dict[str, Any]:
     nod = view.result["invariants"].get("no_overdraft", {})
     overdrawn = (nod.get("first_violation") or {}).get("overdrawn_accounts") if not nod.get("ok", True) else None
     checks = slo_checks(view)
+    rto = measure(view.result)["rto"]
     return {
         "mode": view.result["mode"],
         "digest": view.result.get("digest"),
@@ -146,6 +148,7 @@ def figures(view: RunView) -> dict[str, Any]:
         "availability": m["availability"],
         "rto_s": rtos,
         "rto_worst_s": (None if any(r is None for r in rtos) else max(rtos)) if rtos else None,
+        "rto_status": rto["status"],  # no-outage | no-failover | failover | restart | never (decision._rto)
         "never_recovered": sum(1 for r in rtos if r is None),
         "rpo_lost": m["rpo"]["lost_acknowledged"],
         "rpo_window_s": m["rpo"].get("window_s"),
@@ -210,33 +213,51 @@ def summary(figs: dict[str, dict[str, Any]], slo: dict[str, Any], has_outage: bo
     else:
         out.append(f"Throughput is within 5% across modes ({fmt_num(tput[lo])}–{fmt_num(tput[hi])} acked writes/s): "
                    "the offered load, not the mode, set it.")
-    # RTO
+    # RTO: only designs that fail over have one (async and escrow never stop writing an account)
     if has_outage:
-        worst = {m: figs[m]["rto_worst_s"] for m in modes}
-        never = [m for m in modes if figs[m]["never_recovered"]]
+        fo = [m for m in modes if figs[m].get("rto_status", "failover") not in ("no-failover", "no-outage")]
+        no_fo = [m for m in modes if figs[m].get("rto_status") == "no-failover"]
+        worst = {m: figs[m]["rto_worst_s"] for m in fo}
+        never = [m for m in fo if figs[m]["never_recovered"]]
         measured = {m: v for m, v in worst.items() if v is not None}
-        if measured:
+        if len(measured) >= 2:
             fast, slow = min(measured, key=measured.__getitem__), max(measured, key=measured.__getitem__)
             if measured[slow] > measured[fast] * 1.2 and measured[slow] - measured[fast] > 0.05:
                 out.append(f"Recovery: {fast} resumed writes after {fmt_num(measured[fast])} s, {slow} after "
                            f"{fmt_num(measured[slow])} s (worst fault).")
             else:
-                out.append(f"Recovery time is similar across modes ({fmt_num(min(measured.values()))}–"
-                           f"{fmt_num(max(measured.values()))} s).")
+                out.append(f"Recovery time is similar across the designs that fail over "
+                           f"({fmt_num(min(measured.values()))}–{fmt_num(max(measured.values()))} s).")
+        elif measured:
+            (m1, v1), = measured.items()
+            out.append(f"Recovery: {m1} resumed writes after {fmt_num(v1)} s (worst fault).")
+        if no_fo:
+            out.append(f"No failover in {', '.join(no_fo)}: every region writes every account, so there is no RTO "
+                       "to measure (their clients in a failed region wait for it, which p99 and availability show).")
+        restart = [m for m in fo if figs[m].get("rto_status") == "restart"]
+        if restart:
+            out.append(f"No promotion in {', '.join(restart)}: the affected accounts came back only with their "
+                       "region (no majority was left to move them).")
         if never:
             out.append(f"Never resumed writes on the faulted region's accounts: {', '.join(never)}.")
         if slo.get("rto_s") is not None:
-            miss = [m for m in modes if worst[m] is None or worst[m] > slo["rto_s"]]
+            miss = [m for m in fo if worst[m] is None or worst[m] > slo["rto_s"]]
             if miss:
                 out.append(f"RTO above the {fmt_num(slo['rto_s'])} s SLO: {', '.join(miss)}.")
-    # availability during faults: the CAP choice, measured
-    av = {m: figs[m]["availability"]["inside_faults"] for m in modes
-          if figs[m]["availability"]["inside_faults"] is not None}
-    if len(av) >= 2 and max(av.values()) - min(av.values()) > 0.01:
+    # availability (the one figure), and where it went: inside the fault windows (the CAP choice)
+    av = {m: figs[m]["availability"].get("overall") for m in modes}
+    av = {m: v for m, v in av.items() if v is not None}
+    if len(av) >= 2 and max(av.values()) - min(av.values()) > 0.001:
         worst_av = min(av, key=av.__getitem__)
         best = [m for m in av if av[m] == max(av.values())]
-        out.append(f"Availability during faults: {worst_av} answered {fmt_pct(av[worst_av])} of the writes issued "
-                   f"inside fault windows; {', '.join(best)} {fmt_pct(max(av.values()))}.")
+        during = figs[worst_av]["availability"].get("inside_faults")
+        out.append(f"Availability: {worst_av} answered {fmt_pct(av[worst_av])} of all writes"
+                   + (f" ({fmt_pct(during)} of those issued during faults)" if during is not None else "")
+                   + f"; {', '.join(best)} {fmt_pct(max(av.values()))}.")
+    if slo.get("availability") is not None:
+        low = [m for m, v in av.items() if v < slo["availability"]]
+        if low:
+            out.append(f"Availability below the {fmt_pct(slo['availability'])} SLO: {', '.join(low)}.")
     # RPO
     lost = {m: figs[m]["rpo_lost"] for m in modes}
     losers = [m for m in modes if lost[m]]
@@ -299,15 +320,13 @@ def render_compare(runs: Sequence[ModeRun], scenario: dict[str, Any], seed: int)
         "summary": lines,
     }
     labels = [r.label for r in runs]
-    violated = [r.label for r in runs if r.view.result["violated"]]
-    if violated:
-        level, head = "fail", f"A promised invariant failed in: {', '.join(violated)}"
-    else:
-        level, head = "pass", "Every mode kept every invariant it promises"
+    rows = [measure(r.view.result) for r in runs]
+    level, head = headline(rows, slo)
+    data["decision"] = {"level": level, "headline": head, "designs": design_lines(rows, slo), "rows": rows}
     parts = [
         f"<h1>Comparing {esc(', '.join(labels))} on {esc(scenario['name'])} — seed {seed}</h1>",
         f'<p class="sub">{esc(scenario.get("description", ""))}</p>',
-        f'<div class="banner {level}" id="verdict" data-verdict="{level}">{esc(head)}</div>',
+        section(rows, scenario),
         '<p class="note">Same scenario, same seed: every mode saw the same workload and the same fault schedule.</p>',
         "<h2>Summary</h2>",
         '<ul class="summary">' + "".join(f"<li>{esc(s)}</li>" for s in lines) + "</ul>",
@@ -342,24 +361,27 @@ def _side_by_side(runs: Sequence[ModeRun], figs: dict[str, dict[str, Any]], slo:
         rows.append([esc(name)] + [f'<span class="ok">{fmt(values[m])}</span>' if m in best else fmt(values[m])
                                    for m in labels])
 
+    clock = clock_word(runs[0].view.result) if runs else "virtual"
     for k in ("p50", "p95", "p99", "max"):
-        row(f"write latency {k} (ms)", {m: figs[m]["latency_ms"][k] for m in labels}, fmt_ms)
+        row(f"write latency {k} (ms, {clock} time)", {m: figs[m]["latency_ms"][k] for m in labels}, fmt_ms)
     row("acked writes / s", {m: figs[m]["acked_per_s"] for m in labels}, fmt_num, low=False)
-    row("availability in faults", {m: figs[m]["availability"]["inside_faults"] for m in labels}, fmt_pct,
-        low=False)
-    row("availability outside faults", {m: figs[m]["availability"]["outside_faults"] for m in labels}, fmt_pct,
+    av_target = f" (SLO ≥ {fmt_pct(slo['availability'])})" if slo.get("availability") is not None else ""
+    row(f"availability: writes answered{av_target}", {m: figs[m]["availability"].get("overall") for m in labels},
+        fmt_pct, low=False)
+    row("  of those issued during faults", {m: figs[m]["availability"]["inside_faults"] for m in labels}, fmt_pct,
         low=False)
     rto_target = f" (SLO ≤ {fmt_num(slo['rto_s'])} s)" if slo.get("rto_s") is not None else ""
+    rows_by_label = {r.label: measure(r.view.result) for r in runs}
 
     def rto_fmt(m: str) -> str:
-        f = figs[m]
-        if not f["rto_s"]:
-            return '<span class="na">no outage</span>'
-        if f["never_recovered"]:
+        r = rows_by_label[m]
+        st = r["rto"]["status"]
+        if st in ("no-outage", "no-failover"):
+            return f'<span class="na">{esc(rto_text(r))}</span>'
+        if st == "never":
             return '<span class="bad">never</span>'
-        v = f["rto_worst_s"]
-        bad = slo.get("rto_s") is not None and v > slo["rto_s"]
-        return f'<span class="bad">{fmt_num(v)} s</span>' if bad else f"{fmt_num(v)} s"
+        bad = slo.get("rto_s") is not None and r["rto"]["worst_s"] > slo["rto_s"]
+        return f'<span class="bad">{esc(rto_text(r))}</span>' if bad else esc(rto_text(r))
 
     rows.append([esc(f"RTO, worst fault{rto_target}")] + [rto_fmt(m) for m in labels])
     row("RPO: acked writes lost", {m: figs[m]["rpo_lost"] for m in labels}, fmt_num)

@@ -73,12 +73,12 @@ def color_for(i: int) -> str:
     return palette[i % len(palette)]
 
 
-def _figure(height: float = 3.2) -> Figure:
+def _figure(height: float = 3.2, width: float = WIDTH_IN, top_in: float = 0.4) -> Figure:
     """A figure with fixed margins (in inches), so the time axes of every plot in a report
     line up vertically and a fault band reads straight down the page."""
     with rc_context(RC):
-        fig = Figure(figsize=(WIDTH_IN, height))
-    fig.subplots_adjust(left=1.0 / WIDTH_IN, right=1 - 0.2 / WIDTH_IN, bottom=0.5 / height, top=1 - 0.4 / height)
+        fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=1.0 / width, right=1 - 0.2 / width, bottom=0.5 / height, top=1 - top_in / height)
     return fig
 
 
@@ -96,10 +96,10 @@ def to_svg(fig: Figure, plot_id: str) -> str:
     return text.replace("<svg ", f'<svg class="plot-svg" data-plot="{plot_id}" role="img" ', 1)
 
 
-def _legend(ax: Any) -> None:
+def _legend(ax: Any, ncols: int = 8) -> None:
     """Legend above the axes, so it never hides data."""
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=8, fontsize=8, borderaxespad=0.2)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=ncols, fontsize=8, borderaxespad=0.2)
 
 
 def _shade(ax: Any, windows: Sequence[Window], duration: float | None, label_faults: bool = True,
@@ -270,4 +270,70 @@ def cdf(samples: Mapping[str, np.ndarray], plot_id: str = "latency-cdf", slo_p99
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("fraction of writes slower")
     _legend(ax)
+    return to_svg(fig, plot_id)
+
+
+@_styled
+def sweep_metric(xs: Sequence[Any], lines: Mapping[str, Mapping[str, Sequence[Any]]], xlabel: str, ylabel: str,
+                 plot_id: str, hline: tuple[float, str] | None = None, percent: bool = False) -> str:
+    """One metric against one swept parameter: a line per design through the median over
+    seeds, a band from the min to the max (the spread the seeds gave), and marks where a
+    run broke an invariant: a red cross where one broke what its design promises, an orange
+    ring where it broke something the design does not promise, a red triangle at the top
+    where a run never recovered.
+
+    ``xs`` are the parameter's values (numbers: a numeric axis, log when they span 20x or
+    more; anything else: one slot per value). ``lines`` maps a label to ``median``, ``lo``,
+    ``hi`` (None where nothing was measured) and the flags ``broken``, ``unpromised``,
+    ``never`` per x."""
+    fig = _figure(height=3.2, width=5.6, top_in=0.55)
+    ax = fig.add_subplot()
+    numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs)
+    pos = np.asarray(xs, float) if numeric else np.arange(len(xs), dtype=float)
+    seen: set[str] = set()
+    top_marks: list[tuple[float, str]] = []
+    for i, (name, d) in enumerate(lines.items()):
+        color = color_for(i)
+        med = np.array([np.nan if v is None else float(v) for v in d["median"]], float)
+        lo = np.array([np.nan if v is None else float(v) for v in d["lo"]], float)
+        hi = np.array([np.nan if v is None else float(v) for v in d["hi"]], float)
+        ax.fill_between(pos, lo, hi, color=color, alpha=0.15, lw=0)
+        ax.plot(pos, med, color=color, lw=1.6, marker="o", ms=4, label=name)
+        for k in range(len(pos)):
+            if d["broken"][k]:
+                ax.plot([pos[k]], [med[k] if np.isfinite(med[k]) else 0], marker="X", color="#b3261e", ms=11,
+                        mec="white", mew=0.8, ls="none", zorder=6,
+                        label="promised invariant broken" if "broken" not in seen else None)
+                seen.add("broken")
+            elif d["unpromised"][k]:
+                ax.plot([pos[k]], [med[k] if np.isfinite(med[k]) else 0], marker="o", mfc="none", mec="#e8710a",
+                        mew=2.0, ms=12, ls="none", zorder=6,
+                        label="broke an invariant it does not promise" if "unpromised" not in seen else None)
+                seen.add("unpromised")
+            if d["never"][k]:
+                top_marks.append((float(pos[k]), color))
+    if hline is not None:
+        ax.axhline(hline[0], color="#d62728", lw=0.9, ls="--", label=hline[1])
+    for x, color in top_marks:
+        ax.plot([x], [1.0], transform=ax.get_xaxis_transform(), marker="^", color="#b3261e", mec=color, mew=1.2,
+                ms=9, ls="none", clip_on=False, zorder=7, label="never recovered" if "never" not in seen else None)
+        seen.add("never")
+    if numeric and len(pos) > 1 and pos.min() > 0 and pos.max() / pos.min() >= 20:
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(pos, [str(x) for x in xs])
+    else:
+        ax.set_xticks(pos, [f"{x:g}" for x in xs])
+        ax.minorticks_off()
+    if percent:
+        ax.yaxis.set_major_formatter(lambda v, _: f"{v * 100:.4g}%")
+    else:
+        ax.set_ylim(bottom=0)
+        highest = max((float(v) for d in lines.values() for v in d["hi"] if v is not None), default=0.0)
+        if highest <= 0 and (hline is None or hline[0] <= 0):
+            ax.set_ylim(0, 1)  # nothing measured above zero: say 0 plainly, not on a 0..0.05 scale
+            ax.set_yticks([0, 1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    _legend(ax, ncols=3)
     return to_svg(fig, plot_id)

@@ -39,9 +39,20 @@ from typing import Any
 
 import numpy as np
 
+from replication.outcomes import UNAVAILABLE
+from simulator.run import answered_mask, availability
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "result.schema.json"
 OUTAGE_FAULTS = ("crash", "partition", "pause", "partition-bridge", "partition-partial")
 """Faults after which writes on the target's units must move (the ones `simulator.run.rto` measures)."""
+NO_FAILOVER = ("async", "escrow")
+"""Designs in which every region writes every account: nothing fails over, so they have no RTO."""
+
+
+def fails_over(mode_label: str) -> bool:
+    """Whether a design moves writes to another region when one fails (unit, quorum) —
+    only then is "time to the first acknowledged write" a recovery time."""
+    return mode_label.split("+")[0] not in NO_FAILOVER
 TIMELINE_EVENTS = ("fault", "healed", "detected", "fenced", "promoted", "writes_resumed", "rejoined", "divergence")
 RUNBOOK_STEPS = (  # (event, runbook wording)
     ("fault", "fault began"),
@@ -235,19 +246,22 @@ class HistoryView:
                     lines[k][s] = p[k]
         return np.arange(n) + 0.5, lines
 
+    def answered(self) -> np.ndarray:
+        return answered_mask(self.outcome, np.where(self.unavailable, UNAVAILABLE, 0),
+                             OUTCOME_CODES["timeout"])
+
     def availability(self, windows: Sequence[FaultWindow], region: int | None = None) -> tuple[float | None,
                                                                                                 float | None]:
-        """Share of writes answered (not timed out, not UNAVAILABLE), issued inside / outside fault windows."""
+        """`simulator.run.availability` (the one definition) of the writes issued inside / outside fault windows."""
         sel = self.transfer if region is None else self.transfer & (self.region == region)
         inside = np.zeros(len(self.invoke), bool)
         for w in windows:
             inside |= (self.invoke >= w.start) & (self.invoke < w.end)
-        ok = (self.outcome != OUTCOME_CODES["timeout"]) & ~self.unavailable
-        return _ratio(ok & sel & inside, sel & inside), _ratio(ok & sel & ~inside, sel & ~inside)
+        ok = self.answered()
+        return availability(ok, sel, inside), availability(ok, sel, ~inside)
 
     def overall_availability(self) -> float | None:
-        ok = (self.outcome != OUTCOME_CODES["timeout"]) & ~self.unavailable
-        return _ratio(ok & self.transfer, self.transfer)
+        return availability(self.answered(), self.transfer)
 
 
 def percentiles(values: np.ndarray) -> dict[str, float | None]:
@@ -261,11 +275,6 @@ def percentiles(values: np.ndarray) -> dict[str, float | None]:
             "p99": round(float(q[2]), 3), "max": round(float(v.max()), 3)}
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
-    d = int(den.sum())
-    return round(int(num.sum()) / d, 5) if d else None
-
-
 # ====================================================================== the derived view
 @dataclass(frozen=True)
 class FaultWindow:
@@ -273,10 +282,12 @@ class FaultWindow:
     end: float
     kind: str
     targets: tuple[str, ...]
+    cause: str = ""  # the group fault this one is part of ("city-loss beijing"), if any
 
     @property
     def label(self) -> str:
-        return f"{self.kind} {','.join(self.targets)}"
+        base = f"{self.kind} {','.join(self.targets)}"
+        return f"{self.cause}: {base}" if self.cause else base
 
     @property
     def outage(self) -> bool:
@@ -391,6 +402,9 @@ def view_of(result: dict[str, Any], source: Path | None = None, *, history: bool
             view.transit_final = _final_transit(load_json(run_dir / "final_state.json"))
         except ReportError as e:
             view.notes.append(f"final_state.json ignored: {e}")
+    av = view.metrics.get("availability")
+    if isinstance(av, dict) and av.get("overall") is None and view.history is not None:
+        av["overall"] = view.history.overall_availability()  # results written before the metric existed
     view.windows = fault_windows(view)
     view.events = timeline_events(view)
     return view
@@ -421,17 +435,20 @@ def _final_transit(final_state: Any) -> dict[str, int] | None:
 def fault_windows(view: RunView) -> list[FaultWindow]:
     """Faults as windows: from the recorded timeline when there is one (it includes faults
     drawn at random from the seed), else from the scenario's [[chaos]] list, clipped to the
-    load window as the runtime does."""
+    load window as the runtime does. A crash that is part of a city-loss is labelled so."""
+    causes = {(round(float(f["at"]), 6), f["target"][0]): f"city-loss {f['city']}"
+              for f in view.scenario.get("chaos", []) if f.get("city")}
     timeline = view.series("timeline")
     if timeline is not None:
-        return [FaultWindow(float(e["t"]), float(e["end"]), e["fault"], tuple(e.get("target") or [e["region"]]))
+        return [FaultWindow(float(e["t"]), float(e["end"]), e["fault"], tuple(e.get("target") or [e["region"]]),
+                            causes.get((round(float(e["t"]), 6), (e.get("target") or [e["region"]])[0]), ""))
                 for e in timeline if e["event"] == "fault"]
     out = []
     for f in view.scenario.get("chaos", []):
         if f["at"] >= view.duration:
             continue
         out.append(FaultWindow(float(f["at"]), float(min(f["at"] + f["duration"], view.duration)), f["fault"],
-                               tuple(f["target"])))
+                               tuple(f["target"]), causes.get((round(float(f["at"]), 6), f["target"][0]), "")))
     if view.scenario.get("random_faults"):
         view.notes.append(f"{view.scenario['random_faults']} fault(s) were drawn at random from the seed; "
                           "result.json does not list them (no metrics.series.timeline), so they are not shaded.")
@@ -478,14 +495,31 @@ def _detail_text(e: dict[str, Any]) -> str:
     return d if isinstance(d, str) else json.dumps(d, sort_keys=True)
 
 
+def incident_windows(windows: Sequence[FaultWindow]) -> list[tuple[FaultWindow, list[FaultWindow]]]:
+    """Faults as incidents: the datacentres of one city-loss (same cause, same start) are one
+    incident on every target, the way an SRE lives it; any other fault is its own."""
+    groups: dict[Any, list[FaultWindow]] = {}
+    for i, w in enumerate(windows):
+        groups.setdefault((w.cause, w.start) if w.cause else i, []).append(w)
+    out = []
+    for members in groups.values():
+        w = members[0]
+        if len(members) > 1:
+            targets = tuple(t for m in members for t in m.targets)
+            w = FaultWindow(w.start, max(m.end for m in members), w.kind, targets, w.cause)
+        out.append((w, members))
+    return out
+
+
 def runbook(view: RunView) -> list[Incident]:
-    """Per fault, the runbook steps in time order; steps the run did not record are listed
+    """Per incident, the runbook steps in time order; steps the run did not record are listed
     last as "not recorded" (or "not observed" when the timeline was recorded but the step
-    never happened, e.g. no promotion in async mode)."""
+    never happened, e.g. no promotion in async mode). The RTO of a city-loss is its worst
+    datacentre's (None, never recovered, if any of them never did)."""
     incidents = []
     rtos = view.metrics.get("rto", [])
     outage_starts = sorted(w.start for w in view.windows if w.outage)
-    for w in view.windows:
+    for w, members in incident_windows(view.windows):
         nxt = next((s for s in outage_starts if s > w.start), math.inf)
         steps: list[RunbookStep] = [RunbookStep("fault began", "fault", w.start, ",".join(w.targets), w.label)]
         if w.outage:
@@ -499,8 +533,11 @@ def runbook(view: RunView) -> list[Incident]:
         steps.append(RunbookStep("fault healed", "healed", w.end, ",".join(w.targets), w.label))
         known = sorted((s for s in steps if s.t is not None), key=lambda s: s.t)  # type: ignore[arg-type, return-value]
         unknown = [s for s in steps if s.t is None]
-        match = next((r for r in rtos if abs(float(r["at"]) - w.start) < 1e-6 and r["fault"] == w.kind), None)
-        incidents.append(Incident(w, known + unknown, match["rto_s"] if match else None, match is not None))
+        matches = [r for m in members for r in rtos if abs(float(r["at"]) - m.start) < 1e-6
+                   and r["fault"] == m.kind and tuple(r.get("target") or ()) == m.targets]
+        values = [r["rto_s"] for r in matches]
+        rto = None if not values or None in values else max(values)
+        incidents.append(Incident(w, known + unknown, rto, bool(matches)))
     return incidents
 
 
@@ -514,9 +551,14 @@ def slo_checks(view: RunView) -> list[SloCheck]:
     slo, m = view.slo, view.metrics
     checks: list[SloCheck] = []
     rto_target = slo.get("rto_s")
-    if m.get("rto"):
+    if m.get("rto") and not fails_over(view.result["mode"]):
+        checks.append(SloCheck("RTO", _le(rto_target, "s"), "no failover", None,
+                               f"{view.result['mode']} writes every account in every region: nothing fails over"))
+    elif m.get("rto"):
+        causes = {(w.start, w.targets): w.cause for w in view.windows if w.cause}
         for r in m["rto"]:
-            name = f"RTO {r['fault']} {','.join(r['target'])} @{fmt_num(r['at'])} s"
+            cause = causes.get((float(r["at"]), tuple(r["target"])))
+            name = f"RTO {cause + ': ' if cause else ''}{r['fault']} {','.join(r['target'])} @{fmt_num(r['at'])} s"
             if r["rto_s"] is None:
                 checks.append(SloCheck(name, _le(rto_target, "s"), "never recovered", False if rto_target is not None
                                        else None, "no acknowledged write on the affected accounts after the fault"))
@@ -543,26 +585,36 @@ def slo_checks(view: RunView) -> list[SloCheck]:
         checks.append(SloCheck("p99 write latency", _le(slo["p99_ms"], "ms"), f"{fmt_ms(p99)} ms",
                                None if p99 is None else p99 <= slo["p99_ms"]))
     if slo.get("availability") is not None:
-        if view.history is not None:
-            av, how = view.history.overall_availability(), "all writes (history.jsonl)"
-        else:
+        av = m["availability"].get("overall")
+        how = "writes answered (not UNAVAILABLE, not timed out), whole run"
+        if av is None:
             vals = [x for x in m["availability"].values() if x is not None]
-            av, how = (min(vals) if vals else None), "lower of in/out of fault windows (history.jsonl not found)"
+            av, how = (min(vals) if vals else None), "lower of in/out of fault windows (no overall figure recorded)"
         checks.append(SloCheck("availability", f"≥ {fmt_pct(slo['availability'])}", fmt_pct(av),
                                None if av is None else av >= slo["availability"], how))
     return checks
 
 
 def verdict(view: RunView, checks: Sequence[SloCheck]) -> tuple[str, str]:
-    """(level, headline): level is "pass", "warn" (SLO missed) or "fail" (a promised invariant broke)."""
+    """(level, headline): level is "pass", "warn" (an SLO missed, or an invariant the mode
+    does not promise broke: true to the letter is not reassuring) or "fail" (a promised
+    invariant broke)."""
     violated = view.result["violated"]
     missed = [c.name for c in checks if c.ok is False]
     if violated:
         return "fail", f"VIOLATED: {', '.join(violated)} — a promised invariant failed"
+    parts = ["All promised invariants held"]
+    if view.not_promised_violations:
+        od = view.metrics.get("overdraft") or {}
+        how = (f" ({fmt_num(od['accounts'])} account(s) overdrawn by {money(od['amount'])})"
+               if "no_overdraft" in view.not_promised_violations and od.get("accounts") else "")
+        parts.append(f"broken, and not promised by {view.result['mode']}: "
+                     f"{', '.join(view.not_promised_violations)}{how}")
     if missed:
-        return "warn", f"All promised invariants held; SLO missed: {', '.join(missed)}"
-    held = "All promised invariants held" if view.not_promised_violations else "All invariants held"
-    return "pass", f"{held}; every SLO met"
+        parts.append(f"SLO missed: {', '.join(missed)}")
+    if missed or view.not_promised_violations:
+        return "warn", "; ".join(parts)
+    return "pass", "All invariants held; every SLO met"
 
 
 # ====================================================================== formatting helpers
@@ -582,6 +634,11 @@ def fmt_ms(x: float | None) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "—"
     return f"{x:.2f}" if x < 10 else (f"{x:.1f}" if x < 100 else f"{x:,.0f}")
+
+
+def money(amount: int | None) -> str:
+    """Minor units (fen) as yuan: the workload's ledger 156 is CNY."""
+    return "an unknown amount" if amount is None else f"¥{amount / 100:,.2f}"
 
 
 def fmt_pct(x: float | None) -> str:
@@ -632,7 +689,8 @@ CSS = """
 :root { --ok:#1b7f3b; --okbg:#e6f4ea; --bad:#b3261e; --badbg:#fce8e6; --warn:#8a5a00; --warnbg:#fef7e0;
         --mute:#5f6368; --line:#dadce0; }
 * { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif; color:#202124;
+body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Noto Sans CJK SC",
+       "PingFang SC","Microsoft YaHei",sans-serif; color:#202124;
        background:#fafafa; }
 main { max-width:1200px; margin:0 auto; padding:20px 24px 48px; background:#fff; }
 h1 { font-size:22px; margin:0 0 4px; } h2 { font-size:17px; margin:28px 0 8px; border-bottom:1px solid var(--line);
@@ -661,6 +719,9 @@ figure.plot svg { width:100%; height:auto; display:block; }
 .placeholder { border:2px dashed var(--line); border-radius:8px; padding:22px; color:var(--mute);
                background:#fcfcfc; }
 .note { color:var(--mute); font-size:13px; } ul.summary li { margin:4px 0; }
+table.decision th, table.promises th, table.sweep-matrix th { white-space:normal; }
+table.decision td, table.promises td, table.sweep-matrix td { font-size:13px; }
+.plots-grid { display:grid; grid-template-columns:repeat(auto-fit, minmax(520px, 1fr)); gap:0 18px; }
 details { margin-top:8px; } summary { cursor:pointer; color:var(--mute); }
 """
 
@@ -687,14 +748,10 @@ def render_html(view: RunView) -> str:
     sc = view.scenario
     checks = slo_checks(view)
     level, headline = verdict(view, checks)
-    extra = ""
-    if view.not_promised_violations:
-        extra = (f"<small>Not promised by {esc(r['mode'])}, and violated (shown, not hidden): "
-                 f"{esc(', '.join(view.not_promised_violations))}</small>")
     parts = [
         f"<h1>{esc(sc['name'])} — {esc(r['mode'])} — seed {esc(r['seed'])}</h1>",
         f'<p class="sub">{esc(sc.get("description", ""))}</p>',
-        f'<div class="banner {level}" id="verdict" data-verdict="{level}">{esc(headline)}{extra}</div>',
+        f'<div class="banner {level}" id="verdict" data-verdict="{level}">{esc(headline)}</div>',
         '<dl class="facts">',
         f"<dt>scenario</dt><dd>{esc(sc['name'])}</dd>",
         f"<dt>mode</dt><dd>{esc(r['mode'])}</dd>",
@@ -768,7 +825,9 @@ def _region_table(view: RunView) -> str:
                  fmt_pct(av.get("outside_faults")), f"{fmt_ms(lg.get('p99'))} / {fmt_ms(lg.get('max'))}"])
     headers = ["region", "acked writes", "writes/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "avail. in faults",
                "avail. outside", "repl. lag p99 / max ms"]
-    note = ("Latency: writes submitted at the region, answered (timeouts excluded); "
+    clock = ("virtual time (the deterministic runtime's clock: simulated WAN, no CPU cost)"
+             if view.result.get("runtime", "deterministic") == "deterministic" else "wall-clock time")
+    note = (f"Latency in {clock}: writes submitted at the region, answered (timeouts excluded); "
             + ("computed from history.jsonl." if h is not None else
                f"{view.history_note}: per-region figures are result.json's 'transfer' kind, p95 and per-region "
                "availability unavailable.")
@@ -791,7 +850,9 @@ def _failover_section(view: RunView) -> str:
     out.append(f'<p class="note">Events {esc(src)}.</p>')
     for inc in incidents:
         rto = ""
-        if inc.measured:
+        if inc.measured and not fails_over(view.result["mode"]):
+            rto = " — no failover (every region writes every account)"
+        elif inc.measured:
             rto = f" — RTO {fmt_num(inc.rto_s)} s" if inc.rto_s is not None else " — never recovered"
         out.append(f"<h3>{esc(inc.window.label)} at {fmt_num(inc.window.start)} s{esc(rto)}</h3>")
         rows = []

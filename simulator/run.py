@@ -11,7 +11,7 @@ import numpy as np
 
 from ledger.types import AccountFlags, TransferFlags
 from replication.accounts import CUSTOMER_FLAGS
-from replication.outcomes import outcome_name
+from replication.outcomes import UNAVAILABLE, outcome_name
 from replication.state import BALANCE_FIELDS, canonical_digest
 from simulator.checkers import check_all
 from simulator.clients import OUT_OK, OUT_TIMEOUT, OUTCOMES
@@ -21,6 +21,22 @@ from simulator.runtime import run_simulation
 from simulator.scenario import Scenario
 from simulator.workload import KIND_NAMES, KIND_READ
 
+
+def availability(answered: np.ndarray, writes: np.ndarray, during: np.ndarray | None = None) -> float | None:
+    """THE availability figure, the one every report, comparison, sweep and SLO uses: the
+    share of writes (transfers, not reads) that got an answer, of those issued in
+    ``during`` (default: the whole run). An answer is any result but a client timeout or
+    UNAVAILABLE (retries exhausted): a declined payment (EXCEEDS_CREDITS) was served.
+    Restricted to fault windows (or outside them) it is the same figure over fewer writes,
+    which is why reports name those "during faults" and never just "availability"."""
+    sel = writes if during is None else writes & during
+    d = int(sel.sum())
+    return round(int((answered & sel).sum()) / d, 5) if d else None
+
+
+def answered_mask(outcome: np.ndarray, result: np.ndarray, timeout_outcome: int = OUT_TIMEOUT) -> np.ndarray:
+    """Which operations got an answer, in `availability`'s sense."""
+    return (outcome != timeout_outcome) & (result != UNAVAILABLE)
 
 def run_scenario(scenario: Scenario, seed: int, *, check_invariants: bool = False) -> tuple[RunResult, dict[str, Any]]:
     """Run on the deterministic runtime: the finished run and its `result.json` contents.
@@ -75,10 +91,13 @@ def metrics(sim: RunResult, invariants: dict[str, Any]) -> dict[str, Any]:
                 hist = Histogram()
                 hist.record(lat_us[sel])
                 lat[kname] = hist.summary_ms()
+        writes = Histogram()
+        writes.record(lat_us[mine & done & transfers & (o.outcome != OUT_TIMEOUT)])
         per_region[name] = {
             "acked_transfers": int((acked & mine).sum()),
             "acked_per_s": tput.tolist(),
             "latency_ms": lat,
+            "write_latency_ms": writes.summary_ms(),
         }
     all_hist = Histogram()
     all_hist.record(lat_us[done & transfers & (o.outcome != OUT_TIMEOUT)])
@@ -88,7 +107,7 @@ def metrics(sim: RunResult, invariants: dict[str, Any]) -> dict[str, Any]:
     inside = np.zeros(plan.n_ops, bool)
     for a, b in windows:
         inside |= (plan.t >= a) & (plan.t < b)
-    available = (o.outcome != OUT_TIMEOUT) & (o.result != 1001)
+    available = answered_mask(o.outcome, o.result)
     wall = sim.log.wall_s
     virtual = sim.end / 1e9
     return {
@@ -99,9 +118,11 @@ def metrics(sim: RunResult, invariants: dict[str, Any]) -> dict[str, Any]:
         "regions": per_region,
         "replication_lag_ms": lag.summary_ms(),
         "availability": {
-            "inside_faults": _ratio(available & inside & transfers, inside & transfers),
-            "outside_faults": _ratio(available & ~inside & transfers, ~inside & transfers),
+            "overall": availability(available, transfers),
+            "inside_faults": availability(available, transfers, inside),
+            "outside_faults": availability(available, transfers, ~inside),
         },
+        "overdraft": overdraft(sim),
         "rto": rto(sim),
         "rpo": invariants["durability"]["rpo"],
         "divergence_reports": sum(1 for *_, k, _ in sim.log.reports if k == "divergence"),
@@ -134,9 +155,24 @@ def series(sim: RunResult, secs: int) -> dict[str, Any]:
     return {"replication_lag_ms": lag, "transit_balance": transit, "timeline": timeline}
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
-    d = int(den.sum())
-    return round(int(num.sum()) / d, 5) if d else None
+def overdraft(sim: RunResult) -> dict[str, Any]:
+    """How much the books overdrew, whether or not the mode promised it would not: customer
+    accounts (DEBITS_MUST_NOT_EXCEED_CREDITS) below zero at the end and the total below
+    zero, on the replica that shows the most (after quiesce they agree)."""
+    n = sim.plan.amap.n_customers
+    worst: dict[str, Any] = {"accounts": 0, "amount": 0, "region": None}
+    for r, node in enumerate(sim.nodes):
+        if node is None:
+            continue
+        acc = node.engine.accounts
+        ids = acc["id_lo"].astype(np.int64)
+        avail = (acc["credits_posted_lo"].astype(object) - acc["debits_posted_lo"].astype(object)
+                 - acc["debits_pending_lo"].astype(object))
+        bad = ((ids >= 1) & (ids <= n)) & np.array([a < 0 for a in avail], bool)
+        amount = -int(sum(avail[bad])) if bad.any() else 0
+        if amount > worst["amount"]:
+            worst = {"accounts": int(bad.sum()), "amount": amount, "region": sim.regions[r]}
+    return worst
 
 
 def rto(sim: RunResult) -> list[dict[str, Any]]:

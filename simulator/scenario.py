@@ -3,6 +3,14 @@
 A scenario file is validated strictly: an unknown key or a value of the wrong type or
 range is a `ScenarioError` naming the key (`workload.mix.cross_unti: unknown key ...`),
 because a typo silently ignored would make a drill measure something else.
+
+Two layers, so that a sweep can change any key and still go through the same checks:
+the *document* (the TOML tables, `extends` resolved by deep merge: `scenario_document`)
+and the validated `Scenario` built from it (`parse_scenario`). Banks describe sites, not
+abstract regions, so `[regions]` may group the datacentres (each one runs a region node)
+into `cities`, give round-trip times by name pair (`"beijing-shanghai" = 27`), and a
+`city-loss` fault takes every datacentre of a city down at once (expanded here into one
+`crash` per datacentre: the runtimes only ever see faults they know).
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from chaos import Fault, FaultError, validate_fault
+from chaos import GROUP_FAULTS, Fault, FaultError, expand_group, validate_fault
 from replication.config import DESIGN_LABELS, Grouping, Ship, design_label, parse_design
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -29,6 +37,11 @@ CITIES: dict[str, tuple[float, float]] = {
     "xian": (34.34, 108.94),
     "shenzhen": (22.54, 114.06),
 }
+
+
+MAX_VIRTUAL_S = 86_400  # a virtual day: heartbeats and ticks cost events even with no load
+MAX_OPS = 20_000_000  # operations planned up front, in memory
+MAX_CUSTOMERS = 5_000_000
 
 
 class ScenarioError(ValueError):
@@ -109,6 +122,7 @@ class Scenario:
     bandwidth_mbps: float = 1000.0
     intra_rtt_ms: float = 0.5
     replicas: tuple[int, ...] = ()  # quorum: replicas per region (regions.replicas = [2, 2, 1]); empty = one each
+    cities: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (city, its datacentres); empty = a city per region
     mode: str = "unit"
     ship: str = "semi-sync"
     duration: float = 20.0
@@ -124,6 +138,17 @@ class Scenario:
         if self.rtt_ms:
             return [list(r) for r in self.rtt_ms]
         return [[fibre_rtt_ms(a, b) for b in self.regions] for a in self.regions]
+
+    def city_groups(self) -> dict[str, tuple[str, ...]]:
+        """Every city and its datacentres (regions), in region order; a region that no city
+        lists is a city of its own (the plain three-region scenarios)."""
+        listed = {dc for _, dcs in self.cities for dc in dcs}
+        groups = {city: dcs for city, dcs in self.cities}
+        for r in self.regions:
+            if r not in listed:
+                groups[r] = (r,)
+        order = {r: i for i, r in enumerate(self.regions)}
+        return dict(sorted(groups.items(), key=lambda kv: min(order[d] for d in kv[1])))
 
     @property
     def mode_label(self) -> str:
@@ -148,6 +173,7 @@ class Scenario:
             "quiesce": self.quiesce, "workload": _asdict(self.workload), "node": _asdict(self.node),
             "chaos": [f.to_json() for f in self.chaos], "random_faults": self.random_faults,
             "slo": _asdict(self.slo),
+            **({"cities": {c: list(d) for c, d in self.city_groups().items()}} if self.cities else {}),
         }
 
 
@@ -213,19 +239,32 @@ def _coerce(value: Any, default: Any, path: str) -> Any:
 
 
 def parse_scenario(data: dict[str, Any], name: str = "scenario") -> Scenario:
+    """A validated Scenario from a scenario document (the TOML tables, `extends` already
+    resolved: see `scenario_document`). Every error names the key it is about."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"scenario: expected a table, got {type(data).__name__}")
     data = dict(data)
+    if "extends" in data:
+        raise ScenarioError("extends: resolve it first (load_scenario / scenario_document do)")
     wl = data.pop("workload", {})
     regions_tbl = data.pop("regions", {})
     chaos_list = data.pop("chaos", [])
     flat: dict[str, Any] = {}
+    cities_raw: Any = None
+    rtt_pairs: dict[str, Any] | None = None
     if regions_tbl:
         if not isinstance(regions_tbl, dict):
             raise ScenarioError("regions: expected a table with 'names' (and optionally rtt_ms, jitter_ms, ...)")
-        allowed = {"names", "rtt_ms", "jitter_ms", "bandwidth_mbps", "intra_rtt_ms", "replicas"}
+        allowed = {"names", "rtt_ms", "jitter_ms", "bandwidth_mbps", "intra_rtt_ms", "replicas", "cities"}
         for key, value in regions_tbl.items():
             if key not in allowed:
                 raise ScenarioError(f"regions.{key}: unknown key (expected one of {sorted(allowed)})")
-            flat["regions" if key == "names" else key] = value
+            if key == "cities":
+                cities_raw = value
+            elif key == "rtt_ms" and isinstance(value, dict):
+                rtt_pairs = value
+            else:
+                flat["regions" if key == "names" else key] = value
     data.setdefault("name", name)
     s = _build(Scenario, {**data, **flat}, "", {"node": NodeParams, "slo": Slo})
     if wl:
@@ -235,39 +274,144 @@ def parse_scenario(data: dict[str, Any], name: str = "scenario") -> Scenario:
         mix = _build(Mix, wl.get("mix", {}), "workload.mix")
         spend = _build(SpendAll, wl.get("spend_all", {}), "workload.spend_all")
         s = replace(s, workload=replace(w, mix=mix, spend_all=spend))
+    if len(set(s.regions)) != len(s.regions):
+        raise ScenarioError("regions.names: region names must be unique")
+    if cities_raw is not None:
+        s = replace(s, cities=_parse_cities(cities_raw, s.regions))
+    if rtt_pairs is not None:
+        s = replace(s, rtt_ms=rtt_from_pairs(rtt_pairs, s.regions, s.city_groups()))
     _validate(s)
-    faults = []
     if not isinstance(chaos_list, list):
         raise ScenarioError("chaos: expected an array of tables ([[chaos]])")
+    faults: list[Fault] = []
     for i, item in enumerate(chaos_list):
-        where = f"chaos[{i}]"
-        if not isinstance(item, dict):
-            raise ScenarioError(f"{where}: expected a table")
-        item = dict(item)
-        try:
-            at = item.pop("at")
-            kind = item.pop("fault")
-            target = item.pop("target")
-            duration = item.pop("duration")
-        except KeyError as e:
-            raise ScenarioError(f"{where}.{e.args[0]}: missing (a fault needs at, fault, target, duration)") from None
-        if isinstance(target, str):
-            target = [target]
-        f = Fault(float(at), str(kind), tuple(target), float(duration), item)
-        try:
-            validate_fault(f, list(s.regions), where)
-        except FaultError as e:
-            raise ScenarioError(str(e)) from None
-        faults.append(f)
+        faults += _faults_of(item, f"chaos[{i}]", s)
     return replace(s, chaos=tuple(sorted(faults, key=lambda f: f.at)))
+
+
+def _faults_of(item: Any, where: str, s: Scenario) -> list[Fault]:
+    """One [[chaos]] table as runtime faults: a group fault (`city-loss`) becomes one fault
+    per datacentre of its city, same start and duration, each labelled with the city."""
+    if not isinstance(item, dict):
+        raise ScenarioError(f"{where}: expected a table")
+    item = dict(item)
+    try:
+        at, kind, target, duration = (item.pop(k) for k in ("at", "fault", "target", "duration"))
+    except KeyError as e:
+        raise ScenarioError(f"{where}.{e.args[0]}: missing (a fault needs at, fault, target, duration)") from None
+    for key, value in (("at", at), ("duration", duration)):
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise ScenarioError(f"{where}.{key}: expected a number of seconds, got {value!r}")
+    if not isinstance(kind, str):
+        raise ScenarioError(f"{where}.fault: expected a fault name, got {kind!r}")
+    if isinstance(target, str):
+        target = [target]
+    if not isinstance(target, list) or not all(isinstance(t, str) for t in target):
+        raise ScenarioError(f"{where}.target: expected a region name or a list of them, got {target!r}")
+    if "city" in item and kind == "crash":
+        raise ScenarioError(f"{where}.city: set by fault = \"city-loss\" (one crash per datacentre), not by hand")
+    try:
+        if kind in GROUP_FAULTS:
+            groups = s.city_groups()
+            if len(target) != 1 or target[0] not in groups:
+                raise ScenarioError(f"{where}.target: {kind!r} takes one city, got {target!r} "
+                                    f"(cities: {sorted(groups)})")
+            faults = expand_group(Fault(float(at), kind, tuple(target), float(duration), item),
+                                  groups[target[0]], where)
+        else:
+            faults = [Fault(float(at), kind, tuple(target), float(duration), item)]
+        for f in faults:
+            validate_fault(f, list(s.regions), where)
+    except FaultError as e:
+        raise ScenarioError(str(e)) from None
+    return faults
+
+
+def _parse_cities(raw: Any, regions: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`[regions] cities = { beijing = ["bj-dc1", "bj-dc2"], ... }`: the datacentres of each city."""
+    if not isinstance(raw, dict):
+        raise ScenarioError("regions.cities: expected a table: city = [its datacentres, named in regions.names]")
+    seen: dict[str, str] = {}
+    out = []
+    for city, dcs in raw.items():
+        where = f"regions.cities.{city}"
+        if not isinstance(dcs, list) or not dcs or not all(isinstance(d, str) for d in dcs):
+            raise ScenarioError(f"{where}: expected a non-empty list of datacentre names, got {dcs!r}")
+        for dc in dcs:
+            if dc not in regions:
+                raise ScenarioError(f"{where}: unknown datacentre {dc!r} (regions.names: {list(regions)})")
+            if dc in seen:
+                raise ScenarioError(f"{where}: {dc!r} is already in city {seen[dc]!r}")
+            seen[dc] = city
+        if city in regions and dcs != [city]:
+            raise ScenarioError(f"{where}: a city may share its name only with its one datacentre")
+        out.append((city, tuple(dcs)))
+    return tuple(out)
+
+
+def _split_pair(key: str, names: set[str], where: str) -> tuple[str, str]:
+    """`"changchun-beijing"` -> ("changchun", "beijing"); names may contain '-' themselves,
+    so every split point is tried and exactly one must give two known names."""
+    splits = [(key[:i], key[i + 1:]) for i, ch in enumerate(key) if ch == "-"]
+    found = [(a, b) for a, b in splits if a in names and b in names]
+    if not found:
+        raise ScenarioError(f"{where}: not two known names joined by '-' (known: {sorted(names)})")
+    if len(found) > 1:
+        raise ScenarioError(f"{where}: ambiguous, reads as {' or '.join(f'{a!r} and {b!r}' for a, b in found)}")
+    return found[0]
+
+
+def pair_cells(key: str, regions: tuple[str, ...], cities: dict[str, tuple[str, ...]],
+               where: str) -> tuple[int, list[tuple[int, int]]]:
+    """What an RTT key like `"beijing-shanghai"` covers: (specificity, the (i, j) region index
+    pairs, both directions). Specificity counts the datacentre names in it (a datacentre pair
+    beats a datacentre-city pair beats a city pair)."""
+    names = set(regions) | set(cities)
+    members = {**{c: set(d) for c, d in cities.items()}, **{r: {r} for r in regions}}
+    a, b = _split_pair(str(key), names, where)
+    if a == b and len(members[a]) == 1:
+        raise ScenarioError(f"{where}: a datacentre's round trip to itself is 0 (give pairs of two names)")
+    idx = {r: i for i, r in enumerate(regions)}
+    covered = [(idx[x], idx[y]) for x in members[a] for y in members[b] if x != y]
+    return (a in regions) + (b in regions), sorted(set(covered + [(j, i) for i, j in covered]))
+
+
+def rtt_from_pairs(pairs: dict[str, Any], regions: tuple[str, ...],
+                   cities: dict[str, tuple[str, ...]]) -> tuple[tuple[float, ...], ...]:
+    """The RTT matrix from measured round trips by name: `"beijing-shanghai" = 27` (cities:
+    every pair of their datacentres), `"beijing-beijing" = 1.2` (between the datacentres of
+    one city), `"bj-dc1-sh-dc2" = 29` (one datacentre pair). The most specific entry wins;
+    every pair of datacentres must be covered, and two equally specific entries that
+    disagree are an error, so a typo cannot silently fall back to a default."""
+    best: dict[tuple[int, int], tuple[int, float, str]] = {}  # (i, j) -> (specificity, ms, key)
+    for key, value in pairs.items():
+        where = f'regions.rtt_ms."{key}"'
+        if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+            raise ScenarioError(f"{where}: must be a number of milliseconds >= 0, got {value!r}")
+        spec, covered = pair_cells(str(key), regions, cities, where)
+        for i, j in covered:
+            have = best.get((i, j))
+            if have is not None and have[0] == spec and have[1] != float(value):
+                raise ScenarioError(f"{where}: disagrees with \"{have[2]}\" ({have[1]:g} ms) on "
+                                    f"{regions[i]}-{regions[j]}")
+            if have is None or spec >= have[0]:
+                best[(i, j)] = (spec, float(value), str(key))
+    n = len(regions)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if (i, j) not in best:
+                a, b = regions[i], regions[j]
+                ca = next(c for c, d in cities.items() if a in d)
+                cb = next(c for c, d in cities.items() if b in d)
+                hint = f'"{ca}-{cb}" or ' if (ca, cb) != (a, b) else ""
+                raise ScenarioError(f'regions.rtt_ms: no round-trip time between {a} and {b} (give {hint}"{a}-{b}")')
+    return tuple(tuple(0.0 if i == j else best[(i, j)][1] for j in range(n)) for i in range(n))
 
 
 def _validate(s: Scenario) -> None:
     n = len(s.regions)
     if not 1 <= n <= 8 and not s.rtt_ms:
         raise ScenarioError(f"regions.names: between 1 and 8 regions with built-in RTTs, got {n}")
-    if len(set(s.regions)) != n:
-        raise ScenarioError("regions.names: region names must be unique")
     if not s.rtt_ms:
         for r in s.regions:
             if r not in CITIES:
@@ -295,8 +439,10 @@ def _validate(s: Scenario) -> None:
         raise ScenarioError("workload.amount_max_fraction: must be in (0, 1]")
     if w.travel > 1:
         raise ScenarioError("workload.travel: must be in [0, 1]")
-    if w.batch_ms <= 0:
-        raise ScenarioError("workload.batch_ms: must be > 0")
+    if w.rate <= 0:
+        raise ScenarioError("workload.rate: must be > 0 operations per second per region")
+    if w.batch_ms < 0.1:
+        raise ScenarioError("workload.batch_ms: must be >= 0.1")
     if w.max_attempts < 1:
         raise ScenarioError("workload.max_attempts: must be >= 1")
     mix = w.mix
@@ -307,8 +453,16 @@ def _validate(s: Scenario) -> None:
             raise ScenarioError(f"workload.spend_all.regions: unknown region {r!r}")
     if w.spend_all.accounts > w.customers // 2:
         raise ScenarioError("workload.spend_all.accounts: at most half of the customers")
+    for key in ("heartbeat_ms", "tick_ms"):
+        if getattr(s.node, key) < 1:
+            raise ScenarioError(f"node.{key}: must be >= 1 ms (a timer firing more often only burns the run's time)")
     if s.node.lease_ms <= s.node.heartbeat_ms:
         raise ScenarioError("node.lease_ms: must be longer than node.heartbeat_ms")
+    if s.node.suspect_ms <= s.node.heartbeat_ms:
+        raise ScenarioError(f"node.suspect_ms: must be longer than node.heartbeat_ms ({s.node.heartbeat_ms:g}): "
+                            f"a peer is suspected after it missed heartbeats, got {s.node.suspect_ms:g}")
+    if s.node.drift >= 1:
+        raise ScenarioError("node.drift: a clock rate error bound, must be < 1")
     _check_choice(s.node.quorum_groups, tuple(g.value for g in Grouping), "node.quorum_groups")
     if s.node.snapshot_every < 1:
         raise ScenarioError("node.snapshot_every: must be >= 1")
@@ -316,6 +470,15 @@ def _validate(s: Scenario) -> None:
         raise ScenarioError("node.commit_ms: must be in [0, 1000]")
     if s.duration <= 0:
         raise ScenarioError("duration: must be > 0")
+    if s.duration + s.quiesce > MAX_VIRTUAL_S:
+        raise ScenarioError(f"duration: load plus quiesce at most {MAX_VIRTUAL_S:,} s of virtual time, got "
+                            f"{s.duration + s.quiesce:,g}")
+    ops = w.rate * s.duration * n
+    if ops > MAX_OPS:
+        raise ScenarioError(f"workload.rate: rate x duration x regions = {ops:,.0f} operations, more than the "
+                            f"{MAX_OPS:,} a run can hold; lower the rate or the duration")
+    if w.customers > MAX_CUSTOMERS:
+        raise ScenarioError(f"workload.customers: at most {MAX_CUSTOMERS:,}, got {w.customers:,}")
 
 
 def _validate_replicas(s: Scenario) -> None:
@@ -336,19 +499,77 @@ def _validate_replicas(s: Scenario) -> None:
                                 "losing that region would lose acknowledged writes")
 
 
-def load_scenario(name_or_path: str | Path) -> Scenario:
-    """A scenario by name (`scenarios/NAME.toml`) or by path."""
-    p = Path(name_or_path)
-    if not p.exists():
-        p = SCENARIO_DIR / f"{name_or_path}.toml"
-    if not p.exists():
-        known = sorted(x.stem for x in SCENARIO_DIR.glob("*.toml"))
-        raise ScenarioError(f"scenario {str(name_or_path)!r} not found (known: {known})")
+MAX_EXTENDS = 16
+
+
+def _find(name_or_path: str | Path, near: Path | None = None) -> Path:
+    """A scenario file: a path (relative to ``near``, the extending file's folder, first),
+    with or without .toml, or a name under scenarios/."""
+    text = str(name_or_path)
+    candidates = [Path(text)]
+    if near is not None:
+        candidates = [near / text, near / f"{text}.toml", *candidates]
+    candidates.append(SCENARIO_DIR / f"{text}.toml")
+    for p in candidates:
+        if p.is_file():
+            return p
+    known = sorted(x.stem for x in SCENARIO_DIR.glob("*.toml"))
+    raise ScenarioError(f"scenario {text!r} not found (known: {known})")
+
+
+def _read(p: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{p}: not valid TOML: {e}") from None
-    return parse_scenario(data, p.stem)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError(f"{p}: cannot read: {e}") from None
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: tables merge key by key, anything else (numbers, strings,
+    arrays, the [[chaos]] list) is replaced whole, so `chaos = []` removes the faults."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def scenario_document(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
+    """The scenario's TOML document with every `extends` resolved, and its name (file stem).
+
+    `extends = "baseline"` (a name under scenarios/, or a path relative to the file) takes
+    that scenario and deep-merges this file over it; `name` and `description` are never
+    inherited. A cycle (a extends b extends a) is an error naming the chain."""
+    p = _find(name_or_path)
+    chain: list[Path] = []
+    layers: list[dict[str, Any]] = []
+    while True:
+        real = p.resolve()
+        if real in chain:
+            names = " -> ".join(x.stem for x in [*chain, real])
+            raise ScenarioError(f"{chain[0].name}: extends: cycle {names}")
+        if len(chain) >= MAX_EXTENDS:
+            raise ScenarioError(f"{chain[0].name}: extends: more than {MAX_EXTENDS} levels")
+        chain.append(real)
+        data = _read(p)
+        parent = data.pop("extends", None)
+        layers.append(data)
+        if parent is None:
+            break
+        if not isinstance(parent, str) or not parent.strip():
+            raise ScenarioError(f"{p.name}: extends: expected a scenario name or path, got {parent!r}")
+        p = _find(parent, near=p.parent)
+    doc = layers[-1]
+    for layer in reversed(layers[:-1]):
+        doc = deep_merge({k: v for k, v in doc.items() if k not in ("name", "description")}, layer)
+    return doc, chain[0].stem
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A scenario by name (`scenarios/NAME.toml`) or by path."""
+    doc, name = scenario_document(name_or_path)
+    return parse_scenario(doc, name)
 
 
 def list_scenarios() -> list[str]:

@@ -85,3 +85,18 @@ def test_the_check_catches_external_loads_and_script_errors(tmp_path: Path) -> N
     assert any("127.0.0.1:9" in e for e in seen["errors"]), seen["errors"]
     assert any("script-src" in e for e in seen["errors"]), seen["errors"]
     assert seen["console"], "Chromium logged nothing for a blocked load"
+
+
+def test_sweep_page_renders_cleanly_and_screenshots(tmp_path: Path) -> None:
+    """sweep.html as a person sees it: no error, every metric plotted, ink on the page."""
+    require_chromium()
+    from tests.test_sweep import tiny_sweep
+
+    _, out = tiny_sweep()
+    seen = check_in_chromium(out / "sweep.html", tmp_path)
+    metrics = ("rto", "rpo", "p99", "p50", "availability", "throughput", "declined", "unavailable")
+    _assert_clean(seen, {f"sweep-node-suspect-ms-{m}" for m in metrics}, set())
+    assert seen["verdict"] in ("pass", "warn")
+    png = screenshot(out / "sweep.html", tmp_path / "sweep.png", tmp_path)
+    rgb = imread(png)[..., :3]
+    assert (rgb.min(axis=2) < 0.9).mean() > 0.03, "screenshot looks blank"

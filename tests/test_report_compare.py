@@ -43,10 +43,12 @@ def test_compare_summary_comes_from_the_numbers() -> None:
 
 
 def _fig(p99: float, tput: float = 100.0, violated: list[str] | None = None, np_: list[str] | None = None,
-         rto: float | None = 1.0, lost: int = 0, wan: float = 2.0, avail: float = 1.0) -> dict:
+         rto: float | None = 1.0, lost: int = 0, wan: float = 2.0, avail: float = 1.0,
+         rto_status: str = "failover") -> dict:
     return {"latency_ms": {"p50": p99 / 4, "p95": p99 / 2, "p99": p99, "max": p99 * 2}, "acked_per_s": tput,
             "violated": violated or [], "violated_not_promised": np_ or [], "overdrawn_accounts": 3 if np_ else None,
-            "availability": {"inside_faults": avail, "outside_faults": 1.0}, "rto_s": [rto], "rto_worst_s": rto,
+            "availability": {"overall": 1 - (1 - avail) / 2, "inside_faults": avail, "outside_faults": 1.0},
+            "rto_s": [rto], "rto_worst_s": rto, "rto_status": rto_status,
             "never_recovered": int(rto is None), "rpo_lost": lost,
             "rpo_window_s": 0.5 if lost else None, "wan_messages_per_write": wan, "ops": 1000}
 
@@ -63,7 +65,7 @@ def test_summary_sentences_follow_the_figures() -> None:
     assert "Trade-off: async is fastest (p50 5.00 ms) but broke an invariant" in text
     assert "unit+semi-sync (p50 15.0 ms, ×3.0)" in text
     assert "Throughput is within 5%" in text
-    assert "Availability during faults: unit+semi-sync answered 80% of the writes issued inside fault windows; " \
+    assert "Availability: unit+semi-sync answered 90% of all writes (80% of those issued during faults); " \
            "async 100%." in text
     # a different set of numbers gives different sentences
     lines = summary({"a": _fig(20, tput=200), "b": _fig(21, tput=100, violated=["conservation"])}, {}, False)
@@ -71,6 +73,21 @@ def test_summary_sentences_follow_the_figures() -> None:
     assert "b broke a promise: conservation" in text
     assert "Throughput: a acknowledged the most writes (200/s), b the fewest (100/s, -50%)." in text
     assert "No latency price for safety" in text and "Recovery" not in text
+
+
+def test_designs_that_never_fail_over_have_no_rto_in_the_summary() -> None:
+    """async's "0.0055 s" is the next write from another region, not a recovery: the summary
+    neither ranks it against a failover nor counts it against the RTO SLO."""
+    lines = summary({"async": _fig(5, rto=0.0055, rto_status="no-failover"),
+                     "unit+semi-sync": _fig(60, rto=6.0), "quorum": _fig(50, rto=0.9)},
+                    {"rto_s": 5, "availability": 0.99}, True)
+    text = "\n".join(lines)
+    assert "Recovery: quorum resumed writes after 0.9 s, unit+semi-sync after 6 s" in text
+    assert "async resumed" not in text and "0.0055" not in text
+    assert "No failover in async" in text
+    assert "RTO above the 5 s SLO: unit+semi-sync." in text
+    lines = summary({"a": _fig(5, avail=0.9), "b": _fig(5)}, {"availability": 0.99}, False)
+    assert "Availability below the 99% SLO: a." in lines
 
 
 def test_unknown_or_empty_modes_exit_2_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

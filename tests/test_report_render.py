@@ -124,6 +124,12 @@ def test_async_report_shows_unpromised_violation_with_counter_example() -> None:
     fv = view.result["invariants"]["no_overdraft"]["first_violation"]
     assert f"&quot;account&quot;: {fv['account']}" in html  # the counter-example is shown, not hidden
     assert "the mode may lose acknowledged writes" in html  # async promises no RPO
+    # never a green banner over an overdraft: it says what broke and how much
+    od = view.metrics["overdraft"]
+    assert od["accounts"] > 0
+    assert 'data-verdict="warn"' in html
+    assert (f"broken, and not promised by async: no_overdraft ({od['accounts']} account(s) overdrawn by "
+            f"¥{od['amount'] / 100:,.2f})") in html
 
 
 def test_report_is_self_contained_and_deterministic(tmp_path: Path) -> None:
