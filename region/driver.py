@@ -109,8 +109,6 @@ class LiveRegion:
         self._io: ThreadPoolExecutor | None = None
         self._runner: asyncio.Task[None] | None = None
         if store.records:
-            # recover reads only `store.records`; its annotation still names the simulator's
-            # replication.log.DurableStore, which MemoryRegionStore is to replace
             self.node, effects = RegionNode.recover(config, store)
         else:
             self.node, effects = RegionNode(config), []

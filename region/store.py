@@ -112,10 +112,8 @@ class RegionStore(ABC):
 class MemoryRegionStore(RegionStore):
     """Records in memory: the store object is the disk (it outlives a simulated crash).
 
-    A drop-in for `replication.log.DurableStore` (same constructor, chain and checks), plus
-    the interface's `pending` / `flush` / `close`, which have nothing to do here. One
-    difference: `replace` refuses a copy that would break the chain, where DurableStore
-    took it silently (and the durable stores would then not reopen).
+    What the deterministic simulator keeps a region's disk in; `pending` / `flush` /
+    `close` have nothing to do here.
     """
 
     @property

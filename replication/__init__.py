@@ -6,12 +6,12 @@ cut-off home, how escrow shares work, and what each mode promises.
 
 from replication.accounts import AccountMap
 from replication.config import Grouping, Mode, NodeConfig, Ship, promises
-from replication.log import DurableStore, Entry
+from replication.log import Entry
 from replication.node import RegionNode
 from replication.outcomes import UNAVAILABLE, Outcome, outcome_name
 from replication.routing import RoutingTable
 
 __all__ = [
-    "UNAVAILABLE", "AccountMap", "DurableStore", "Entry", "Grouping", "Mode", "NodeConfig", "Outcome", "RegionNode",
+    "UNAVAILABLE", "AccountMap", "Entry", "Grouping", "Mode", "NodeConfig", "Outcome", "RegionNode",
     "RoutingTable", "Ship", "outcome_name", "promises",
 ]

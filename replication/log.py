@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,49 +54,3 @@ def record_checksum(payload: object) -> bytes:
     if isinstance(payload, Entry):
         return payload.checksum
     return hashlib.sha256(repr(payload).encode()).digest()
-
-
-@dataclass
-class DurableStore:
-    """A region's disk: append-only records in a hash chain. Survives crashes."""
-
-    records: list[Record] = field(default_factory=list)
-    head: bytes = bytes(32)
-
-    def append(self, payload: object) -> None:
-        self.head = hashlib.sha256(self.head + record_checksum(payload)).digest()
-        self.records.append(Record(payload, self.head))
-
-    def replace(self, index: int, payload: Entry) -> None:
-        """Write a repaired copy in place (same checksum, so the chain is unchanged)."""
-        self.records[index].payload = payload
-
-    def corrupt(self, index: int) -> None:
-        """Chaos: flip bits of a stored entry without updating its checksum."""
-        rec = self.records[index]
-        assert isinstance(rec.payload, Entry)
-        e = rec.payload
-        rows = e.rows.copy()
-        if len(rows):
-            rows["amount_lo"][0] ^= np.uint64(0x5A5A)
-        bad = Entry(e.origin, e.seq, e.rv, e.created ^ 1, rows, e.grants, e.checksum, e.group)
-        rec.payload = bad
-
-    def scrub(self) -> list[tuple[int, int, int, int]]:
-        """Indices and identities (origin, seq, group) of entries whose checksum no longer matches."""
-        return [
-            (i, r.payload.origin, r.payload.seq, r.payload.group)
-            for i, r in enumerate(self.records)
-            if isinstance(r.payload, Entry) and not r.payload.intact()
-        ]
-
-    def verify_chain(self) -> tuple[bool, int | None]:
-        """Recompute the chain from genesis: (ok, first bad record index)."""
-        head = bytes(32)
-        for i, r in enumerate(self.records):
-            if isinstance(r.payload, Entry) and not r.payload.intact():
-                return False, i
-            head = hashlib.sha256(head + record_checksum(r.payload)).digest()
-            if head != r.chain:
-                return False, i
-        return True, None

@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from region.store import MemoryRegionStore
 from replication.accounts import TRANSIT_BASE
 from replication.config import MS, Grouping, InvariantViolation, Mode, NodeConfig, Ship, check
-from replication.log import DurableStore, Entry
+from replication.log import Entry
 from replication.messages import ClientRequest, Corrupted, Persist, PersistRepair, Reply, Report, Send, SetTimer, Tick
 from replication.node import RegionNode
 from replication.raft import Role
@@ -92,7 +93,7 @@ class Simulation:
         self.net.regions = self.regions
         self.cfgs = node_configs(scenario, self.plan, seed)
         self.nodes: list[RegionNode | None] = [RegionNode(c) for c in self.cfgs]
-        self.stores = [DurableStore() for _ in range(self.R)]
+        self.stores = [MemoryRegionStore() for _ in range(self.R)]
         self.incarnation = [0] * self.R
         self.paused_until = [0] * self.R
         self.inbox: list[list[Any]] = [[] for _ in range(self.R)]

@@ -7,9 +7,10 @@ import pytest
 
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
+from region.store import MemoryRegionStore
 from replication.accounts import CREDIT_BIT_HI, AccountMap
 from replication.config import MS, NodeConfig
-from replication.log import DurableStore, Entry
+from replication.log import Entry
 from replication.messages import (
     ClientRequest,
     Forward,
@@ -150,7 +151,7 @@ def test_heartbeat_brings_a_newer_routing_table_and_voids_a_divergent_suffix():
 
 def test_recovery_replays_the_durable_store():
     home = node(0)
-    store = DurableStore()
+    store = MemoryRegionStore()
     with_lease(home, T)
     for i in range(5):
         for e in home.handle(ClientRequest(i, rows((i + 1, 3, 6, 10))), T + i):
@@ -237,7 +238,7 @@ def test_post_with_zero_accounts_is_written_by_the_pendings_home_so_replicas_con
     assert len(digests) == 1
     assert [len(n.design.by_origin[0]) for n in (gw, follower, home)] == [0, 0, 0]  # region 0 wrote nothing
     # and a region recovering from that store replays it without anomalies
-    store = DurableStore()
+    store = MemoryRegionStore()
     for o in (0, 1, 2):
         for e in follower.design.by_origin[o]:
             store.append(e)

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from replication.log import DurableStore, Record
+from region.store import GENESIS, MemoryRegionStore
+from replication.log import Record
 from simulator.clients import OpState
 from simulator.clock import S
 from simulator.metrics import Histogram
@@ -346,16 +347,16 @@ class _RayRun:
         for c in self.client_out:
             ops.put(c["ops"], c["state"])
         nodes: list[ReplicaSnapshot | None] = []
-        stores: list[DurableStore] = []
+        stores: list[MemoryRegionStore] = []
         for snap in self.snapshots:
             if snap is None:
                 nodes.append(None)
-                stores.append(DurableStore())
+                stores.append(MemoryRegionStore())
                 continue
             nodes.append(ReplicaSnapshot(EngineRows(snap["accounts"], snap["transfers"]), snap["anomalies"],
                                          snap["heads"], snap["status"]))
             recs = [Record(p, c) for p, c in snap["records"]]
-            stores.append(DurableStore(recs, recs[-1].chain if recs else bytes(32)))
+            stores.append(MemoryRegionStore(recs, recs[-1].chain if recs else GENESIS))
         ctl = self.ctl
         counters = ctl["counters"]
         log = RunLog(reports=sorted(ctl["reports"], key=lambda x: x[0]), faults=ctl["fault_log"],
