@@ -27,7 +27,7 @@ from region.sqlite import SqliteRegionStore
 from region.store import MemoryRegionStore, RegionStore
 from tests.support.realparts import CASSANDRA_HOST, CASSANDRA_PORT, require_cassandra
 from tests.support.records import entry, every_record_kind, extreme_rows
-from tests.support.region_store import RegionStoreTestCase
+from tests.support.region_store import DurableRegionStoreTestCase, RegionStoreTestCase
 
 CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:{CASSANDRA_PORT}/glrs{uuid.uuid4().hex[:8]}?dc=dc1&rf=1"
 
@@ -51,7 +51,7 @@ class TestMemoryRegionStore(RegionStoreTestCase):
         assert again.scrub() == new.scrub() and again.verify_chain() == new.verify_chain()
 
 
-class TestSqliteRegionStore(RegionStoreTestCase):
+class TestSqliteRegionStore(DurableRegionStoreTestCase):
     def set_up(self) -> None:
         self.path = self.tmp_path / "region.db"
 
@@ -126,7 +126,7 @@ class TestSqliteRegionStore(RegionStoreTestCase):
 
 
 @pytest.mark.cassandra
-class TestCassandraRegionStore(RegionStoreTestCase):
+class TestCassandraRegionStore(DurableRegionStoreTestCase):
     def set_up(self) -> None:
         require_cassandra()
         self.region = f"t{uuid.uuid4().hex[:12]}"

@@ -4,8 +4,8 @@ As `eventsourcing` proves its recorders (one abstract case, `create_recorder` pe
 `tests/test_region_stores.py` subclasses this once per store (memory, SQLite, Cassandra)
 and says how to open its store and how to reach into what it stored (to damage it the way
 a disk or an operator would). Cases about stored bytes, flush failures and a second writer
-do not apply to the memory store, whose records exist only as objects: its subclass sets
-``durable = False`` and those cases skip saying so.
+are in `DurableRegionStoreTestCase`, which the SQLite and Cassandra cases subclass: the
+memory store's records exist only as objects.
 """
 
 from __future__ import annotations
@@ -90,11 +90,6 @@ class RegionStoreTestCase(ABC):
         s.close()
         return self.open()
 
-    def require_durable(self) -> None:
-        if not self.durable:
-            pytest.skip("memory store: records exist only as objects, there are no stored bytes, "
-                        "no backend to fail and no second process to lock out")
-
     def refused_on_open(self, match: str) -> None:
         with pytest.raises(CorruptStoreError, match=match) as info:
             self.create_store()
@@ -170,8 +165,12 @@ class RegionStoreTestCase(ABC):
         s.records[3].chain = bytes(32)
         assert s.verify_chain() == (False, 3)
 
+class DurableRegionStoreTestCase(RegionStoreTestCase):
+    """What a store on a disk or a database must also do: refuse damaged, foreign or
+    missing stored bytes on open, keep what a failed flush could not write, and admit one
+    writer at a time. (The memory store has no stored bytes: it is the disk itself.)"""
+
     def test_a_flipped_stored_byte_is_refused_on_open(self) -> None:
-        self.require_durable()
         s = self.filled()
         s.close()
         blob = self.stored_blob(1)
@@ -185,7 +184,6 @@ class RegionStoreTestCase(ABC):
         self.refused_on_open("record 1 cannot be read: its stored bytes fail their checksum")
 
     def test_unreadable_records_are_refused_on_open(self) -> None:
-        self.require_durable()
         s = self.filled()
         s.close()
         chain = s.records[1].chain
@@ -199,7 +197,6 @@ class RegionStoreTestCase(ABC):
         self.refused_on_open("record 1 cannot be read: it does not decode: Heartbeat is not allowed")
 
     def test_a_pickled_record_is_never_unpickled(self) -> None:
-        self.require_durable()
         s = self.filled()
         s.close()
         marker = self.tmp_path / "pwned"
@@ -208,20 +205,17 @@ class RegionStoreTestCase(ABC):
         assert not marker.exists()
 
     def test_a_hole_in_the_records_is_refused(self) -> None:
-        self.require_durable()
         self.filled().close()
         self.delete_stored(2)
         self.refused_on_open("record 2 is missing")
 
     def test_a_chain_value_that_does_not_match_is_refused(self) -> None:
-        self.require_durable()
         s = self.filled()
         s.close()
         self.write_stored(4, self.stored_blob(4), s.records[3].chain)
         self.refused_on_open("record 4: its chain value does not match")
 
     def test_a_record_that_cannot_be_encoded_changes_nothing(self) -> None:
-        self.require_durable()
         s = self.filled()
         head, n = s.head, len(s.records)
         with pytest.raises(WireError):
@@ -229,7 +223,6 @@ class RegionStoreTestCase(ABC):
         assert (s.head, len(s.records), s.pending) == (head, n, False)
 
     def test_a_failed_flush_keeps_its_records_pending_and_a_later_flush_writes_them_once(self) -> None:
-        self.require_durable()
         s = self.filled()
         extra = [entry(10 + k, rows=extreme_rows(64)) for k in range(5)]
         with self.failing_writes(s):
@@ -247,7 +240,6 @@ class RegionStoreTestCase(ABC):
         assert again.head == s.head and again.verify_chain() == (True, None)
 
     def test_a_second_writer_is_refused(self) -> None:
-        self.require_durable()
         s = self.filled()
         with pytest.raises(StoreLockedError, match=f"already open for writing by process {os.getpid()}"):
             self.create_store()
