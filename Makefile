@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint bench cassandra-start cassandra-stop clean
+.PHONY: run test test-fast install lint bench cassandra-start cassandra-stop clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard cext/*.pyx cext/*.pxd)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy ledger cext geoledger bench load replication region chaos simulator
 	$(PY) -m pytest -q
+
+# The edit-test loop: no Ray, no Cassandra, no load processes, no long simulations (< 1 min).
+test-fast: install
+	$(PY) -m pytest -q -m "not ray and not cassandra and not load and not slow"
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -41,6 +41,7 @@ def test_bad_faults_are_named():
         validate_fault(Fault(0, "partition-partial", ("beijing",), 1), REGIONS)
 
 
+@pytest.mark.slow
 def test_corrupted_record_is_detected_and_repaired_from_a_peer():
     s = load_scenario("clock-skew")
     s = replace(s, duration=10.0, quiesce=5.0, workload=replace(s.workload, rate=300))
@@ -50,6 +51,7 @@ def test_corrupted_record_is_detected_and_repaired_from_a_peer():
     assert res["violated"] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["unit+semi-sync", "escrow"])
 def test_small_fuzz_finds_no_violation(mode):  # type: ignore[no-untyped-def]
     for seed in range(1, 11):
@@ -77,6 +79,7 @@ def _fault(kind: str, at: float, dur: float, t1: str, t2: str) -> Fault | None:
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(fault_st, min_size=1, max_size=4), st.sampled_from(["unit+semi-sync", "escrow"]),
        st.integers(1, 10_000))
+@pytest.mark.slow
 def test_random_fault_schedules_keep_the_promises(faults, mode, seed):  # type: ignore[no-untyped-def]
     chaos = tuple(f for f in (_fault(*x) for x in faults) if f is not None)
     base = load_scenario("fuzz").with_mode(mode)

@@ -86,6 +86,7 @@ def test_metrics_are_prometheus_text(client: TestClient) -> None:
     assert 'geoledger_batch_size_count{region="beijing"}' in text
 
 
+@pytest.mark.slow
 def test_openapi_fuzz_finds_no_server_errors() -> None:
     import schemathesis
     from hypothesis import HealthCheck, given, settings

@@ -176,6 +176,7 @@ def _leader(c: Cluster) -> RaftNode | None:
                          [(3, s, ()) for s in range(1, 9)] + [(5, s, ()) for s in range(1, 5)]
                          + [(3, s, (2, 2, 1)) for s in range(1, 4)] + [(4, s, (2, 1, 1, 1)) for s in range(1, 4)]
                          + [(3, s, "prefer 0") for s in range(1, 5)] + [(5, s, "prefer 0") for s in range(1, 3)])
+@pytest.mark.slow
 def test_raft_safety_on_every_step_under_a_hostile_network(n, seed, weights):  # type: ignore[no-untyped-def]
     """weights: votes per member, or "prefer 0": member 0 takes leadership back by transfer."""
     c = Cluster(n, seed, (), 0) if weights == "prefer 0" else Cluster(n, seed, weights)
@@ -346,11 +347,13 @@ def test_quorum_is_a_mode_everywhere():
     assert all(promises("quorum", "async").values())
 
 
+@pytest.mark.slow
 def test_same_seed_same_digest():
     s = replace(small("fuzz", 200), duration=4.0, quiesce=4.0)
     assert run_scenario(s, 5)[1]["digest"] == run_scenario(s, 5)[1]["digest"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["region-outage", "partition", "split-brain-attempt"])
 def test_scenarios_lose_nothing_acknowledged(name):  # type: ignore[no-untyped-def]
     sim, res = run_scenario(small(name), 1)
@@ -363,6 +366,7 @@ def test_scenarios_lose_nothing_acknowledged(name):  # type: ignore[no-untyped-d
     assert len(digests) == 1
 
 
+@pytest.mark.slow
 def test_losing_a_home_region_moves_its_units_leaders_and_they_come_back():
     s = small("region-outage")
     crash = replace(s.chaos[0], target=("changchun",))  # region 0: home and first leader of units 0, 3, 6, 9
@@ -394,6 +398,7 @@ def test_losing_a_home_region_moves_its_units_leaders_and_they_come_back():
     assert min(p["t"] for p in away) - crash.at < rto + 1e-9  # elected before the clients noticed
 
 
+@pytest.mark.slow
 def test_units_homed_elsewhere_keep_their_leaders_through_the_outage():
     """Only the dead region's units change leader: the others never notice."""
     s = small("region-outage")
@@ -403,6 +408,7 @@ def test_units_homed_elsewhere_keep_their_leaders_through_the_outage():
     assert moved == {0, 3, 6, 9}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("groups", "n_logs"), [("region", 3), ("ledger", 1)])
 def test_coarser_logs_keep_every_promise(groups: str, n_logs: int) -> None:
     """A log per home region (leaders stay at the homes) and one ledger-wide log (one leader
@@ -419,12 +425,14 @@ def test_coarser_logs_keep_every_promise(groups: str, n_logs: int) -> None:
         assert [node.writer_of(u) for u in range(n_units)] == want
 
 
+@pytest.mark.slow
 def test_fuzz_twenty_seeds_no_violation():
     for seed in range(1, 21):
         _, violated, _, firsts = _fuzz_one(("fuzz", "quorum", seed, True))
         assert violated == [], (seed, firsts, f"replay: geoledger simulate fuzz --seed {seed} --mode quorum")
 
 
+@pytest.mark.slow
 def test_two_two_one_replicas_survive_losing_a_two_replica_region():
     """2+2+1 over three regions: the leader's region (2 replicas) dies, the other 3 of 5 go on."""
     s = small("region-outage")

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from matplotlib.image import imread
 
 from simulator.report import write_report
@@ -24,6 +25,8 @@ from tests.test_report_support import (
     tiny_run,
     with_series,
 )
+
+pytestmark = pytest.mark.slow
 
 
 def _assert_clean(seen: dict, expect_svg: set[str], expect_missing: set[str]) -> None:

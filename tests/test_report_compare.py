@@ -12,6 +12,7 @@ from simulator.report import ReportError
 from tests.test_report_support import cli, tiny_compare, tiny_scenario
 
 
+@pytest.mark.slow
 def test_compare_writes_pages_and_one_run_per_mode() -> None:
     code, out = tiny_compare()
     assert code == 0  # async breaks only what it does not promise

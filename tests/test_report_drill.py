@@ -40,6 +40,7 @@ def test_drill_passes_and_writes_junit(tmp_path: Path, capsys: pytest.CaptureFix
     assert d["passed"] is True and d["incidents"][0]["rto_s"] is not None
 
 
+@pytest.mark.slow
 def test_drill_fails_on_an_slo_miss(tmp_path: Path) -> None:
     out, junit = tmp_path / "run", tmp_path / "drill.xml"
     code = cli("drill", str(tiny_scenario(rto_s=0.05)), "--runtime", "deterministic", "--out", str(out),

@@ -18,6 +18,7 @@ def small(name: str, mode: str, **workload: object):  # type: ignore[no-untyped-
     return replace(s, workload=replace(s.workload, **workload)) if workload else s
 
 
+@pytest.mark.slow
 def test_same_seed_same_digest_other_seed_other_digest():
     s = replace(small("fuzz", "unit+semi-sync"), duration=4.0, quiesce=4.0)
     _, a = run_scenario(s, 7)
@@ -33,6 +34,7 @@ def partition_async():  # type: ignore[no-untyped-def]
     return run_scenario(small("partition", "async", rate=400), 1)[1]
 
 
+@pytest.mark.slow
 def test_async_under_partition_is_caught_overdrawing(partition_async):  # type: ignore[no-untyped-def]
     v = partition_async["invariants"]["no_overdraft"]
     assert v["ok"] is False and v["promised"] is False
@@ -43,6 +45,7 @@ def test_async_under_partition_is_caught_overdrawing(partition_async):  # type: 
     assert partition_async["violated"] == []  # async never promised it: exit code 0
 
 
+@pytest.mark.slow
 def test_escrow_never_overdraws_under_partition():
     _, res = run_scenario(small("partition", "escrow", rate=400), 1)
     inv = res["invariants"]
@@ -50,6 +53,7 @@ def test_escrow_never_overdraws_under_partition():
     assert inv["no_overdraft"]["promised"] and inv["no_overdraft"]["ok"]
 
 
+@pytest.mark.slow
 def test_unit_semi_sync_loses_nothing_in_a_region_outage_and_reports_rto():
     _, res = run_scenario(small("region-outage", "unit+semi-sync", rate=400), 1)
     assert res["violated"] == []
@@ -59,6 +63,7 @@ def test_unit_semi_sync_loses_nothing_in_a_region_outage_and_reports_rto():
     assert res["metrics"]["promotions"]
 
 
+@pytest.mark.slow
 def test_unit_async_shipping_reports_rpo_loss_but_never_overdraws():
     _, res = run_scenario(small("partition", "unit+async", rate=400), 1)
     inv = res["invariants"]
@@ -68,6 +73,7 @@ def test_unit_async_shipping_reports_rpo_loss_but_never_overdraws():
     assert inv["no_overdraft"]["ok"] and inv["conservation"]["ok"] and inv["convergence"]["ok"]
 
 
+@pytest.mark.slow
 def test_simulate_writes_the_output_contract(tmp_path):  # type: ignore[no-untyped-def]
     args = build_parser().parse_args(["simulate", "fuzz", "--seed", "3", "--mode", "unit+semi-sync",
                                       "--out", str(tmp_path), "--check-invariants"])
@@ -92,6 +98,7 @@ def test_simulate_writes_the_output_contract(tmp_path):  # type: ignore[no-untyp
     assert totals[0] == totals[1]
 
 
+@pytest.mark.slow
 def test_simulate_exit_code_is_nonzero_only_for_a_promised_violation(tmp_path):  # type: ignore[no-untyped-def]
     path = tmp_path / "async-partition.toml"
     path.write_text((load_scenario.__globals__["SCENARIO_DIR"] / "partition.toml").read_text()

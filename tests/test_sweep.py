@@ -43,6 +43,7 @@ def tiny_sweep() -> tuple[int, Path]:
 
 
 # ---------------------------------------------------------------------- the grid and its files
+@pytest.mark.slow
 def test_sweep_writes_one_row_per_run_with_every_figure() -> None:
     code, out = tiny_sweep()
     assert code == 0
@@ -84,6 +85,7 @@ def test_rto_grows_with_the_detection_timeout() -> None:
     assert "async never fail over (no RTO)" in fig and ">quorum<" in fig and ">async<" not in fig
 
 
+@pytest.mark.slow
 def test_the_same_sweep_gives_the_same_rows_serial_or_parallel() -> None:
     grid = build_grid(str(tiny_scenario()), ["workload.rate=100,150"], "async,unit+semi-sync", 1)
     serial = run_grid(grid, jobs=1)
@@ -96,6 +98,7 @@ def test_the_same_sweep_gives_the_same_rows_serial_or_parallel() -> None:
     assert len({r["digest"] for r in serial}) == 4  # four different runs, each reproduced exactly
 
 
+@pytest.mark.slow
 def test_a_design_that_misses_an_slo_is_named_where_it_misses() -> None:
     """The checker can fail: an RTO target no failover can meet, swept as a key like any other."""
     grid = build_grid(str(tiny_scenario()), ["slo.rto_s=0.05,30"], "unit+semi-sync", 1)

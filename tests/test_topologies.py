@@ -96,6 +96,7 @@ def test_the_table_covers_every_design() -> None:
                                         "quorum+region", "quorum+ledger"}, t
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("topology, design", CASES)
 def test_city_loss_row_holds(topology: str, design: str) -> None:
     row_doc = readme_table(topology)[design]

@@ -284,6 +284,7 @@ def test_no_pickle_anywhere_on_the_codec_or_store_path(path: str) -> None:
 
 
 # ------------------------------------------------------------------ real traffic
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["async", "unit+semi-sync", "escrow", "quorum", "quorum+region"])
 def test_every_message_and_record_of_a_simulated_run_round_trips(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
