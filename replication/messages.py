@@ -8,6 +8,7 @@ by reference and never mutated after creation, so shipping costs no copies in a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -169,6 +170,16 @@ class RepairRequest:
 class RepairData:
     index: int
     entry: Entry
+
+
+@dataclass(slots=True)
+class PeerFrame:
+    """What one region sends another in one go: `sender`'s messages, in send order. The
+    transport authenticates `sender`; every message in the frame that names its sender
+    must name the same one (a region cannot speak for another)."""
+
+    sender: int
+    messages: list[Any]
 
 
 Message = (

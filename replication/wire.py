@@ -57,15 +57,20 @@ REGISTRY: dict[int, type] = {
     35: r.TimeoutNow, 36: r.HardState, 37: r.CommitMark, 38: r.Snapshot,
     50: q.QForward, 51: q.QForwardReply, 52: q.QCreditLegs, 53: q.RaftBundle,
     60: Entry, 61: RoutingTable, 62: Fork,
+    70: m.PeerFrame,
 }
 RECORD_TYPES: tuple[type, ...] = (Entry, RoutingTable, *r.RAFT_RECORDS)
 """What a region store holds (a `Persist` effect's record)."""
 MESSAGE_TYPES: tuple[type, ...] = tuple(
-    c for c in REGISTRY.values() if c not in (Entry, RoutingTable, Fork, *r.RAFT_RECORDS))
+    c for c in REGISTRY.values() if c not in (Entry, RoutingTable, Fork, m.PeerFrame, *r.RAFT_RECORDS))
 """What a region receives from a peer or a client gateway."""
+PEER_MESSAGES: tuple[type, ...] = tuple(c for c in MESSAGE_TYPES if c not in (m.ClientRequest, m.Tick, m.Corrupted))
+"""What a region may receive from another region: never a client's request, a timer or a
+disk's report, which only the region's own driver hands its node."""
 
 # Fields typed `Any`: which registered classes they may hold (the default would be any).
-_ANY_FIELDS: dict[tuple[type, str], tuple[type, ...]] = {(q.RaftBundle, "messages"): r.RAFT_MESSAGES}
+_ANY_FIELDS: dict[tuple[type, str], tuple[type, ...]] = {(q.RaftBundle, "messages"): r.RAFT_MESSAGES,
+                                                         (m.PeerFrame, "messages"): PEER_MESSAGES}
 
 # dtype code -> dtype; every array field names one, with its rank: None = 1-D, k = (n, k).
 # Exactly the dtypes some field needs: a new array field fails at import until it is named here.
@@ -340,5 +345,27 @@ def decode(data: bytes | bytearray | memoryview, expect: tuple[type, ...] | None
     return dec(raw)
 
 
-__all__ = ["ARRAY_FIELDS", "DTYPES", "MAX_ARRAY_ROWS", "MAX_FRAME_BYTES", "MESSAGE_TYPES", "RECORD_TYPES",
-           "REGISTRY", "WireError", "decode", "encode"]
+def encode_peer_frame(sender: int, messages: list[Any]) -> bytes:
+    """A region's messages to a peer, as one frame."""
+    return encode(m.PeerFrame(sender, list(messages)))
+
+
+def decode_peer_frame(data: bytes | bytearray | memoryview, sender: int, n_regions: int, *,
+                      max_frame: int = MAX_FRAME_BYTES) -> list[Any]:
+    """The messages of a frame from the authenticated peer `sender`. `WireError` if the
+    frame is not a peer frame, comes from another region than the transport authenticated,
+    or holds a message that names another sender than the frame's: nothing is delivered."""
+    frame = decode(data, (m.PeerFrame,), max_frame=max_frame)
+    if frame.sender != sender or not 0 <= sender < n_regions:
+        raise WireError(f"a frame from region {sender} says it is from region {frame.sender}")
+    for msg in frame.messages:
+        msgs = msg.messages if type(msg) is q.RaftBundle else (msg,)
+        for one in msgs:
+            claimed = getattr(one, "sender", sender)
+            if claimed != sender:
+                raise WireError(f"region {sender} sent a {type(one).__name__} in the name of region {claimed}")
+    return frame.messages
+
+
+__all__ = ["ARRAY_FIELDS", "DTYPES", "MAX_ARRAY_ROWS", "MAX_FRAME_BYTES", "MESSAGE_TYPES", "PEER_MESSAGES",
+           "RECORD_TYPES", "REGISTRY", "WireError", "decode", "decode_peer_frame", "encode", "encode_peer_frame"]

@@ -27,7 +27,17 @@ from hypothesis.extra.numpy import arrays
 from cext.layout import TRANSFER_DTYPE
 from replication import wire
 from replication.log import Entry
-from replication.messages import ClientRequest, ForwardReply, Heartbeat, HeartbeatAck, QuotaRequest, Send, Ship, ShipAck
+from replication.messages import (
+    ClientRequest,
+    ForwardReply,
+    Heartbeat,
+    HeartbeatAck,
+    PeerFrame,
+    QuotaRequest,
+    Send,
+    Ship,
+    ShipAck,
+)
 from replication.quorum import QForwardReply, RaftBundle
 from replication.raft import RAFT_MESSAGES, AppendEntries, HardState
 from replication.routing import Fork, RoutingTable
@@ -55,9 +65,10 @@ def values(hint: Any, owner: type, name: str) -> st.SearchStrategy[Any]:
         return st.from_type(hint)
     if hint is np.ndarray:
         return ARRAYS[name]
-    if hint is Any:  # only RaftBundle.messages, which holds Raft messages
-        assert (owner, name) == (RaftBundle, "messages")
-        return st.one_of([instances(c) for c in RAFT_MESSAGES])
+    if hint is Any:  # RaftBundle.messages holds Raft messages; PeerFrame.messages, what peers send
+        assert name == "messages" and owner in (RaftBundle, PeerFrame), (owner, name)
+        kinds = RAFT_MESSAGES if owner is RaftBundle else (Heartbeat, ShipAck, ForwardReply, QuotaRequest, Ship)
+        return st.one_of([instances(c) for c in kinds])
     if dataclasses.is_dataclass(hint):
         return instances(hint)  # type: ignore[arg-type]
     if origin in (typing.Union, types.UnionType):
@@ -326,3 +337,23 @@ def test_every_message_and_record_of_a_simulated_run_round_trips(mode: str, monk
     if mode.startswith("unit"):
         want |= {"Propose", "Vote", "RoutingTable"}  # the outage's promotion
     assert want <= set(seen), seen
+
+
+def test_a_peer_frame_speaks_for_its_sender_only() -> None:
+    """A region cannot speak for another: a frame whose sender is not the authenticated
+    peer, or that holds a message naming another sender, is refused whole; a client's
+    request, a timer or a disk report never comes from a peer."""
+    from replication.messages import Tick
+    from replication.wire import decode_peer_frame, encode_peer_frame
+
+    hb = Heartbeat(1, 5, 1, (0, 0, 0))
+    assert decode_peer_frame(encode_peer_frame(1, [hb]), 1, 3) == [hb]
+    with pytest.raises(WireError, match="says it is from region 1"):
+        decode_peer_frame(encode_peer_frame(1, [hb]), 2, 3)
+    with pytest.raises(WireError, match="in the name of region 0"):
+        decode_peer_frame(encode_peer_frame(1, [Heartbeat(0, 5, 1, (0, 0, 0))]), 1, 3)
+    for local in (Tick(), ClientRequest(1, np.zeros(0, TRANSFER_DTYPE))):
+        with pytest.raises(WireError):
+            decode_peer_frame(encode(PeerFrame(1, [local])), 1, 3)
+    with pytest.raises(WireError):
+        decode_peer_frame(encode_peer_frame(7, [Heartbeat(7, 5, 1, (0, 0, 0))]), 7, 3)  # no such region

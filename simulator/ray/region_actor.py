@@ -15,8 +15,8 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import logging
 import os
-import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from replication.config import MS, NodeConfig
 from replication.log import Entry
 from replication.messages import Report
 from replication.state import canonical_digest
+from replication.wire import WireError, decode_peer_frame, encode_peer_frame
 from simulator.clock import T0, ClockState, S
 from simulator.network import Network
 from simulator.ray.timebase import Timebase, swallow, wall_ns
@@ -37,6 +38,7 @@ from simulator.runtime import transit_net
 TELEMETRY_EVERY_S = 0.25
 LINK_SLACK_NS = 2 * MS  # messages due within 2 ms of each other leave in one actor call
 LOOP_PROBE_S = 0.05
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class RegionActor:
         self._watch: set[int] = set()  # faulted regions whose suspicion here is still to be reported
         self._reports: list[tuple[float, int, str, dict[str, Any]]] = []
         self._sent_calls = 0
+        self._refused_frames = 0
         self._pushed = (0, 0, 0, 0, 0)
         self.peers: list[Any] = []
         self.controller: Any = None
@@ -160,14 +163,23 @@ class RegionActor:
         return reply.results, reply.balances
 
     # ------------------------------------------------------------------ network layer
-    async def deliver(self, blob: bytes, sent_ns: int = 0) -> None:
-        """A peer link's batch (pickled once by the sender: Ray then moves one bytes object
-        instead of serialising every message and array), in the link's send order. A
-        dormant region drops it. `sent_ns` (sender's wall clock) measures the call's cost."""
-        if self.live is not None:
-            if sent_ns:
-                self._call_ns.append(wall_ns() - sent_ns)
-            self.live.deliver_many(pickle.loads(blob))  # noqa: S301 - from our own peers
+    async def deliver(self, blob: bytes, sender: int, sent_ns: int = 0) -> None:
+        """A peer link's batch, encoded once by the sender with the wire codec (Ray then moves
+        one bytes object instead of serialising every message and array; nothing is
+        unpickled), in the link's send order. A dormant region drops it; a frame that does
+        not decode, or speaks for another region than its sender, is dropped and counted.
+        `sent_ns` (sender's wall clock) measures the call's cost."""
+        if self.live is None:
+            return
+        if sent_ns:
+            self._call_ns.append(wall_ns() - sent_ns)
+        try:
+            messages = decode_peer_frame(blob, sender, len(self.sp.names))
+        except WireError as e:
+            self._refused_frames += 1
+            log.warning("region %s: frame from region %d refused: %s", self.name, sender, e)
+            return
+        self.live.deliver_many(messages)
 
     async def set_faults(self, faults: list[Fault]) -> None:
         self._set_faults(faults)
@@ -213,10 +225,10 @@ class RegionActor:
 
     def _send(self, to: int, batch: list[Any]) -> None:
         copies = 2 if self.sp.duplicate else 1  # the whole call again: as a Ray retry would
-        blob = pickle.dumps(batch, protocol=5)  # one in-band blob: Ray moves bytes, not N objects
+        blob = encode_peer_frame(self.me, batch)  # one in-band blob: Ray moves bytes, not N objects
         for _ in range(copies):
             self._sent_calls += 1
-            asyncio.ensure_future(swallow(self.peers[to].deliver.remote(blob, wall_ns())))
+            asyncio.ensure_future(swallow(self.peers[to].deliver.remote(blob, self.me, wall_ns())))
 
     # ------------------------------------------------------------------ chaos
     async def pause(self, paused: bool) -> None:
