@@ -62,6 +62,10 @@ def register(subparsers: Any) -> None:
     load.add_argument("--no-group-commit", action="store_true", help="one commit per request (for comparison)")
     load.add_argument("--slo-p99-ms", type=float, default=None, help="fail if transfer p99 exceeds this")
     load.add_argument("--slo-min-acked-per-s", type=float, default=None, help="fail below this throughput")
+    load.add_argument("--hostile", type=int, default=0, metavar="WEIGHT",
+                      help="add hostile clients (u128 extremes, reserved ids, bank accounts, reused ids, chains "
+                           "across units, other clients' holds) with this weight beside the normal ones' 10 "
+                           "(default: %(default)s)")
     load.add_argument("--out", default=None, help="output directory (default: a new temp dir)")
     load.set_defaults(func=cmd_load)
 
@@ -104,7 +108,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         users=args.users, spawn_rate=args.spawn_rate, duration=args.duration, regions=args.regions, mode=mode,
         ship=ship, quorum_groups=groups, customers=args.customers, chaos=args.chaos, shape=args.shape, out=out,
         base_port=args.base_port, group_commit=not args.no_group_commit, processes=args.processes,
-        slo_p99_ms=args.slo_p99_ms, slo_min_acked_per_s=args.slo_min_acked_per_s,
+        slo_p99_ms=args.slo_p99_ms, slo_min_acked_per_s=args.slo_min_acked_per_s, hostile=args.hostile,
     )
     console = Console()
     try:

@@ -6,14 +6,20 @@ Configured by environment (set by `geoledger load`, or by hand):
   GEOLEDGER_CORPORATE  id of the corporate account that pays salaries
   GEOLEDGER_UNITS      number of units (shards); card holds stay within one unit
   GEOLEDGER_ACK_LOG    file where every acknowledged transfer id is appended (for the verdict)
+  GEOLEDGER_CHAIN_LOG  file where every linked chain a hostile client sent is appended (ids)
   GEOLEDGER_SHAPE      ramp | spike | soak (a LoadTestShape), or unset for -u/-r/-t
+  GEOLEDGER_HOSTILE    weight of the HostileClient user class (0: none)
 
 Every client retries a timed-out or failed transfer with the same id: the ledger's
-idempotency turns a retry into EXISTS, never into a second debit.
+idempotency turns a retry into EXISTS, never into a second debit. Transfer ids name the
+unit of their debit account (`replication.ids`: a unit's writer is the only one that ever
+applies its ids); customer i is in unit (i - 1) mod GEOLEDGER_UNITS, homed at the region
+whose gateway is GATEWAYS[(i - 1) mod regions].
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import random
@@ -23,6 +29,10 @@ from typing import Any
 
 from locust import FastHttpUser, LoadTestShape, between, events, task
 
+from replication.accounts import BANK_BASE
+from replication.ids import CREDIT_BIT, GENESIS_BIT, transfer_id
+from replication.ids import UNIT_SHIFT as CLIENT_BITS
+
 GATEWAYS = [g for g in os.environ.get("GEOLEDGER_GATEWAYS", "http://127.0.0.1:8100").split(",") if g]
 CUSTOMERS = int(os.environ.get("GEOLEDGER_CUSTOMERS", "1000"))
 CORPORATE = int(os.environ.get("GEOLEDGER_CORPORATE", "1"))
@@ -31,27 +41,37 @@ UNITS = int(os.environ.get("GEOLEDGER_UNITS", "6"))
 LEDGER = 156
 ACKED = {"OK", "EXISTS"}
 RETRIES = 8
+EXTREME_AMOUNTS = (1 << 63, 1 << 64, (1 << 64) + 1, 1 << 127, (1 << 128) - 1)
+RECENT_PENDINGS: collections.deque[tuple[int, int]] = collections.deque(maxlen=200)  # (pending id, card)
 
-_ack_lock = threading.Lock()
-_ack_file: Any = None
+_log_lock = threading.Lock()
+_logs: dict[str, Any] = {}
 _ids = itertools.count(1)
-_id_base = random.SystemRandom().getrandbits(80) << 40
+_id_base = random.SystemRandom().getrandbits(CLIENT_BITS - 40) << 40
 
 
-def next_transfer_id() -> int:
-    """Unique across processes: a random 80-bit prefix per process, a counter below it."""
-    return _id_base | next(_ids)
+def unit_of(account_id: int) -> int:
+    return (account_id - 1) % UNITS
+
+
+def next_transfer_id(account_id: int) -> int:
+    """A new id naming `account_id`'s unit; unique across processes: a random prefix per
+    process and a counter below it, in the client's 110 bits."""
+    return transfer_id(unit_of(account_id), _id_base | next(_ids))
+
+
+def _append(env: str, line: str) -> None:
+    path = os.environ.get(env)
+    if not path:
+        return
+    with _log_lock:
+        if env not in _logs:
+            _logs[env] = open(path, "a", buffering=1)  # noqa: SIM115 - kept open for the run
+        _logs[env].write(line + "\n")
 
 
 def record_ack(transfer_id: int, region: str, result: str) -> None:
-    global _ack_file
-    path = os.environ.get("GEOLEDGER_ACK_LOG")
-    if not path:
-        return
-    with _ack_lock:
-        if _ack_file is None:
-            _ack_file = open(path, "a", buffering=1)  # noqa: SIM115 - kept open for the run
-        _ack_file.write(f"{transfer_id} {region} {result}\n")
+    _append("GEOLEDGER_ACK_LOG", f"{transfer_id} {region} {result}")
 
 
 def home_gateway(account_id: int) -> str:
@@ -102,7 +122,7 @@ class RetailCustomer(BankUser):
         payee = self.random_customer()
         if payee == payer:
             return
-        body = {"id": next_transfer_id(), "debit_account_id": payer, "credit_account_id": payee,
+        body = {"id": next_transfer_id(payer), "debit_account_id": payer, "credit_account_id": payee,
                 "amount": random.randint(1, 5_000), "ledger": LEDGER, "code": 1}
         self.transfer(home_gateway(payer), body, "pay")
 
@@ -122,17 +142,18 @@ class CardAuthorisation(BankUser):
         if merchant < 1 or merchant == card:
             return
         hold = random.randint(100, 20_000)
-        pending_id = next_transfer_id()
+        pending_id = next_transfer_id(card)
         base = home_gateway(card)
         body = {"id": pending_id, "debit_account_id": card, "credit_account_id": merchant, "amount": hold,
                 "ledger": LEDGER, "code": 2, "flags": 2, "timeout": 3600}
         if self.transfer(base, body, "authorise") != "OK":
             return
+        RECENT_PENDINGS.append((pending_id, card))
         if random.random() < 0.8:
-            self.transfer(base, {"id": next_transfer_id(), "amount": random.randint(1, hold)},
+            self.transfer(base, {"id": next_transfer_id(card), "amount": random.randint(1, hold)},
                           "capture", path=f"/transfers/{pending_id}/post")
         else:
-            self.transfer(base, {"id": next_transfer_id()}, "void", path=f"/transfers/{pending_id}/void")
+            self.transfer(base, {"id": next_transfer_id(card)}, "void", path=f"/transfers/{pending_id}/void")
 
 
 class SalaryBatch(BankUser):
@@ -145,7 +166,7 @@ class SalaryBatch(BankUser):
     def payroll(self) -> None:
         base = home_gateway(CORPORATE)
         batch = [
-            {"id": next_transfer_id(), "debit_account_id": CORPORATE, "credit_account_id": employee,
+            {"id": next_transfer_id(CORPORATE), "debit_account_id": CORPORATE, "credit_account_id": employee,
              "amount": 1_000, "ledger": LEDGER, "code": 3}
             for employee in random.sample(range(1, CUSTOMERS + 1), min(50, CUSTOMERS))
             if home_gateway(employee) == base
@@ -177,6 +198,100 @@ class StatementReader(BankUser):
         customer = self.random_customer()
         self.client.get(f"{home_gateway(customer)}/accounts/{customer}/transfers?limit=20&reverse=true",
                         name="statement")
+
+
+class HostileClient(BankUser):
+    """A client that attacks the bank's rules instead of paying anyone (the HTTP twin of
+    `simulator.hostile`): u128 extremes, the bank's reserved ids and internal accounts,
+    ids reused with the same and with other bodies, the same transfer sent to two regions,
+    zero and unknown accounts, linked chains across units, and posts or voids of other
+    clients' holds. Whatever it gets back, the run's verdict must hold."""
+
+    weight = int(os.environ.get("GEOLEDGER_HOSTILE", "0") or 0)
+    wait_time = between(0.0, 0.05)
+
+    def _payment(self) -> dict[str, Any]:
+        payer, payee = self.random_customer(), self.random_customer()
+        return {"id": next_transfer_id(payer), "debit_account_id": payer, "credit_account_id": payee,
+                "amount": random.randint(1, 5_000), "ledger": LEDGER, "code": 1}
+
+    @task
+    def amount_extreme(self) -> None:
+        body = self._payment()
+        body["amount"] = random.choice(EXTREME_AMOUNTS)
+        self.transfer(home_gateway(body["debit_account_id"]), body, "hostile:amount_extreme")
+
+    @task
+    def reserved_id(self) -> None:
+        body = self._payment()
+        body["id"] = (CREDIT_BIT | body["id"]) if random.random() < 0.5 else (GENESIS_BIT | body["debit_account_id"])
+        self.transfer(home_gateway(body["debit_account_id"]), body, "hostile:reserved_id")
+
+    @task
+    def bank_account(self) -> None:
+        body = self._payment()
+        unit = unit_of(body["debit_account_id"])
+        bank = BANK_BASE + unit if random.random() < 0.5 else BANK_BASE + (1 << 20) + unit  # a fund or a transit
+        body["debit_account_id" if random.random() < 0.5 else "credit_account_id"] = bank
+        self.transfer(home_gateway(unit + 1), body, "hostile:bank_account")
+
+    @task
+    def reuse(self) -> None:
+        body = self._payment()
+        if self.transfer(home_gateway(body["debit_account_id"]), body, "hostile:reuse") not in ACKED:
+            return
+        elsewhere = random.choice(GATEWAYS)
+        self.transfer(elsewhere, body, "hostile:reuse_same")  # EXISTS, wherever it is sent
+        other = dict(body, amount=body["amount"] + 1)
+        self.transfer(elsewhere, other, "hostile:reuse_different")  # EXISTS_WITH_DIFFERENT_AMOUNT
+
+    @task
+    def two_regions_at_once(self) -> None:
+        body = self._payment()
+        for base in random.sample(GATEWAYS, min(2, len(GATEWAYS))):
+            self.transfer(base, body, "hostile:two_regions")
+
+    @task
+    def zero_or_unknown(self) -> None:
+        body = self._payment()
+        body["debit_account_id" if random.random() < 0.5 else "credit_account_id"] = random.choice(
+            [0, CUSTOMERS + 1 + random.randint(0, 1000), (1 << 64) + body["debit_account_id"]])
+        self.transfer(home_gateway(max(1, body["debit_account_id"] % (1 << 64))), body, "hostile:zero_unknown")
+
+    @task
+    def chain_across_units(self) -> None:
+        first, second = self._payment(), self._payment()
+        first["flags"] = 1  # LINKED: the two are one chain
+        if random.random() < 0.5:  # one unit named, a debit in another; or two units named
+            second["id"] = next_transfer_id(first["debit_account_id"])
+        base = home_gateway(first["debit_account_id"])
+        with self.client.post(f"{base}/transfers/batch", json=[first, second], name="hostile:chain",
+                              catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"status {response.status_code}")
+                return
+            results = response.json()
+            for outcome in results:
+                if outcome["result"] in ACKED:
+                    record_ack(int(outcome["id"]), outcome["region"], outcome["result"])
+            _append("GEOLEDGER_CHAIN_LOG", f"{first['id']} {second['id']}")
+            response.success()
+
+    @task
+    def someone_elses_hold(self) -> None:
+        if not RECENT_PENDINGS:
+            return
+        pending_id, card = random.choice(RECENT_PENDINGS)
+        post = random.random() < 0.5
+        body: dict[str, Any] = {"id": next_transfer_id(card)}
+        if post:
+            body["amount"] = random.randint(1, 100)
+        self.transfer(home_gateway(card), body, "hostile:foreign_pending",
+                      path=f"/transfers/{pending_id}/{'post' if post else 'void'}")
+
+
+if HostileClient.weight <= 0:  # Locust runs every user class in the module: only when asked for
+    del HostileClient
 
 
 class Ramp(LoadTestShape):

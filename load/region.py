@@ -241,6 +241,7 @@ def build_region_app(cfg: ServeConfig, me: int, peer_socket: socket.socket | Non
             "customers": cfg.customers,
             "transfers": int(engine.n_transfers),
             "status": holder["live"].node.status(),
+            "audit": dict(zip(("ok", "first_bad_record"), holder["live"].store.verify_chain(), strict=True)),
         }
 
     @app.post("/internal/missing", include_in_schema=False)

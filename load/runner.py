@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from load.cluster import Cluster, default_config
+from replication.accounts import TRANSIT_BASE
 from replication.config import DESIGN_LABELS, Mode, Ship, design_label, promises
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -34,6 +35,7 @@ class LoadOptions:
     mode: str = "unit"
     ship: str = "semi-sync"
     quorum_groups: str = "unit"
+    hostile: int = 0  # weight of the hostile Locust user class (normal classes weigh 10 together)
     customers: int = 600
     chaos: str | None = None
     shape: str | None = None
@@ -56,6 +58,8 @@ class LoadOptions:
             problems.append("--duration must be > 0")
         if self.mode not in {m.value for m in Mode} or self.ship not in {s.value for s in Ship}:
             problems.append(f"--mode must be one of {', '.join(DESIGN_LABELS)}")
+        if not 0 <= self.hostile <= 1000:
+            problems.append("--hostile must be a weight in 0..1000")
         if self.customers < 10 * self.regions:
             problems.append("--customers must be at least 10 per region")
         if self.shape not in (None, "ramp", "spike", "soak"):
@@ -143,6 +147,8 @@ def _locust(opts: LoadOptions, cluster: Cluster, ack_log: Path) -> int:
         GEOLEDGER_CUSTOMERS=str(opts.customers),
         GEOLEDGER_UNITS=str(len(cfg.regions) * cfg.units_per_region),
         GEOLEDGER_ACK_LOG=str(ack_log),
+        GEOLEDGER_CHAIN_LOG=str(opts.out / "chains.log"),
+        GEOLEDGER_HOSTILE=str(opts.hostile),
         GEOLEDGER_USERS=str(opts.users),
         GEOLEDGER_DURATION=str(opts.duration),
     )
@@ -178,7 +184,7 @@ def _quiesce(cluster: Cluster, seconds: float) -> tuple[list[dict[str, Any]], fl
 
 
 def verify(cluster: Cluster, states: list[dict[str, Any]], acked: list[int], mode: str,
-           ship: str) -> dict[str, Any]:
+           ship: str, chains: list[list[int]] | None = None) -> dict[str, Any]:
     """The invariants object of result.json, computed from raw replica state."""
     cfg = cluster.cfg
     headers = {"x-geoledger-token": cfg.token}
@@ -198,11 +204,18 @@ def verify(cluster: Cluster, states: list[dict[str, Any]], acked: list[int], mod
                          "acked_checked": len(acked)}
 
     unbalanced = []
+    supply = cfg.customers * cfg.opening_balance
     for s in states:
         totals = [sum(b[k] for b in s["accounts"].values()) for k in range(4)]
         if totals[0] != totals[2] or totals[1] != totals[3]:
             unbalanced.append({"region": s["region"], "debits_pending": totals[0], "debits_posted": totals[1],
                                "credits_pending": totals[2], "credits_posted": totals[3]})
+        # customers and transit accounts hold exactly what genesis issued: nobody minted money
+        held = sum(b[3] - b[1] for a, b in s["accounts"].items()
+                   if int(a) <= s["customers"] or TRANSIT_BASE <= int(a) < TRANSIT_BASE + (1 << 20))
+        if held != supply:
+            unbalanced.append({"region": s["region"], "problem": "money supply changed", "held": held,
+                               "issued": supply})
     inv["conservation"] = {"ok": not unbalanced, "promised": True,
                            "first_violation": unbalanced[0] if unbalanced else None}
 
@@ -223,9 +236,27 @@ def verify(cluster: Cluster, states: list[dict[str, Any]], acked: list[int], mod
     anomalies = {s["region"]: s["status"]["anomalies"] for s in states if s["status"]["anomalies"]}
     inv["exactly_once"] = {"ok": not anomalies, "promised": True,
                            "first_violation": {"anomalies": anomalies} if anomalies else None}
-    inv["audit_chain"] = {"ok": True, "promised": True, "first_violation": None,
-                          "note": "each region's store is hash-chained; verified on every restart"}
+    broken = {s["region"]: s["audit"] for s in states if not s["audit"]["ok"]}
+    inv["audit_chain"] = {"ok": not broken, "promised": True, "first_violation": broken or None}
+    inv["atomic_chains"] = _atomic_chains(cluster, chains or [])
     return inv
+
+
+def _atomic_chains(cluster: Cluster, chains: list[list[int]]) -> dict[str, Any]:
+    """Every linked chain the clients sent is in every replica's books whole, or not at all."""
+    cfg = cluster.cfg
+    headers = {"x-geoledger-token": cfg.token}
+    ids = sorted({t for chain in chains for t in chain})
+    partial: list[dict[str, Any]] = []
+    for r in range(len(cfg.regions)):
+        missing: set[int] = set()
+        for i in range(0, len(ids), 5000):
+            missing.update(httpx.post(f"{cfg.url(r)}/internal/missing", json=ids[i:i + 5000], headers=headers,
+                                      timeout=30).json()["missing"])
+        partial += [{"region": cfg.regions[r], "chain": chain} for chain in chains
+                    if 0 < sum(t in missing for t in chain) < len(chain)]
+    return {"ok": not partial, "promised": True, "first_violation": partial[0] if partial else None,
+            "chains_checked": len(chains)}
 
 
 def _locust_summary(out: Path) -> dict[str, Any]:
@@ -241,8 +272,10 @@ def _locust_summary(out: Path) -> dict[str, Any]:
     p99 = max((float(r["99%"]) for r in transfers if r["99%"] not in ("", "N/A")), default=None)
     p50 = max((float(r["50%"]) for r in transfers if r["50%"] not in ("", "N/A")), default=None)
     results = {r["Name"]: int(r["Request Count"]) for r in rows if r["Type"] == "RESULT"}
+    by_name = {r["Name"]: int(r["Request Count"]) for r in rows if r["Type"] in ("POST", "GET")}
     return {"requests": int(agg["Request Count"]), "failures": int(agg["Failure Count"]),
-            "p50_ms": p50, "p99_ms": p99, "requests_per_s": float(agg["Requests/s"]), "results": results}
+            "p50_ms": p50, "p99_ms": p99, "requests_per_s": float(agg["Requests/s"]), "results": results,
+            "requests_by_name": by_name}
 
 
 LOCUST_WINDOW_S = 10.0
@@ -276,6 +309,7 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
     cluster = Cluster(cfg, opts.out)
     ack_log = opts.out / "acked.log"
     ack_log.unlink(missing_ok=True)
+    (opts.out / "chains.log").unlink(missing_ok=True)
     try:
         cluster.start_all()
         time.sleep(1.5)  # first heartbeat rounds: homes take their leases
@@ -292,7 +326,10 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
                 cluster.wait_healthy(r)
         states, quiesced = _quiesce(cluster, opts.quiesce)
         acked = sorted({int(line.split()[0]) for line in ack_log.read_text().splitlines()}) if ack_log.exists() else []
-        invariants = verify(cluster, states, acked, opts.mode, opts.ship)
+        chain_log = opts.out / "chains.log"
+        chains = ([[int(t) for t in line.split()] for line in chain_log.read_text().splitlines() if line.strip()]
+                  if chain_log.exists() else [])
+        invariants = verify(cluster, states, acked, opts.mode, opts.ship, chains)
     finally:
         cluster.stop_all()
     summary = _locust_summary(opts.out)
@@ -318,6 +355,8 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
         "failures": summary["failures"],
         "requests_per_s": summary["requests_per_s"],
         "results": summary.get("results", {}),
+        "requests_by_name": summary.get("requests_by_name", {}),
+        "hostile_weight": opts.hostile,
         "quiesce_s": round(quiesced, 3),
         "chaos": opts.chaos,
         "chaos_events": opts.events,

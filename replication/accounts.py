@@ -9,7 +9,8 @@ A cross-unit transfer `T` is two engine transfers with the same client id space:
 the debit leg `T` (customer -> transit of the debit unit) and the credit leg
 `T | CREDIT_BIT` (transit of the credit unit -> customer). The credit leg's id is
 derived, so re-sending it is idempotent (`EXISTS`), which is what makes "credit applied
-exactly once" hold under retries, duplication and failover.
+exactly once" hold under retries, duplication and failover. The transfer-id scheme
+itself (reserved ranges, the unit an id names) is `replication.ids`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from cext.layout import ACCOUNT_DTYPE, TRANSFER_DTYPE
 from ledger.types import AccountFlags, TransferFlags
+from replication.ids import CREDIT_BIT_HI, GENESIS_BIT_HI
 
 LEDGER = 156
 """ISO 4217 numeric code of CNY: every simulated account is in one currency."""
@@ -28,8 +30,6 @@ BANK_BASE = 1 << 40
 FUND_BASE = BANK_BASE
 TRANSIT_BASE = BANK_BASE + (1 << 20)
 UNIT_MASK = (1 << 20) - 1
-CREDIT_BIT_HI = np.uint64(1 << 63)
-"""Bit 127 of a transfer id (bit 63 of its high word) marks a credit leg."""
 CUSTOMER_FLAGS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
 _TWO_PHASE = int(TransferFlags.PENDING | TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 
@@ -53,21 +53,28 @@ class AccountMap:
     def n_customers(self) -> int:
         return len(self.customer_unit) - 1
 
-    def known(self, ids: np.ndarray) -> np.ndarray:
-        """Which ids (low words) name an account of the run: a customer, a unit's fund or transit."""
+    def known(self, ids: np.ndarray, hi: np.ndarray | None = None) -> np.ndarray:
+        """Which ids name an account of the run: a customer, a unit's fund or transit. Ids are
+        u128: `ids` the low words, `hi` the high ones (an id with a high word names none)."""
         ids = ids.astype(np.uint64, copy=False)
         n = np.uint64(self.n_units)
-        return (((ids >= 1) & (ids <= np.uint64(self.n_customers)))
-                | ((ids >= np.uint64(FUND_BASE)) & (ids < np.uint64(FUND_BASE) + n))
-                | ((ids >= np.uint64(TRANSIT_BASE)) & (ids < np.uint64(TRANSIT_BASE) + n)))
+        out = (((ids >= 1) & (ids <= np.uint64(self.n_customers)))
+               | ((ids >= np.uint64(FUND_BASE)) & (ids < np.uint64(FUND_BASE) + n))
+               | ((ids >= np.uint64(TRANSIT_BASE)) & (ids < np.uint64(TRANSIT_BASE) + n)))
+        return out if hi is None else out & (hi == 0)
 
-    def units_of(self, ids: np.ndarray) -> np.ndarray:
-        """Unit of each account id (vectorised; ids are the low words). Ids that name no
-        account (zero, unknown) map to unit 0: a row naming one fails in the engine wherever
+    def bank(self, ids: np.ndarray, hi: np.ndarray | None = None) -> np.ndarray:
+        """Which ids name a bank-internal account (a unit's fund or transit): never a client's."""
+        ids = ids.astype(np.uint64, copy=False)
+        return self.known(ids, hi) & (ids > np.uint64(self.n_customers))
+
+    def units_of(self, ids: np.ndarray, hi: np.ndarray | None = None) -> np.ndarray:
+        """Unit of each account id (vectorised; u128 ids as low and high words). Ids that name
+        no account (zero, unknown) map to unit 0: a row naming one fails in the engine wherever
         it is written, so where that is does not matter, but it must not crash the router."""
         ids = ids.astype(np.uint64, copy=False)
         out = np.zeros(len(ids), np.int64)
-        known = self.known(ids)
+        known = self.known(ids, hi)
         customer = known & (ids <= np.uint64(self.n_customers))
         out[customer] = self.customer_unit[ids[customer].astype(np.int64)]
         bank = known & ~customer
@@ -104,7 +111,7 @@ def genesis(amap: AccountMap, opening_balance: int, *, enforce_flags: bool) -> t
     deposits = np.zeros(n, TRANSFER_DTYPE)
     ids = np.arange(1, n + 1, dtype=np.uint64)
     deposits["id_lo"] = ids
-    deposits["id_hi"] = np.uint64(1 << 62)  # genesis id space, never a client id
+    deposits["id_hi"] = GENESIS_BIT_HI  # genesis id space, never a client id
     deposits["debit_account_id_lo"] = FUND_BASE + amap.customer_unit[1:]
     deposits["credit_account_id_lo"] = ids
     deposits["amount_lo"] = opening_balance
@@ -124,7 +131,8 @@ def as_debit_legs(rows: np.ndarray, dunits: np.ndarray, cunits: np.ndarray, amap
     does not exist: split, their debit leg would succeed and park money for a credit leg
     that can never land; whole, the engine refuses them with the exact result code."""
     credit_leg = (rows["id_hi"] & CREDIT_BIT_HI) != 0
-    named = amap.known(rows["debit_account_id_lo"]) & amap.known(rows["credit_account_id_lo"])
+    named = (amap.known(rows["debit_account_id_lo"], rows["debit_account_id_hi"])
+             & amap.known(rows["credit_account_id_lo"], rows["credit_account_id_hi"]))
     cross = (cunits != dunits) & ~credit_leg & named
     bad = cross & ((rows["flags"] & _TWO_PHASE) != 0)
     if cross.any():
@@ -137,12 +145,13 @@ def credit_leg(debit_leg: np.void, amap: AccountMap) -> np.void:
     """The credit leg a debit leg owes (transit of the beneficiary's unit -> beneficiary); its
     id is derived, so sending it twice is idempotent."""
     leg = np.zeros(1, TRANSFER_DTYPE)
-    beneficiary = int(debit_leg["user_data_128_lo"])
+    beneficiary = int(debit_leg["user_data_128_lo"])  # a customer of the run (legs are made only for those)
     leg["id_lo"] = debit_leg["id_lo"]
     leg["id_hi"] = int(debit_leg["id_hi"]) | int(CREDIT_BIT_HI)
     leg["debit_account_id_lo"] = TRANSIT_BASE + amap.unit_of(beneficiary)
     leg["credit_account_id_lo"] = beneficiary
     leg["amount_lo"] = debit_leg["amount_lo"]
+    leg["amount_hi"] = debit_leg["amount_hi"]
     leg["user_data_128_lo"] = debit_leg["debit_account_id_lo"]
     leg["ledger"] = debit_leg["ledger"]
     leg["code"] = debit_leg["code"]
@@ -166,7 +175,11 @@ def owed_debit_legs(engine, owned: np.ndarray) -> np.ndarray:  # type: ignore[no
         return tr[:0].copy()
     cand = tr[debit]
     cand = cand[owned[(cand["credit_account_id_lo"] - TRANSIT_BASE).astype(np.int64)]]
-    done = np.isin(cand["id_lo"], tr["id_lo"][(tr["id_hi"] & CREDIT_BIT_HI) != 0])
+    legs = tr[(tr["id_hi"] & CREDIT_BIT_HI) != 0]
+    paid = {(int(h) & ~int(CREDIT_BIT_HI), int(lo)) for h, lo in zip(legs["id_hi"].tolist(), legs["id_lo"].tolist(),
+                                                                       strict=True)}
+    done = np.fromiter(((h, lo) in paid for h, lo in zip(cand["id_hi"].tolist(), cand["id_lo"].tolist(), strict=True)),
+                       bool, len(cand))
     return cand[~done].copy()
 
 

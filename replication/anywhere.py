@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from cext.layout import TRANSFER_DTYPE
+from cext.layout import TRANSFER_DTYPE, join
 from ledger.types import CreateTransferResult, TransferFlags
-from replication.accounts import CREDIT_BIT_HI, TRANSIT_BASE
+from replication.accounts import TRANSIT_BASE
+from replication.admission import DEFENCES, fail_chains
 from replication.config import NodeConfig
+from replication.ids import CREDIT_BIT_HI, ids_of
 from replication.log import Entry
 from replication.messages import Effect, QuotaRequest, Send
 from replication.replica import Replica
@@ -42,13 +44,21 @@ class AsyncDesign(LogShipping):
         n = len(rows)
         results = np.zeros(n, np.uint32)
         admitted, charged = self._admit(rows, results, now, out)
+        # A row refused at admission fails its linked chain: a chain is applied whole or not at all.
+        chained = fail_chains(results, rows)
+        dropped = admitted & (chained != 0)
+        if dropped.any():
+            self._uncharge(rows[dropped & charged])
+            admitted &= ~dropped
+            charged &= ~dropped
+            results[:] = chained
         if not admitted.any():
             return results, 0
         sub = rows[admitted]
-        du = amap.units_of(sub["debit_account_id_lo"])
-        cu = amap.units_of(sub["credit_account_id_lo"])
-        cross = ((cu != du) & ((sub["flags"] & _TWO_PHASE) == 0) & amap.known(sub["debit_account_id_lo"])
-                 & amap.known(sub["credit_account_id_lo"]))
+        dlo, dhi = sub["debit_account_id_lo"], sub["debit_account_id_hi"]
+        clo, chi = sub["credit_account_id_lo"], sub["credit_account_id_hi"]
+        du, cu = amap.units_of(dlo, dhi), amap.units_of(clo, chi)
+        cross = (cu != du) & ((sub["flags"] & _TWO_PHASE) == 0) & amap.known(dlo, dhi) & amap.known(clo, chi)
         n_sub = len(sub)
         pos = np.arange(n_sub) + np.concatenate(([0], np.cumsum(cross)[:-1])) if n_sub else np.zeros(0, int)
         batch = np.zeros(n_sub + int(cross.sum()), TRANSFER_DTYPE)
@@ -83,6 +93,9 @@ class AsyncDesign(LogShipping):
     def _after_commit(self, charged: np.ndarray, results: np.ndarray, accepted: np.ndarray) -> None:
         """A hook: rows admitted against a charge, their results, and the rows applied."""
 
+    def _uncharge(self, rows: np.ndarray) -> None:
+        """A hook: rows charged at admission that will not be applied after all."""
+
     def _admit(self, rows: np.ndarray, results: np.ndarray, now: int,
                out: list[Effect]) -> tuple[np.ndarray, np.ndarray]:
         """Which rows this region may accept without asking anyone, and which of them were
@@ -91,11 +104,10 @@ class AsyncDesign(LogShipping):
         admitted = np.ones(n, bool)
         charged = np.zeros(n, bool)
         n_cust = self.cfg.amap.n_customers
-        debit = rows["debit_account_id_lo"].tolist()
-        amount = rows["amount_lo"].tolist()
+        debit = ids_of(rows, "debit_account_id")  # u128 all the way: an id or amount above 2^64 is
+        amount = ids_of(rows, "amount") if DEFENCES["u128"] else rows["amount_lo"].tolist()  # exactly itself
         flags = rows["flags"].tolist()
-        ids = rows["id_lo"].tolist()
-        ids_hi = rows["id_hi"].tolist()
+        tids = ids_of(rows)
         engine = self.replica.engine
         spent: dict[int, int] = {}
         short: dict[int, int] = {}
@@ -103,7 +115,7 @@ class AsyncDesign(LogShipping):
             a = debit[i]
             if a < 1 or a > n_cust or flags[i] & _POST_VOID:
                 continue
-            if engine.transfer_slot((ids_hi[i] << 64) | ids[i]) >= 0:
+            if engine.transfer_slot(tids[i]) >= 0:
                 continue  # a retry: the engine answers EXISTS
             avail = self._available(a, spent)
             if avail is None:
@@ -126,7 +138,8 @@ class AsyncDesign(LogShipping):
         if s < 0:
             return None
         row = engine.accounts[s]
-        avail = int(row["credits_posted_lo"]) - int(row["debits_posted_lo"]) - int(row["debits_pending_lo"])
+        avail = (join(row["credits_posted_lo"], row["credits_posted_hi"]) - join(row["debits_posted_lo"],
+                 row["debits_posted_hi"]) - join(row["debits_pending_lo"], row["debits_pending_hi"]))
         return avail - spent.get(account, 0)
 
     def _charge(self, account: int, amount: int, spent: dict[int, int]) -> None:
@@ -168,30 +181,30 @@ class EscrowDesign(AsyncDesign):
                     out.append(Send(p, QuotaRequest(self.me, a, need)))
 
     def _after_commit(self, charged: np.ndarray, results: np.ndarray, accepted: np.ndarray) -> None:
-        self._refund_rejected(charged, results)
+        self._uncharge(charged[results != 0])
         self._escrow_credits(accepted)
 
-    def _refund_rejected(self, sub: np.ndarray, res: np.ndarray) -> None:
-        n_cust = self.cfg.amap.n_customers
-        for a, amt, f, r in zip(sub["debit_account_id_lo"].tolist(), sub["amount_lo"].tolist(),
-                                sub["flags"].tolist(), res.tolist(), strict=True):
-            if r != 0 and 1 <= a <= n_cust and not f & _POST_VOID:
-                self.quota[a] += amt
+    def _uncharge(self, rows: np.ndarray) -> None:
+        """Charged rows that were not applied: their amount goes back to this region's share."""
+        self._move_shares(rows, +1)
 
     def _escrow_debits(self, rows: np.ndarray) -> None:
+        self._move_shares(rows, -1)
+
+    def _move_shares(self, rows: np.ndarray, sign: int) -> None:
         n_cust = self.cfg.amap.n_customers
-        for a, amt, f in zip(rows["debit_account_id_lo"].tolist(), rows["amount_lo"].tolist(),
-                             rows["flags"].tolist(), strict=True):
+        for a, amt, f in zip(ids_of(rows, "debit_account_id"), ids_of(rows, "amount"), rows["flags"].tolist(),
+                             strict=True):
             if 1 <= a <= n_cust and not f & _POST_VOID:
-                self.quota[a] -= amt
+                self.quota[a] += sign * amt
 
     def _escrow_credits(self, rows: np.ndarray) -> None:
         """Money this region received (credits, posts, voids) becomes its share."""
         n_cust = self.cfg.amap.n_customers
         pending = int(TransferFlags.PENDING)
         void = int(TransferFlags.VOID_PENDING_TRANSFER)
-        for d, c, amt, f in zip(rows["debit_account_id_lo"].tolist(), rows["credit_account_id_lo"].tolist(),
-                                rows["amount_lo"].tolist(), rows["flags"].tolist(), strict=True):
+        for d, c, amt, f in zip(ids_of(rows, "debit_account_id"), ids_of(rows, "credit_account_id"),
+                                ids_of(rows, "amount"), rows["flags"].tolist(), strict=True):
             if f & void:
                 if 1 <= d <= n_cust:
                     self.quota[d] += amt

@@ -25,7 +25,7 @@ MAX_OPEN = 10_000  # batches kept at most; the oldest go first
 class OpenBatch:
     results: np.ndarray  # uint32 per row: UNAVAILABLE until a part answers it
     writers: np.ndarray  # int16 per row: the region whose answer it is
-    balances: np.ndarray  # uint64 (n reads, 4)
+    balances: np.ndarray  # uint64 (n reads, BALANCE_WORDS): four u128 balances as (lo, hi) words
     parts: int  # parts still to answer (the opening part included)
     created: int
 

@@ -16,7 +16,8 @@ from replication.accounts import AccountMap
 MS = 1_000_000
 """Nanoseconds per millisecond: node time is integer nanoseconds."""
 
-INVARIANTS = ("conservation", "no_overdraft", "exactly_once", "convergence", "durability", "audit_chain")
+INVARIANTS = ("conservation", "no_overdraft", "exactly_once", "convergence", "durability", "audit_chain",
+              "atomic_chains")
 
 
 class Mode(enum.StrEnum):

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from replication.accounts import CREDIT_BIT_HI
 from replication.config import NodeConfig
+from replication.ids import CREDIT_BIT_HI, ids_of
 from replication.messages import (
     Abort,
     Effect,
@@ -237,9 +237,9 @@ class LeaseFailover(LogShipping):
                 if e.rv < f.version and (e.origin, e.seq) not in self.reported_void:
                     self.reported_void.add((e.origin, e.seq))
                     void_found = True
-                    ids = e.rows["id_lo"][(e.rows["id_hi"] & CREDIT_BIT_HI) == 0]
+                    ids = ids_of(e.rows[(e.rows["id_hi"] & CREDIT_BIT_HI) == 0])
                     out.append(Report("divergence", {"origin": e.origin, "seq": e.seq, "detected_by": self.me,
-                                                     "transfer_ids": ids.tolist()}))
+                                                     "transfer_ids": ids}))
         if void_found:
             self._rebuild()
         lost = [u for u in old.units_of(self.me) if table.homes[u] != self.me]

@@ -15,7 +15,15 @@ from typing import Any
 
 from ledger.types import CreateTransferResult
 
-_EXTRA = {"UNAVAILABLE": 1001, "CROSS_UNIT_TWO_PHASE": 1002, "TIMEOUT": 2000}
+_EXTRA = {
+    "UNAVAILABLE": 1001,  # this region cannot take the write now (no lease, no leader, cut off): retry, same id
+    "CROSS_UNIT_TWO_PHASE": 1002,  # a two-phase transfer across units: no single writer can hold it
+    "ID_IN_RESERVED_RANGE": 1003,  # the id sets a bit the bank reserves (credit legs, genesis)
+    "ACCOUNT_IS_BANK_INTERNAL": 1004,  # the debit or credit account is a unit's fund or transit account
+    "ID_MUST_NAME_ITS_UNIT": 1005,  # the id names no unit, or not the unit its writer writes
+    "LINKED_CHAIN_MUST_STAY_IN_ONE_UNIT": 1006,  # a linked chain whose ids name different units
+    "TIMEOUT": 2000,  # recorded by clients: no answer in time
+}
 
 
 def _members() -> dict[str, int]:
@@ -27,12 +35,18 @@ def _members() -> dict[str, int]:
 
 
 Outcome: Any = enum.IntEnum("Outcome", _members(), module=__name__)  # type: ignore[misc]
-"""Every `CreateTransferResult` member (same name, same value), then UNAVAILABLE (1001),
-CROSS_UNIT_TWO_PHASE (1002) and TIMEOUT (2000)."""
+"""Every `CreateTransferResult` member (same name, same value), then the replication layer's
+own answers (`_EXTRA`: 1001.., and the clients' TIMEOUT, 2000)."""
 
 UNAVAILABLE: int = Outcome["UNAVAILABLE"]
 CROSS_UNIT_TWO_PHASE: int = Outcome["CROSS_UNIT_TWO_PHASE"]
+ID_IN_RESERVED_RANGE: int = Outcome["ID_IN_RESERVED_RANGE"]
+ACCOUNT_IS_BANK_INTERNAL: int = Outcome["ACCOUNT_IS_BANK_INTERNAL"]
+ID_MUST_NAME_ITS_UNIT: int = Outcome["ID_MUST_NAME_ITS_UNIT"]
+LINKED_CHAIN_MUST_STAY_IN_ONE_UNIT: int = Outcome["LINKED_CHAIN_MUST_STAY_IN_ONE_UNIT"]
 TIMEOUT: int = Outcome["TIMEOUT"]
+REFUSALS = (ID_IN_RESERVED_RANGE, ACCOUNT_IS_BANK_INTERNAL, ID_MUST_NAME_ITS_UNIT, LINKED_CHAIN_MUST_STAY_IN_ONE_UNIT)
+"""The replication layer's refusals of a client row: rules of the bank, final (not retried)."""
 EXISTS_CODE = int(CreateTransferResult.EXISTS)
 ACKNOWLEDGED = (int(CreateTransferResult.OK), EXISTS_CODE)
 """Results that tell a client its transfer is in the books."""
@@ -46,4 +60,6 @@ def outcome_name(code: int) -> str:
         return f"CODE_{int(code)}"
 
 
-__all__ = ["ACKNOWLEDGED", "CROSS_UNIT_TWO_PHASE", "EXISTS_CODE", "TIMEOUT", "UNAVAILABLE", "Outcome", "outcome_name"]
+__all__ = ["ACCOUNT_IS_BANK_INTERNAL", "ACKNOWLEDGED", "CROSS_UNIT_TWO_PHASE", "EXISTS_CODE", "ID_IN_RESERVED_RANGE",
+           "ID_MUST_NAME_ITS_UNIT", "LINKED_CHAIN_MUST_STAY_IN_ONE_UNIT", "REFUSALS", "TIMEOUT", "UNAVAILABLE",
+           "Outcome", "outcome_name"]

@@ -51,9 +51,11 @@ import numpy as np
 
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
-from replication.accounts import CREDIT_BIT_HI, as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
+from replication.accounts import as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
+from replication.admission import DEFENCES, fail_chains, screen
 from replication.batches import ClientBatches
 from replication.config import Grouping, NodeConfig, check
+from replication.ids import CREDIT_BIT, CREDIT_BIT_HI, ids_of, reserved
 from replication.log import Entry
 from replication.messages import (
     ClientRequest,
@@ -67,9 +69,9 @@ from replication.messages import (
     SetTimer,
     Tick,
 )
-from replication.outcomes import CROSS_UNIT_TWO_PHASE, UNAVAILABLE
+from replication.outcomes import CROSS_UNIT_TWO_PHASE, ID_IN_RESERVED_RANGE, ID_MUST_NAME_ITS_UNIT, UNAVAILABLE
 from replication.raft import LEADER, RAFT_MESSAGES, RaftConfig, RaftNode
-from replication.replica import Replica
+from replication.replica import Replica, no_balances
 from replication.routing import RoutingTable
 from replication.unit_state import export_units, install_units
 
@@ -158,8 +160,6 @@ class QuorumDesign:
         self.deferring = False
         self.proposing: dict[int, list[tuple[np.ndarray, np.ndarray, Target]]] = {}
         self.batches = ClientBatches(cfg.me)  # our clients' batches still waiting for parts
-        # posts/voids waiting for their pending transfer: (batch, row indices, rows, deadline)
-        self.unresolved: list[tuple[int, np.ndarray, np.ndarray, int]] = []
         # fwd id -> (batch, rows, reads, the leader it went to)
         self.forwards: dict[int, tuple[int, np.ndarray, np.ndarray, int]] = {}
         self.fwd_next = 1
@@ -249,8 +249,6 @@ class QuorumDesign:
         self._record_persists(out)
         self._note_leadership()
         self._apply_committed(out)
-        if self.unresolved:
-            self._resolve_pending(now, out)
         self._report_leadership(out)
         _bundle(out)
 
@@ -318,54 +316,28 @@ class QuorumDesign:
 
     # -------------------------------------------------------------- client path
     def _on_client(self, m: ClientRequest, now: int, out: list[Effect]) -> None:
-        """Split the batch by unit (cross-unit rows become debit legs) and send each unit's
-        part to its group's leader; answer once every part is answered. A post or void
-        whose pending transfer this replica has not applied yet (it was committed a moment
-        ago at the leader) waits for it, up to an election timeout: its unit is unknown
-        until then."""
+        """The bank's rules first (`replication.admission`); then each row to the leader of
+        the log of the unit its id names (cross-unit rows become debit legs there), each
+        read to its account's log; answered once every part is."""
         rows = m.rows.copy()
-        dunits, cunits, unknown = self.replica.route_units(rows)
-        self.batches.start(m.batch_id, len(rows), _no_balances(m.reads), now)
-        if unknown.any():
-            self.batches.expect(m.batch_id, 1)
-            deadline = now + self.cfg.suspect_after
-            self.unresolved.append((m.batch_id, np.nonzero(unknown)[0], rows[unknown], deadline))
-        known = ~unknown
-        self._send_parts(m.batch_id, np.nonzero(known)[0], rows[known], dunits[known], cunits[known], m.reads, now, out)
-
-    def _send_parts(self, batch_id: int, ri: np.ndarray, rows: np.ndarray, dunits: np.ndarray, cunits: np.ndarray,
-                    reads: np.ndarray, now: int, out: list[Effect]) -> None:
-        """Dispatch rows `ri` of a batch (and its reads) by group; this split is one part."""
-        batch = self.batches.open.get(batch_id)
-        if batch is None:
-            return
+        batch = self.batches.start(m.batch_id, len(rows), _no_balances(m.reads), now)
+        codes, units = screen(rows, self.cfg.amap)
+        refused = codes != 0
+        batch.results[refused] = codes[refused]
+        ri = np.nonzero(~refused)[0]
+        rows, units = rows[ri], units[ri]
+        dunits, cunits, _ = self.replica.route_units(rows)
         bad = as_debit_legs(rows, dunits, cunits, self.cfg.amap)
-        batch.results[ri[bad]] = CROSS_UNIT_TWO_PHASE
-        row_group = self.unit_group[dunits]
-        row_group[bad] = -1
-        read_group = self.unit_group[self.cfg.amap.units_of(reads)]  # no such account: zeros, from unit 0
+        split = fail_chains(np.where(bad, CROSS_UNIT_TWO_PHASE, 0).astype(np.uint32), rows)
+        batch.results[ri[split != 0]] = split[split != 0]
+        row_group = np.where(split == 0, self.unit_group[units], -1)
+        read_group = self.unit_group[self.cfg.amap.units_of(m.reads)]  # no such account: zeros, from unit 0
         parts = sorted(set(row_group[row_group >= 0].tolist()) | set(read_group.tolist()))
-        self.batches.expect(batch_id, len(parts))
+        self.batches.expect(m.batch_id, len(parts))
         for g in parts:
             sel, di = np.nonzero(row_group == g)[0], np.nonzero(read_group == g)[0]
-            self._dispatch(g, ("part", batch_id, ri[sel], di), rows[sel], reads[di], now, out)
-        self.batches.answer(batch_id, out)
-
-    def _resolve_pending(self, now: int, out: list[Effect]) -> None:
-        """Posts and voids that waited for their pending transfer: send those now known; past
-        their deadline, the rest are answered PENDING_TRANSFER_NOT_FOUND."""
-        waiting, self.unresolved = self.unresolved, []
-        for batch_id, ri, rows, deadline in waiting:
-            batch = self.batches.open.get(batch_id)
-            if batch is None:
-                continue
-            dunits, cunits, unknown = self.replica.route_units(rows)
-            if unknown.any() and now < deadline:
-                self.unresolved.append((batch_id, ri, rows, deadline))
-                continue
-            batch.results[ri[unknown]] = _PENDING_NOT_FOUND
-            known = ~unknown
-            self._send_parts(batch_id, ri[known], rows[known], dunits[known], cunits[known], _NO_READS, now, out)
+            self._dispatch(g, ("part", m.batch_id, ri[sel], di), rows[sel], m.reads[di], now, out)
+        self.batches.answer(m.batch_id, out)
 
     def _dispatch(self, g: int, target: Target, rows: np.ndarray, reads: np.ndarray, now: int,
                   out: list[Effect]) -> None:
@@ -385,17 +357,23 @@ class QuorumDesign:
 
     def _answer(self, target: Target, results: np.ndarray, balances: np.ndarray, out: list[Effect]) -> None:
         """This region's answer to a part: to our own client's batch, or to the region that
-        forwarded it."""
+        forwarded it (with the rows refused before proposal filled in: `_narrow`)."""
         if target is None:
             return
         if target[0] == "part":
             self._part_done(target, results, balances, out)
-        else:
-            out.append(Send(target[1], QForwardReply(target[2], results, balances), 64 + 4 * len(results)))
+            return
+        if len(target) > 3:
+            full = target[3].copy()
+            full[full == 0] = results
+            results = full
+        out.append(Send(target[1], QForwardReply(target[2], results, balances), 64 + 4 * len(results)))
 
     def _part_done(self, target: tuple[Any, ...], results: np.ndarray, balances: np.ndarray,
-                   out: list[Effect], writer: int | None = None) -> None:
+                   out: list[Effect], writer: int | None = None, stay_open: bool = False) -> None:
         _, batch_id, ri, di = target
+        if stay_open:  # some rows of a part answered early; the part itself is answered later
+            self.batches.expect(batch_id, 1)
         self.batches.answer(batch_id, out, ri, results, writer, di, balances)
 
     def _propose(self, g: int, rows: np.ndarray, reads: np.ndarray, target: Target, now: int,
@@ -404,18 +382,52 @@ class QuorumDesign:
         if raft.transferring:
             self.held.setdefault(g, []).append((rows, reads, target))
             return
-        if len(rows):
-            named = rows[(rows["flags"] & _POST_VOID) == 0]  # a post or void takes its pending's accounts
-            amap = self.cfg.amap
-            ids = np.concatenate([named["debit_account_id_lo"], named["credit_account_id_lo"]])
-            owners = self.unit_group[amap.units_of(ids)][amap.known(ids)]  # no account: it fails anywhere
-            if (owners != g).any():  # a log's entries touch its own units only (see unit_state)
-                self._answer(target, _unavailable(len(rows)), _no_balances(reads), out)
-                return
+        if target is not None and len(rows):
+            refused = self._refusals(g, rows)
+            if refused.any():
+                target, rows = self._narrow(target, refused, reads, out), rows[refused == 0]
+                if target is None:
+                    return
         if self.deferring:
             self.proposing.setdefault(g, []).append((rows, reads, target))
         else:
             self._append(g, [(rows, reads, target)], now, out)
+
+    def _refusals(self, g: int, rows: np.ndarray) -> np.ndarray:
+        """Client rows this log's leader must refuse before proposing them: an id in the bank's
+        range, or a new id whose accounts (a post or void: its pending's) are not this log's
+        units — a log's entries touch its own units only (`unit_state`), so a transfer is
+        written by its unit's leader alone. An id the books already hold goes on: the engine
+        answers EXISTS or EXISTS_WITH_DIFFERENT_* and touches nothing."""
+        dunits, cunits, unknown = self.replica.route_units(rows)
+        named_debit, named_credit = self.replica.named_accounts(rows)
+        post_void = (rows["flags"] & _POST_VOID) != 0  # its accounts are its pending's (route_units)
+        refused_anywhere = ~(named_debit & named_credit) & ~post_void  # the engine refuses it, touching nothing
+        owned = refused_anywhere | ((self.unit_group[dunits] == g) & (self.unit_group[cunits] == g))
+        new = ~self.replica.have_transfers(rows)
+        codes = np.zeros(len(rows), np.uint32)
+        if DEFENCES["id_units"]:
+            codes[new & ~owned & ~unknown] = ID_MUST_NAME_ITS_UNIT
+        if DEFENCES["reserved_ids"]:
+            codes[reserved(rows["id_hi"])] = ID_IN_RESERVED_RANGE
+        return fail_chains(codes, rows)
+
+    def _narrow(self, target: Target, refused: np.ndarray, reads: np.ndarray, out: list[Effect]) -> Target:
+        """The target of the rows still to propose, once `refused` rows are answered: a part
+        of our own client's batch gets those answers now; a forwarder gets them with the rest.
+        None when nothing is left to propose or read (the whole part is answered here)."""
+        assert target is not None
+        keep = refused == 0
+        done = not keep.any() and not len(reads)
+        if target[0] == "part":
+            _, batch_id, ri, di = target
+            self._part_done(("part", batch_id, ri[~keep], di[:0]), refused[~keep], _no_balances(di[:0]), out,
+                            stay_open=not done)
+            return None if done else ("part", batch_id, ri[keep], di)
+        if done:
+            self._answer(target, refused, _no_balances(reads), out)
+            return None
+        return ("fwd", target[1], target[2], refused)
 
     def _append(self, g: int, items: list[tuple[np.ndarray, np.ndarray, Target]], now: int,
                 out: list[Effect]) -> None:
@@ -476,20 +488,21 @@ class QuorumDesign:
         if not (legs.any() or debits.any()):
             return
         done = res == 0
-        for payer, tid in zip(rows["user_data_128_lo"][legs & done].tolist(), rows["id_lo"][legs & done].tolist(),
-                              strict=True):
-            self.outbox[int(self.unit_group[amap.unit_of(payer)])].pop(tid, None)
+        paid = rows[legs & done]
+        for payer, tid in zip(paid["user_data_128_lo"].tolist(), ids_of(paid), strict=True):
+            self.outbox[int(self.unit_group[amap.unit_of(payer)])].pop(tid & ~CREDIT_BIT, None)
         engine = self.replica.engine
-        for i in np.nonzero(debits & done)[0].tolist():
-            tid = int(rows["id_lo"][i])
-            if engine.transfer_slot((int(CREDIT_BIT_HI) << 64) | tid) < 0:
+        owing = np.nonzero(debits & done)[0]
+        for i, tid in zip(owing.tolist(), ids_of(rows[owing]), strict=True):
+            if engine.transfer_slot(tid | CREDIT_BIT) < 0:
                 self.outbox[g][tid] = [rows[i].copy(), 0]  # the debit leg; its credit leg is built when sent
 
     def _rebuild_outbox(self, g: int) -> None:
         """After a snapshot replaced the group's books: what they owe, from the engine."""
         owned = np.zeros(self.cfg.amap.n_units, bool)
         owned[self.group_units[g]] = True
-        self.outbox[g] = {int(row["id_lo"]): [row, 0] for row in owed_debit_legs(self.replica.engine, owned)}
+        owed = owed_debit_legs(self.replica.engine, owned)
+        self.outbox[g] = {tid: [row, 0] for row, tid in zip(owed, ids_of(owed), strict=True)}
 
     def _send_credit_legs(self, now: int, out: list[Effect]) -> None:
         amap, every = self.cfg.amap, self.cfg.credit_resend_every
@@ -606,7 +619,7 @@ def _unavailable(n: int) -> np.ndarray:
 
 
 def _no_balances(reads: np.ndarray) -> np.ndarray:
-    return np.zeros((len(reads), 4), np.uint64)
+    return no_balances(len(reads))
 
 
 def _bundle(out: list[Effect]) -> None:

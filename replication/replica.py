@@ -17,8 +17,13 @@ from ledger.totals import unbalanced
 from ledger.types import TransferFlags
 from replication.accounts import genesis
 from replication.config import Mode, NodeConfig, check
+from replication.ids import ids_of
 
 _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
+
+BALANCE_WORDS = 8
+_BALANCE_COLUMNS = [f"{name}_{word}" for name in ("debits_pending", "debits_posted", "credits_pending",
+                                                  "credits_posted") for word in ("lo", "hi")]
 
 Anomaly = tuple[int, int, int, int]
 """(origin region or group, sequence, row in the entry, result code): a row a replica
@@ -64,16 +69,15 @@ class Replica:
         return np.arange(base, base + n, dtype=np.uint64)
 
     def read(self, ids: np.ndarray) -> np.ndarray:
-        """(debits_pending, debits_posted, credits_pending, credits_posted) per account id."""
-        out = np.zeros((len(ids), 4), np.uint64)
+        """Per account id read: its four u128 balances as (low, high) words —
+        debits_pending, debits_posted, credits_pending, credits_posted (`BALANCE_WORDS`)."""
+        out = np.zeros((len(ids), BALANCE_WORDS), np.uint64)
         if len(ids):
             acc = self.engine.accounts
             for i, a in enumerate(ids.tolist()):
                 s = self.engine.account_slot(int(a))
                 if s >= 0:
-                    row = acc[s]
-                    out[i] = (row["debits_pending_lo"], row["debits_posted_lo"],
-                              row["credits_pending_lo"], row["credits_posted_lo"])
+                    out[i] = acc[s][_BALANCE_COLUMNS].tolist()
         return out
 
     def route_units(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,8 +91,8 @@ class Replica:
         name no debit account cannot be routed: the caller answers them
         PENDING_TRANSFER_NOT_FOUND (or waits for the pending, in quorum mode).
         """
-        debit = rows["debit_account_id_lo"].copy()
-        credit = rows["credit_account_id_lo"].copy()
+        debit, debit_hi = rows["debit_account_id_lo"].copy(), rows["debit_account_id_hi"].copy()
+        credit, credit_hi = rows["credit_account_id_lo"].copy(), rows["credit_account_id_hi"].copy()
         unknown = np.zeros(len(rows), bool)
         post_void = np.nonzero((rows["flags"] & _POST_VOID) != 0)[0]
         if len(post_void):
@@ -97,14 +101,27 @@ class Replica:
                 pid = (int(rows["pending_id_hi"][i]) << 64) | int(rows["pending_id_lo"][i])
                 slot = self.engine.transfer_slot(pid)
                 if slot >= 0:
-                    debit[i] = tr[slot]["debit_account_id_lo"]
-                    credit[i] = tr[slot]["credit_account_id_lo"]
-                elif debit[i] == 0:
+                    p = tr[slot]
+                    debit[i], debit_hi[i] = p["debit_account_id_lo"], p["debit_account_id_hi"]
+                    credit[i], credit_hi[i] = p["credit_account_id_lo"], p["credit_account_id_hi"]
+                elif debit[i] == 0 and debit_hi[i] == 0:
                     unknown[i] = True
-        return self.amap.units_of(debit), self.amap.units_of(credit), unknown
+        return self.amap.units_of(debit, debit_hi), self.amap.units_of(credit, credit_hi), unknown
+
+    def named_accounts(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(debit names an account of the run, credit does): a row naming none of its accounts
+        may go to any writer — every engine refuses it with the same code."""
+        amap = self.amap
+        return (amap.known(rows["debit_account_id_lo"], rows["debit_account_id_hi"]),
+                amap.known(rows["credit_account_id_lo"], rows["credit_account_id_hi"]))
 
     def has_transfer(self, tid: int) -> bool:
         return bool(self.engine.transfer_slot(tid) >= 0)
+
+    def have_transfers(self, rows: np.ndarray) -> np.ndarray:
+        """Which rows' ids these books already hold (u128 ids)."""
+        slot = self.engine.transfer_slot
+        return np.fromiter((slot(t) >= 0 for t in ids_of(rows)), bool, len(rows))
 
     def invariants(self) -> None:
         """The books balance on this replica, per ledger (money in transit included: the
@@ -116,4 +133,9 @@ class Replica:
             check(not self.anomalies, "single writer: replicas apply what the writer accepted", self.anomalies[:3])
 
 
-__all__ = ["Anomaly", "Replica"]
+def no_balances(n: int) -> np.ndarray:
+    """What a read that could not be served answers (no books were read)."""
+    return np.zeros((n, BALANCE_WORDS), np.uint64)
+
+
+__all__ = ["BALANCE_WORDS", "Anomaly", "Replica", "no_balances"]

@@ -26,6 +26,7 @@ import numpy as np
 
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult
+from replication.admission import screen
 from replication.batches import ClientBatches
 from replication.config import NodeConfig, Ship, check
 from replication.log import Entry, Grant
@@ -33,6 +34,8 @@ from replication.messages import (
     ClientRequest,
     Corrupted,
     Effect,
+    Forward,
+    ForwardReply,
     Heartbeat,
     HeartbeatAck,
     Persist,
@@ -103,6 +106,8 @@ class LogShipping:
         self.durable_seq = 0
         self.waiters: deque[tuple[int, str, Any]] = deque()
         self.batches = ClientBatches(config.me)
+        self.forwards: dict[int, tuple[int, np.ndarray, int]] = {}  # fwd id -> (batch, rows, home)
+        self.fwd_next = 1
         self.pulled_at: dict[tuple[int, int], int] = {}
         # store index -> [origin, seq, last asked, the checksum the good copy must have]
         self.repairing: dict[int, list[Any]] = {}
@@ -182,12 +187,47 @@ class LogShipping:
 
     # ================================================================== client path
     def _on_client(self, m: ClientRequest, now: int, out: list[Effect]) -> None:
-        n = len(m.rows)
-        self.batches.start(m.batch_id, n, self.replica.read(m.reads), now)
-        if n:
-            self.batches.expect(m.batch_id, 1)
-            self._commit_part(m.batch_id, np.arange(n), m.rows, now, out)
+        """A client batch: the bank's rules first (`replication.admission`), then each row to
+        the writer of the unit its id names — here, or forwarded to that unit's home."""
+        rows = m.rows
+        batch = self.batches.start(m.batch_id, len(rows), self.replica.read(m.reads), now)
+        if len(rows):
+            codes, units = screen(rows, self.cfg.amap)
+            refused = codes != 0
+            batch.results[refused] = codes[refused]
+            homes = np.where(refused, -1, self._homes[np.where(refused, 0, units)])
+            for h in np.unique(homes[~refused]).tolist():
+                idx = np.nonzero(homes == h)[0]
+                self.batches.expect(m.batch_id, 1)
+                if h == self.me:
+                    self._commit_part(m.batch_id, idx, rows[idx], now, out)
+                else:
+                    fid = self.fwd_next
+                    self.fwd_next += 1
+                    self.forwards[fid] = (m.batch_id, idx, h)
+                    out.append(Send(h, Forward(self.me, fid, rows[idx]), 64 + 128 * len(idx)))
         self.batches.answer(m.batch_id, out)
+
+    def _on_forward(self, m: Forward, now: int, out: list[Effect]) -> None:
+        """Rows another region routed here: screened again (a region trusts no peer with the
+        bank's rules), then committed if their unit is still written here."""
+        codes, _ = screen(m.rows, self.cfg.amap)
+        results, seq = self._commit(m.rows[codes == 0], now, out) if (codes == 0).any() else (codes[:0], 0)
+        answer = codes.copy()
+        answer[codes == 0] = results
+        seq = self._durable_wait(answer, seq)
+        if seq and self.cfg.ship is Ship.SEMI_SYNC and seq > self.durable_seq:
+            self.waiters.append((seq, "fwd", (m.sender, m.fwd_id, answer)))
+        else:
+            out.append(Send(m.sender, ForwardReply(m.fwd_id, answer), 64 + 4 * len(answer)))
+
+    def _on_forward_reply(self, m: ForwardReply, now: int, out: list[Effect]) -> None:
+        got = self.forwards.pop(m.fwd_id, None)
+        if got is None:
+            return
+        batch_id, idx, home = got
+        if len(m.results) == len(idx):  # a reply of another shape is not an answer to this forward
+            self.batches.answer(batch_id, out, idx, m.results, home)
 
     def _commit_part(self, batch_id: int, idx: np.ndarray, rows: np.ndarray, now: int, out: list[Effect]) -> None:
         results, seq = self._commit(rows, now, out)
@@ -344,8 +384,12 @@ class LogShipping:
             self._release_waiter(kind, data, out)
 
     def _release_waiter(self, kind: str, data: Any, out: list[Effect]) -> None:
-        batch_id, idx, results = data
-        self.batches.answer(batch_id, out, idx, results)
+        if kind == "part":
+            batch_id, idx, results = data
+            self.batches.answer(batch_id, out, idx, results)
+        else:
+            sender, fid, results = data
+            out.append(Send(sender, ForwardReply(fid, results), 64 + 4 * len(results)))
 
     # ================================================================== routing (forks void a suffix)
     def _set_routing(self, table: RoutingTable) -> None:
@@ -378,6 +422,9 @@ class LogShipping:
                 self._pull(self.me, p, now, out)
         self._on_timers(now, out)
         self.batches.expire(now)
+        if len(self.forwards) > MAX_FORWARDS:
+            for fid in sorted(self.forwards)[: len(self.forwards) - MAX_FORWARDS]:
+                del self.forwards[fid]
 
     def _on_heartbeat_round(self, now: int) -> None:
         """A hook: a heartbeat round is about to go out."""
@@ -474,8 +521,8 @@ class LogShipping:
 
     # ================================================================== introspection
     def writer_of(self, unit: int) -> int | None:
-        """The region that writes the unit's rows: here, whoever receives them."""
-        return self.me
+        """The region that writes the ids naming this unit: the unit's home."""
+        return int(self._homes[unit])
 
     @property
     def credit_legs_owed(self) -> int:
@@ -488,6 +535,8 @@ class LogShipping:
 
 LogShipping.handlers = {
     ClientRequest: "_on_client",
+    Forward: "_on_forward",
+    ForwardReply: "_on_forward_reply",
     Tick: "_on_tick",
     ShipMsg: "_on_ship",
     ShipAck: "_on_ship_ack",

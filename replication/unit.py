@@ -22,17 +22,20 @@ from typing import Any
 import numpy as np
 
 from cext.layout import TRANSFER_DTYPE
-from ledger.types import CreateTransferResult
-from replication.accounts import CREDIT_BIT_HI, TRANSIT_BASE, as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
-from replication.config import NodeConfig, Ship, check
+from ledger.types import CreateTransferResult, TransferFlags
+from replication.accounts import TRANSIT_BASE, as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
+from replication.admission import fail_chains, writer_units
+from replication.config import NodeConfig, check
 from replication.failover import LeaseFailover
+from replication.ids import CREDIT_BIT, CREDIT_BIT_HI
+from replication.ids import ids_of as transfer_ids
 from replication.log import Entry
-from replication.messages import ClientRequest, CreditLegs, Effect, Forward, ForwardReply, Send
-from replication.outcomes import CROSS_UNIT_TWO_PHASE, UNAVAILABLE
+from replication.messages import CreditLegs, Effect, Send
+from replication.outcomes import CROSS_UNIT_TWO_PHASE, ID_MUST_NAME_ITS_UNIT, UNAVAILABLE
 from replication.replica import Replica
-from replication.shipping import MAX_FORWARDS
 
 _PENDING_NOT_FOUND = int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)
+_POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 
 
 class UnitDesign(LeaseFailover):
@@ -40,68 +43,37 @@ class UnitDesign(LeaseFailover):
 
     def __init__(self, config: NodeConfig, replica: Replica) -> None:
         super().__init__(config, replica)
-        self.outbox: dict[int, list[Any]] = {}  # credit id lo -> [seq, row, last_sent]
-        self.forwards: dict[int, tuple[int, np.ndarray, int]] = {}  # fwd id -> (batch, rows, home)
-        self.fwd_next = 1
-
-    # ------------------------------------------------------------------ client path
-    def _on_client(self, m: ClientRequest, now: int, out: list[Effect]) -> None:
-        rows = m.rows
-        batch = self.batches.start(m.batch_id, len(rows), self.replica.read(m.reads), now)
-        if len(rows):
-            units, _, unknown = self.replica.route_units(rows)
-            batch.results[unknown] = _PENDING_NOT_FOUND
-            homes = self._homes[units]
-            homes[unknown] = -1
-            for h in np.unique(homes[~unknown]).tolist():
-                idx = np.nonzero(homes == h)[0]
-                self.batches.expect(m.batch_id, 1)
-                if h == self.me:
-                    self._commit_part(m.batch_id, idx, rows[idx], now, out)
-                else:
-                    fid = self.fwd_next
-                    self.fwd_next += 1
-                    self.forwards[fid] = (m.batch_id, idx, h)
-                    out.append(Send(h, Forward(self.me, fid, rows[idx]), 64 + 128 * len(idx)))
-        self.batches.answer(m.batch_id, out)
-
-    def _on_forward(self, m: Forward, now: int, out: list[Effect]) -> None:
-        results, seq = self._commit(m.rows, now, out)
-        seq = self._durable_wait(results, seq)
-        if seq and self.cfg.ship is Ship.SEMI_SYNC and seq > self.durable_seq:
-            self.waiters.append((seq, "fwd", (m.sender, m.fwd_id, results)))
-        else:
-            out.append(Send(m.sender, ForwardReply(m.fwd_id, results), 64 + 4 * len(results)))
-
-    def _release_waiter(self, kind: str, data: Any, out: list[Effect]) -> None:
-        if kind == "part":
-            super()._release_waiter(kind, data, out)
-            return
-        sender, fid, results = data
-        out.append(Send(sender, ForwardReply(fid, results), 64 + 4 * len(results)))
-
-    def _on_forward_reply(self, m: ForwardReply, now: int, out: list[Effect]) -> None:
-        got = self.forwards.pop(m.fwd_id, None)
-        if got is None:
-            return
-        batch_id, idx, home = got
-        if len(m.results) == len(idx):  # a reply of another shape is not an answer to this forward
-            self.batches.answer(batch_id, out, idx, m.results, home)
+        self.outbox: dict[int, list[Any]] = {}  # debit leg id (u128) -> [seq, credit leg row, last sent]
 
     def _admit_and_apply(self, rows: np.ndarray, now: int, out: list[Effect]) -> tuple[np.ndarray, int]:
-        """Rows of units homed here (under a lease, caught up) go to the engine; cross-unit
-        rows become debit legs, so every row touches one unit only."""
+        """Rows whose id names a unit homed here (under a lease, caught up) go to the engine;
+        cross-unit rows become debit legs, so every row touches one unit only. A new id must
+        name the unit of its debit account (a post or void: of its pending): this home
+        writes only its own units' books. An id this home already holds goes to the engine,
+        which answers EXISTS or EXISTS_WITH_DIFFERENT_*, as TigerBeetle does."""
         results = np.full(len(rows), UNAVAILABLE, np.uint32)
         dunits, cunits, unknown = self.replica.route_units(rows)
-        results[unknown] = _PENDING_NOT_FOUND
-        ok = self._writable_units(now)[dunits] & ~unknown
+        units = writer_units(rows, self.cfg.amap)
+        legs = (rows["id_hi"] & CREDIT_BIT_HI) != 0  # our own credit legs: routed by their credit unit
+        units[legs] = dunits[legs]
+        new = ~self.replica.have_transfers(rows)
+        named, _ = self.replica.named_accounts(rows)
+        post_void = (rows["flags"] & _POST_VOID) != 0  # its accounts are its pending's (route_units)
+        refused = np.zeros(len(rows), np.uint32)
+        refused[new & ~unknown & (named | post_void) & (dunits != units)] = ID_MUST_NAME_ITS_UNIT
+        refused[unknown & new] = _PENDING_NOT_FOUND
+        refused = fail_chains(refused, rows)
+        results[refused != 0] = refused[refused != 0]
+        mine = (units >= 0) & (units < self.cfg.amap.n_units)
+        ok = mine & self._writable_units(now)[np.where(mine, units, 0)] & (refused == 0)
         if not ok.any():
             return results, 0
         sub = rows[ok].copy()
         du = dunits[ok]
         cu = cunits[ok]
-        go = ~as_debit_legs(sub, du, cu, self.cfg.amap)
-        sub_res = np.full(len(sub), CROSS_UNIT_TWO_PHASE, np.uint32)
+        split_refused = np.where(as_debit_legs(sub, du, cu, self.cfg.amap), CROSS_UNIT_TWO_PHASE, 0).astype(np.uint32)
+        sub_res = fail_chains(split_refused, sub)
+        go = sub_res == 0
         seq = 0
         if go.any():
             todo = sub[go]
@@ -127,17 +99,16 @@ class UnitDesign(LeaseFailover):
         """Debit legs of units homed here owe a credit leg: keep it until it is seen applied."""
         is_leg = (rows["id_hi"] & CREDIT_BIT_HI) != 0
         if is_leg.any():
-            for i in rows["id_lo"][is_leg].tolist():
-                self.outbox.pop(i, None)
+            for tid in transfer_ids(rows[is_leg]):
+                self.outbox.pop(tid & ~CREDIT_BIT, None)
         debits = is_debit_leg(rows, self.cfg.amap.n_units)
         if not debits.any():
             return
         credit = rows["credit_account_id_lo"][debits]
         mine = self._homes[(credit - TRANSIT_BASE).astype(np.int64)] == self.me
         engine = self.replica.engine
-        for row in rows[debits][mine]:
-            tid = int(row["id_lo"])
-            if engine.transfer_slot((int(CREDIT_BIT_HI) << 64) | tid) >= 0:
+        for row, tid in zip(rows[debits][mine], transfer_ids(rows[debits][mine]), strict=True):
+            if engine.transfer_slot(tid | CREDIT_BIT) >= 0:
                 continue
             self.outbox[tid] = [seq, credit_leg(row, self.cfg.amap), 0]
 
@@ -146,8 +117,8 @@ class UnitDesign(LeaseFailover):
         keep their sequence number: they are released only once stored on a majority)."""
         previous = self.outbox
         self.outbox = {}
-        for row in owed_debit_legs(self.replica.engine, self._homes == self.me):
-            tid = int(row["id_lo"])
+        owed = owed_debit_legs(self.replica.engine, self._homes == self.me)
+        for row, tid in zip(owed, transfer_ids(owed), strict=True):
             self.outbox[tid] = previous.get(tid) or [0, credit_leg(row, self.cfg.amap), 0]
 
     _after_adopt = _rebuild_outbox
@@ -181,9 +152,6 @@ class UnitDesign(LeaseFailover):
         self._send_credit_legs(now, out)
         if self.catching_up:
             self._check_ready(now, out)
-        if len(self.forwards) > MAX_FORWARDS:
-            for fid in sorted(self.forwards)[: len(self.forwards) - MAX_FORWARDS]:
-                del self.forwards[fid]
 
     # ------------------------------------------------------------------ invariants
     def invariants(self) -> None:
@@ -192,8 +160,7 @@ class UnitDesign(LeaseFailover):
         engine = self.replica.engine
         for tid in self.outbox:
             check(engine.transfer_slot(tid) >= 0, "outbox: a credit leg owed has its debit leg applied", tid)
-            check(engine.transfer_slot((int(CREDIT_BIT_HI) << 64) | tid) < 0,
-                  "outbox: a credit leg applied is owed no more", tid)
+            check(engine.transfer_slot(tid | CREDIT_BIT) < 0, "outbox: a credit leg applied is owed no more", tid)
 
     # ------------------------------------------------------------------ introspection
     def writer_of(self, unit: int) -> int | None:
@@ -204,11 +171,6 @@ class UnitDesign(LeaseFailover):
         return len(self.outbox)
 
 
-UnitDesign.handlers = {
-    **LeaseFailover.handlers,
-    Forward: "_on_forward",
-    ForwardReply: "_on_forward_reply",
-    CreditLegs: "_on_credit_legs",
-}
+UnitDesign.handlers = {**LeaseFailover.handlers, CreditLegs: "_on_credit_legs"}
 
 __all__ = ["UnitDesign"]

@@ -80,7 +80,7 @@ ARRAY_FIELDS: dict[str, tuple[np.dtype[Any], int | None]] = {
     "rows": (TRANSFER_DTYPE, None),  # transfer rows
     "reads": (np.dtype("<u8"), None),  # account ids to read
     "results": (np.dtype("<u4"), None),  # one result code per row
-    "balances": (np.dtype("<u8"), 4),  # per read: debits/credits pending/posted
+    "balances": (np.dtype("<u8"), 8),  # per read: debits/credits pending/posted, u128 as (lo, hi) words
     "writers": (np.dtype("<i2"), None),  # per row: the region whose answer it is
 }
 

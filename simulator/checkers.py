@@ -12,14 +12,21 @@ from typing import Any
 
 import numpy as np
 
+from cext.layout import join
 from ledger.totals import ledger_totals
-from replication.accounts import CREDIT_BIT_HI, TRANSIT_BASE
+from ledger.types import TransferFlags
+from replication.accounts import TRANSIT_BASE
 from replication.config import promises
+from replication.ids import CREDIT_BIT, CREDIT_BIT_HI, ids_of
 from replication.node import RegionNode
 from replication.state import canonical_digest
 from simulator.clients import OUT_OK
 from simulator.result import RunResult
 from simulator.workload import KIND_READ
+
+_PENDING = int(TransferFlags.PENDING)
+_POST_OR_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
+_LINKED = int(TransferFlags.LINKED)
 
 
 def _verdict(name: str, promised: dict[str, bool], violation: dict[str, Any] | None, seed: int,
@@ -33,9 +40,13 @@ def _engines(sim: RunResult) -> list[Any]:
     return [n.engine if n is not None else None for n in sim.nodes]
 
 
-def _ids(tr: np.ndarray) -> np.ndarray:
-    """Client-space transfer ids (credit legs excluded)."""
-    return tr["id_lo"][(tr["id_hi"] & CREDIT_BIT_HI) == 0]
+def _client_ids(tr: np.ndarray) -> set[int]:
+    """The u128 ids of a replica's client transfers (credit legs, the bank's, excluded)."""
+    return set(ids_of(tr[(tr["id_hi"] & CREDIT_BIT_HI) == 0]))
+
+
+def _balances(acc: np.ndarray, name: str) -> list[int]:
+    return [join(lo, hi) for lo, hi in zip(acc[f"{name}_lo"].tolist(), acc[f"{name}_hi"].tolist(), strict=True)]
 
 
 def check_all(sim: RunResult) -> dict[str, dict[str, Any]]:
@@ -49,13 +60,20 @@ def check_all(sim: RunResult) -> dict[str, dict[str, Any]]:
         "convergence": _verdict("convergence", promised, convergence(sim, t_end), seed),
         "durability": _durability(sim, promised),
         "audit_chain": _verdict("audit_chain", promised, audit_chain(sim, t_end), seed),
+        "atomic_chains": _verdict("atomic_chains", promised, atomic_chains(sim, t_end), seed),
     }
 
 
 def conservation(sim: RunResult, t_end: float) -> dict[str, Any] | None:
-    """Per ledger Σ debits = Σ credits on every replica; money in transit accounted for:
-    every debit leg has its credit leg and vice versa, so the transit accounts net to 0."""
-    n_units = sim.plan.amap.n_units
+    """No money created or destroyed, on every replica:
+    * per ledger Σ debits = Σ credits (posted and pending);
+    * money in transit is accounted for: every debit leg has its credit leg and vice versa;
+    * the money supply is what genesis issued: customers and transit accounts together hold
+      exactly the opening deposits (a client who could move money out of a unit's fund
+      would leave the books balanced and still have created money)."""
+    amap = sim.plan.amap
+    n_units, n_cust = amap.n_units, amap.n_customers
+    supply = n_cust * sim.s.workload.opening_balance
     for r, eng in enumerate(_engines(sim)):
         if eng is None:
             return {"region": sim.regions[r], "t": t_end, "problem": "region down at the end"}
@@ -66,92 +84,117 @@ def conservation(sim: RunResult, t_end: float) -> dict[str, Any] | None:
         tr = eng.transfers
         credit = tr["credit_account_id_lo"]
         is_leg = (tr["id_hi"] & CREDIT_BIT_HI) != 0
-        debit_legs = tr["id_lo"][(credit >= TRANSIT_BASE) & (credit < TRANSIT_BASE + n_units) & ~is_leg]
-        credit_legs = tr["id_lo"][is_leg]
-        orphan_debit = np.setdiff1d(debit_legs, credit_legs)
-        orphan_credit = np.setdiff1d(credit_legs, debit_legs)
-        if len(orphan_debit) or len(orphan_credit):
-            acc = eng.accounts
-            tran = (acc["id_lo"] >= TRANSIT_BASE) & (acc["id_lo"] < TRANSIT_BASE + n_units)
-            held = int(acc["credits_posted_lo"][tran].astype(object).sum() - acc["debits_posted_lo"][tran]
-                       .astype(object).sum())
+        debit_leg = (credit >= TRANSIT_BASE) & (credit < TRANSIT_BASE + n_units) & (tr["credit_account_id_hi"] == 0)
+        debit_legs = set(ids_of(tr[debit_leg & ~is_leg]))
+        credit_legs = {tid & ~CREDIT_BIT for tid in ids_of(tr[is_leg])}
+        orphan_debit, orphan_credit = debit_legs - credit_legs, credit_legs - debit_legs
+        acc = eng.accounts
+        customer = (acc["id_hi"] == 0) & (acc["id_lo"] >= 1) & (acc["id_lo"] <= n_cust)
+        transit = (acc["id_hi"] == 0) & (acc["id_lo"] >= TRANSIT_BASE) & (acc["id_lo"] < TRANSIT_BASE + n_units)
+        held = sum(_balances(acc[customer | transit], "credits_posted")) - sum(
+            _balances(acc[customer | transit], "debits_posted"))
+        in_transit = sum(_balances(acc[transit], "credits_posted")) - sum(_balances(acc[transit], "debits_posted"))
+        if orphan_debit or orphan_credit:
             return {"region": sim.regions[r], "t": t_end, "problem": "money stuck in or created from transit",
-                    "in_transit": held, "debit_legs_without_credit": orphan_debit[:10].tolist(),
-                    "credit_legs_without_debit": orphan_credit[:10].tolist()}
+                    "in_transit": in_transit, "debit_legs_without_credit": sorted(orphan_debit)[:10],
+                    "credit_legs_without_debit": sorted(orphan_credit)[:10]}
+        if held != supply:
+            return {"region": sim.regions[r], "t": t_end, "problem": "money supply changed: customers and "
+                    "transit hold other than what genesis issued", "held": held, "issued": supply}
     return None
 
 
 def no_overdraft(sim: RunResult) -> dict[str, Any] | None:
-    """Customer accounts (flag DEBITS_MUST_NOT_EXCEED_CREDITS) never spend more than they got."""
+    """Customer accounts (flag DEBITS_MUST_NOT_EXCEED_CREDITS) never spend more than they got.
+    Judged on exact u128 balances; an account that ends overdrawn is reported whether or not
+    replaying its transfers finds the moment it went below zero."""
     n = sim.plan.amap.n_customers
-    worst: dict[str, Any] | None = None
     for r, eng in enumerate(_engines(sim)):
         if eng is None:
             continue
         acc = eng.accounts
-        ids = acc["id_lo"].astype(np.int64)
-        cust = (ids >= 1) & (ids <= n)
-        avail = (acc["credits_posted_lo"].astype(np.int64) - acc["debits_posted_lo"].astype(np.int64)
-                 - acc["debits_pending_lo"].astype(np.int64))
-        bad = np.nonzero(cust & (avail < 0))[0]
-        for slot in bad[:20].tolist():
-            a = int(ids[slot])
-            found = _first_negative(sim, eng, a)
-            if found is not None and (worst is None or found["t"] < worst["t"]):
-                found.update(region=sim.regions[r], account=a, balance=int(avail[slot]),
-                             overdrawn_accounts=int(len(bad)))
-                worst = found
-        if worst is not None:
-            return worst
-    return worst
+        cust = np.nonzero((acc["id_hi"] == 0) & (acc["id_lo"] >= 1) & (acc["id_lo"] <= n))[0]
+        sub = acc[cust]
+        avail = [c - d - p for c, d, p in zip(_balances(sub, "credits_posted"), _balances(sub, "debits_posted"),
+                                              _balances(sub, "debits_pending"), strict=True)]
+        bad = [i for i, v in enumerate(avail) if v < 0]
+        if not bad:
+            continue
+        worst: dict[str, Any] | None = None
+        for i in bad[:20]:
+            a = int(sub["id_lo"][i])
+            found = _first_negative(sim, eng, a) or {"t": sim.end / 1e9, "transfer_ids": [],
+                                                     "note": "ends overdrawn; no replayed moment below zero"}
+            if worst is None or found["t"] < worst["t"]:
+                worst = {**found, "account": a, "balance": avail[i]}
+        assert worst is not None
+        worst.update(region=sim.regions[r], overdrawn_accounts=len(bad),
+                     overdrawn_total=-sum(avail[i] for i in bad))
+        return worst
+    return None
 
 
 def _first_negative(sim: RunResult, eng: Any, a: int) -> dict[str, Any] | None:
     tr = eng.transfers
-    touches = (tr["debit_account_id_lo"] == a) | (tr["credit_account_id_lo"] == a)
+    touches = (((tr["debit_account_id_lo"] == a) & (tr["debit_account_id_hi"] == 0))
+               | ((tr["credit_account_id_lo"] == a) & (tr["credit_account_id_hi"] == 0)))
     sel = tr[touches]
     sel = sel[np.argsort(sel["timestamp"], kind="stable")]
     bal = 0
     for row in sel:
-        amt = int(row["amount_lo"])
+        amt = join(row["amount_lo"], row["amount_hi"])
         flags = int(row["flags"])
-        if int(row["credit_account_id_lo"]) == a and not flags & 2:
+        if int(row["credit_account_id_lo"]) == a and not flags & _PENDING:
             bal += amt
-        elif int(row["debit_account_id_lo"]) == a and not flags & 12:
+        elif int(row["debit_account_id_lo"]) == a and not flags & _POST_OR_VOID:
             bal -= amt
         if bal < 0:
-            tid = int(row["id_lo"])
-            ops = sim.ops
-            debits = np.nonzero((sim.plan.debit == a) & (ops.outcome == OUT_OK)
-                                & (sim.plan.kind != KIND_READ))[0]
-            t = float(ops.complete_t[tid - 1]) if 0 < tid <= len(ops.complete_t) else 0.0
+            tid = join(row["id_lo"], row["id_hi"])
+            ops, plan = sim.ops, sim.plan
+            debits = np.nonzero((plan.debit == a) & (ops.outcome == OUT_OK) & (plan.kind != KIND_READ))[0]
+            op = int(row["id_lo"]) - 1
+            t = float(ops.complete_t[op]) if 0 <= op < len(ops.complete_t) else 0.0
             return {"t": t, "transfer_ids": [tid],
-                    "acknowledged_debits": [{"id": int(i + 1), "region": sim.regions[int(sim.plan.region[i])],
-                                             "amount": int(sim.plan.amount[i]),
+                    "acknowledged_debits": [{"id": plan.transfer_ids(np.array([i]))[0],
+                                             "region": sim.regions[int(plan.region[i])],
+                                             "amount": int(plan.amount[i]),
                                              "acked_at": round(float(ops.complete_t[i]), 6)}
                                             for i in debits[:6].tolist()]}
     return None
 
 
+def _ids_by_op(sim: RunResult) -> list[int]:
+    plan = sim.plan
+    return plan.transfer_ids(np.arange(plan.n_ops))
+
+
 def exactly_once(sim: RunResult, t_end: float) -> dict[str, Any] | None:
-    """No transfer id applied twice: per replica, across origins, across retries."""
+    """No transfer id applied twice, or with two bodies: per replica, across origins, across
+    retries, across every client that sent it (a hostile one reusing an honest one's id)."""
     for r, eng in enumerate(_engines(sim)):
         if eng is None:
             continue
-        tr = eng.transfers
-        key = tr["id_lo"].astype(np.uint64) ^ (tr["id_hi"] * np.uint64(0x9E3779B97F4A7C15))
-        uniq, counts = np.unique(key, return_counts=True)
-        if (counts > 1).any():
-            return {"region": sim.regions[r], "t": t_end, "problem": "duplicate transfer id in a replica"}
+        ids = ids_of(eng.transfers)
+        if len(set(ids)) != len(ids):
+            seen: set[int] = set()
+            dup = next(t for t in ids if t in seen or seen.add(t))  # type: ignore[func-returns-value]
+            return {"region": sim.regions[r], "t": t_end, "transfer_ids": [dup],
+                    "problem": "duplicate transfer id in a replica"}
         node = sim.nodes[r]
         for origin, seq, _row, code in node.anomalies if node else []:
             if 34 <= code <= 44:
                 return {"region": sim.regions[r], "t": t_end, "origin": sim.regions[origin], "seq": seq,
                         "problem": f"a shipped row already existed (result {code}): applied by two origins"}
-    twice = [i for i in np.nonzero(sim.ops.ok_count > 1)[0].tolist() if (i + 1) not in sim.log.diverged]
+    plan, ops = sim.plan, sim.ops
+    oks: dict[int, int] = {}
+    transfers = plan.kind != KIND_READ
+    for op, tid in zip(np.nonzero(transfers & (ops.ok_count > 0))[0].tolist(),
+                       plan.transfer_ids(np.nonzero(transfers & (ops.ok_count > 0))[0]), strict=True):
+        oks[tid] = oks.get(tid, 0) + int(ops.ok_count[op])
+    twice = sorted(t for t, n in oks.items() if n > 1 and t not in sim.log.diverged)
     if twice:
-        i = twice[0]
-        return {"t": float(sim.ops.complete_t[i]), "transfer_ids": [i + 1],
+        first = next(i for i, t in enumerate(_ids_by_op(sim)) if t == twice[0])
+        return {"t": float(ops.complete_t[first]), "transfer_ids": twice[:10],
                 "problem": "the same transfer id was acknowledged OK twice"}
     return None
 
@@ -170,11 +213,10 @@ def convergence(sim: RunResult, t_end: float) -> dict[str, Any] | None:
             a, b = engines[0], engines[r]
             if a is None or b is None:
                 return {"t": t_end, "problem": "a region is down at the end"}
-            ia, ib = _ids(a.transfers), _ids(b.transfers)
+            ia, ib = _client_ids(a.transfers), _client_ids(b.transfers)
             return {"t": t_end, "regions": [sim.regions[0], sim.regions[r]],
-                    "only_in_first": np.setdiff1d(ia, ib)[:10].tolist(),
-                    "only_in_second": np.setdiff1d(ib, ia)[:10].tolist(),
-                    "heads": [sim.nodes[0].heads, sim.nodes[r].heads]}  # type: ignore[union-attr]
+                    "only_in_first": sorted(ia - ib)[:10], "only_in_second": sorted(ib - ia)[:10],
+                    "heads": [sim.nodes[0].heads, sim.nodes[r].heads]}
     return None
 
 
@@ -182,13 +224,14 @@ def _durability(sim: RunResult, promised: dict[str, bool]) -> dict[str, Any]:
     """Every acknowledged transfer is in the final books; what is missing is RPO loss."""
     o = sim.ops
     acked = np.nonzero((o.outcome == OUT_OK) & (sim.plan.kind != KIND_READ))[0]
-    acked_ids = (acked + 1).astype(np.uint64)
-    lost = np.zeros(0, np.int64)
+    acked_ids = sim.plan.transfer_ids(acked)
+    lost_ops: set[int] = set()
     for eng in _engines(sim):
         if eng is None:
             continue
-        missing = acked[~np.isin(acked_ids, _ids(eng.transfers))]
-        lost = np.union1d(lost, missing)
+        books = _client_ids(eng.transfers)
+        lost_ops.update(op for op, tid in zip(acked.tolist(), acked_ids, strict=True) if tid not in books)
+    lost = np.array(sorted(lost_ops), np.int64)
     rpo: dict[str, float] = {"lost_acknowledged": int(len(lost))}
     if len(lost):
         times = o.complete_t[lost]
@@ -197,9 +240,36 @@ def _durability(sim: RunResult, promised: dict[str, bool]) -> dict[str, Any]:
     violation = None
     if len(lost):
         i = int(lost[0])
-        violation = {"seed": sim.seed, "t": float(o.complete_t[i]), "transfer_ids": (lost[:10] + 1).tolist(),
-                     "lost": int(len(lost))}
+        violation = {"seed": sim.seed, "t": float(o.complete_t[i]),
+                     "transfer_ids": sim.plan.transfer_ids(lost[:10]), "lost": int(len(lost))}
     return {"ok": violation is None, "promised": promised["durability"], "first_violation": violation, "rpo": rpo}
+
+
+def atomic_chains(sim: RunResult, t_end: float) -> dict[str, Any] | None:
+    """A linked chain is applied whole or not at all: in every replica's books, either every
+    transfer of a chain the clients sent is there, or none is."""
+    plan = sim.plan
+    linked = np.nonzero((plan.rows["flags"] & _LINKED) != 0)[0]
+    if not len(linked):
+        return None
+    chains: list[list[int]] = []
+    for op in linked.tolist():  # a chain's rows are consecutive operations of one region, sent together
+        if chains and chains[-1][-1] == op:
+            chains[-1].append(op + 1)
+        else:
+            chains.append([op, op + 1])
+    ids = {op: tid for op, tid in zip(range(plan.n_ops), _ids_by_op(sim), strict=True)}
+    for r, eng in enumerate(_engines(sim)):
+        if eng is None:
+            continue
+        books = _client_ids(eng.transfers)
+        for chain in chains:
+            members = [ids[op] for op in chain if op < plan.n_ops]
+            present = [t in books for t in members]
+            if any(present) and not all(present):
+                return {"region": sim.regions[r], "t": t_end, "transfer_ids": members,
+                        "applied": present, "problem": "a linked chain applied in part"}
+    return None
 
 
 def audit_chain(sim: RunResult, t_end: float) -> dict[str, Any] | None:

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from replication.config import INVARIANTS
 from simulator.report import OUTAGE_FAULTS, esc, fails_over, fmt_ms, fmt_num, fmt_pct, money
 
 DOC = Path(__file__).resolve().parent.parent / "replication" / "README.md"
-INVARIANT_ORDER = ("conservation", "no_overdraft", "exactly_once", "convergence", "durability", "audit_chain")
+INVARIANT_ORDER = INVARIANTS
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,8 @@ def broke_text(row: dict[str, Any], name: str) -> str:
     if name == "durability":
         return f"lost {fmt_num(row['rpo_lost'])} acknowledged write(s)"
     return {"conservation": "created or destroyed money", "exactly_once": "applied a transfer twice",
-            "convergence": "left replicas with different books", "audit_chain": "failed its audit chain"}.get(
+            "convergence": "left replicas with different books", "audit_chain": "failed its audit chain",
+            "atomic_chains": "applied a linked chain in part"}.get(
                 name, f"broke {name}")
 
 
@@ -322,6 +324,7 @@ def tested_by(scenario: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[
              if spend.get("accounts") else "ordinary load only: no double-spend probe ([workload.spend_all])")
     if spend.get("accounts") and any(f["fault"].startswith("partition") for f in chaos):
         probe += ", during a partition"
+    hostile = (wl.get("hostile") or {}).get("share", 0) or 0
     return {
         "conservation": ("cross-unit and cross-region transfers (money in transit)" if cross
                          else "no cross-unit transfers: nothing in transit"),
@@ -333,6 +336,7 @@ def tested_by(scenario: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[
         "durability": f"outage: {', '.join(outages)}" if outages else "no outage: nothing could be lost to a failover",
         "audit_chain": "every store replayed against the live books"
                        + (" after records were corrupted" if any(f["fault"] == "corrupt" for f in chaos) else ""),
+        "atomic_chains": "hostile clients sent linked chains" if hostile else "no linked chains were sent",
     }
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from chaos import Fault
 from replication.config import NodeConfig
 from simulator.clients import OpState
@@ -38,6 +40,24 @@ class StoreView(Protocol):
     records: list[Any]
 
     def verify_chain(self) -> tuple[bool, int | None]: ...
+
+
+@dataclass
+class EngineRows:
+    """A finished replica's engine as the checkers read it: its account and transfer rows."""
+
+    accounts: np.ndarray
+    transfers: np.ndarray
+
+
+@dataclass
+class ReplicaSnapshot:
+    """A finished region's replica taken out of its process (the Ray runtime's, or a test's)."""
+
+    engine: EngineRows
+    anomalies: list[tuple[int, int, int, int]]
+    heads: list[int]
+    status: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -78,4 +98,4 @@ class RunResult:
         return self.trace_digest
 
 
-__all__ = ["NetCounters", "ReplicaView", "RunResult", "StoreView"]
+__all__ = ["EngineRows", "NetCounters", "ReplicaSnapshot", "ReplicaView", "RunResult", "StoreView"]

@@ -11,10 +11,12 @@ import numpy as np
 
 from ledger.types import AccountFlags, TransferFlags
 from replication.accounts import CUSTOMER_FLAGS
+from replication.ids import ids_of
 from replication.outcomes import UNAVAILABLE, outcome_name
 from replication.state import BALANCE_FIELDS, canonical_digest
 from simulator.checkers import check_all
 from simulator.clients import OUT_OK, OUT_TIMEOUT, OUTCOMES
+from simulator.hostile import attack_name
 from simulator.metrics import Histogram
 from simulator.result import RunResult
 from simulator.runtime import run_simulation
@@ -230,27 +232,31 @@ def _json_default(x: Any) -> Any:
 
 
 def _write_history(sim: RunResult, path: Path) -> None:
+    """One line per operation, what the client sent as it sent it (u128 values exact, a
+    hostile attempt with its attack named) and what it got."""
     plan, o = sim.plan, sim.ops
-    flag_names = {0: [], 2: ["PENDING"], 4: ["POST_PENDING_TRANSFER"], 8: ["VOID_PENDING_TRANSFER"]}
-    kind_flag = (0, 2, 4, 8, 0)
-    names = {}
-    cols = [plan.kind.tolist(), plan.debit.tolist(), plan.credit.tolist(), plan.amount.tolist(),
-            plan.pending_ix.tolist(), plan.region.tolist(), plan.t.tolist(), o.complete_t.tolist(),
-            o.outcome.tolist(), o.result.tolist()]
+    names: dict[int, str] = {}
+    rows = plan.rows
+    cols = [plan.kind.tolist(), plan.debit.tolist(), ids_of(rows), ids_of(rows, "debit_account_id"),
+            ids_of(rows, "credit_account_id"), ids_of(rows, "amount"), ids_of(rows, "pending_id"),
+            rows["flags"].tolist(), plan.attack.tolist(), plan.region.tolist(), plan.t.tolist(),
+            o.complete_t.tolist(), o.outcome.tolist(), o.result.tolist()]
     dumps = json.dumps
     with path.open("w") as fh:
-        for i, (k, d, c, a, p, g, t, ct, oc, res) in enumerate(zip(*cols, strict=True)):
+        for i, (k, read, tid, d, c, a, p, f, att, g, t, ct, oc, res) in enumerate(zip(*cols, strict=True)):
             if res not in names:
                 names[res] = _code_name(res)
             is_read = k == KIND_READ
-            fh.write(dumps({
-                "op": "read" if is_read else "transfer", "kind": KIND_NAMES[k], "id": i + 1,
-                "debit": d, "credit": 0 if is_read else c, "amount": 0 if is_read else a, "ledger": 156,
-                "flags": flag_names[kind_flag[k]], "pending_id": p + 1 if p >= 0 else 0,
-                "region": sim.regions[g], "invoke_t": round(t, 9),
-                "complete_t": None if ct != ct else round(ct, 9), "outcome": OUTCOMES[oc],
+            line = {
+                "op": "read" if is_read else "transfer", "n": i + 1, "kind": KIND_NAMES[k], "id": 0 if is_read else tid,
+                "debit": read if is_read else d, "credit": c, "amount": a, "ledger": 0 if is_read else 156,
+                "flags": _flag_names(f, TransferFlags), "pending_id": p, "region": sim.regions[g],
+                "invoke_t": round(t, 9), "complete_t": None if ct != ct else round(ct, 9), "outcome": OUTCOMES[oc],
                 "result": "OK" if is_read and oc == OUT_OK else names[res],
-            }))
+            }
+            if att:
+                line["attack"] = attack_name(att)
+            fh.write(dumps(line))
             fh.write("\n")
 
 

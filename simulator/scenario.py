@@ -77,6 +77,19 @@ class SpendAll:
     regions: tuple[str, ...] = ()
 
 
+ATTACKS = ("amount_extreme", "account_u128", "reserved_id", "bank_account", "foreign_unit_id", "reuse_same",
+           "reuse_different", "retry_elsewhere", "zero_unknown", "chain_straddle", "foreign_pending")
+"""What a hostile client tries (`simulator.hostile`)."""
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """A share of the clients that attack the bank's rules rather than pay anyone."""
+
+    share: float = 0.0  # hostile operations per normal one, per region
+    attacks: tuple[str, ...] = ()  # empty: every kind in ATTACKS
+
+
 @dataclass(frozen=True)
 class Workload:
     customers: int = 3000
@@ -91,6 +104,7 @@ class Workload:
     max_attempts: int = 8
     mix: Mix = field(default_factory=Mix)
     spend_all: SpendAll = field(default_factory=SpendAll)
+    hostile: Hostile = field(default_factory=Hostile)
 
 
 @dataclass(frozen=True)
@@ -270,10 +284,11 @@ def parse_scenario(data: dict[str, Any], name: str = "scenario") -> Scenario:
     if wl:
         if not isinstance(wl, dict):
             raise ScenarioError("workload: expected a table")
-        w = _build(Workload, {k: v for k, v in wl.items() if k not in ("mix", "spend_all")}, "workload")
+        w = _build(Workload, {k: v for k, v in wl.items() if k not in ("mix", "spend_all", "hostile")}, "workload")
         mix = _build(Mix, wl.get("mix", {}), "workload.mix")
         spend = _build(SpendAll, wl.get("spend_all", {}), "workload.spend_all")
-        s = replace(s, workload=replace(w, mix=mix, spend_all=spend))
+        hostile = _build(Hostile, wl.get("hostile", {}), "workload.hostile")
+        s = replace(s, workload=replace(w, mix=mix, spend_all=spend, hostile=hostile))
     if len(set(s.regions)) != len(s.regions):
         raise ScenarioError("regions.names: region names must be unique")
     if cities_raw is not None:
@@ -453,6 +468,11 @@ def _validate(s: Scenario) -> None:
             raise ScenarioError(f"workload.spend_all.regions: unknown region {r!r}")
     if w.spend_all.accounts > w.customers // 2:
         raise ScenarioError("workload.spend_all.accounts: at most half of the customers")
+    if not 0 <= w.hostile.share <= 0.5:
+        raise ScenarioError("workload.hostile.share: hostile operations per normal one, in [0, 0.5]")
+    for a in w.hostile.attacks:
+        if a not in ATTACKS:
+            raise ScenarioError(f"workload.hostile.attacks: unknown attack {a!r} (expected some of {list(ATTACKS)})")
     for key in ("heartbeat_ms", "tick_ms"):
         if getattr(s.node, key) < 1:
             raise ScenarioError(f"node.{key}: must be >= 1 ms (a timer firing more often only burns the run's time)")

@@ -6,7 +6,13 @@ Zipf popularity among the region's own customers (a share `travel` comes from an
 the credit account is in the same unit, another unit of the region, or another region.
 Two-phase authorisations are followed by a post or a void from the same region.
 `spend_all` customers are kept out of the normal traffic and then try to spend most of
-their balance from several regions at the same moment: the double-spend probe.
+their balance from several regions at the same moment: the double-spend probe. A
+`hostile` share of the clients attacks the bank's rules instead (`simulator.hostile`).
+
+Transfer ids name the unit whose writer applies them (`replication.ids`): in the designs
+with one writer per unit (`unit`, `quorum`) the debit account's unit; in `async` and
+`escrow` a unit homed in the region the client submits to (the debit account's unit if
+it is homed there), so those designs still accept writes anywhere.
 
 Everything is drawn from the run's single numpy Generator, so a seed fixes it all.
 """
@@ -20,11 +26,15 @@ import numpy as np
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import TransferFlags
 from replication.accounts import CODE, LEDGER, AccountMap
+from replication.ids import ids_of, with_unit
+from simulator.hostile import attacks
 from simulator.scenario import Scenario
 
 KIND_TRANSFER, KIND_PENDING, KIND_POST, KIND_VOID, KIND_READ = range(5)
 KIND_NAMES = ("transfer", "pending", "post", "void", "read")
-CAT_NAMES = ("same_unit", "cross_unit", "cross_region", "two_phase", "read", "spend_all")
+CAT_NAMES = ("same_unit", "cross_unit", "cross_region", "two_phase", "read", "spend_all", "hostile")
+CAT_HOSTILE = CAT_NAMES.index("hostile")
+SINGLE_WRITER_MODES = ("unit", "quorum")
 
 
 @dataclass
@@ -41,14 +51,16 @@ class Plan:
     pending_ix: np.ndarray  # int64, -1 if none
     batches: list[tuple[np.ndarray, np.ndarray]]  # per region: (batch start offsets, op order)
     batch_window: float
+    rows: np.ndarray  # TRANSFER_DTYPE: the row each transfer operation sends (reads: zeros)
+    attack: np.ndarray  # uint8: the hostile attack an operation is (index into ATTACKS + 1), 0 if none
 
     @property
     def n_ops(self) -> int:
         return len(self.kind)
 
-    @property
-    def ids(self) -> np.ndarray:
-        return np.arange(1, self.n_ops + 1, dtype=np.uint64)
+    def transfer_ids(self, ops: np.ndarray) -> list[int]:
+        """The u128 transfer ids operations `ops` send."""
+        return ids_of(self.rows[ops])
 
 
 def make_plan(s: Scenario, rng: np.random.Generator) -> Plan:
@@ -131,6 +143,23 @@ def make_plan(s: Scenario, rng: np.random.Generator) -> Plan:
     credit = np.concatenate([credit, credit[pend], np.asarray(pr_credit, np.int64)])
     amount = np.concatenate([amount, amount[pend], np.asarray(pr_amount, np.int64)])
     pending_ix = np.concatenate([np.full(len(t) - len(pend) - m, -1), pend, np.full(m, -1)])
+    tag = id_unit_tags(s, amap, unit_home, debit, region)
+    rows = _rows(kind, debit, credit, amount, pending_ix, tag)
+    attack = np.zeros(len(t), np.uint8)
+    if w.hostile.share > 0:
+        h = attacks(s, rng, amap, region, t, kind, rows, tag)
+        n_normal = len(t)
+        region = np.concatenate([region, h.region])
+        t = np.concatenate([t, h.t])
+        kind = np.concatenate([kind, h.kind])
+        cat = np.concatenate([cat, np.full(len(h.t), CAT_HOSTILE, np.uint8)])
+        debit = np.concatenate([debit, _clipped(h.rows, "debit_account_id")])
+        credit = np.concatenate([credit, _clipped(h.rows, "credit_account_id")])
+        amount = np.concatenate([amount, _clipped(h.rows, "amount")])
+        pending_ix = np.concatenate([pending_ix, h.pending_ix])
+        rows = np.concatenate([rows, h.rows])
+        attack = np.concatenate([attack, h.attack])
+        assert len(t) == n_normal + len(h.t)
 
     order = np.lexsort((region, t))
     inverse = np.empty_like(order)
@@ -140,7 +169,7 @@ def make_plan(s: Scenario, rng: np.random.Generator) -> Plan:
     pending_ix[has] = inverse[pending_ix[has]]
     plan = Plan(amap, r, kind[order], cat[order], region[order], t[order], debit[order].astype(np.int64),
                 credit[order].astype(np.int64), amount[order].astype(np.int64), pending_ix, [],
-                w.batch_ms / 1000.0)
+                w.batch_ms / 1000.0, rows[order], attack[order])
     for g in range(r):
         ops = np.nonzero(plan.region == g)[0]
         window = np.floor(plan.t[ops] / plan.batch_window).astype(np.int64)
@@ -180,22 +209,47 @@ def _credit_for(debit: np.ndarray, cat: np.ndarray, amap: AccountMap, by_unit: l
     return credit
 
 
-def build_rows(plan: Plan, ops: np.ndarray) -> np.ndarray:
-    """Client rows for planned operations (the deterministic runtime's encoding: id = op + 1)."""
-    rows = np.zeros(len(ops), TRANSFER_DTYPE)
-    rows["id_lo"] = ops + 1
-    rows["debit_account_id_lo"] = plan.debit[ops]
-    rows["credit_account_id_lo"] = plan.credit[ops]
-    rows["amount_lo"] = plan.amount[ops]
+def id_unit_tags(s: Scenario, amap: AccountMap, unit_home: np.ndarray, debit: np.ndarray,
+                 region: np.ndarray) -> np.ndarray:
+    """The unit each operation's id names (module docstring): its debit account's unit in the
+    single-writer designs; in `async` and `escrow`, a unit homed where it is submitted."""
+    unit = amap.customer_unit[np.clip(debit, 0, amap.n_customers)]
+    if s.mode in SINGLE_WRITER_MODES:
+        return unit
+    return np.where(unit_home[unit] == region, unit, region.astype(np.int64))
+
+
+def _rows(kind: np.ndarray, debit: np.ndarray, credit: np.ndarray, amount: np.ndarray, pending_ix: np.ndarray,
+          tag: np.ndarray) -> np.ndarray:
+    """Each operation's transfer row. Ids: the operation's index plus one, in the unit `tag`
+    names (a post or void names its pending by that pending's id)."""
+    n = len(kind)
+    rows = np.zeros(n, TRANSFER_DTYPE)
+    rows["id_lo"] = np.arange(1, n + 1)
+    rows["id_hi"] = with_unit(np.zeros(n, np.uint64), tag)
+    rows["debit_account_id_lo"] = debit
+    rows["credit_account_id_lo"] = credit
+    rows["amount_lo"] = amount
     rows["ledger"] = LEDGER
     rows["code"] = CODE
-    kind = plan.kind[ops]
-    flags = np.zeros(len(ops), np.uint16)
+    flags = np.zeros(n, np.uint16)
     flags[kind == KIND_PENDING] = int(TransferFlags.PENDING)
     flags[kind == KIND_POST] = int(TransferFlags.POST_PENDING_TRANSFER)
     flags[kind == KIND_VOID] = int(TransferFlags.VOID_PENDING_TRANSFER)
     rows["flags"] = flags
-    pend = plan.pending_ix[ops]
-    has = pend >= 0
-    rows["pending_id_lo"][has] = pend[has] + 1
+    has = pending_ix >= 0
+    rows["pending_id_lo"][has] = rows["id_lo"][pending_ix[has]]
+    rows["pending_id_hi"][has] = rows["id_hi"][pending_ix[has]]
+    rows[kind == KIND_READ] = np.zeros(1, TRANSFER_DTYPE)
     return rows
+
+
+def _clipped(rows: np.ndarray, field: str) -> np.ndarray:
+    """A u128 column as int64 for the plan's summary columns (0 where it does not fit)."""
+    lo, hi = rows[f"{field}_lo"], rows[f"{field}_hi"]
+    return np.where((hi == 0) & (lo < np.uint64(1 << 63)), lo, 0).astype(np.int64)
+
+
+def build_rows(plan: Plan, ops: np.ndarray) -> np.ndarray:
+    """The client rows of planned operations."""
+    return plan.rows[ops]

@@ -10,6 +10,7 @@ from ledger.types import CreateTransferResult, TransferFlags
 from region.store import MemoryRegionStore
 from replication.accounts import CREDIT_BIT_HI, AccountMap
 from replication.config import MS, NodeConfig
+from replication.ids import transfer_id
 from replication.log import Entry
 from replication.messages import (
     ClientRequest,
@@ -33,6 +34,7 @@ from replication.routing import RoutingTable
 from replication.state import canonical_digest
 
 T = 1_700_000_000_000_000_000
+M64 = (1 << 64) - 1
 N_UNITS = 3  # one per region: unit u is homed at region u
 AMAP = AccountMap(N_UNITS, np.arange(13) % N_UNITS)  # customers 1..12; customer c is in unit c % 3
 
@@ -41,10 +43,19 @@ def node(me: int, mode: str = "unit", ship: str = "async") -> RegionNode:
     return RegionNode(NodeConfig(3, me, mode, AMAP, 1000, ship=ship))
 
 
-def rows(*transfers: tuple[int, int, int, int]) -> np.ndarray:
+def tid(local: int, account: int) -> int:
+    """A client's transfer id, naming the unit of `account` (as the id scheme asks)."""
+    return transfer_id(AMAP.unit_of(account), local)
+
+
+def rows(*transfers: tuple[int, int, int, int], unit: int | None = None) -> np.ndarray:
+    """Client rows (local id, debit, credit, amount); each id names its debit account's unit,
+    or `unit` (async and escrow write an id where its unit is homed, whatever it debits)."""
     out = np.zeros(len(transfers), TRANSFER_DTYPE)
-    for i, (tid, debit, credit, amount) in enumerate(transfers):
-        out[i]["id_lo"], out[i]["debit_account_id_lo"] = tid, debit
+    for i, (local, debit, credit, amount) in enumerate(transfers):
+        full = tid(local, debit) if unit is None else transfer_id(unit, local)
+        out[i]["id_lo"], out[i]["id_hi"] = full & M64, full >> 64
+        out[i]["debit_account_id_lo"] = debit
         out[i]["credit_account_id_lo"], out[i]["amount_lo"] = credit, amount
         out[i]["ledger"], out[i]["code"] = 156, 1
     return out
@@ -122,7 +133,7 @@ def test_cross_unit_transfer_parks_money_in_transit_then_credits_once():
     assert of(eff, Reply)[0].results.tolist() == [0]
     ship = [e.message for e in eff if isinstance(e, Send) and e.to == 1][0]
     home1.handle(ship, T + 2)
-    assert 9 in home0.design.outbox
+    assert tid(9, 3) in home0.design.outbox
     home0.handle(ShipAck(1, 0, 1), T + 3)  # stored on a majority: the credit leg may go
     eff = home0.handle(Tick(), T + 4)
     legs = [e for e in of(eff, Send) if type(e.message).__name__ == "CreditLegs"]
@@ -144,8 +155,8 @@ def test_heartbeat_brings_a_newer_routing_table_and_voids_a_divergent_suffix():
     assert ack.routing == newer and not ack.grant
     eff = old_home.handle(ack, T + 4)
     div = [e for e in of(eff, Report) if e.kind == "divergence"]
-    assert div and div[0].detail["transfer_ids"] == [1]
-    assert old_home.engine.transfer_slot(1) < 0  # rolled back, reported, not merged
+    assert div and div[0].detail["transfer_ids"] == [tid(1, 3)]
+    assert old_home.engine.transfer_slot(tid(1, 3)) < 0  # rolled back, reported, not merged
     assert old_home.lease_until == 0
 
 
@@ -170,7 +181,7 @@ def test_async_admits_against_the_local_view_only():
     a, b = node(0, "async"), node(1, "async")
     # both regions accept 800 of customer 3's 1000: a real double spend
     ra = of(a.handle(ClientRequest(1, rows((1, 3, 6, 800))), T), Reply)[0]
-    rb = of(b.handle(ClientRequest(1, rows((2, 3, 6, 800))), T), Reply)[0]
+    rb = of(b.handle(ClientRequest(1, rows((2, 3, 6, 800), unit=1)), T), Reply)[0]  # unit 1: homed at b
     assert ra.results.tolist() == rb.results.tolist() == [0]
 
 
@@ -190,10 +201,15 @@ def _pending_row(tid: int, debit: int, credit: int, amount: int) -> np.ndarray:
     return r
 
 
-def _post_row(tid: int, pending_id: int, flag: TransferFlags = TransferFlags.POST_PENDING_TRANSFER) -> np.ndarray:
-    """A post/void the way the HTTP gateway sends it: accounts and amount left zero."""
+def _post_row(local: int, pending_local: int, account: int,
+              flag: TransferFlags = TransferFlags.POST_PENDING_TRANSFER) -> np.ndarray:
+    """A post/void the way the HTTP gateway sends it: accounts and amount left zero; its id
+    and its pending's name the pending's unit (`account`, the pending's debit account)."""
     r = np.zeros(1, TRANSFER_DTYPE)
-    r["id_lo"], r["pending_id_lo"], r["flags"] = tid, pending_id, int(flag)
+    own, pending = tid(local, account), tid(pending_local, account)
+    r["id_lo"], r["id_hi"] = own & M64, own >> 64
+    r["pending_id_lo"], r["pending_id_hi"] = pending & M64, pending >> 64
+    r["flags"] = int(flag)
     r["ledger"], r["code"] = 156, 1
     return r
 
@@ -215,7 +231,7 @@ def test_post_with_zero_accounts_is_written_by_the_pendings_home_so_replicas_con
         if e.to == 0:
             gw.handle(e.message, T + 2)
     # the capture arrives at region 0's gateway; regions 0 and 2 exchange whatever follows
-    eff = gw.handle(ClientRequest(2, _post_row(101, 100)), T + 3)
+    eff = gw.handle(ClientRequest(2, _post_row(101, 100, 5)), T + 3)
     replies, pending = of(eff, Reply), [(0, of(eff, Send))]
     while pending:
         sender, sends = pending.pop(0)
@@ -226,14 +242,14 @@ def test_post_with_zero_accounts_is_written_by_the_pendings_home_so_replicas_con
             replies += of(eff, Reply)
             pending.append((e.to, of(eff, Send)))
     assert [r.results.tolist() for r in replies] == [[0]]
-    assert home.engine.transfer_slot(101) >= 0 and gw.engine.transfer_slot(101) >= 0
+    assert home.engine.transfer_slot(tid(101, 5)) >= 0 and gw.engine.transfer_slot(tid(101, 5)) >= 0
     # region 1 comes back and pulls each origin's log from its peers; origin 0's answer first
     for origin, peer in ((0, gw), (2, home)):
         eff = peer.handle(Pull(1, origin, 0), T + 6)
         for e in of(eff, Send):
             follower.handle(e.message, T + 7)
     assert follower.anomalies == []
-    assert follower.engine.transfer_slot(101) >= 0
+    assert follower.engine.transfer_slot(tid(101, 5)) >= 0
     digests = {canonical_digest(n.engine) for n in (gw, follower, home)}
     assert len(digests) == 1
     assert [len(n.design.by_origin[0]) for n in (gw, follower, home)] == [0, 0, 0]  # region 0 wrote nothing
@@ -249,7 +265,7 @@ def test_post_with_zero_accounts_is_written_by_the_pendings_home_so_replicas_con
 def test_post_of_an_unknown_pending_with_zero_accounts_is_not_found_without_a_write():
     gw = node(0)
     with_lease(gw, T)
-    eff = gw.handle(ClientRequest(1, _post_row(7, 999, TransferFlags.VOID_PENDING_TRANSFER)), T + 1)
+    eff = gw.handle(ClientRequest(1, _post_row(7, 999, 3, TransferFlags.VOID_PENDING_TRANSFER)), T + 1)
     assert of(eff, Reply)[0].results.tolist() == [int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)]
     assert not of(eff, Persist) and not of(eff, Send)
 
@@ -391,4 +407,4 @@ def test_quorum_never_lets_one_batchs_open_chain_swallow_the_next_batchs_rows():
     effects = n.handle_many([ClientRequest(1, open_chain), ClientRequest(2, rows((2, 6, 3, 7)))], 400 * MS)
     answers = {r.batch_id: [CreateTransferResult(int(c)).name for c in r.results] for r in of(effects, Reply)}
     assert answers == {1: ["LINKED_EVENT_CHAIN_OPEN"], 2: ["OK"]}
-    assert n.engine.transfer_slot(1) < 0 and n.engine.transfer_slot(2) >= 0
+    assert n.engine.transfer_slot(tid(1, 3)) < 0 and n.engine.transfer_slot(tid(2, 6)) >= 0

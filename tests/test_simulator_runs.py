@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from geoledger.cli import build_parser
+from replication.config import INVARIANTS
 from simulator.cli import cmd_simulate
 from simulator.run import run_scenario
 from simulator.scenario import ScenarioError, load_scenario, parse_scenario
@@ -81,7 +82,7 @@ def test_simulate_writes_the_output_contract(tmp_path):  # type: ignore[no-untyp
     result = json.loads((tmp_path / "result.json").read_text())
     for key in ("seed", "mode", "runtime", "scenario", "digest", "invariants", "metrics"):
         assert key in result
-    for name in ("conservation", "no_overdraft", "exactly_once", "convergence", "durability", "audit_chain"):
+    for name in INVARIANTS:
         assert set(result["invariants"][name]) >= {"ok", "promised", "first_violation"}
     lines = (tmp_path / "history.jsonl").read_text().splitlines()
     first = json.loads(lines[0])

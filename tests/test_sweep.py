@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
+from replication.config import INVARIANTS as ALL_INVARIANTS
 from simulator import sweep as sweep_mod
 from simulator.scenario import parse_scenario, scenario_document
 from simulator.sweep import SweepError, apply_override, build_grid, parse_param, parse_path, run_grid
 from simulator.sweep_report import render_sweep
 from tests.test_report_support import tiny_scenario, workdir
 
-INVARIANTS = {"conservation", "no_overdraft", "exactly_once", "convergence", "durability", "audit_chain"}
+INVARIANTS = set(ALL_INVARIANTS)
 
 
 def cli(*argv: str) -> int:

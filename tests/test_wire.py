@@ -52,7 +52,7 @@ ARRAYS = {
     "rows": arrays(TRANSFER_DTYPE, st.integers(0, 6)),
     "reads": arrays(np.uint64, st.integers(0, 6)),
     "results": arrays(np.uint32, st.integers(0, 6)),
-    "balances": arrays(np.uint64, st.tuples(st.integers(0, 4), st.just(4))),
+    "balances": arrays(np.uint64, st.tuples(st.integers(0, 4), st.just(8))),
 }
 
 
@@ -169,7 +169,7 @@ def test_what_the_codec_cannot_carry_is_refused_on_encode() -> None:
         encode(ForwardReply(1, np.zeros(3)))
     with pytest.raises(WireError, match=r"ForwardReply.results: expected uint32 \(n,\), got dtype uint64"):
         encode(ForwardReply(1, np.zeros(3, np.uint64)))  # an allowed dtype, but not this field's
-    with pytest.raises(WireError, match=r"QForwardReply.balances: expected uint64 \(n, 4\), got dtype uint64, "
+    with pytest.raises(WireError, match=r"QForwardReply.balances: expected uint64 \(n, 8\), got dtype uint64, "
                                         r"shape \(2, 3\)"):
         encode(QForwardReply(1, np.zeros(2, np.uint32), np.zeros((2, 3), np.uint64)))
     with pytest.raises(WireError, match="Entry.rows: expected TRANSFER_DTYPE"):
@@ -230,7 +230,7 @@ def test_every_truncation_of_a_frame_is_refused() -> None:
     (raw(TAG[ForwardReply], 1, arr(2, [1, 1], bytes(4))), r"expected shape \(n,\)"),
     (raw(TAG[ForwardReply], 1, arr(2, [1 << 40], bytes(4))), r"expected shape \(n,\) with n <= "),
     (raw(TAG[ForwardReply], 1, arr(2, [1], "abcd")), "expected the array's raw bytes, got str"),
-    (raw(TAG[QForwardReply], 1, arr(2, [0], b""), arr(3, [1, 3], bytes(24))), r"expected shape \(n, 4\)"),
+    (raw(TAG[QForwardReply], 1, arr(2, [0], b""), arr(3, [1, 3], bytes(24))), r"expected shape \(n, 8\)"),
     (raw(TAG[QuotaRequest], 1, msgpack.ExtType(1, (5).to_bytes(17, "little")), 0), "within 64 bits"),
     (raw(TAG[QuotaRequest], 1, msgpack.ExtType(1, bytes(16)), 0), "expected int, got extension 1"),
     (raw(TAG[QuotaRequest], 1, msgpack.ExtType(7, b"x"), 0), "expected int, got extension 7"),

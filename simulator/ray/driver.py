@@ -36,7 +36,7 @@ from simulator.ray.controller import Controller, ControllerSpec
 from simulator.ray.region_actor import RegionActor, RegionSpec
 from simulator.ray.session import RaySession, ray_session, resource_name
 from simulator.ray.timebase import Timebase, wall_ns
-from simulator.result import NetCounters, RunResult
+from simulator.result import EngineRows, NetCounters, ReplicaSnapshot, RunResult
 from simulator.runlog import RunLog, report_event
 from simulator.runtime import client_rules, clock_offsets, node_configs
 from simulator.scenario import Scenario
@@ -397,24 +397,6 @@ class _RayRun:
         net = NetCounters(int(counters["sent"]), int(counters["dropped"]), int(counters["bytes"]))
         return RunResult(s, self.seed, self.names, plan, ops, list(nodes), list(stores), self.cfgs, log, self.faults,
                          int((s.duration + s.quiesce) * S), net, _fingerprint(ops, log), info)
-
-
-@dataclass
-class EngineRows:
-    """What the checkers read of a finished replica's engine: its account and transfer rows."""
-
-    accounts: np.ndarray
-    transfers: np.ndarray
-
-
-@dataclass
-class ReplicaSnapshot:
-    """A finished region's replica, as shipped back from its actor."""
-
-    engine: EngineRows
-    anomalies: list[tuple[int, int, int, int]]
-    heads: list[int]
-    status: dict[str, Any]
 
 
 def _fingerprint(ops: OpState, log: RunLog) -> str:
