@@ -23,19 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from simulator.decision import clock_word, design_lines, headline, measure, rto_text, section
-from simulator.report import (
-    ReportError,
-    RunView,
-    esc,
-    figure,
-    fmt_ms,
-    fmt_num,
-    fmt_pct,
-    load_run,
-    page,
-    slo_checks,
-    table,
-)
+from simulator.html import esc, figure, fmt_ms, fmt_num, fmt_pct, page, table
+from simulator.run_view import ReportError, RunView, load_run, slo_checks
 
 
 @dataclass

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from replication.config import INVARIANTS
-from simulator.report import OUTAGE_FAULTS, esc, fails_over, fmt_ms, fmt_num, fmt_pct, money
+from simulator.html import esc, fmt_ms, fmt_num, fmt_pct, money
+from simulator.run_view import OUTAGE_FAULTS, fails_over
 
 DOC = Path(__file__).resolve().parent.parent / "replication" / "README.md"
 INVARIANT_ORDER = INVARIANTS

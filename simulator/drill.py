@@ -33,19 +33,9 @@ from rich.table import Table
 from rich.text import Text
 
 from simulator.drill_view import ProgressFn, Snapshot, phase_at
-from simulator.report import (
-    Event,
-    Incident,
-    ReportError,
-    RunView,
-    SloCheck,
-    fmt_ms,
-    fmt_num,
-    load_run,
-    runbook,
-    slo_checks,
-    write_report,
-)
+from simulator.html import fmt_ms, fmt_num
+from simulator.report import write_report
+from simulator.run_view import Event, Incident, ReportError, RunView, SloCheck, load_run, runbook, slo_checks
 
 
 class Runtime(Protocol):

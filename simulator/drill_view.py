@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simulator.report import Event, RunView
+from simulator.run_view import Event, RunView
 
 
 @dataclass

@@ -74,7 +74,8 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from simulator.report import ReportError, write_report
+    from simulator.report import write_report
+    from simulator.run_view import ReportError
 
     try:
         path = write_report(args.result, args.out)
@@ -86,7 +87,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from simulator.compare import parse_modes, run_modes, write_compare
-    from simulator.report import ReportError
+    from simulator.run_view import ReportError
 
     console = Console()
     try:

@@ -245,7 +245,7 @@ def build_grid(scenario: str, params: Sequence[str], modes: str, seeds: int, sta
                force: bool = False) -> Grid:
     """Parse and check everything; raise SweepError (exit 2) before anything runs."""
     from simulator.compare import parse_modes
-    from simulator.report import ReportError
+    from simulator.run_view import ReportError
     from simulator.scenario import ScenarioError, parse_scenario, scenario_document
 
     try:

@@ -25,7 +25,7 @@ from simulator.decision import (
     section,
     worst_of,
 )
-from simulator.report import esc, figure, fmt_ms, fmt_num, fmt_pct, money, page
+from simulator.html import esc, figure, fmt_ms, fmt_num, fmt_pct, money, page
 
 MAX_TABLE_ROWS = 400
 MAX_LINES_PER_PLOT = 8

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from simulator.compare import parse_modes, summary
-from simulator.report import ReportError
+from simulator.run_view import ReportError
 from tests.test_report_support import cli, tiny_compare, tiny_scenario
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.decision import headline, measure, section, verdicts, worst_of
-from simulator.report import HistoryView, load_run, slo_checks
+from simulator.run_view import HistoryView, load_run, slo_checks
 from tests.test_report_support import result_of, tiny_compare, tiny_run
 
 

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from simulator import drill as drill_mod
-from simulator.report import load_run
+from simulator.run_view import load_run
 from tests.test_report_support import cli, result_of, tiny_run, tiny_scenario, with_series
 
 

@@ -13,17 +13,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from simulator.report import (
-    SCHEMA_PATH,
-    ReportError,
-    load_run,
-    render_html,
-    runbook,
-    slo_checks,
-    validate_result,
-    view_of,
-    write_report,
-)
+from simulator.report import render_html, write_report
+from simulator.run_view import SCHEMA_PATH, ReportError, load_run, runbook, slo_checks, validate_result, view_of
 from tests.test_report_support import cli, result_of, tiny_run, with_series
 
 PLOTS = ("throughput", "latency", "lag", "timeline", "transit")

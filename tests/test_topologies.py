@@ -14,8 +14,8 @@ import pytest
 
 from replication.config import promises
 from simulator.decision import measure
-from simulator.report import runbook, view_of
 from simulator.run import run_scenario
+from simulator.run_view import runbook, view_of
 from simulator.scenario import Scenario, load_scenario, parse_scenario, scenario_document
 from simulator.sweep import apply_override, parse_param
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from simulator.drill_view import Snapshot, phase_at
 from simulator.ray.driver import run_scenario_ray
-from simulator.report import fault_windows, timeline_events
 from simulator.run import write_outputs
+from simulator.run_view import fault_windows, timeline_events
 from simulator.scenario import Scenario
 
 
