@@ -16,7 +16,7 @@ import pytest
 from matplotlib.image import imread
 
 from simulator.report import write_report
-from tests.test_report_support import (
+from tests.support.reports import (
     check_in_chromium,
     require_chromium,
     result_of,

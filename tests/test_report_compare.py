@@ -9,7 +9,7 @@ import pytest
 
 from simulator.compare import parse_modes, summary
 from simulator.run_view import ReportError
-from tests.test_report_support import cli, tiny_compare, tiny_scenario
+from tests.support.reports import cli, tiny_compare, tiny_scenario
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import numpy as np
 
 from simulator.decision import headline, measure, section, verdicts, worst_of
 from simulator.run_view import HistoryView, load_run, slo_checks
-from tests.test_report_support import result_of, tiny_compare, tiny_run
+from tests.support.reports import result_of, tiny_compare, tiny_run
 
 
 def _overdrawn_from_final_state(run_dir: Path) -> tuple[int, int]:

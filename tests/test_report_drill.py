@@ -13,7 +13,7 @@ from rich.console import Console
 
 from simulator import drill as drill_mod
 from simulator.run_view import load_run
-from tests.test_report_support import cli, result_of, tiny_run, tiny_scenario, with_series
+from tests.support.reports import cli, result_of, tiny_run, tiny_scenario, with_series
 
 
 def _junit(path: Path) -> dict[str, Any]:

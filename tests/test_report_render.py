@@ -15,7 +15,7 @@ import pytest
 
 from simulator.report import render_html, write_report
 from simulator.run_view import SCHEMA_PATH, ReportError, load_run, runbook, slo_checks, validate_result, view_of
-from tests.test_report_support import cli, result_of, tiny_run, with_series
+from tests.support.reports import cli, result_of, tiny_run, with_series
 
 PLOTS = ("throughput", "latency", "lag", "timeline", "transit")
 

@@ -20,7 +20,7 @@ from simulator import sweep as sweep_mod
 from simulator.scenario import parse_scenario, scenario_document
 from simulator.sweep import SweepError, apply_override, build_grid, parse_param, parse_path, run_grid
 from simulator.sweep_report import render_sweep
-from tests.test_report_support import tiny_scenario, workdir
+from tests.support.reports import tiny_scenario, workdir
 
 INVARIANTS = set(ALL_INVARIANTS)
 
