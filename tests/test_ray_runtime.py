@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.ray
@@ -128,10 +129,24 @@ def test_partition_on_ray_no_double_spend_through_the_drill_runtime(ray_local: d
 
 
 def test_every_message_duplicated_on_purpose_is_applied_once(ray_local: dict[str, Any]) -> None:
+    """Also hostile clients on Ray: their attempts cross real actor links and the answers
+    that must never be OK are not (the same `simulator.hostile` plan as the simulator's)."""
+    from replication.outcomes import TIMEOUT, UNAVAILABLE
+    from simulator.clients import OUT_FAIL, OUT_OK
+    from simulator.scenario import ATTACKS
+
     s = _short("baseline", 4.0, 3.0, 200)
-    _, res = _run(ray_local, s, duplicate=True)
+    s = replace(s, workload=replace(s.workload, hostile=replace(s.workload.hostile, share=0.1)))
+    sim, res = _run(ray_local, s, duplicate=True)
     _assert_promises_hold(res)
     assert res["invariants"]["exactly_once"]["ok"]
+    never_ok = {ATTACKS.index(a) + 1 for a in ("amount_extreme", "reserved_id", "bank_account", "account_u128")}
+    hostile = sim.plan.attack > 0
+    assert hostile.sum() > 10, "the plan carried hostile attempts"
+    must_refuse = np.isin(sim.plan.attack, list(never_ok))
+    assert not (must_refuse & (sim.ops.outcome == OUT_OK)).any(), "an attack that must fail was acknowledged"
+    refused_by_rule = must_refuse & (sim.ops.outcome == OUT_FAIL) & ~np.isin(sim.ops.result, (UNAVAILABLE, TIMEOUT))
+    assert refused_by_rule.sum() > 0, "the ledger's own rules (not a timeout) refused them"
     dup = res["ray"]["dup_client_replies"]
     # the second copy of a client batch reaches the node and is answered EXISTS, never a second OK
     assert dup["exists"] > 0
