@@ -43,3 +43,7 @@ class CorruptStoreError(StoreError):
 
 class ConcurrentWriterError(StoreError):
     """Another writer appended to the same store since this ledger last read it."""
+
+
+class LedgerClosedError(LedgerError):
+    """The ledger was closed: it neither reads nor writes any more (open it again)."""

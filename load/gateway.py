@@ -217,8 +217,10 @@ def create_app(
 
     @app.post("/transfers/{pending_id}/void", response_model=Outcome, summary="Void a pending transfer")
     async def void_pending(pending_id: PathId, body: ResolveIn) -> Outcome:
+        # The body's default (2^128-1, "all of it") is a post's sentinel; a void's is 0.
+        amount = 0 if body.amount == U128_MAX else body.amount
         (outcome,) = await commit([
-            Transfer(id=body.id, pending_id=pending_id, amount=body.amount, flags=TransferFlags.VOID_PENDING_TRANSFER)
+            Transfer(id=body.id, pending_id=pending_id, amount=amount, flags=TransferFlags.VOID_PENDING_TRANSFER)
         ])
         return outcome
 

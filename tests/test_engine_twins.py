@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 
 from cext.codec_py import accounts_to_rows, row_to_account, row_to_transfer, transfers_to_rows
 from cext.engine_py import PyEngine
-from cext.layout import STATUS_EXPIRED, STATUS_PENDING, STATUS_POSTED, STATUS_VOIDED
+from cext.layout import FAILED_DTYPE, STATUS_EXPIRED, STATUS_PENDING, STATUS_POSTED, STATUS_VOIDED
 from ledger.types import (
     AMOUNT_MAX,
     NS_PER_S,
+    TIMESTAMP_MAX,
     U64_MAX,
     U128_MAX,
     Account,
@@ -57,12 +58,12 @@ ODD_ACCOUNT_IDS = [0, 7, U128_MAX]  # zero, unknown, int max
 SPECIAL_TRANSFER_IDS = [0, U128_MAX, 1 << 64, U128_MAX - 1]
 BIG_AMOUNTS = [(1 << 64) - 1, 1 << 64, 1 << 127, U128_MAX - 2, U128_MAX - 1, AMOUNT_MAX]
 TIMEOUTS = [0, 0, 0, 1, 2, 1000, (1 << 32) - 1]
-RESERVED_ACCOUNT_FLAGS = [1 << 4, 1 << 6, 1 << 15]
-RESERVED_TRANSFER_FLAGS = [1 << 6, 1 << 7, 1 << 15]
+RESERVED_ACCOUNT_FLAGS = [1 << 6, 1 << 7, 1 << 15]
+RESERVED_TRANSFER_FLAGS = [1 << 9, 1 << 12, 1 << 15]
 ACCOUNT_FLAGS = [
     0, 0, 0, AF.LINKED, AF.DEBITS_MUST_NOT_EXCEED_CREDITS, AF.CREDITS_MUST_NOT_EXCEED_DEBITS, AF.HISTORY,
     AF.CLOSED, AF.HISTORY | AF.LINKED, AF.DEBITS_MUST_NOT_EXCEED_CREDITS | AF.CREDITS_MUST_NOT_EXCEED_DEBITS,
-    *RESERVED_ACCOUNT_FLAGS,
+    AF.IMPORTED, *RESERVED_ACCOUNT_FLAGS,
 ]
 
 amounts = st.one_of(
@@ -96,6 +97,7 @@ class Events:
         self.draw = data.draw
         self.next_id = 1
         self.sent: list[Transfer] = []
+        self.made: list[Transfer] = []  # those an engine accepted (see `note`)
         self.pending_ids: list[int] = [1]
 
     def account(self) -> Account:
@@ -126,7 +128,7 @@ class Events:
 
     def transfer(self) -> Transfer:
         kind = self.draw(st.sampled_from(
-            ["single", "single", "pending", "pending", "post", "post", "void", "balancing", "resend"]
+            ["single", "single", "pending", "pending", "post", "post", "void", "balancing", "resend", "closing"]
         ))
         t = self.resend() if kind == "resend" and self.sent else self.new(kind)
         self.sent.append(t)
@@ -153,6 +155,11 @@ class Events:
         elif kind == "pending":
             fields["flags"] = linked | TF.PENDING
             fields["timeout"] = self.draw(st.sampled_from(TIMEOUTS))
+        elif kind == "closing":
+            fields["flags"] = linked | TF.PENDING | self.draw(st.sampled_from([
+                TF.CLOSING_DEBIT, TF.CLOSING_CREDIT, TF.CLOSING_DEBIT | TF.CLOSING_CREDIT,
+            ]))
+            fields["timeout"] = self.draw(st.sampled_from(TIMEOUTS))
         elif kind == "balancing":
             fields["flags"] = linked | self.draw(st.sampled_from([
                 TF.BALANCING_DEBIT, TF.BALANCING_CREDIT, TF.BALANCING_DEBIT | TF.BALANCING_CREDIT,
@@ -164,7 +171,7 @@ class Events:
             if kind == "post":
                 fields["amount"] = self.draw(st.one_of(st.sampled_from([AMOUNT_MAX, AMOUNT_MAX, 0, 1, 2, 5]), amounts))
             else:
-                fields["amount"] = self.draw(st.sampled_from([AMOUNT_MAX, AMOUNT_MAX, AMOUNT_MAX, 0, 1]))
+                fields["amount"] = self.draw(st.sampled_from([0, 0, 0, AMOUNT_MAX, 1]))
             # Post/void may leave these zero (inherit) or repeat them (must match).
             fields["debit_account_id"] = self.draw(st.sampled_from([0, 0, dr]))
             fields["credit_account_id"] = self.draw(st.sampled_from([0, 0, cr]))
@@ -186,15 +193,22 @@ class Events:
             ("flags", [
                 *RESERVED_TRANSFER_FLAGS, TF.POST_PENDING_TRANSFER | TF.VOID_PENDING_TRANSFER,
                 TF.POST_PENDING_TRANSFER | TF.PENDING, TF.VOID_PENDING_TRANSFER | TF.BALANCING_CREDIT,
-                TF.POST_PENDING_TRANSFER | TF.BALANCING_DEBIT,
+                TF.POST_PENDING_TRANSFER | TF.BALANCING_DEBIT, TF.CLOSING_DEBIT, TF.VOID_PENDING_TRANSFER
+                | TF.CLOSING_CREDIT, TF.IMPORTED,
             ]),
         ]))
         value = self.draw(st.sampled_from(values))
         fields[name] = int(fields["flags"]) | value if name == "flags" else value
 
+    def note(self, items: list[Any], results: np.ndarray) -> None:
+        """Remember which transfers were made, so that re-sends mostly name existing ones."""
+        self.made.extend(t for t, r in zip(items, results.tolist(), strict=True)
+                         if r == 0 and isinstance(t, Transfer))
+
     def resend(self) -> Transfer:
         """An earlier transfer again: as it was (exists) or with one field changed."""
-        old = self.draw(st.sampled_from(self.sent))
+        pool = self.made if self.made and self.draw(st.integers(0, 3)) else self.sent
+        old = self.draw(st.sampled_from(pool))
         change = self.draw(st.sampled_from([
             None, None, "flags", "debit_account_id", "credit_account_id", "amount", "pending_id",
             "user_data_128", "user_data_64", "user_data_32", "timeout", "code", "ledger",
@@ -206,7 +220,9 @@ class Events:
             "timeout", "user_data_128", "user_data_64", "user_data_32",
         )}
         if change == "flags":
-            fields["flags"] = old.flags ^ self.draw(st.sampled_from([TF.LINKED, TF.PENDING, TF.BALANCING_DEBIT]))
+            fields["flags"] = old.flags ^ self.draw(st.sampled_from(
+                [TF.LINKED, TF.PENDING, TF.BALANCING_DEBIT, TF.CLOSING_CREDIT]
+            ))
         elif change == "amount":
             fields["amount"] = self.draw(st.sampled_from([0, 1, max(old.amount - 1, 0), AMOUNT_MAX]))
         elif change == "pending_id":
@@ -224,6 +240,26 @@ class Events:
         return Transfer(**fields)
 
 
+def imported(data: st.DataObject, items: list[Any], now: int) -> list[Any]:
+    """The same events as an import: the IMPORTED flag (mostly) and increasing past
+    timestamps just before `now` (sometimes spoiled: zero, in the future, regressing)."""
+    out = []
+    flagged = data.draw(st.integers(0, 5)) > 0  # else: timestamps on events that do not import
+    for k, item in enumerate(items):
+        flag = AF.IMPORTED if isinstance(item, Account) else TF.IMPORTED
+        fields = {f: getattr(item, f) for f in item.__dataclass_fields__}
+        if flagged and data.draw(st.integers(0, 9)):
+            fields["flags"] = int(fields["flags"]) | flag
+        fields["timeout"] = 0 if "timeout" in fields and data.draw(st.integers(0, 3)) else fields.get("timeout", 0)
+        if "timeout" not in item.__dataclass_fields__:
+            del fields["timeout"]
+        fields["timestamp"] = data.draw(st.sampled_from(
+            [now - 3 * len(items) + 2 * k] * 6 + [0, now, now + 1, max(now - 10**9, 1), 1, TIMESTAMP_MAX + 1]
+        ))
+        out.append(type(item)(**fields))
+    return out
+
+
 # ----------------------------------------------------------------------------- comparison
 
 def assert_same_state(py: Engine, cy: Engine, where: object = "") -> None:
@@ -238,6 +274,9 @@ def assert_same_state(py: Engine, cy: Engine, where: object = "") -> None:
         assert py.account_slot(i) == cy.account_slot(i), (where, i)
     for i in [*range(1, 60), *SPECIAL_TRANSFER_IDS]:
         assert py.transfer_slot(i) == cy.transfer_slot(i), (where, i)
+        assert py.failed_slot(i) == cy.failed_slot(i), (where, i)
+    assert py.failed.tobytes() == cy.failed.tobytes(), where
+    assert py.next_expiry() == cy.next_expiry(), where
 
 
 def timestamps(start: int, n: int) -> np.ndarray:
@@ -248,11 +287,12 @@ def timestamps(start: int, n: int) -> np.ndarray:
 @given(
     data=st.data(),
     setup=st.lists(st.sampled_from(SETUP_ACCOUNTS), min_size=5, max_size=8, unique_by=lambda a: a.id),
-    t0=st.sampled_from([1, 10**18, U64_MAX - 5000 * NS_PER_S]),
+    t0=st.sampled_from([1, 10**18, TIMESTAMP_MAX - 5000 * NS_PER_S, U64_MAX - 5000 * NS_PER_S]),
     gap=st.sampled_from([1, NS_PER_S, 3 * NS_PER_S]),
 )
 def test_twins_agree(data: st.DataObject, setup: list[Account], t0: int, gap: int) -> None:
-    """Random batches, expiries and snapshot hand-overs: equal results and state throughout."""
+    """Random batches (client rows or replayed ones, imports, closing transfers), expiries,
+    remembered failures and snapshot hand-overs: equal results and state throughout."""
     events = Events(data)
     py, cy = PyEngine(), CyEngine()
     rows = accounts_to_rows(setup)
@@ -261,24 +301,37 @@ def test_twins_agree(data: st.DataObject, setup: list[Account], t0: int, gap: in
     now = t0 + len(rows)
     for i in range(data.draw(st.integers(1, 10), label="steps")):
         op = data.draw(st.sampled_from(["accounts", "transfers", "transfers", "transfers", "transfers",
-                                        "expire", "handover"]))
-        if op in ("accounts", "transfers"):
+                                        "import", "expire", "handover", "remember"]))
+        if op in ("accounts", "transfers", "import"):
             n = data.draw(st.integers(0, 8 if op == "accounts" else 16))
-            if op == "accounts":
-                rows = accounts_to_rows([events.account() for _ in range(n)])
-            else:
-                rows = transfers_to_rows([events.transfer() for _ in range(n)])
-            ts = timestamps(now, len(rows))
-            now = min(now + len(rows) + gap, U64_MAX - 100)
-            create = "create_accounts" if op == "accounts" else "create_transfers"
-            expected = getattr(py, create)(rows, ts)
-            got = getattr(cy, create)(rows, ts)
+            kind = op if op != "import" else data.draw(st.sampled_from(["accounts", "transfers"]))
+            items: list[Any] = [events.account() if kind == "accounts" else events.transfer() for _ in range(n)]
+            now = min(now + 4 * n + gap, U64_MAX - 100)
+            if op == "import":
+                items = imported(data, items, now)
+            rows = accounts_to_rows(items) if kind == "accounts" else transfers_to_rows(items)
+            ts = np.full(n, now, np.uint64) if op == "import" else timestamps(now, n)
+            now = min(now + n + gap, U64_MAX - 100)
+            client = data.draw(st.booleans(), label="client")
+            create = "create_accounts" if kind == "accounts" else "create_transfers"
+            expected = getattr(py, create)(rows, ts, client=client)
+            got = getattr(cy, create)(rows, ts, client=client)
             assert got.dtype == np.uint32
             np.testing.assert_array_equal(got, expected, err_msg=f"step {i}: {op}")
+            events.note(items, got)
         elif op == "expire":
             delta = data.draw(st.sampled_from([0, 1, NS_PER_S, 3 * NS_PER_S, 2000 * NS_PER_S, U64_MAX]))
+            limit = data.draw(st.sampled_from([-1, -1, 0, 1, 2]))
             at = min(now + delta, U64_MAX)
-            assert cy.expire_pending(at) == py.expire_pending(at), f"step {i}"
+            assert cy.expire_pending(at, limit) == py.expire_pending(at, limit), f"step {i}"
+            assert cy.last_expired.tolist() == py.last_expired.tolist(), f"step {i}"
+        elif op == "remember":
+            ids = data.draw(st.lists(st.sampled_from([*range(1, 12), 1 << 64, U128_MAX - 1]), max_size=4))
+            failed = np.zeros(len(ids), FAILED_DTYPE)
+            failed["id_lo"] = [x & (2**64 - 1) for x in ids]
+            failed["id_hi"] = [x >> 64 for x in ids]
+            py.remember_failed(failed)
+            cy.remember_failed(failed)
         else:  # hand the state over through a snapshot, one way or the other
             from_python = data.draw(st.booleans())
             snap = (py if from_python else cy).snapshot()
@@ -440,7 +493,7 @@ def post(id: int, pending_id: int, amount: int = AMOUNT_MAX, flags: int = 0, **k
     return Transfer(id=id, pending_id=pending_id, amount=amount, flags=int(TF.POST_PENDING_TRANSFER | flags), **kw)
 
 
-def void(id: int, pending_id: int, amount: int = AMOUNT_MAX, **kw: int) -> Transfer:
+def void(id: int, pending_id: int, amount: int = 0, **kw: int) -> Transfer:
     return Transfer(id=id, pending_id=pending_id, amount=amount, flags=int(TF.VOID_PENDING_TRANSFER), **kw)
 
 
@@ -458,7 +511,7 @@ def test_account_results(engine_cls: Callable[[], Engine]) -> None:
         Account(id=1, ledger=1, code=2, user_data_64=5),
         Account(id=0, ledger=1, code=1),
         Account(id=U128_MAX, ledger=1, code=1),
-        Account(id=2, ledger=1, code=1, flags=1 << 4),
+        Account(id=2, ledger=1, code=1, flags=1 << 6),
         Account(id=2, ledger=1, code=1, flags=AF.DEBITS_MUST_NOT_EXCEED_CREDITS | AF.CREDITS_MUST_NOT_EXCEED_DEBITS),
         Account(id=2, ledger=0, code=1),
         Account(id=2, ledger=1, code=0),
@@ -504,7 +557,7 @@ def test_transfer_validation_order(engine_cls: Callable[[], Engine]) -> None:
     book = book_with(engine_cls, 0, 0)
     assert book.accounts(Account(id=9, ledger=2, code=1)) == [A.OK]
     assert book.transfers(
-        tr(1, flags=1 << 6),
+        tr(1, flags=1 << 9),
         tr(0),
         tr(U128_MAX),
         tr(1, dr=0),
@@ -614,8 +667,8 @@ def test_every_overflow_is_a_result(engine_cls: Callable[[], Engine]) -> None:
     ]
     assert book.transfers(tr(9, dr=3, cr=4, amount=1)) == [T.OK]
     assert book.balances(3) == (0, U128_MAX, 0, 0)
-    # The timeout, added to the timestamp in ns, must fit in u64.
-    late = Book(engine_cls, start=U64_MAX - 10 * NS_PER_S)
+    # The timeout, added to the timestamp in ns, must stay below 2^63 (TigerBeetle's u63).
+    late = Book(engine_cls, start=TIMESTAMP_MAX - 10 * NS_PER_S)
     assert late.accounts(Account(id=1, ledger=1, code=1), Account(id=2, ledger=1, code=1)) == [A.OK, A.OK]
     assert late.transfers(tr(1, flags=TF.PENDING, timeout=11), tr(2, flags=TF.PENDING, timeout=9)) == [
         T.OVERFLOWS_TIMEOUT, T.OK
