@@ -10,20 +10,25 @@ with the same transfer id.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, cast
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from ledger import (
     Account,
     AccountState,
+    Change,
     CreateAccountResult,
     CreateTransferResult,
+    InvalidInputError,
     Ledger,
     LedgerError,
+    QueryFilter,
+    QueryFilterFlags,
     Transfer,
     TransferFlags,
     TransferState,
@@ -31,7 +36,18 @@ from ledger import (
 from ledger.types import U64_MAX, U128_MAX
 from load.groupcommit import GroupCommitter
 from load.metrics import GatewayMetrics
-from load.schemas import AccountIn, AccountOut, Outcome, ResolveIn, TransferIn, TransferOut
+from load.schemas import (
+    AccountIn,
+    AccountOut,
+    AccountRecord,
+    Outcome,
+    QueryIn,
+    QueryParams,
+    ResolveIn,
+    TransferIn,
+    TransferOut,
+    TransferRecord,
+)
 
 MAX_REQUEST_ITEMS = 8190
 PathId = Annotated[int, Path(ge=1, lt=U128_MAX)]
@@ -85,6 +101,17 @@ class LedgerBackend:
     def close(self) -> None:
         self.ledger.close()
 
+    # Beyond RegionBackend: what only a ledger of its own can answer (the routes that use
+    # these answer 501 for a backend without them).
+    def query_accounts(self, query: QueryFilter) -> list[AccountState]:
+        return self.ledger.query_accounts(query)
+
+    def query_transfers(self, query: QueryFilter) -> list[TransferState]:
+        return self.ledger.query_transfers(query)
+
+    def changes(self, after: int, limit: int) -> list[Change]:
+        return list(self.ledger.changes(after=after, limit=limit))
+
 
 def _account_out(a: AccountState) -> AccountOut:
     return AccountOut(
@@ -100,6 +127,30 @@ def _transfer_out(t: TransferState) -> TransferOut:
         amount=str(t.amount), pending_id=str(t.pending_id), ledger=t.ledger, code=t.code,
         flags=int(t.flags), timeout=t.timeout, timestamp=t.timestamp,
     )
+
+
+def _account_record(a: AccountState) -> AccountRecord:
+    return AccountRecord(
+        **_account_out(a).model_dump(), user_data_128=str(a.user_data_128), user_data_64=str(a.user_data_64),
+        user_data_32=a.user_data_32,
+    )
+
+
+def _transfer_record(t: TransferState) -> TransferRecord:
+    return TransferRecord(
+        **_transfer_out(t).model_dump(), user_data_128=str(t.user_data_128), user_data_64=str(t.user_data_64),
+        user_data_32=t.user_data_32, pending_status=t.pending_status.name,
+    )
+
+
+def _query_filter(q: QueryIn) -> QueryFilter:
+    """The library's filter for a validated request; a rule across fields is a 422 too."""
+    fields = q.model_dump()
+    reverse = fields.pop("reverse")
+    try:
+        return QueryFilter(**fields, flags=int(QueryFilterFlags.REVERSED) if reverse else 0)
+    except InvalidInputError as e:
+        raise HTTPException(422, str(e)) from None
 
 
 class RequestCounter:
@@ -250,6 +301,65 @@ def create_app(
             account_id, limit=limit, reverse=reverse, timestamp_min=timestamp_min, timestamp_max=timestamp_max
         )
         return [_transfer_out(t) for t in rows]
+
+    def query_backend(name: str) -> Callable[[QueryFilter], list[Any]]:
+        method = getattr(backend, name, None)
+        if method is None:
+            raise HTTPException(501, f"{name} needs a gateway over a ledger of its own (not a region node)")
+        return cast(Callable[[QueryFilter], list[Any]], method)
+
+    async def run_query(name: str, q: QueryIn) -> list[Any]:
+        return await asyncio.to_thread(query_backend(name), _query_filter(q))
+
+    @app.get("/query/accounts", response_model=list[AccountRecord], summary="Query accounts (QueryFilter)")
+    async def query_accounts_get(q: Annotated[QueryParams, Query()]) -> list[AccountRecord]:
+        return [_account_record(a) for a in await run_query("query_accounts", q)]
+
+    @app.post("/query/accounts", response_model=list[AccountRecord], summary="Query accounts (QueryFilter body)")
+    async def query_accounts_post(q: QueryIn) -> list[AccountRecord]:
+        return [_account_record(a) for a in await run_query("query_accounts", q)]
+
+    @app.get("/query/transfers", response_model=list[TransferRecord], summary="Query transfers (QueryFilter)")
+    async def query_transfers_get(q: Annotated[QueryParams, Query()]) -> list[TransferRecord]:
+        return [_transfer_record(t) for t in await run_query("query_transfers", q)]
+
+    @app.post("/query/transfers", response_model=list[TransferRecord], summary="Query transfers (QueryFilter body)")
+    async def query_transfers_post(q: QueryIn) -> list[TransferRecord]:
+        return [_transfer_record(t) for t in await run_query("query_transfers", q)]
+
+    @app.get("/changes", summary="The change stream: committed batches after a cursor, as NDJSON",
+             response_class=StreamingResponse)
+    async def changes(
+        request: Request,
+        after: Annotated[int, Query(ge=0, le=U64_MAX)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_REQUEST_ITEMS)] = 1000,
+        follow: bool = False,
+        poll: Annotated[float, Query(ge=0.01, le=10)] = 0.2,
+        timeout: Annotated[float, Query(gt=0, le=3600)] = 30,
+    ) -> StreamingResponse:
+        """One JSON object per line, one per committed batch, oldest first, at most `limit`;
+        each carries the `cursor` to resume from (`after=`). With `follow=true` the stream
+        stays open and sends batches as they commit, until it has sent `limit`, `timeout`
+        seconds have passed or the client has gone."""
+        read = getattr(backend, "changes", None)
+        if read is None:
+            raise HTTPException(501, "the change stream needs a gateway over a ledger of its own")
+
+        async def lines() -> Any:
+            cursor, sent = after, 0
+            loop = asyncio.get_running_loop()
+            until = loop.time() + timeout
+            while sent < limit:
+                page = await asyncio.to_thread(read, cursor, limit - sent)
+                for change in page:
+                    yield json.dumps(change.to_json(), separators=(",", ":")) + "\n"
+                    cursor, sent = change.cursor, sent + 1
+                if not follow or loop.time() >= until or await request.is_disconnected():
+                    return
+                if not page:
+                    await asyncio.sleep(poll)
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     @app.get("/health", summary="Liveness and the region's name")
     async def health() -> dict[str, Any]:
