@@ -147,10 +147,14 @@ def account_balances(
     timestamp_min: int = 0,
     timestamp_max: int = 0,
 ) -> list[AccountBalance]:
-    """Balances after each transfer of a `HISTORY` account (empty for other accounts)."""
+    """Balances after each transfer and expiry of a `HISTORY` account, in time order (empty
+    for other accounts). Rows are kept in the order the events were applied, which is time
+    order except after an import back-filled events earlier than an expiry; hence the sort."""
     history = engine.history
     mask = (history["account_id_lo"] == account_id & M64) & (history["account_id_hi"] == account_id >> 64)
     mask &= _time_window(history["timestamp"], timestamp_min, timestamp_max)
+    found = np.nonzero(mask)[0]
+    found = found[np.argsort(history["timestamp"][found], kind="stable")]
     return [
         AccountBalance(
             timestamp=int(h["timestamp"]),
@@ -159,5 +163,5 @@ def account_balances(
             credits_pending=join(h["credits_pending_lo"], h["credits_pending_hi"]),
             credits_posted=join(h["credits_posted_lo"], h["credits_posted_hi"]),
         )
-        for h in history[_page(np.nonzero(mask)[0], limit, reverse)]
+        for h in history[_page(found, limit, reverse)]
     ]
