@@ -152,6 +152,7 @@ class ChangeFeed:
 
     @classmethod
     def open(cls, url: str) -> ChangeFeed:
+        """A feed over the store at `url` (the forms `Ledger.open` takes)."""
         env = environment_from_url(url)
         try:
             return cls(JournalApplication(env=env))
@@ -170,6 +171,7 @@ class ChangeFeed:
         return self._app.notification_log
 
     def close(self) -> None:
+        """Release the store; idempotent."""
         if not self._closed:
             self._closed = True
             self._app.close()

@@ -60,6 +60,7 @@ class LedgerFollower(ProcessApplication[Any]):
         self.pull_and_process(self.leader_name)
 
     def policy(self, domain_event: Any, processing_event: ProcessingEvent[Any]) -> None:
+        """The library's hook: decodes a committed batch and hands it to `on_change`."""
         if isinstance(domain_event, Journal.BatchEvent):
             self.on_change(to_change(CommittedBatch(
                 domain_event.originator_version, domain_event.kind, domain_event.rows, domain_event.expired_at,

@@ -121,9 +121,11 @@ class Ledger:
 
     @property
     def closed(self) -> bool:
+        """Whether `close()` was called."""
         return self._closed
 
     def __enter__(self) -> Ledger:
+        """`with Ledger.open(url) as led: ...` closes the ledger at the end of the block."""
         self._check_open()
         return self
 
