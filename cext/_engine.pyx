@@ -399,8 +399,8 @@ ctypedef struct IdIndex:
     uint64_t* cells
     uint64_t mask
     uint64_t count
-    const uint64_t* keys  # row k's id is keys[k << shift], keys[(k << shift) + 1]
-    uint64_t shift  # log2 of a row's size in words: 4 for 128-byte rows, 1 for failed ids
+    const uint64_t* keys  # row k's id is keys[k << shift], keys[(k << shift) + 1]; shift:
+                          # ROW_SHIFT for rows, FAILED_SHIFT for failed ids (a constant per call site)
     void* block_base  # how `cells` was allocated (see zalloc)
     size_t block_len
 
@@ -481,12 +481,13 @@ cdef int idx_init(IdIndex* ix, uint64_t capacity) except -1:
         raise MemoryError()
     ix.mask = cap - 1
     ix.count = 0
-    ix.shift = ROW_SHIFT
     return 0
 
 
-cdef inline int64_t idx_find_h(const IdIndex* ix, uint32_t h, uint64_t lo, uint64_t hi) noexcept nogil:
-    """The slot of an id whose hash `h` is known, or -1."""
+cdef inline int64_t idx_find_hs(
+    const IdIndex* ix, uint32_t h, uint64_t lo, uint64_t hi, int shift
+) noexcept nogil:
+    """The slot of an id whose hash `h` is known, or -1, in rows of 2^shift words."""
     cdef uint64_t i = h & ix.mask
     cdef uint64_t c, s
     while True:
@@ -495,9 +496,14 @@ cdef inline int64_t idx_find_h(const IdIndex* ix, uint32_t h, uint64_t lo, uint6
             return -1
         if <uint32_t>(c >> 32) == h:
             s = (c & CELL_SLOT) - 1
-            if ix.keys[s << ix.shift] == lo and ix.keys[(s << ix.shift) + 1] == hi:
+            if ix.keys[s << shift] == lo and ix.keys[(s << shift) + 1] == hi:
                 return <int64_t>s
         i = (i + 1) & ix.mask
+
+
+cdef inline int64_t idx_find_h(const IdIndex* ix, uint32_t h, uint64_t lo, uint64_t hi) noexcept nogil:
+    """The slot of an id (in 128-byte rows) whose hash `h` is known, or -1."""
+    return idx_find_hs(ix, h, lo, hi, ROW_SHIFT)
 
 
 cdef inline int64_t idx_find(const IdIndex* ix, uint64_t lo, uint64_t hi) noexcept nogil:
@@ -542,7 +548,7 @@ cdef void idx_remove(IdIndex* ix, uint64_t lo, uint64_t hi) noexcept nogil:
             return  # absent: nothing to do
         if <uint32_t>(c >> 32) == h:
             s = (c & CELL_SLOT) - 1
-            if ix.keys[s << ix.shift] == lo and ix.keys[(s << ix.shift) + 1] == hi:
+            if ix.keys[s << ROW_SHIFT] == lo and ix.keys[(s << ROW_SHIFT) + 1] == hi:
                 break
         i = (i + 1) & mask
     j = i
@@ -976,7 +982,6 @@ cdef class CyEngine:
         idx_init(&self.aidx, 16)
         idx_init(&self.tidx, 16)
         idx_init(&self.fidx, 16)
-        self.fidx.shift = FAILED_SHIFT
         self.heap.items = <HeapEntry*>malloc(16 * sizeof(HeapEntry))
         self.saved_bal = <SavedBalances*>malloc(16 * sizeof(SavedBalances))
         self.saved_st = <SavedStatus*>malloc(16 * sizeof(SavedStatus))
@@ -1061,7 +1066,7 @@ cdef class CyEngine:
 
     def failed_slot(self, transfer_id: int) -> int:
         """The position of a failed transfer id among `failed`, or -1."""
-        return self._slot(&self.fidx, transfer_id)
+        return self._slot(&self.fidx, transfer_id, FAILED_SHIFT)
 
     def account_slot(self, account_id: int) -> int:
         """The row of an account id, or -1."""
@@ -1071,11 +1076,13 @@ cdef class CyEngine:
         """The row of a transfer id, or -1."""
         return self._slot(&self.tidx, transfer_id)
 
-    cdef int64_t _slot(self, IdIndex* ix, object id_) except? -2:
+    cdef int64_t _slot(self, IdIndex* ix, object id_, int shift=ROW_SHIFT) except? -2:
         cdef object v = operator.index(id_)  # numpy integers too, as dict lookups allow
+        cdef uint64_t lo, hi
         if v <= 0 or v >> 128:
             return -1
-        return idx_find(ix, v & 0xFFFFFFFFFFFFFFFF, v >> 64)
+        lo, hi = v & 0xFFFFFFFFFFFFFFFF, v >> 64
+        return idx_find_hs(ix, mix128(lo, hi), lo, hi, shift)
 
     # ------------------------------------------------------------------ capacity
     cdef Py_ssize_t _new_capacity(self, Py_ssize_t cap, Py_ssize_t need) noexcept:
@@ -1417,7 +1424,7 @@ cdef class CyEngine:
             if e.flags & (TF_POST | TF_VOID):
                 p_slot = idx_find(&self.tidx, e.pending_id_lo, e.pending_id_hi)
             return transfer_exists(row, e, &self.tr[p_slot] if p_slot >= 0 else NULL)
-        if self.fidx.count != 0 and idx_find_h(&self.fidx, hashes[0], row.id_lo, row.id_hi) >= 0:
+        if self.fidx.count != 0 and idx_find_hs(&self.fidx, hashes[0], row.id_lo, row.id_hi, FAILED_SHIFT) >= 0:
             return T_ID_ALREADY_FAILED
         if flags & (TF_POST | TF_VOID):
             return self._post_or_void(row, flags, now, hashes[0])
@@ -1707,7 +1714,7 @@ cdef class CyEngine:
     cdef inline void _add_failed(self, uint64_t lo, uint64_t hi) noexcept nogil:
         """Remember a failed transfer id; capacity was reserved before the batch."""
         cdef FailedRow* f
-        if idx_find(&self.fidx, lo, hi) >= 0:
+        if idx_find_hs(&self.fidx, mix128(lo, hi), lo, hi, FAILED_SHIFT) >= 0:
             return
         f = &self.fail[self.n_failed]
         f.id_lo = lo
@@ -1913,7 +1920,6 @@ cdef class CyEngine:
             idx_free(&aidx)
             idx_free(&tidx)
             raise
-        fidx.shift = FAILED_SHIFT
         # The failed ids go into their own block and index now (nothing else refers to them).
         fail_rows = _Rows(max(16, len(failed)) * sizeof(FailedRow),
                           max(RESERVE_ACCOUNT_ROWS, 2 * len(failed)) * sizeof(FailedRow))
@@ -1922,7 +1928,8 @@ cdef class CyEngine:
         failed = np.ascontiguousarray(failed)
         given = <const FailedRow*>cnp.PyArray_DATA(<cnp.ndarray>failed)
         for k in range(len(failed)):
-            if idx_find(&fidx, given[k].id_lo, given[k].id_hi) < 0:
+            if idx_find_hs(&fidx, mix128(given[k].id_lo, given[k].id_hi), given[k].id_lo, given[k].id_hi,
+                           FAILED_SHIFT) < 0:
                 fail[n_failed] = given[k]
                 idx_put(&fidx, given[k].id_lo, given[k].id_hi, <uint64_t>n_failed)
                 n_failed += 1
