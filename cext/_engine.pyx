@@ -12,7 +12,10 @@ hypothesis tests hold the two to it. What differs is only how:
 * the id -> slot indexes are open-addressing hash tables (linear probing, backward-shift
   deletion so that a rolled-back chain removes its own entries without tombstones);
 * pending transfers with a timeout sit in a binary min-heap on (expires_at, slot), so
-  `expire_pending` costs one comparison when nothing is due (it runs before every batch).
+  `expire_pending` and `next_expiry` cost one comparison when nothing is due (they run
+  before every batch and every read of a ledger);
+* ids that failed with a transient result (`client=True` batches only) have their own
+  block of 16-byte rows and their own index, probed only when it is not empty.
 
 Capacity (rows, index, heap, rollback journal) is reserved before each batch for the worst
 case of that batch, so nothing in the loop allocates or touches a Python object. Rows live
