@@ -72,7 +72,10 @@ def _json(state: AccountState | TransferState) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in state.__slots__:
         value = getattr(state, name)
-        out[name] = str(value) if name in _WIDE else int(value)
+        if name == "pending_status":
+            out[name] = value.name  # as the gateway's query results spell it
+        else:
+            out[name] = str(value) if name in _WIDE else int(value)
     return out
 
 

@@ -50,6 +50,9 @@ from load.schemas import (
 )
 
 MAX_REQUEST_ITEMS = 8190
+FOLLOW_MAX_S = 5.0
+"""Longest a followed change stream stays open: a long poll the client renews with its
+cursor, short enough that no proxy (or HTTP client) in between times it out."""
 PathId = Annotated[int, Path(ge=1, lt=U128_MAX)]
 
 
@@ -334,13 +337,14 @@ def create_app(
         after: Annotated[int, Query(ge=0, le=U64_MAX)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_REQUEST_ITEMS)] = 1000,
         follow: bool = False,
-        poll: Annotated[float, Query(ge=0.01, le=10)] = 0.2,
-        timeout: Annotated[float, Query(gt=0, le=3600)] = 30,
+        poll: Annotated[float, Query(ge=0.01, le=5)] = 0.2,
+        timeout: Annotated[float, Query(gt=0, le=FOLLOW_MAX_S)] = FOLLOW_MAX_S,
     ) -> StreamingResponse:
         """One JSON object per line, one per committed batch, oldest first, at most `limit`;
-        each carries the `cursor` to resume from (`after=`). With `follow=true` the stream
-        stays open and sends batches as they commit, until it has sent `limit`, `timeout`
-        seconds have passed or the client has gone."""
+        each carries the `cursor` to resume from (`after=`). With `follow=true` it is a
+        long poll: the stream stays open and sends batches as they commit, until it has
+        sent `limit`, `timeout` seconds (at most 5) have passed or the client has gone;
+        the client then asks again from the last cursor it saw."""
         read = getattr(backend, "changes", None)
         if read is None:
             raise HTTPException(501, "the change stream needs a gateway over a ledger of its own")
@@ -357,7 +361,7 @@ def create_app(
                 if not follow or loop.time() >= until or await request.is_disconnected():
                     return
                 if not page:
-                    await asyncio.sleep(poll)
+                    await asyncio.sleep(min(poll, max(0.0, until - loop.time())))
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 

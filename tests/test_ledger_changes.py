@@ -76,6 +76,7 @@ def test_every_batch_is_a_change_in_commit_order(open_ledger: Callable[[], Ledge
     assert list(led.changes(after=5)) == []
     line = json.loads(json.dumps(transfers.to_json()))
     assert line["transfers"][0]["amount"] == "50" and line["cursor"] == 3
+    assert line["transfers"][1]["pending_status"] == "PENDING" and line["expired"] == []
 
 
 @pytest.mark.parametrize("bad", [{"after": -1}, {"after": 1.0}, {"limit": 0}, {"after": "3"}])

@@ -92,7 +92,8 @@ def test_the_change_stream_is_ndjson_resumable_by_cursor(client: TestClient, led
     assert [c["cursor"] for c in _lines(client.get("/changes", params={"after": 2}))] == [3]
     assert [c["cursor"] for c in _lines(client.get("/changes", params={"limit": 1}))] == [2]
     assert _lines(client.get("/changes", params={"after": 3})) == []
-    for bad in ({"after": -1}, {"limit": 0}, {"limit": 8191}, {"poll": 0}, {"timeout": 0}, {"after": "x"}):
+    for bad in ({"after": -1}, {"limit": 0}, {"limit": 8191}, {"poll": 0}, {"timeout": 0}, {"timeout": 6},
+                {"after": "x"}):
         assert client.get("/changes", params=bad).status_code == 422
 
 
@@ -115,7 +116,7 @@ def test_following_the_stream_delivers_new_commits(led: Ledger) -> None:
     writer = threading.Thread(target=commit_once_following)
     writer.start()
     with TestClient(create_app(backend, group_commit=False)) as c:
-        lines = _lines(c.get("/changes", params={"after": 3, "follow": "true", "limit": 1, "timeout": 60}))
+        lines = _lines(c.get("/changes", params={"after": 3, "follow": "true", "limit": 1, "timeout": 5}))
     writer.join()
     assert [t["id"] for t in lines[0]["transfers"]] == ["12"]
 
