@@ -57,6 +57,9 @@ def accounts_to_rows(accounts: Sequence[Account]) -> np.ndarray:
     )
 
 
+_PENDING_STATUS = tuple(TransferPendingStatus)  # by value: 0..4, cheaper than the enum's call
+
+
 def row_to_transfer(row: np.void, status: int = 0) -> TransferState:
     """The transfer in `row`; `status` is its pending status from the engine's meta row."""
     v = row.item()
@@ -74,7 +77,7 @@ def row_to_transfer(row: np.void, status: int = 0) -> TransferState:
         code=v[16],
         flags=TransferFlags(v[17]),
         timestamp=v[18],
-        pending_status=TransferPendingStatus(status),
+        pending_status=_PENDING_STATUS[status],
     )
 
 

@@ -31,8 +31,12 @@ def lookup_transfers(engine: Any, ids: list[int]) -> list[TransferState]:
 
 def transfers_at(engine: Any, slots: Any) -> list[TransferState]:
     """The transfers in these slots, each with its pending status from the engine."""
-    transfers, status = engine.transfers, engine.meta["status"]
-    return [row_to_transfer(transfers[s], int(status[s])) for s in slots]
+    slots = np.asarray(slots, np.int64)
+    if not len(slots):
+        return []
+    transfers = engine.transfers
+    statuses = engine.meta["status"][slots].tolist()  # one gather, not a numpy scalar per row
+    return [row_to_transfer(transfers[s], st) for s, st in zip(slots.tolist(), statuses, strict=True)]
 
 
 def accounts_at(engine: Any, slots: Any) -> list[AccountState]:

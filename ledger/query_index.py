@@ -51,8 +51,9 @@ class RowCursor:
         reset = (engine is not self._engine or n < self._n
                  or (self._n > 0 and _id_at(rows, self._n - 1) != self._last_id))
         start = 0 if reset else self._n
-        self._engine, self._n = engine, n
-        self._last_id = _id_at(rows, n - 1) if n else (0, 0)
+        if reset or n != self._n:
+            self._engine, self._n = engine, n
+            self._last_id = _id_at(rows, n - 1) if n else (0, 0)
         return start, n, reset
 
 
