@@ -55,8 +55,8 @@ CALLS: dict[str, Callable[[Ledger], Any]] = {
 
 
 @pytest.mark.parametrize("call", sorted(CALLS))
-def test_a_closed_ledger_refuses_reads_and_writes(store_url: str, call: str) -> None:
-    led = Ledger.open(store_url)
+def test_a_closed_ledger_refuses_reads_and_writes(open_ledger: Callable[[], Ledger], call: str) -> None:
+    led = open_ledger()  # the fixture drops a Cassandra keyspace afterwards (closing twice is fine)
     led.create_accounts([Account(id=1, ledger=1, code=1), Account(id=2, ledger=1, code=1)])
     led.close()
     led.close()  # idempotent
