@@ -10,20 +10,25 @@ with the same transfer id.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, cast
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from ledger import (
     Account,
     AccountState,
+    Change,
     CreateAccountResult,
     CreateTransferResult,
+    InvalidInputError,
     Ledger,
     LedgerError,
+    QueryFilter,
+    QueryFilterFlags,
     Transfer,
     TransferFlags,
     TransferState,
@@ -31,10 +36,24 @@ from ledger import (
 from ledger.types import U64_MAX, U128_MAX
 from load.groupcommit import GroupCommitter
 from load.metrics import GatewayMetrics
-from load.schemas import AccountIn, AccountOut, Outcome, ResolveIn, TransferIn, TransferOut
+from load.schemas import (
+    AccountIn,
+    AccountOut,
+    AccountRecord,
+    Outcome,
+    QueryIn,
+    QueryParams,
+    ResolveIn,
+    TransferIn,
+    TransferOut,
+    TransferRecord,
+)
 from replication.outcomes import UNAVAILABLE, outcome_name
 
 MAX_REQUEST_ITEMS = 8190
+FOLLOW_MAX_S = 5.0
+"""Longest a followed change stream stays open: a long poll the client renews with its
+cursor, short enough that no proxy (or HTTP client) in between times it out."""
 PathId = Annotated[int, Path(ge=1, lt=U128_MAX)]
 
 
@@ -94,6 +113,17 @@ class LedgerBackend:
     def close(self) -> None:
         self.ledger.close()
 
+    # Beyond RegionBackend: what only a ledger of its own can answer (the routes that use
+    # these answer 501 for a backend without them).
+    def query_accounts(self, query: QueryFilter) -> list[AccountState]:
+        return self.ledger.query_accounts(query)
+
+    def query_transfers(self, query: QueryFilter) -> list[TransferState]:
+        return self.ledger.query_transfers(query)
+
+    def changes(self, after: int, limit: int) -> list[Change]:
+        return list(self.ledger.changes(after=after, limit=limit))
+
 
 def _account_out(a: AccountState) -> AccountOut:
     return AccountOut(
@@ -109,6 +139,30 @@ def _transfer_out(t: TransferState) -> TransferOut:
         amount=str(t.amount), pending_id=str(t.pending_id), ledger=t.ledger, code=t.code,
         flags=int(t.flags), timeout=t.timeout, timestamp=t.timestamp,
     )
+
+
+def _account_record(a: AccountState) -> AccountRecord:
+    return AccountRecord(
+        **_account_out(a).model_dump(), user_data_128=str(a.user_data_128), user_data_64=str(a.user_data_64),
+        user_data_32=a.user_data_32,
+    )
+
+
+def _transfer_record(t: TransferState) -> TransferRecord:
+    return TransferRecord(
+        **_transfer_out(t).model_dump(), user_data_128=str(t.user_data_128), user_data_64=str(t.user_data_64),
+        user_data_32=t.user_data_32, pending_status=t.pending_status.name,
+    )
+
+
+def _query_filter(q: QueryIn) -> QueryFilter:
+    """The library's filter for a validated request; a rule across fields is a 422 too."""
+    fields = q.model_dump()
+    reverse = fields.pop("reverse")
+    try:
+        return QueryFilter(**fields, flags=int(QueryFilterFlags.REVERSED) if reverse else 0)
+    except InvalidInputError as e:
+        raise HTTPException(422, str(e)) from None
 
 
 class RequestCounter:
@@ -229,8 +283,10 @@ def create_app(
 
     @app.post("/transfers/{pending_id}/void", response_model=Outcome, summary="Void a pending transfer")
     async def void_pending(pending_id: PathId, body: ResolveIn) -> Outcome:
+        # The body's default (2^128-1, "all of it") is a post's sentinel; a void's is 0.
+        amount = 0 if body.amount == U128_MAX else body.amount
         return outcomes(await commit([
-            Transfer(id=body.id, pending_id=pending_id, amount=body.amount, flags=TransferFlags.VOID_PENDING_TRANSFER)
+            Transfer(id=body.id, pending_id=pending_id, amount=amount, flags=TransferFlags.VOID_PENDING_TRANSFER)
         ]))[0]
 
     @app.get("/accounts/{account_id}", response_model=AccountOut, summary="Look up an account")
@@ -259,6 +315,66 @@ def create_app(
             account_id, limit=limit, reverse=reverse, timestamp_min=timestamp_min, timestamp_max=timestamp_max
         )
         return [_transfer_out(t) for t in rows]
+
+    def query_backend(name: str) -> Callable[[QueryFilter], list[Any]]:
+        method = getattr(backend, name, None)
+        if method is None:
+            raise HTTPException(501, f"{name} needs a gateway over a ledger of its own (not a region node)")
+        return cast(Callable[[QueryFilter], list[Any]], method)
+
+    async def run_query(name: str, q: QueryIn) -> list[Any]:
+        return await asyncio.to_thread(query_backend(name), _query_filter(q))
+
+    @app.get("/query/accounts", response_model=list[AccountRecord], summary="Query accounts (QueryFilter)")
+    async def query_accounts_get(q: Annotated[QueryParams, Query()]) -> list[AccountRecord]:
+        return [_account_record(a) for a in await run_query("query_accounts", q)]
+
+    @app.post("/query/accounts", response_model=list[AccountRecord], summary="Query accounts (QueryFilter body)")
+    async def query_accounts_post(q: QueryIn) -> list[AccountRecord]:
+        return [_account_record(a) for a in await run_query("query_accounts", q)]
+
+    @app.get("/query/transfers", response_model=list[TransferRecord], summary="Query transfers (QueryFilter)")
+    async def query_transfers_get(q: Annotated[QueryParams, Query()]) -> list[TransferRecord]:
+        return [_transfer_record(t) for t in await run_query("query_transfers", q)]
+
+    @app.post("/query/transfers", response_model=list[TransferRecord], summary="Query transfers (QueryFilter body)")
+    async def query_transfers_post(q: QueryIn) -> list[TransferRecord]:
+        return [_transfer_record(t) for t in await run_query("query_transfers", q)]
+
+    @app.get("/changes", summary="The change stream: committed batches after a cursor, as NDJSON",
+             response_class=StreamingResponse)
+    async def changes(
+        request: Request,
+        after: Annotated[int, Query(ge=0, le=U64_MAX)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_REQUEST_ITEMS)] = 1000,
+        follow: bool = False,
+        poll: Annotated[float, Query(ge=0.01, le=5)] = 0.2,
+        timeout: Annotated[float, Query(gt=0, le=FOLLOW_MAX_S)] = FOLLOW_MAX_S,
+    ) -> StreamingResponse:
+        """One JSON object per line, one per committed batch, oldest first, at most `limit`;
+        each carries the `cursor` to resume from (`after=`). With `follow=true` it is a
+        long poll: the stream stays open and sends batches as they commit, until it has
+        sent `limit`, `timeout` seconds (at most 5) have passed or the client has gone;
+        the client then asks again from the last cursor it saw."""
+        read = getattr(backend, "changes", None)
+        if read is None:
+            raise HTTPException(501, "the change stream needs a gateway over a ledger of its own")
+
+        async def lines() -> Any:
+            cursor, sent = after, 0
+            loop = asyncio.get_running_loop()
+            until = loop.time() + timeout
+            while sent < limit:
+                page = await asyncio.to_thread(read, cursor, limit - sent)
+                for change in page:
+                    yield json.dumps(change.to_json(), separators=(",", ":")) + "\n"
+                    cursor, sent = change.cursor, sent + 1
+                if not follow or loop.time() >= until or await request.is_disconnected():
+                    return
+                if not page:
+                    await asyncio.sleep(min(poll, max(0.0, until - loop.time())))
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     @app.get("/health", summary="Liveness and the region's name")
     async def health() -> dict[str, Any]:
