@@ -33,6 +33,7 @@ from ledger.journal import (
     JournalApplication,
     chain_hash,
 )
+from ledger.lock import WriterLock
 from ledger.totals import ledger_totals
 from ledger.types import (
     U64_MAX,
@@ -96,6 +97,7 @@ class Ledger:
         self._lock = threading.RLock()
         self._statements = queries.StatementIndex()  # guarded by _lock
         self._reserved = 0
+        self._writer_lock: WriterLock | None = None  # set by `open` for an SQLite file
         try:
             self._app = JournalApplication(env=_env or {"PERSISTENCE_MODULE": "eventsourcing.popo"})
         except PersistenceError as e:
@@ -104,11 +106,26 @@ class Ledger:
 
     @classmethod
     def open(cls, url: str, *, clock: Clock | None = None) -> Ledger:
-        """Open (creating if new) the ledger stored at `url`; see `ledger.url` for forms."""
-        return cls(clock=clock, _env=environment_from_url(url))
+        """Open (creating if new) the ledger stored at `url`; see `ledger.url` for forms.
+        An SQLite file has one writer: a second opener gets `StoreLockedError` (`ledger.lock`)."""
+        env = environment_from_url(url)
+        path = env.get("SQLITE_DBNAME", "")
+        lock = WriterLock(f"{path}.lock", f"sqlite ledger store {path}") if path and ":memory:" not in path else None
+        try:
+            led = cls(clock=clock, _env=env)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        led._writer_lock = lock
+        return led
 
     def close(self) -> None:
-        self._app.close()
+        try:
+            self._app.close()
+        finally:
+            if self._writer_lock is not None:
+                self._writer_lock.release()
 
     def __enter__(self) -> Ledger:
         return self
