@@ -35,8 +35,12 @@ class GatewayMetrics:
             if size <= bound:
                 self.batch_buckets[i] += 1
 
+    def labels(self) -> str:
+        """The labels every series of this gateway carries."""
+        return f'region="{_label(self.region)}"'
+
     def render(self, lag: dict[str, float]) -> str:
-        r = f'region="{_label(self.region)}"'
+        r = self.labels()
         lines = [
             "# HELP geoledger_requests_total HTTP requests by route and status.",
             "# TYPE geoledger_requests_total counter",
