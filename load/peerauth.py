@@ -13,6 +13,8 @@ The handshake (connector C opens the link to listener L; three messages, all fix
 1. C → L: ``MAGIC, C, L, eC, nC`` — an ephemeral X25519 public key and a fresh nonce.
 2. L → C: ``MAGIC, eL, nL, sign_L(transcript("listener"))``.
 3. C → L: ``sign_C(transcript("connector"))``.
+4. L → C: a confirmation sealed with the derived key (`confirmation`): L accepted C and
+   holds the same key; C sends nothing before it.
 
 The transcript binds the protocol, both region ids, both ephemeral keys and both nonces,
 so a signature from one handshake is worthless in any other: a recorded handshake replayed
@@ -28,7 +30,6 @@ Sealing also keeps the books' traffic confidential on the wire.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from dataclasses import dataclass
@@ -167,6 +168,24 @@ class ListenerHandshake:
         return connector, _session_key(shared, connector, self.keys.me, n_c, self._nonce)
 
 
+_CONFIRM_NONCE = b"\xff" * 12  # never a frame's: frames count up from 0
+_CONFIRM = PROTOCOL + b" accepted"
+
+
+def confirmation(key: bytes) -> bytes:
+    """The listener's last handshake message: it accepted, and derived the same key."""
+    return AESGCM(key).encrypt(_CONFIRM_NONCE, _CONFIRM, None)
+
+
+def check_confirmation(key: bytes, data: bytes) -> None:
+    try:
+        if AESGCM(key).decrypt(_CONFIRM_NONCE, data, None) == _CONFIRM:
+            return
+    except InvalidTag:
+        pass
+    raise HandshakeError("the listener's confirmation does not match the handshake")
+
+
 class FrameSealer:
     """Seals the connector's frames: AES-GCM, the frame's number as its nonce."""
 
@@ -200,10 +219,6 @@ class FrameRejected(Exception):
     """A sealed frame that did not come, in this order and unaltered, from the link's peer."""
 
 
-def fingerprint(key: Ed25519PublicKey) -> str:
-    """A short, loggable name for a public key (never log a private one)."""
-    return hashlib.sha256(public_bytes(key)).hexdigest()[:16]
-
-
-__all__ = ["ConnectorHandshake", "FrameOpener", "FrameRejected", "FrameSealer", "HandshakeError", "ListenerHandshake",
-           "PeerKeys", "fingerprint", "generate", "public_bytes"]
+__all__ = ["ConnectorHandshake", "FrameOpener", "FrameRejected", "FrameSealer",
+           "HandshakeError", "ListenerHandshake", "PeerKeys", "check_confirmation", "confirmation",
+           "generate", "public_bytes"]

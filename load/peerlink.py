@@ -8,7 +8,7 @@ the connector sends, the listener receives. A frame is a 4-byte big-endian lengt
 bytes.
 
 A connection starts with the handshake of `load.peerauth` (each region proves it holds its
-own key; the listener learns *which* region is on the line). Until it completes, a frame
+own key; the listener learns *which* region is on the line, and confirms it accepted). Until it completes, a frame
 may be at most `PRE_AUTH_MAX` bytes (a stranger makes a region buffer a few KB, not 64
 MiB), it must complete within `HANDSHAKE_TIMEOUT`, and at most `MAX_PENDING` connections
 may be in it at once (a newcomer evicts the oldest, so a stranger who opens connections
@@ -45,6 +45,8 @@ from load.peerauth import (
     HandshakeError,
     ListenerHandshake,
     PeerKeys,
+    check_confirmation,
+    confirmation,
 )
 from replication.wire import WireError, decode_peer_frame, encode_peer_frame
 
@@ -129,7 +131,10 @@ class PeerListener:
         proof = await _read_frame(reader, PRE_AUTH_MAX)
         if len(proof) != PROOF_SIZE:
             raise HandshakeError(f"a second frame of {len(proof)} bytes is no proof")
-        return shake.finish(proof)
+        peer, key = shake.finish(proof)
+        writer.write(_frame(confirmation(key)))
+        await writer.drain()
+        return peer, key
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._admit(writer)
@@ -220,6 +225,10 @@ class PeerSender:
                 proof, key = shake.finish(reply)
                 writer.write(_frame(proof))
                 await writer.drain()
+                try:
+                    check_confirmation(key, await _read_frame(reader, PRE_AUTH_MAX))
+                except asyncio.IncompleteReadError:
+                    raise HandshakeError(f"region {self.peer} hung up on the handshake (it refused this key)") from None
         except BaseException:
             writer.close()
             raise

@@ -22,6 +22,7 @@ from load.peerauth import (
     HandshakeError,
     ListenerHandshake,
     PeerKeys,
+    check_confirmation,
     generate,
 )
 from load.peerlink import PRE_AUTH_MAX, PeerListener, PeerSender, _frame, _read_frame
@@ -70,6 +71,7 @@ async def _handshake_as(keys: PeerKeys, port: int, listener: int = 0) -> tuple[
     proof, key = shake.finish(await _read_frame(reader, PRE_AUTH_MAX))
     writer.write(_frame(proof))
     await writer.drain()
+    check_confirmation(key, await _read_frame(reader, PRE_AUTH_MAX))
     return reader, writer, FrameSealer(key)
 
 
@@ -115,7 +117,8 @@ def test_a_stranger_claiming_a_region_without_its_key_delivers_nothing() -> None
     async def main(listener: PeerListener, port: int, got: list[Any]) -> None:
         sender = PeerSender(port, impostor, 0)
         sender.send(hb(1, 1))
-        await _until(lambda: listener.refused >= 1)
+        await _until(lambda: listener.refused >= 1 and sender.handshake_failures >= 1)
+        assert sender.sent_frames == 0
         with pytest.raises(HandshakeError, match="cannot prove it is region 1"):
             shake, lst = ConnectorHandshake(impostor, 0), ListenerHandshake(KEYS[0])
             proof, _ = shake.finish(lst.reply(shake.hello()))
