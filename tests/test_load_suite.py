@@ -62,6 +62,7 @@ def test_responses_name_the_region_that_wrote_the_transfer(tmp_path: Path, mode:
     post names no account. Asked at another region."""
     import httpx
 
+    from load.auth import Role
     from load.cluster import Cluster, default_config
     from replication.ids import transfer_id
     from replication.routing import RoutingTable
@@ -76,8 +77,9 @@ def test_responses_name_the_region_that_wrote_the_transfer(tmp_path: Path, mode:
         customer = next(c for c in range(1, 61) if homes[amap.unit_of(c)] == 1)  # homed in Beijing
         merchant = next(c for c in range(customer + 1, 61) if amap.unit_of(c) == amap.unit_of(customer))
         ask = cfg.url(2)  # Shanghai's gateway
+        pays = cluster.headers(Role.PAYMENTS)
         if mode == "quorum":  # each unit's log is handed to its home once the first elections settle
-            headers = {"x-geoledger-token": cfg.token}
+            headers = cluster.headers()
             for _ in range(200):
                 leaders = [httpx.get(f"{cfg.url(r)}/internal/state", headers=headers, timeout=5)
                            .json()["status"]["writers"] for r in range(3)]
@@ -90,12 +92,12 @@ def test_responses_name_the_region_that_wrote_the_transfer(tmp_path: Path, mode:
         hold = {"id": hold_id, "debit_account_id": customer, "credit_account_id": merchant, "amount": 10,
                 "ledger": 156, "code": 2, "flags": 2, "timeout": 3600}  # the customers' ledger
         for _ in range(100):  # the cluster elects/leases first: UNAVAILABLE until then (retry, same id)
-            r = httpx.post(f"{ask}/transfers", json=hold, timeout=5)
+            r = httpx.post(f"{ask}/transfers", json=hold, timeout=5, headers=pays)
             if r.status_code != 503:
                 break
             time.sleep(0.1)
         assert r.json()["result"] == "OK", r.text
-        post = httpx.post(f"{ask}/transfers/{hold_id}/post", json={"id": post_id}, timeout=5).json()
+        post = httpx.post(f"{ask}/transfers/{hold_id}/post", json={"id": post_id}, timeout=5, headers=pays).json()
         assert post["result"] == "OK"
         assert r.json()["region"] == "beijing" and post["region"] == "beijing"  # the unit's home wrote both
     finally:
