@@ -186,6 +186,21 @@ def _loop_busy_over(cluster: Cluster, bound: float) -> int:
     return int(total - within)
 
 
+def test_a_second_serve_on_the_same_data_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    """Two `serve`s on one --data used to both accept writes (and lose acknowledged transfers
+    on restart); the second one's regions cannot take their stores' locks and it stops."""
+    from load.cluster import ClusterError
+
+    cfg = default_config(3, base_port=0, customers=600, data_dir=cluster.cfg.data_dir)
+    second = Cluster(cfg, tmp_path)
+    try:
+        with pytest.raises(ClusterError, match="already open for writing by process"):
+            second.start_all(timeout=60)
+    finally:
+        second.stop_all()
+    assert pay(cluster, 0, 4).status_code in (200, 201)
+
+
 def test_a_region_that_dies_unexpectedly_is_restarted_and_a_chaos_kill_is_not(cluster: Cluster) -> None:
     assert cluster.supervisor is not None
     old = cluster.procs[1].pid
