@@ -105,6 +105,7 @@ class PeerListener:
         self._pending: dict[asyncio.StreamWriter, None] = {}  # insertion order: oldest first
         self._links: dict[int, asyncio.StreamWriter] = {}
         self._open: set[asyncio.StreamWriter] = set()
+        self._serving: set[asyncio.Task[Any]] = set()
 
     async def start(self, port: int, sock: socket.socket | None = None) -> None:
         """Listen on `sock` (already bound, e.g. by the parent process) or bind `port`."""
@@ -137,6 +138,10 @@ class PeerListener:
         return peer, key
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
         self._admit(writer)
         peer: int | None = None
         try:
@@ -187,10 +192,13 @@ class PeerListener:
 
     async def close(self) -> None:
         """Stop listening and hang up on every peer (they reconnect to whoever listens next)."""
+        if self.server is not None:
+            self.server.close()  # no new connections
         for writer in list(self._open):
             writer.close()
+        if self._serving:  # let each connection's task see its end (not be cancelled mid-read)
+            await asyncio.wait(list(self._serving), timeout=2.0)
         if self.server is not None:
-            self.server.close()
             with contextlib.suppress(Exception):
                 await self.server.wait_closed()
 
