@@ -96,6 +96,15 @@ def record_ack(transfer_id: int, region: str, result: str) -> None:
     _append("GEOLEDGER_ACK_LOG", f"{transfer_id} {region} {result}")
 
 
+def gateways_for(host: str | None) -> list[str]:
+    """The gateways a user calls: the run's (GEOLEDGER_GATEWAYS, else the credentials file's),
+    unless `--host` names a gateway outside them: then everything goes there (its region
+    forwards what other regions write)."""
+    if not host or host.rstrip("/") in GATEWAYS:
+        return GATEWAYS
+    return [host.rstrip("/")]
+
+
 def bearer(role: Role) -> dict[str, str]:
     token = TOKENS.get(role.value)
     return {"Authorization": f"Bearer {token}"} if token else {}
@@ -110,8 +119,7 @@ class BankUser(FastHttpUser):
     default_headers = bearer(Role.PAYMENTS)
 
     def on_start(self) -> None:
-        # --host names a gateway outside the list: everything goes there (its region forwards)
-        self.gateways = GATEWAYS if not self.host or self.host.rstrip("/") in GATEWAYS else [self.host.rstrip("/")]
+        self.gateways = gateways_for(self.host)
 
     def home(self, account_id: int) -> str:
         """The gateway of the region the account is homed in."""
