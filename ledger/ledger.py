@@ -38,6 +38,7 @@ from ledger.errors import (
     StoreError,
 )
 from ledger.journal import GENESIS, JOURNAL_ID, KIND_ACCOUNTS, KIND_TRANSFERS, Journal, JournalApplication, chain_hash
+from ledger.lock import WriterLock
 from ledger.query_index import QueryIndex
 from ledger.replay import CommittedBatch, apply_batch, expired_ids, id_rows, is_imported
 from ledger.totals import ledger_totals
@@ -100,6 +101,7 @@ class Ledger:
         self._account_index = QueryIndex("accounts")
         self._transfer_index = QueryIndex("transfers")
         self._reserved = 0
+        self._writer_lock: WriterLock | None = None  # set by `open` for an SQLite file
         try:
             self._app = JournalApplication(env=_env or {"PERSISTENCE_MODULE": "eventsourcing.popo"})
         except PersistenceError as e:
@@ -110,15 +112,32 @@ class Ledger:
     def open(cls, url: str, *, clock: Clock | None = None) -> Ledger:
         """Open (creating if new) the ledger stored at `url`: `memory://`,
         `sqlite:///relative.db`, `sqlite:////absolute.db` or
-        `cassandra://host[,host2][:port]/keyspace?dc=..&rf=..&consistency=..`."""
-        return cls(clock=clock, _env=environment_from_url(url))
+        `cassandra://host[,host2][:port]/keyspace?dc=..&rf=..&consistency=..` (see `ledger.url`).
+        An SQLite file has one writer: a second opener gets `StoreLockedError` (`ledger.lock`)."""
+        env = environment_from_url(url)
+        path = env.get("SQLITE_DBNAME", "")
+        lock = WriterLock(f"{path}.lock", f"sqlite ledger store {path}") if path and ":memory:" not in path else None
+        try:
+            led = cls(clock=clock, _env=env)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        led._writer_lock = lock
+        return led
 
     def close(self) -> None:
-        """Release the store; every later call raises `LedgerClosedError`. Idempotent."""
+        """Release the store (and its writer lock); every later call raises `LedgerClosedError`.
+        Idempotent."""
         with self._lock:
-            if not self._closed:
-                self._closed = True
+            if self._closed:
+                return
+            self._closed = True
+            try:
                 self._app.close()
+            finally:
+                if self._writer_lock is not None:
+                    self._writer_lock.release()
 
     @property
     def closed(self) -> bool:

@@ -79,12 +79,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[
 
 @pytest.fixture
 def open_ledger(store_url: str, clock: FakeClock) -> Iterator[Callable[[], Ledger]]:
-    """Opens the test's store (again): reopening a durable store must restore its state."""
+    """Opens the test's store (again): reopening a durable store must restore its state. A
+    store has one writer (`ledger.lock`), so the ledger opened before is closed first."""
     opened: list[Ledger] = []
 
     def _open() -> Ledger:
         if store_url == "memory://" and opened:
             return opened[0]
+        if opened:
+            opened[-1].close()
         led = Ledger.open(store_url, clock=clock)
         opened.append(led)
         return led

@@ -60,7 +60,8 @@ def test_every_batch_is_a_change_in_commit_order(open_ledger: Callable[[], Ledge
     led.create_transfers([tr(13, 1, 2, 1, ledger=0)])         # fails, not transiently: nothing to record
     clock.now = led.lookup_transfers([11])[0].timestamp + NS  # the read commits the expiry
     assert led.lookup_transfers([11])[0].pending_status == TransferPendingStatus.EXPIRED
-    changes = list(open_ledger().changes())
+    led = open_ledger()  # as restored from the store (the reopen closes the first)
+    changes = list(led.changes())
     assert [c.cursor for c in changes] == [2, 3, 4, 5]
     accounts, transfers, failed, expired = changes
     assert [a.id for a in accounts.accounts] == [1, 2] and accounts.transfers == ()

@@ -3,7 +3,8 @@
 GET and POST /query/accounts and /query/transfers take TigerBeetle's QueryFilter (query
 parameters or a strict JSON body) and answer 422 naming the field for anything else;
 GET /changes streams committed batches as NDJSON, resumable by cursor, optionally
-following new commits. A gateway over a region node (no ledger of its own) answers 501.
+following new commits; they are the auditor's. A gateway over a region node (no ledger of its
+own) has none of these routes.
 """
 
 from __future__ import annotations
@@ -17,10 +18,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ledger import Account, Change, CreateTransferResult, Ledger, QueryFilter, Transfer, TransferFlags
+from load.auth import Credentials, Role, TokenVerifier
 from load.gateway import LedgerBackend, create_app
 from tests.support.clock import FakeClock
 
 MAX = (1 << 128) - 1
+CREDS = Credentials.generate()
+
+
+def auditor_client(backend: Any) -> TestClient:
+    """A gateway over `backend` whose requests carry the auditor's token (queries and the
+    change stream are the auditor's)."""
+    app = create_app(backend, auth=TokenVerifier(CREDS.digests()), group_commit=False)
+    return TestClient(app, headers=CREDS.header(Role.AUDITOR))
 
 
 @pytest.fixture
@@ -41,7 +51,7 @@ def led() -> Ledger:
 
 @pytest.fixture
 def client(led: Ledger) -> Iterator[TestClient]:
-    with TestClient(create_app(LedgerBackend(led), group_commit=False)) as c:
+    with auditor_client(LedgerBackend(led)) as c:
         yield c
 
 
@@ -115,7 +125,7 @@ def test_following_the_stream_delivers_new_commits(led: Ledger) -> None:
 
     writer = threading.Thread(target=commit_once_following)
     writer.start()
-    with TestClient(create_app(backend, group_commit=False)) as c:
+    with auditor_client(backend) as c:
         lines = _lines(c.get("/changes", params={"after": 3, "follow": "true", "limit": 1, "timeout": 5}))
     writer.join()
     assert [t["id"] for t in lines[0]["transfers"]] == ["12"]
@@ -125,16 +135,22 @@ class NodeLike:
     """A region backend without a ledger of its own (as load/region.py's)."""
 
     region = "r0"
+    batches_itself = True
+    creates_accounts = False
 
     def create_transfers(self, transfers: list[Transfer]) -> list[Any]:
         raise AssertionError("not used here")
+
+    def failure(self) -> str | None:
+        return None
 
     def close(self) -> None:
         pass
 
 
 def test_routes_need_a_ledger_of_their_own() -> None:
-    with TestClient(create_app(NodeLike(), group_commit=False)) as c:  # type: ignore[arg-type]
-        assert c.get("/query/transfers").status_code == 501
-        assert c.post("/query/accounts", json={}).status_code == 501
-        assert c.get("/changes").status_code == 501
+    """A gateway over a region node has no query or change routes: 404, never a 5xx."""
+    with auditor_client(NodeLike()) as c:
+        assert c.get("/query/transfers").status_code == 404
+        assert c.post("/query/accounts", json={}).status_code == 404
+        assert c.get("/changes").status_code == 404

@@ -119,8 +119,8 @@ def test_queries_on_every_store(open_ledger: Callable[[], Ledger], clock: FakeCl
                  ledger=840 if i % 2 == 0 else 978, code=1 + i % 3, user_data_64=i // 4, user_data_32=5)
         for i in range(12)
     ]) == [R.OK] * 12
-    again = open_ledger()
-    for led_ in (led, again):
+
+    def check(led_: Ledger) -> None:
         assert [a.id for a in led_.query_accounts(user_data_128=77)] == [1, 3]
         assert [a.id for a in led_.query_accounts(ledger=978, code=2)] == [4]
         assert [t.id for t in led_.query_transfers(ledger=840, limit=3)] == [10, 12, 14]
@@ -131,6 +131,9 @@ def test_queries_on_every_store(open_ledger: Callable[[], Ledger], clock: FakeCl
         rest = led_.query_transfers(user_data_32=5, limit=100, timestamp_min=page[-1].timestamp + 1)
         assert [t.id for t in page + rest] == list(range(10, 22))
         assert led_.query_transfers(user_data_128=1) == []
+
+    check(led)
+    check(open_ledger())  # as restored (the reopen closes the first: one writer per store)
 
 
 def test_a_query_walks_the_matching_rows_not_the_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
