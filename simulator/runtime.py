@@ -345,6 +345,8 @@ class Simulation:
 
     def _restart(self, r: int) -> None:
         self.incarnation[r] += 1
+        self.inbox[r] = []  # a new process: nothing of the old one's inbox or scheduled step
+        self.step_at[r] = None
         node, effects = RegionNode.recover(self.cfgs[r], self.stores[r])
         self.nodes[r] = node
         live = [n for n in self.nodes if n is not None and n is not node]
