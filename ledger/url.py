@@ -11,12 +11,23 @@ import sqlite3
 from urllib.parse import urlsplit
 
 from ledger.errors import StoreError, StoreURLError
+from ledger.redact import redact
 
 EXPECTED = "memory://, sqlite:///PATH (sqlite:////ABS/PATH) or cassandra://HOST[:PORT]/KEYSPACE"
 
 
 def environment_from_url(url: str) -> dict[str, str]:
-    """The eventsourcing environment that makes an application use the store at `url`."""
+    """The eventsourcing environment that makes an application use the store at `url`. An
+    error message never holds the URL's password (`ledger.redact`)."""
+    try:
+        return _environment(url)
+    except (StoreURLError, StoreError) as e:
+        if not isinstance(url, str):
+            raise
+        raise type(e)(redact(str(e), url)) from None
+
+
+def _environment(url: str) -> dict[str, str]:
     if not isinstance(url, str):
         raise StoreURLError(f"store URL must be a str, got {type(url).__name__}")
     scheme, sep, _ = url.partition("://")

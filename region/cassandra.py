@@ -23,9 +23,9 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from ledger.errors import StoreError, StoreURLError
+from ledger.redact import redact
 from region.buffered import BufferedRegionStore, Row
 from region.lock import WriterLock
 
@@ -38,19 +38,6 @@ def region_keyspace(base: str, region: str) -> str:
     if len(ks) > 48:
         raise StoreURLError(f"keyspace {ks!r} for region {region!r} is longer than Cassandra's 48 characters")
     return ks
-
-
-def redact(text: str, url: str) -> str:
-    """`text` with the password of `url` (as written and decoded) and any URL userinfo masked."""
-    text = re.sub(r"(://[^:/@\s]*):[^@/\s]*@", r"\1:***@", text)
-    try:
-        password = urlsplit(url.strip()).password
-    except ValueError:
-        password = None
-    for secret in {password, unquote(password)} if password else ():
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def cassandra_settings(url: str, region: str) -> Any:

@@ -80,10 +80,12 @@ def test_store_argument_parsing() -> None:
     "cassandra://admin:s3cret-pw@127.0.0.1/geo-ledger",  # bad keyspace
 ])
 def test_a_password_in_the_url_never_appears_in_an_error(url: str) -> None:
+    from ledger import Ledger
     from region.cassandra import CassandraRegionStore
     from simulator.ray import check_store
 
-    for attempt in (lambda: CassandraRegionStore(url, "beijing"), lambda: check_store(url)):
+    for attempt in (lambda: CassandraRegionStore(url, "beijing"), lambda: check_store(url),
+                    lambda: Ledger.open(url), lambda: Ledger.open(url.replace("cassandra:", "cassandr:"))):
         with pytest.raises(StoreURLError) as info:
             attempt()
         text = str(info.value)
