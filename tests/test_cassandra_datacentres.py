@@ -1,0 +1,284 @@
+"""Stores kept in three datacentres: the replication map and consistency in the store URL,
+and restoring a region lost with its datacentre from another datacentre's copy.
+
+Against the real three-node, three-datacentre Cassandra of
+`scripts/cassandra start --dcs changchun,beijing,shanghai` (`make test` starts it; without
+it these tests skip, or fail under GEOLEDGER_REQUIRE_REAL=1). A datacentre is lost the way
+a power cut loses it: its node is SIGKILLed by the script (`stop --dc NAME --kill`), and cut
+off by freezing its node (`pause --dc NAME`); every test gives the ring back afterwards.
+What may be missing after a loss is measured from what each replica holds, not assumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from ledger import Account, CreateTransferResult, Ledger, StoreError, StoreURLError, Transfer
+from ledger.stores import cassandra as cs
+from region.cassandra import CassandraRegionStore
+from tests.support.cassandra_dcs import (
+    DC_ADDR,
+    DCS,
+    REPLICATION,
+    create_probe_keyspace,
+    drop_keyspaces,
+    kill_dc,
+    pause_dc,
+    require_cassandra_dcs,
+    restore_ring,
+    resume_dc,
+    script,
+    session,
+    stored_indexes,
+    url,
+    wait_until,
+    wait_until_alone,
+)
+from tests.support.clock import FakeClock
+from tests.support.records import entry
+
+pytestmark = pytest.mark.cassandra
+
+CHANGCHUN, BEIJING, SHANGHAI = DCS
+PASSWORD = "s3cret-pw"
+
+
+def fresh_base() -> str:
+    return f"gldc{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def ring() -> Iterator[list[str]]:
+    """The whole three-datacentre ring; afterwards every node runs again (whatever the test
+    did to them) and the keyspaces the test lists here are dropped."""
+    require_cassandra_dcs()
+    keyspaces: list[str] = []
+    yield keyspaces
+    restore_ring()
+    if keyspaces:
+        drop_keyspaces(keyspaces)
+
+
+def keyspace_exists(name: str) -> bool:
+    with session(BEIJING) as s:
+        return s.execute("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s",
+                         (name,)).one() is not None
+
+
+def keyspace_replication(name: str) -> dict[str, str]:
+    with session(BEIJING) as s:
+        row = s.execute("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s", (name,)).one()
+        return dict(row.replication)
+
+
+# ---------------------------------------------------------------------------- the URL
+
+
+def test_the_url_carries_datacentre_replication_and_consistency() -> None:
+    env = cs.environment_from_url(url("geoledger", BEIJING, "each_quorum"))
+    assert env["CASSANDRA_DC"] == BEIJING
+    assert env["CASSANDRA_REPLICATION"] == REPLICATION
+    assert env["CASSANDRA_CONSISTENCY"] == "EACH_QUORUM"
+    from eventsourcing.utils import Environment
+
+    settings = cs.CassandraSettings.from_env(Environment(env=env))
+    assert settings.replication == tuple((dc, 1) for dc in DCS)
+    assert settings.replication_for(BEIJING) == dict.fromkeys(DCS, 1)
+    assert settings.serial_consistency == "SERIAL", "paxos across datacentres when writes wait for all"
+    default = cs.CassandraSettings.from_env(Environment(env=cs.environment_from_url(url("geoledger", BEIJING))))
+    assert (default.consistency, default.serial_consistency) == ("LOCAL_QUORUM", "LOCAL_SERIAL")
+    assert default.replication_for(BEIJING) == dict.fromkeys(DCS, 1)
+    legacy = cs.CassandraSettings.from_env(Environment(env=cs.environment_from_url("cassandra://h/ks?dc=x&rf=3")))
+    assert legacy.replication is None and legacy.replication_for("x") == {"x": 3}
+
+
+HOSTILE = [
+    ("dc=changchun&consistency=each_quarum", "invalid CASSANDRA_CONSISTENCY"),
+    ("dc=changchun&consistency=", "empty consistency"),
+    ("dc=changchun&consistency=serial", "invalid CASSANDRA_CONSISTENCY"),
+    ("dc=changchun&replication=", "empty replication"),
+    ("dc=changchun&replication=changchun", "is not 'datacentre:replicas'"),
+    ("dc=changchun&replication=changchun:", "is not 'datacentre:replicas'"),
+    ("dc=changchun&replication=changchun:one", "is not 'datacentre:replicas'"),
+    ("dc=changchun&replication=changchun:-1", "is not 'datacentre:replicas'"),
+    ("dc=changchun&replication=changchun:%C2%B2", "is not 'datacentre:replicas'"),  # '²' is no count
+    ("dc=changchun&replication=changchun:1,,beijing:1", "is not 'datacentre:replicas'"),
+    ("dc=changchun&replication=changchun:1;DROP KEYSPACE system", "is not 'datacentre:replicas'"),
+    ("dc=changchun&replication=changchun:0", "out of range"),
+    ("dc=changchun&replication=changchun:10", "out of range"),
+    ("dc=changchun&replication=changchun:" + "9" * 5000, "out of range"),
+    ("dc=changchun&replication=changchun:1,changchun:2", "given twice"),
+    ("dc=changchun&replication=changchun:1,chang%27chun:1", "invalid datacentre in the replication map"),
+    ("dc=changchun&replication=" + ",".join(f"dc{k}:1" for k in range(33)), "1..32"),
+    ("dc=changchun&rf=1000", "out of range"),
+    ("dc=changchun&rf=1&replication=changchun:1", "not both"),
+    ("dc=wuhan&replication=changchun:1,beijing:1", "holds no replica"),
+    ("dc=chang%27chun:1}%20AND%20durable_writes", "invalid CASSANDRA_DC"),
+    ("dc=changchun&replication=changchun:1&replication=beijing:1", "given twice"),
+]
+
+
+@pytest.mark.parametrize(("query", "needle"), HOSTILE, ids=[f"{n}-{k}" for k, (_, n) in enumerate(HOSTILE)])
+@pytest.mark.parametrize("opener", ["parser", "Ledger.open", "region store"])
+def test_a_hostile_datacentre_url_is_refused_clearly_without_its_password(
+        query: str, needle: str, opener: str, tmp_path: object) -> None:
+    """Refused before any connection (so nothing changes), saying what is wrong, and the
+    password never appears: not as written, not decoded."""
+    bad = f"cassandra://admin:{PASSWORD.replace('-', '%2D')}@127.0.0.2:9042/geoledger?{query}"
+    open_it: dict[str, Callable[[], object]] = {
+        "parser": lambda: cs.environment_from_url(bad),
+        "Ledger.open": lambda: Ledger.open(bad),
+        "region store": lambda: CassandraRegionStore(bad, "beijing"),
+    }
+    with pytest.raises(StoreURLError) as info:
+        open_it[opener]()
+    text = str(info.value)
+    assert needle in text, text
+    assert PASSWORD not in text and PASSWORD.replace("-", "%2D") not in text, text
+
+
+# ---------------------------------------------------------------------------- the ring
+
+
+def test_the_ring_has_one_node_per_datacentre(ring: list[str]) -> None:
+    out = script("status", "--dcs")
+    for dc in DCS:
+        assert f"{DC_ADDR[dc]}" in out and any(line.split()[:1] == [dc] and line.endswith("up")
+                                               for line in out.splitlines()), out
+        assert any(line.startswith("UN") and DC_ADDR[dc] in line for line in out.splitlines()), out
+    for dc in DCS:
+        assert f"Datacenter: {dc}" in out
+    from ledger.stores.cassandra_topology import nodes_per_dc
+
+    with session(BEIJING) as s:
+        assert nodes_per_dc(s.cluster.metadata.all_hosts()) == dict.fromkeys(DCS, 1)
+
+
+@pytest.mark.parametrize(("via", "replication", "needle"), [
+    (CHANGCHUN, "changchun:1,atlantis:1", "which the cluster does not have"),
+    (CHANGCHUN, "changchun:2,beijing:1,shanghai:1", "asks for 2 replicas in datacentre 'changchun', which has 1 node"),
+    (CHANGCHUN, "beijing:1,shanghai:1", "this client's datacentre 'changchun' holds no replica"),
+])
+def test_a_replication_the_cluster_cannot_hold_is_refused_and_creates_nothing(
+        ring: list[str], via: str, replication: str, needle: str) -> None:
+    base = fresh_base()
+    ring.extend([base, f"{base}_beijing"])
+    bad = f"cassandra://admin:{PASSWORD}@{DC_ADDR[via]}:9042/{base}?replication={replication}"
+    for attempt in (lambda: Ledger.open(bad), lambda: CassandraRegionStore(bad, "beijing")):
+        with pytest.raises(StoreError) as info:
+            attempt()
+        assert needle in str(info.value) and PASSWORD not in str(info.value), str(info.value)
+    assert not keyspace_exists(base) and not keyspace_exists(f"{base}_beijing")
+
+
+def test_an_existing_keyspace_replicated_otherwise_is_refused_and_left_alone(ring: list[str]) -> None:
+    base = fresh_base()
+    ks = f"{base}_beijing"
+    ring.append(ks)
+    CassandraRegionStore(url(base, BEIJING), "beijing").close()
+    before = keyspace_replication(ks)
+    assert {k: v for k, v in before.items() if k != "class"} == dict.fromkeys(DCS, "1")
+    narrower = f"cassandra://{DC_ADDR[BEIJING]}:9042/{base}?dc=beijing&replication=beijing:1,shanghai:1"
+    with pytest.raises(StoreError, match="is replicated .* but the store asks for"):
+        CassandraRegionStore(narrower, "beijing")
+    assert keyspace_replication(ks) == before
+
+
+# ---------------------------------------------------------------------------- restore
+
+
+def test_a_region_lost_with_its_datacentre_is_restored_from_another(ring: list[str], clock: FakeClock) -> None:
+    """EACH_QUORUM: every record the store acknowledged is in every datacentre, so when
+    Changchun's node dies (SIGKILL, as a power cut) its region store opens, whole and with
+    its chain intact, through Beijing (and through Shanghai); the library's ledger too."""
+    base, ledger_ks = fresh_base(), fresh_base()
+    ring.extend([f"{base}_changchun", ledger_ks])
+    store = CassandraRegionStore(url(base, CHANGCHUN, "each_quorum"), "changchun")
+    acknowledged = []
+    for batch in range(4):
+        for i in range(25):
+            store.append(entry(batch * 25 + i + 1))
+        store.flush()  # returns: every record so far acknowledged by a majority in every DC
+        acknowledged = list(store.records)
+    led = Ledger.open(url(ledger_ks, CHANGCHUN, "each_quorum"), clock=clock)
+    led.create_accounts([Account(id=1, ledger=156, code=10), Account(id=2, ledger=156, code=10)])
+    assert led.create_transfers([Transfer(id=100 + i, debit_account_id=2, credit_account_id=1, amount=i + 1,
+                                          ledger=156, code=1) for i in range(20)]) == [CreateTransferResult.OK] * 20
+    balances = led.lookup_accounts([1, 2])
+    led.close()
+
+    kill_dc(CHANGCHUN)
+    store.close()
+    for survivor in (BEIJING, SHANGHAI):
+        restored = CassandraRegionStore(url(base, survivor), "changchun")
+        try:
+            assert [r.chain for r in restored.records] == [r.chain for r in acknowledged]
+            assert restored.verify_chain() == (True, None)
+        finally:
+            restored.close()
+    restored_ledger = Ledger.open(url(ledger_ks, BEIJING), clock=clock)
+    try:
+        assert restored_ledger.lookup_accounts([1, 2]) == balances
+        assert restored_ledger.verify().ok
+        # and it takes writes in Beijing (LOCAL_QUORUM) while Changchun is gone
+        assert restored_ledger.create_transfers([Transfer(id=200, debit_account_id=2, credit_account_id=1,
+                                                          amount=5, ledger=156, code=1)]) == [CreateTransferResult.OK]
+    finally:
+        restored_ledger.close()
+
+
+@pytest.mark.parametrize("consistency", ["local_quorum", "each_quorum"])
+def test_a_datacentre_cut_off_then_lost(ring: list[str], consistency: str) -> None:
+    """Changchun is cut off from the other two (their nodes frozen until Changchun's has
+    convicted them), its region keeps writing, then Changchun is lost with its disk.
+
+    LOCAL_QUORUM acknowledges the writes made while cut off (only Changchun's replica
+    answers) and they are lost with it: measured from Beijing's and Shanghai's replicas,
+    every one is missing, and the restored store ends where the cut began. EACH_QUORUM
+    refuses them (the flush fails and nothing is acknowledged), and nothing acknowledged
+    is missing."""
+    base, probe = fresh_base(), fresh_base()
+    ks = f"{base}_changchun"
+    ring.extend([ks, probe])
+    create_probe_keyspace(probe)
+    store = CassandraRegionStore(url(base, CHANGCHUN, consistency), "changchun")
+    for i in range(50):
+        store.append(entry(i + 1))
+    store.flush()
+    before_cut = set(range(50))
+    for dc in (BEIJING, SHANGHAI):  # observed, not assumed: the replicas have them before the cut
+        wait_until(f"{dc} holding the first 50 records", lambda dc=dc: stored_indexes(dc, ks) >= before_cut)
+
+    pause_dc(BEIJING)
+    pause_dc(SHANGHAI)
+    wait_until_alone(CHANGCHUN, probe)
+    for i in range(50, 100):
+        store.append(entry(i + 1))
+    try:
+        store.flush()
+        acknowledged = set(range(100))
+    except StoreError:
+        acknowledged = before_cut
+    assert store.pending == (consistency == "each_quorum")
+
+    kill_dc(CHANGCHUN)
+    resume_dc(BEIJING)
+    resume_dc(SHANGHAI)
+    with contextlib.suppress(StoreError):  # EACH_QUORUM: the refused records die with the region
+        store.close()
+    missing = {dc: acknowledged - stored_indexes(dc, ks) for dc in (BEIJING, SHANGHAI)}
+    if consistency == "local_quorum":
+        assert acknowledged == set(range(100)), "LOCAL_QUORUM acknowledges while cut off"
+        assert missing == {BEIJING: set(range(50, 100)), SHANGHAI: set(range(50, 100))}, missing
+    else:
+        assert acknowledged == before_cut, "EACH_QUORUM acknowledges nothing while a datacentre is cut off"
+        assert missing == {BEIJING: set(), SHANGHAI: set()}, missing
+    restored = CassandraRegionStore(url(base, BEIJING), "changchun")
+    try:
+        assert len(restored.records) == 50 and restored.verify_chain() == (True, None)
+    finally:
+        restored.close()
