@@ -104,13 +104,13 @@ if TRANSFER_DTYPE.fields["flags"][1] != 118 or ACCOUNT_DTYPE.fields["flags"][1] 
 
 TRANSFER_FIELDS = (
     "id", "debit_account_id", "credit_account_id", "amount", "pending_id", "user_data_128",
-    "user_data_64", "user_data_32", "timeout", "ledger", "code", "flags",
+    "user_data_64", "user_data_32", "timeout", "ledger", "code", "flags", "timestamp",
 )
-ACCOUNT_FIELDS = ("id", "user_data_128", "user_data_64", "user_data_32", "ledger", "code", "flags")
+ACCOUNT_FIELDS = ("id", "user_data_128", "user_data_64", "user_data_32", "ledger", "code", "flags", "timestamp")
 
 cdef enum:
-    N_TRANSFER_FIELDS = 12
-    N_ACCOUNT_FIELDS = 7
+    N_TRANSFER_FIELDS = 13
+    N_ACCOUNT_FIELDS = 8
 
 cdef Py_ssize_t transfer_offsets[N_TRANSFER_FIELDS]
 cdef Py_ssize_t account_offsets[N_ACCOUNT_FIELDS]
@@ -146,8 +146,18 @@ cdef inline object field(object obj, bint fast, Py_ssize_t offset, str name):
     return getattr(obj, name)
 
 
+cdef inline object timestamp_field(object obj, bint fast, Py_ssize_t offset):
+    """As `field`, but an object without a timestamp packs zero (the twin's getattr default)."""
+    cdef PyObject* v
+    if fast:
+        v = slot_value(obj, offset)
+        if v != NULL:
+            return <object>v
+    return getattr(obj, "timestamp", 0)
+
+
 def transfers_to_rows(transfers) -> np.ndarray:
-    """Rows (TRANSFER_DTYPE) for a sequence of `Transfer`; `timestamp` is left zero."""
+    """Rows (TRANSFER_DTYPE) for a sequence of `Transfer` (timestamp as given: zero unless imported)."""
     items = list(transfers) if not isinstance(transfers, (list, tuple)) else transfers
     cdef Py_ssize_t n = len(items)
     cdef cnp.ndarray out = np.zeros(n, TRANSFER_DTYPE)
@@ -181,11 +191,12 @@ def transfers_to_rows(transfers) -> np.ndarray:
         r.code = <uint16_t>v
         uint_value(field(t, fast, transfer_offsets[11], "flags"), 0xFFFFULL, &v)
         r.flags = <uint16_t>v
+        uint_value(timestamp_field(t, fast, transfer_offsets[12]), 0xFFFFFFFFFFFFFFFFULL, &r.timestamp)
     return out
 
 
 def accounts_to_rows(accounts) -> np.ndarray:
-    """Rows (ACCOUNT_DTYPE) for a sequence of `Account`: zero balances and timestamp."""
+    """Rows (ACCOUNT_DTYPE) for a sequence of `Account`: zero balances, timestamp as given."""
     items = list(accounts) if not isinstance(accounts, (list, tuple)) else accounts
     cdef Py_ssize_t n = len(items)
     cdef cnp.ndarray out = np.zeros(n, ACCOUNT_DTYPE)
@@ -210,4 +221,5 @@ def accounts_to_rows(accounts) -> np.ndarray:
         r.code = <uint16_t>v
         uint_value(field(a, fast, account_offsets[6], "flags"), 0xFFFFULL, &v)
         r.flags = <uint16_t>v
+        uint_value(timestamp_field(a, fast, account_offsets[7]), 0xFFFFFFFFFFFFFFFFULL, &r.timestamp)
     return out

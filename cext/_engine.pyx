@@ -12,7 +12,10 @@ hypothesis tests hold the two to it. What differs is only how:
 * the id -> slot indexes are open-addressing hash tables (linear probing, backward-shift
   deletion so that a rolled-back chain removes its own entries without tombstones);
 * pending transfers with a timeout sit in a binary min-heap on (expires_at, slot), so
-  `expire_pending` costs one comparison when nothing is due (it runs before every batch).
+  `expire_pending` and `next_expiry` cost one comparison when nothing is due (they run
+  before every batch and every read of a ledger);
+* ids that failed with a transient result (`client=True` batches only) have their own
+  block of 16-byte rows and their own index, probed only when it is not empty.
 
 Capacity (rows, index, heap, rollback journal) is reserved before each batch for the worst
 case of that batch, so nothing in the loop allocates or touches a Python object. Rows live
@@ -40,11 +43,13 @@ import numpy as np
 
 cimport numpy as cnp
 
-from cext.engine_py import pack_snapshot, parse_snapshot
-from cext.layout import ACCOUNT_DTYPE, HISTORY_DTYPE, META_DTYPE, TRANSFER_DTYPE
+from cext.layout import ACCOUNT_DTYPE, FAILED_DTYPE, HISTORY_DTYPE, META_DTYPE, TRANSFER_DTYPE
+from cext.snapshot import pack_snapshot, parse_snapshot_all
 from ledger.types import (
     ACCOUNT_FLAGS_KNOWN as _PY_ACCOUNT_FLAGS_KNOWN,
+    TIMESTAMP_MAX as _PY_TIMESTAMP_MAX,
     TRANSFER_FLAGS_KNOWN as _PY_TRANSFER_FLAGS_KNOWN,
+    TRANSIENT_TRANSFER_RESULTS as _PY_TRANSIENT,
     CreateAccountResult,
     CreateTransferResult,
 )
@@ -62,7 +67,7 @@ cdef extern from *:
 # Field by field as in cext/layout.py; natural C alignment gives exactly the dtype offsets
 # (verified against the dtypes at import, below).
 
-from cext.rows cimport AccountRow, HistoryRow, MetaRow, TransferRow
+from cext.rows cimport AccountRow, FailedRow, HistoryRow, MetaRow, TransferRow
 
 
 def _check_layout() -> None:
@@ -138,8 +143,9 @@ cdef enum:
     AF_DEBITS_MUST_NOT_EXCEED_CREDITS = 2
     AF_CREDITS_MUST_NOT_EXCEED_DEBITS = 4
     AF_HISTORY = 8
+    AF_IMPORTED = 16
     AF_CLOSED = 32
-    AF_KNOWN = 1 | 2 | 4 | 8 | 32
+    AF_KNOWN = 1 | 2 | 4 | 8 | 16 | 32
 
 cdef enum:
     TF_LINKED = 1
@@ -148,74 +154,89 @@ cdef enum:
     TF_VOID = 8
     TF_BALANCING_DEBIT = 16
     TF_BALANCING_CREDIT = 32
-    TF_KNOWN = 63
+    TF_CLOSING_DEBIT = 64
+    TF_CLOSING_CREDIT = 128
+    TF_IMPORTED = 256
+    TF_KNOWN = 511
 
-# Result codes shared by both operations.
-cdef enum:
+# Result codes shared by both operations. (cpdef: importable by name, so that a test can
+# compare every one with ledger.types.)
+cpdef enum:
     R_OK = 0
     R_LINKED_EVENT_FAILED = 1
     R_LINKED_EVENT_CHAIN_OPEN = 2
 
-cdef enum:
-    A_RESERVED_FLAG = 3
-    A_ID_MUST_NOT_BE_ZERO = 4
-    A_ID_MUST_NOT_BE_INT_MAX = 5
-    A_EXISTS_WITH_DIFFERENT_FLAGS = 6
-    A_EXISTS_WITH_DIFFERENT_USER_DATA_128 = 7
-    A_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 8
-    A_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 9
-    A_EXISTS_WITH_DIFFERENT_LEDGER = 10
-    A_EXISTS_WITH_DIFFERENT_CODE = 11
-    A_EXISTS = 12
-    A_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 13
-    A_LEDGER_MUST_NOT_BE_ZERO = 14
-    A_CODE_MUST_NOT_BE_ZERO = 15
+# TigerBeetle's numeric values (ledger.types lists them in order of precedence).
+cpdef enum:
+    A_TIMESTAMP_MUST_BE_ZERO = 3
+    A_RESERVED_FIELD = 4
+    A_RESERVED_FLAG = 5
+    A_ID_MUST_NOT_BE_ZERO = 6
+    A_ID_MUST_NOT_BE_INT_MAX = 7
+    A_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 8
+    A_DEBITS_PENDING_MUST_BE_ZERO = 9
+    A_DEBITS_POSTED_MUST_BE_ZERO = 10
+    A_CREDITS_PENDING_MUST_BE_ZERO = 11
+    A_CREDITS_POSTED_MUST_BE_ZERO = 12
+    A_LEDGER_MUST_NOT_BE_ZERO = 13
+    A_CODE_MUST_NOT_BE_ZERO = 14
+    A_EXISTS_WITH_DIFFERENT_FLAGS = 15
+    A_EXISTS_WITH_DIFFERENT_USER_DATA_128 = 16
+    A_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 17
+    A_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 18
+    A_EXISTS_WITH_DIFFERENT_LEDGER = 19
+    A_EXISTS_WITH_DIFFERENT_CODE = 20
+    A_EXISTS = 21
+    A_IMPORTED_EVENT_EXPECTED = 22
+    A_IMPORTED_EVENT_NOT_EXPECTED = 23
+    A_IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE = 24
+    A_IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE = 25
+    A_IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS = 26
 
-cdef enum:
-    T_RESERVED_FLAG = 3
-    T_ID_MUST_NOT_BE_ZERO = 4
-    T_ID_MUST_NOT_BE_INT_MAX = 5
-    T_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 6
-    T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 7
-    T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 8
-    T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 9
-    T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 10
-    T_ACCOUNTS_MUST_BE_DIFFERENT = 11
-    T_PENDING_ID_MUST_BE_ZERO = 12
-    T_PENDING_ID_MUST_NOT_BE_ZERO = 13
-    T_PENDING_ID_MUST_NOT_BE_INT_MAX = 14
-    T_PENDING_ID_MUST_BE_DIFFERENT = 15
-    T_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER = 16
-    T_LEDGER_MUST_NOT_BE_ZERO = 17
-    T_CODE_MUST_NOT_BE_ZERO = 18
-    T_DEBIT_ACCOUNT_NOT_FOUND = 19
-    T_CREDIT_ACCOUNT_NOT_FOUND = 20
-    T_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER = 21
-    T_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS = 22
-    T_PENDING_TRANSFER_NOT_FOUND = 23
-    T_PENDING_TRANSFER_NOT_PENDING = 24
-    T_PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID = 25
-    T_PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID = 26
-    T_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER = 27
-    T_PENDING_TRANSFER_HAS_DIFFERENT_CODE = 28
-    T_EXCEEDS_PENDING_TRANSFER_AMOUNT = 29
-    T_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT = 30
-    T_PENDING_TRANSFER_ALREADY_POSTED = 31
-    T_PENDING_TRANSFER_ALREADY_VOIDED = 32
-    T_PENDING_TRANSFER_EXPIRED = 33
-    T_EXISTS_WITH_DIFFERENT_FLAGS = 34
-    T_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID = 35
-    T_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID = 36
-    T_EXISTS_WITH_DIFFERENT_AMOUNT = 37
-    T_EXISTS_WITH_DIFFERENT_PENDING_ID = 38
-    T_EXISTS_WITH_DIFFERENT_USER_DATA_128 = 39
-    T_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 40
-    T_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 41
-    T_EXISTS_WITH_DIFFERENT_TIMEOUT = 42
-    T_EXISTS_WITH_DIFFERENT_CODE = 43
-    T_EXISTS = 44
-    T_DEBIT_ACCOUNT_ALREADY_CLOSED = 45
-    T_CREDIT_ACCOUNT_ALREADY_CLOSED = 46
+cpdef enum:
+    T_TIMESTAMP_MUST_BE_ZERO = 3
+    T_RESERVED_FLAG = 4
+    T_ID_MUST_NOT_BE_ZERO = 5
+    T_ID_MUST_NOT_BE_INT_MAX = 6
+    T_FLAGS_ARE_MUTUALLY_EXCLUSIVE = 7
+    T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 8
+    T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 9
+    T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO = 10
+    T_CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX = 11
+    T_ACCOUNTS_MUST_BE_DIFFERENT = 12
+    T_PENDING_ID_MUST_BE_ZERO = 13
+    T_PENDING_ID_MUST_NOT_BE_ZERO = 14
+    T_PENDING_ID_MUST_NOT_BE_INT_MAX = 15
+    T_PENDING_ID_MUST_BE_DIFFERENT = 16
+    T_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER = 17
+    T_LEDGER_MUST_NOT_BE_ZERO = 19
+    T_CODE_MUST_NOT_BE_ZERO = 20
+    T_DEBIT_ACCOUNT_NOT_FOUND = 21
+    T_CREDIT_ACCOUNT_NOT_FOUND = 22
+    T_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER = 23
+    T_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS = 24
+    T_PENDING_TRANSFER_NOT_FOUND = 25
+    T_PENDING_TRANSFER_NOT_PENDING = 26
+    T_PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID = 27
+    T_PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID = 28
+    T_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER = 29
+    T_PENDING_TRANSFER_HAS_DIFFERENT_CODE = 30
+    T_EXCEEDS_PENDING_TRANSFER_AMOUNT = 31
+    T_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT = 32
+    T_PENDING_TRANSFER_ALREADY_POSTED = 33
+    T_PENDING_TRANSFER_ALREADY_VOIDED = 34
+    T_PENDING_TRANSFER_EXPIRED = 35
+    T_EXISTS_WITH_DIFFERENT_FLAGS = 36
+    T_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID = 37
+    T_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID = 38
+    T_EXISTS_WITH_DIFFERENT_AMOUNT = 39
+    T_EXISTS_WITH_DIFFERENT_PENDING_ID = 40
+    T_EXISTS_WITH_DIFFERENT_USER_DATA_128 = 41
+    T_EXISTS_WITH_DIFFERENT_USER_DATA_64 = 42
+    T_EXISTS_WITH_DIFFERENT_USER_DATA_32 = 43
+    T_EXISTS_WITH_DIFFERENT_TIMEOUT = 44
+    T_EXISTS_WITH_DIFFERENT_CODE = 45
+    T_EXISTS = 46
     T_OVERFLOWS_DEBITS_PENDING = 47
     T_OVERFLOWS_CREDITS_PENDING = 48
     T_OVERFLOWS_DEBITS_POSTED = 49
@@ -225,27 +246,59 @@ cdef enum:
     T_OVERFLOWS_TIMEOUT = 53
     T_EXCEEDS_CREDITS = 54
     T_EXCEEDS_DEBITS = 55
+    T_IMPORTED_EVENT_EXPECTED = 56
+    T_IMPORTED_EVENT_NOT_EXPECTED = 57
+    T_IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE = 58
+    T_IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE = 59
+    T_IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS = 60
+    T_IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT = 61
+    T_IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT = 62
+    T_IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO = 63
+    T_CLOSING_TRANSFER_MUST_BE_PENDING = 64
+    T_DEBIT_ACCOUNT_ALREADY_CLOSED = 65
+    T_CREDIT_ACCOUNT_ALREADY_CLOSED = 66
+    T_EXISTS_WITH_DIFFERENT_LEDGER = 67
+    T_ID_ALREADY_FAILED = 68
 
 
 def _check_constants() -> None:
+    """Refuse to load if a code drifted from ledger.types (tests compare every name)."""
     if AF_KNOWN != _PY_ACCOUNT_FLAGS_KNOWN or TF_KNOWN != _PY_TRANSFER_FLAGS_KNOWN:
         raise ImportError("cext._engine: flag masks differ from ledger.types")
-    if (
-        CreateAccountResult.CODE_MUST_NOT_BE_ZERO != A_CODE_MUST_NOT_BE_ZERO
-        or CreateAccountResult.EXISTS != A_EXISTS
-        or CreateTransferResult.EXCEEDS_DEBITS != T_EXCEEDS_DEBITS
-        or CreateTransferResult.EXISTS != T_EXISTS
-        or CreateTransferResult.PENDING_TRANSFER_EXPIRED != T_PENDING_TRANSFER_EXPIRED
-        or len(CreateAccountResult) != 16
-        or len(CreateTransferResult) != 56
-    ):
+    A, T = CreateAccountResult, CreateTransferResult
+    pairs = [
+        (A_TIMESTAMP_MUST_BE_ZERO, A.TIMESTAMP_MUST_BE_ZERO), (A_EXISTS, A.EXISTS),
+        (A_IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS, A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS),
+        (A_CODE_MUST_NOT_BE_ZERO, A.CODE_MUST_NOT_BE_ZERO), (T_EXISTS, T.EXISTS),
+        (T_EXISTS_WITH_DIFFERENT_LEDGER, T.EXISTS_WITH_DIFFERENT_LEDGER), (T_ID_ALREADY_FAILED, T.ID_ALREADY_FAILED),
+        (T_EXCEEDS_DEBITS, T.EXCEEDS_DEBITS), (T_PENDING_TRANSFER_EXPIRED, T.PENDING_TRANSFER_EXPIRED),
+        (T_CLOSING_TRANSFER_MUST_BE_PENDING, T.CLOSING_TRANSFER_MUST_BE_PENDING),
+        (T_IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO, T.IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO),
+    ]
+    if any(mine != int(theirs) for mine, theirs in pairs) or len(A) != 27 or len(T) != 69:
         raise ImportError("cext._engine: result codes differ from ledger.types")
+    if TIMESTAMP_MAX != _PY_TIMESTAMP_MAX:
+        raise ImportError("cext._engine: TIMESTAMP_MAX differs from ledger.types")
+    if {int(c) for c in T if is_transient(int(c))} != {int(c) for c in _PY_TRANSIENT}:
+        raise ImportError("cext._engine: transient results differ from ledger.types")
 
-
-_check_constants()
 
 cdef uint64_t U64_MAX = 0xFFFFFFFFFFFFFFFFULL
+cdef uint64_t TIMESTAMP_MAX = 0x7FFFFFFFFFFFFFFFULL
 cdef uint64_t NS_PER_S = 1000000000ULL
+
+
+cdef inline bint is_transient(uint32_t result) noexcept nogil:
+    """TigerBeetle's transient results: the id can never be used again (ID_ALREADY_FAILED)."""
+    return (
+        result == T_DEBIT_ACCOUNT_NOT_FOUND or result == T_CREDIT_ACCOUNT_NOT_FOUND
+        or result == T_PENDING_TRANSFER_NOT_FOUND or result == T_EXCEEDS_CREDITS
+        or result == T_EXCEEDS_DEBITS or result == T_DEBIT_ACCOUNT_ALREADY_CLOSED
+        or result == T_CREDIT_ACCOUNT_ALREADY_CLOSED
+    )
+
+
+
 
 
 cdef inline u128 join128(uint64_t lo, uint64_t hi) noexcept nogil:
@@ -340,7 +393,8 @@ cdef extern from *:
 # Open addressing, linear probing, power-of-two capacity, load <= 1/2. A cell is 8 bytes:
 # the low 32 bits of the id's hash (so probes rarely touch a row that is not the one, and
 # a rehash never reads the rows) and slot + 1 (0 = empty). The id itself lives only in the
-# row (`keys`: the account or transfer array, whose rows are 16 words with the id first),
+# row (`keys`: the account or transfer array, whose rows are 16 words with the id first,
+# or the failed ids, 2 words each),
 # which is read to confirm a match; for accounts that row is read next anyway. 8-byte
 # cells keep the transfer index of 1M transfers at 16 MiB (on huge pages, see zalloc).
 
@@ -348,12 +402,14 @@ ctypedef struct IdIndex:
     uint64_t* cells
     uint64_t mask
     uint64_t count
-    const uint64_t* keys  # row k's id is keys[16 * k], keys[16 * k + 1]
+    const uint64_t* keys  # row k's id is keys[k << shift], keys[(k << shift) + 1]; shift:
+                          # ROW_SHIFT for rows, FAILED_SHIFT for failed ids (a constant per call site)
     void* block_base  # how `cells` was allocated (see zalloc)
     size_t block_len
 
 cdef enum:
-    ROW_WORDS = 16  # 128-byte rows, as u64 words
+    ROW_SHIFT = 4  # 128-byte rows are 16 = 2^4 u64 words
+    FAILED_SHIFT = 1  # failed ids are 2 words
     PREFETCH_DISTANCE = 8  # transfers ahead (see _run_batch); 5-16 measured alike
     HASH_RING = 32  # a power of two > 2 * PREFETCH_DISTANCE
 
@@ -431,8 +487,10 @@ cdef int idx_init(IdIndex* ix, uint64_t capacity) except -1:
     return 0
 
 
-cdef inline int64_t idx_find_h(const IdIndex* ix, uint32_t h, uint64_t lo, uint64_t hi) noexcept nogil:
-    """The slot of an id whose hash `h` is known, or -1."""
+cdef inline int64_t idx_find_hs(
+    const IdIndex* ix, uint32_t h, uint64_t lo, uint64_t hi, int shift
+) noexcept nogil:
+    """The slot of an id whose hash `h` is known, or -1, in rows of 2^shift words."""
     cdef uint64_t i = h & ix.mask
     cdef uint64_t c, s
     while True:
@@ -441,9 +499,14 @@ cdef inline int64_t idx_find_h(const IdIndex* ix, uint32_t h, uint64_t lo, uint6
             return -1
         if <uint32_t>(c >> 32) == h:
             s = (c & CELL_SLOT) - 1
-            if ix.keys[ROW_WORDS * s] == lo and ix.keys[ROW_WORDS * s + 1] == hi:
+            if ix.keys[s << shift] == lo and ix.keys[(s << shift) + 1] == hi:
                 return <int64_t>s
         i = (i + 1) & ix.mask
+
+
+cdef inline int64_t idx_find_h(const IdIndex* ix, uint32_t h, uint64_t lo, uint64_t hi) noexcept nogil:
+    """The slot of an id (in 128-byte rows) whose hash `h` is known, or -1."""
+    return idx_find_hs(ix, h, lo, hi, ROW_SHIFT)
 
 
 cdef inline int64_t idx_find(const IdIndex* ix, uint64_t lo, uint64_t hi) noexcept nogil:
@@ -488,7 +551,7 @@ cdef void idx_remove(IdIndex* ix, uint64_t lo, uint64_t hi) noexcept nogil:
             return  # absent: nothing to do
         if <uint32_t>(c >> 32) == h:
             s = (c & CELL_SLOT) - 1
-            if ix.keys[ROW_WORDS * s] == lo and ix.keys[ROW_WORDS * s + 1] == hi:
+            if ix.keys[s << ROW_SHIFT] == lo and ix.keys[(s << ROW_SHIFT) + 1] == hi:
                 break
         i = (i + 1) & mask
     j = i
@@ -613,27 +676,150 @@ cdef inline bint heap_live(const HeapEntry* e, const MetaRow* meta, uint64_t n_t
 ctypedef struct SavedBalances:
     uint64_t slot
     uint64_t words[8]  # the 8 balance words of an account row, in row order
+    uint64_t flags  # and its flags (a closing transfer sets CLOSED)
 
 ctypedef struct SavedStatus:
     uint64_t slot
     uint64_t status
 
 
-cdef inline uint32_t exists_tail(
-    uint64_t ud128_lo, uint64_t ud128_hi, uint64_t ud64, uint32_t ud32, uint32_t timeout,
-    uint16_t code, const TransferRow* e,
+# --------------------------------------------------------------------------- pure checks
+
+cdef inline uint32_t admit(
+    uint16_t flags, uint64_t row_timestamp, uint64_t now, bint batch_imported, uint16_t imported_flag,
+    bint client, bint transfers,
 ) noexcept nogil:
-    if ud128_lo != e.user_data_128_lo or ud128_hi != e.user_data_128_hi:
-        return T_EXISTS_WITH_DIFFERENT_USER_DATA_128
-    if ud64 != e.user_data_64:
-        return T_EXISTS_WITH_DIFFERENT_USER_DATA_64
-    if ud32 != e.user_data_32:
-        return T_EXISTS_WITH_DIFFERENT_USER_DATA_32
-    if timeout != e.timeout:
+    """The batch-level checks before an event's own (TigerBeetle's `execute_create`)."""
+    cdef bint imported = (flags & imported_flag) != 0
+    if imported != batch_imported:
+        if imported:
+            return T_IMPORTED_EVENT_NOT_EXPECTED if transfers else A_IMPORTED_EVENT_NOT_EXPECTED
+        return T_IMPORTED_EVENT_EXPECTED if transfers else A_IMPORTED_EVENT_EXPECTED
+    if imported:
+        if row_timestamp == 0 or row_timestamp > TIMESTAMP_MAX:
+            return T_IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE if transfers else A_IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE
+        if row_timestamp >= now:
+            return (T_IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE if transfers
+                    else A_IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE)
+    elif client and row_timestamp != 0:
+        return T_TIMESTAMP_MUST_BE_ZERO if transfers else A_TIMESTAMP_MUST_BE_ZERO
+    return R_OK
+
+
+cdef inline uint32_t account_exists(const AccountRow* a, const AccountRow* e) noexcept nogil:
+    if a.flags != e.flags:
+        return A_EXISTS_WITH_DIFFERENT_FLAGS
+    if a.user_data_128_lo != e.user_data_128_lo or a.user_data_128_hi != e.user_data_128_hi:
+        return A_EXISTS_WITH_DIFFERENT_USER_DATA_128
+    if a.user_data_64 != e.user_data_64:
+        return A_EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if a.user_data_32 != e.user_data_32:
+        return A_EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if a.ledger != e.ledger:
+        return A_EXISTS_WITH_DIFFERENT_LEDGER
+    if a.code != e.code:
+        return A_EXISTS_WITH_DIFFERENT_CODE
+    return A_EXISTS
+
+
+cdef inline uint32_t transfer_exists(
+    const TransferRow* t, const TransferRow* e, const TransferRow* p
+) noexcept nogil:
+    """TigerBeetle's idempotency check: the first field that differs, in its order. `p` is
+    the pending transfer a post/void `e` resolved (NULL if this replica lacks it)."""
+    cdef u128 amount, stored
+    cdef bint everything
+    if t.flags != e.flags:
+        return T_EXISTS_WITH_DIFFERENT_FLAGS
+    if t.pending_id_lo != e.pending_id_lo or t.pending_id_hi != e.pending_id_hi:
+        return T_EXISTS_WITH_DIFFERENT_PENDING_ID
+    if t.timeout != e.timeout:
         return T_EXISTS_WITH_DIFFERENT_TIMEOUT
-    if code != 0 and code != e.code:
+    amount = join128(t.amount_lo, t.amount_hi)
+    stored = join128(e.amount_lo, e.amount_hi)
+    if t.flags & (TF_POST | TF_VOID):
+        # A resent post/void: its zero fields stand for what the pending had.
+        if ((t.debit_account_id_lo != 0 or t.debit_account_id_hi != 0)
+                and (t.debit_account_id_lo != e.debit_account_id_lo
+                     or t.debit_account_id_hi != e.debit_account_id_hi)):
+            return T_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+        if ((t.credit_account_id_lo != 0 or t.credit_account_id_hi != 0)
+                and (t.credit_account_id_lo != e.credit_account_id_lo
+                     or t.credit_account_id_hi != e.credit_account_id_hi)):
+            return T_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+        everything = amount == u128_max() if (t.flags & TF_POST) else amount == 0
+        if everything:
+            if p != NULL and stored != join128(p.amount_lo, p.amount_hi):
+                return T_EXISTS_WITH_DIFFERENT_AMOUNT
+        elif amount != stored:
+            return T_EXISTS_WITH_DIFFERENT_AMOUNT
+        if t.user_data_128_lo != 0 or t.user_data_128_hi != 0:
+            if t.user_data_128_lo != e.user_data_128_lo or t.user_data_128_hi != e.user_data_128_hi:
+                return T_EXISTS_WITH_DIFFERENT_USER_DATA_128
+        elif p != NULL and (e.user_data_128_lo != p.user_data_128_lo or e.user_data_128_hi != p.user_data_128_hi):
+            return T_EXISTS_WITH_DIFFERENT_USER_DATA_128
+        if t.user_data_64 != 0:
+            if t.user_data_64 != e.user_data_64:
+                return T_EXISTS_WITH_DIFFERENT_USER_DATA_64
+        elif p != NULL and e.user_data_64 != p.user_data_64:
+            return T_EXISTS_WITH_DIFFERENT_USER_DATA_64
+        if t.user_data_32 != 0:
+            if t.user_data_32 != e.user_data_32:
+                return T_EXISTS_WITH_DIFFERENT_USER_DATA_32
+        elif p != NULL and e.user_data_32 != p.user_data_32:
+            return T_EXISTS_WITH_DIFFERENT_USER_DATA_32
+        if t.ledger != 0 and t.ledger != e.ledger:
+            return T_EXISTS_WITH_DIFFERENT_LEDGER
+        if t.code != 0 and t.code != e.code:
+            return T_EXISTS_WITH_DIFFERENT_CODE
+        return T_EXISTS
+    if t.debit_account_id_lo != e.debit_account_id_lo or t.debit_account_id_hi != e.debit_account_id_hi:
+        return T_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
+    if t.credit_account_id_lo != e.credit_account_id_lo or t.credit_account_id_hi != e.credit_account_id_hi:
+        return T_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
+    if t.flags & (TF_BALANCING_DEBIT | TF_BALANCING_CREDIT):
+        # A balancing amount is an upper bound; the stored one is what was moved.
+        if amount < stored:
+            return T_EXISTS_WITH_DIFFERENT_AMOUNT
+    elif amount != stored:
+        return T_EXISTS_WITH_DIFFERENT_AMOUNT
+    if t.user_data_128_lo != e.user_data_128_lo or t.user_data_128_hi != e.user_data_128_hi:
+        return T_EXISTS_WITH_DIFFERENT_USER_DATA_128
+    if t.user_data_64 != e.user_data_64:
+        return T_EXISTS_WITH_DIFFERENT_USER_DATA_64
+    if t.user_data_32 != e.user_data_32:
+        return T_EXISTS_WITH_DIFFERENT_USER_DATA_32
+    if t.ledger != e.ledger:
+        return T_EXISTS_WITH_DIFFERENT_LEDGER
+    if t.code != e.code:
         return T_EXISTS_WITH_DIFFERENT_CODE
     return T_EXISTS
+
+
+cdef inline bint has_timestamp(const uint64_t* rows, Py_ssize_t n, uint64_t ts) noexcept nogil:
+    """Whether one of `n` 128-byte rows in timestamp order (word 15) carries `ts`."""
+    cdef Py_ssize_t lo = 0
+    cdef Py_ssize_t hi = n
+    cdef Py_ssize_t mid
+    cdef uint64_t v
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        v = rows[(mid << ROW_SHIFT) + 15]
+        if v < ts:
+            lo = mid + 1
+        elif v > ts:
+            hi = mid
+        else:
+            return True
+    return False
+
+
+cdef inline void reopen(const TransferRow* p, AccountRow* dr, AccountRow* cr) noexcept nogil:
+    """Voiding or expiring a closing transfer re-opens the accounts it closed."""
+    if p.flags & TF_CLOSING_DEBIT:
+        dr.flags &= ~AF_CLOSED
+    if p.flags & TF_CLOSING_CREDIT:
+        cr.flags &= ~AF_CLOSED
 
 
 # --------------------------------------------------------------------------- row storage
@@ -759,19 +945,25 @@ cdef class CyEngine:
     cdef object _transfers
     cdef object _meta
     cdef object _history
+    cdef object _failed
+    cdef object _last_expired
     cdef _Rows _acc_rows
     cdef _Rows _tr_rows
     cdef _Rows _mt_rows
     cdef _Rows _hist_rows
+    cdef _Rows _fail_rows
     cdef AccountRow* acc
     cdef TransferRow* tr
     cdef MetaRow* mt
     cdef HistoryRow* hist
+    cdef FailedRow* fail
     cdef readonly Py_ssize_t n_accounts
     cdef readonly Py_ssize_t n_transfers
     cdef readonly Py_ssize_t n_history
+    cdef readonly Py_ssize_t n_failed
     cdef IdIndex aidx
     cdef IdIndex tidx
+    cdef IdIndex fidx
     cdef Heap heap
     # The open linked chain: where it started and what it changed.
     cdef bint in_scope
@@ -792,6 +984,7 @@ cdef class CyEngine:
     def __cinit__(self) -> None:
         idx_init(&self.aidx, 16)
         idx_init(&self.tidx, 16)
+        idx_init(&self.fidx, 16)
         self.heap.items = <HeapEntry*>malloc(16 * sizeof(HeapEntry))
         self.saved_bal = <SavedBalances*>malloc(16 * sizeof(SavedBalances))
         self.saved_st = <SavedStatus*>malloc(16 * sizeof(SavedStatus))
@@ -804,11 +997,15 @@ cdef class CyEngine:
         self._tr_rows = _Rows(16 * sizeof(TransferRow), RESERVE_ROWS * sizeof(TransferRow))
         self._mt_rows = _Rows(16 * sizeof(MetaRow), RESERVE_ROWS * sizeof(MetaRow))
         self._hist_rows = _Rows(16 * sizeof(HistoryRow), RESERVE_ROWS * sizeof(HistoryRow))
+        self._fail_rows = _Rows(16 * sizeof(FailedRow), RESERVE_ACCOUNT_ROWS * sizeof(FailedRow))
         self._install(True, True, True, True)
+        self._install_failed()
+        self._last_expired = np.zeros(0, np.int64)
 
     def __dealloc__(self) -> None:
         idx_free(&self.aidx)
         idx_free(&self.tidx)
+        idx_free(&self.fidx)
         free(self.heap.items)
         free(self.saved_bal)
         free(self.saved_st)
@@ -838,6 +1035,11 @@ cdef class CyEngine:
         if history:
             self.hist = <HistoryRow*>self._hist_rows.data
 
+    cdef _install_failed(self):
+        self._failed = np.frombuffer(self._fail_rows, FAILED_DTYPE, self._fail_rows.nbytes // sizeof(FailedRow))
+        self.fail = <FailedRow*>self._fail_rows.data
+        self.fidx.keys = <const uint64_t*>self.fail
+
     # ------------------------------------------------------------------ state views
     @property
     def accounts(self) -> np.ndarray:
@@ -855,6 +1057,20 @@ cdef class CyEngine:
     def history(self) -> np.ndarray:
         return self._history[: self.n_history]
 
+    @property
+    def failed(self) -> np.ndarray:
+        """Ids of transfers that failed with a transient result, in the order they failed."""
+        return self._failed[: self.n_failed]
+
+    @property
+    def last_expired(self) -> np.ndarray:
+        """Slots of the transfers the last `expire_pending` call expired, in its order."""
+        return self._last_expired
+
+    def failed_slot(self, transfer_id: int) -> int:
+        """The position of a failed transfer id among `failed`, or -1."""
+        return self._slot(&self.fidx, transfer_id, FAILED_SHIFT)
+
     def account_slot(self, account_id: int) -> int:
         """The row of an account id, or -1."""
         return self._slot(&self.aidx, account_id)
@@ -863,11 +1079,13 @@ cdef class CyEngine:
         """The row of a transfer id, or -1."""
         return self._slot(&self.tidx, transfer_id)
 
-    cdef int64_t _slot(self, IdIndex* ix, object id_) except? -2:
+    cdef int64_t _slot(self, IdIndex* ix, object id_, int shift=ROW_SHIFT) except? -2:
         cdef object v = operator.index(id_)  # numpy integers too, as dict lookups allow
+        cdef uint64_t lo, hi
         if v <= 0 or v >> 128:
             return -1
-        return idx_find(ix, v & 0xFFFFFFFFFFFFFFFF, v >> 64)
+        lo, hi = v & 0xFFFFFFFFFFFFFFFF, v >> 64
+        return idx_find_hs(ix, mix128(lo, hi), lo, hi, shift)
 
     # ------------------------------------------------------------------ capacity
     cdef Py_ssize_t _new_capacity(self, Py_ssize_t cap, Py_ssize_t need) noexcept:
@@ -891,7 +1109,6 @@ cdef class CyEngine:
     cdef _reserve_transfers(self, Py_ssize_t extra):
         cdef Py_ssize_t cap = len(self._transfers)
         cdef Py_ssize_t need = self.n_transfers + extra
-        cdef Py_ssize_t need_h = self.n_history + 2 * extra
         if need > cap:
             self._tr_rows = _rows_grown(
                 self._tr_rows,
@@ -905,15 +1122,30 @@ cdef class CyEngine:
                 self.n_transfers * sizeof(MetaRow), self._new_capacity(cap, need) * sizeof(MetaRow),
             )
             self._install(False, False, True, False)
-        cap = len(self._history)
-        if need_h > cap:
-            self._hist_rows = _rows_grown(
-                self._hist_rows,
-                self.n_history * sizeof(HistoryRow), self._new_capacity(cap, need_h) * sizeof(HistoryRow),
-            )
-            self._install(False, False, False, True)
+        self._reserve_history(2 * extra)
         idx_reserve(&self.tidx, self.tidx.count + extra)
         self._reserve_heap(extra)
+
+    cdef _reserve_failed(self, Py_ssize_t extra):
+        cdef Py_ssize_t cap = len(self._failed)
+        cdef Py_ssize_t need = self.n_failed + extra
+        if need > cap:
+            self._fail_rows = _rows_grown(
+                self._fail_rows,
+                self.n_failed * sizeof(FailedRow), self._new_capacity(cap, need) * sizeof(FailedRow),
+            )
+            self._install_failed()
+        idx_reserve(&self.fidx, self.fidx.count + extra)
+
+    cdef _reserve_history(self, Py_ssize_t extra):
+        cdef Py_ssize_t cap = len(self._history)
+        cdef Py_ssize_t need = self.n_history + extra
+        if need > cap:
+            self._hist_rows = _rows_grown(
+                self._hist_rows,
+                self.n_history * sizeof(HistoryRow), self._new_capacity(cap, need) * sizeof(HistoryRow),
+            )
+            self._install(False, False, False, True)
 
     cdef _reserve_heap(self, Py_ssize_t extra):
         cdef uint64_t k, kept
@@ -965,15 +1197,15 @@ cdef class CyEngine:
             self.cap_saved_st = n
 
     # ------------------------------------------------------------------ batches
-    def create_accounts(self, rows: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-        """Results (uint32, one per row) of creating the accounts in `rows`, stamped `timestamps`."""
-        return self._batch(rows, timestamps, False)
+    def create_accounts(self, rows: np.ndarray, timestamps: np.ndarray, *, client: bool = False) -> np.ndarray:
+        """Results (uint32, one per row) of creating the accounts in `rows`; see `PyEngine`."""
+        return self._batch(rows, timestamps, False, client)
 
-    def create_transfers(self, rows: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-        """Results (uint32, one per row) of creating the transfers in `rows`, stamped `timestamps`."""
-        return self._batch(rows, timestamps, True)
+    def create_transfers(self, rows: np.ndarray, timestamps: np.ndarray, *, client: bool = False) -> np.ndarray:
+        """Results (uint32, one per row) of creating the transfers in `rows`; see `PyEngine`."""
+        return self._batch(rows, timestamps, True, client)
 
-    cdef object _batch(self, rows, timestamps, bint transfers):
+    cdef object _batch(self, rows, timestamps, bint transfers, bint client):
         rows, ts, results = self._prepare(rows, timestamps, TRANSFER_DTYPE if transfers else ACCOUNT_DTYPE)
         cdef Py_ssize_t n = len(rows)
         cdef const void* r = cnp.PyArray_DATA(<cnp.ndarray>rows)
@@ -984,11 +1216,13 @@ cdef class CyEngine:
         try:
             if transfers:
                 self._reserve_transfers(n)
+                if client:
+                    self._reserve_failed(n)
             else:
                 self._reserve_accounts(n)
             self._reserve_journal(n)
             with nogil:
-                self._run_batch(r, stride, t, out, n, transfers)
+                self._run_batch(r, stride, t, out, n, transfers, client)
         finally:
             self.busy = False
         return results
@@ -1012,9 +1246,10 @@ cdef class CyEngine:
 
     cdef void _run_batch(
         self, const void* rows, size_t stride, const uint64_t* ts, uint32_t* out,
-        Py_ssize_t n, bint transfers,
+        Py_ssize_t n, bint transfers, bint client,
     ) noexcept nogil:
-        """TigerBeetle's batch loop: linked chains commit or roll back as one."""
+        """TigerBeetle's batch loop: linked chains commit or roll back as one; the first
+        event decides whether the batch imports; transient failures are remembered."""
         cdef Py_ssize_t i, j
         cdef Py_ssize_t chain = -1
         cdef bint broken = False
@@ -1027,6 +1262,12 @@ cdef class CyEngine:
         # Hashes of (id, debit id, credit id) per transfer, computed once, 2D rows ahead.
         cdef uint32_t ring[3 * HASH_RING]
         cdef Py_ssize_t k
+        cdef uint16_t imported_flag = TF_IMPORTED if transfers else AF_IMPORTED
+        cdef bint batch_imported = False
+        cdef const TransferRow* trow
+        if n > 0:
+            flags = (<const TransferRow*>base).flags if transfers else (<const AccountRow*>base).flags
+            batch_imported = (flags & imported_flag) != 0
         if transfers:
             for j in range(min(n, 2 * PREFETCH_DISTANCE)):
                 self._hash_ahead(<const TransferRow*>(base + j * stride), &ring[3 * (j & (HASH_RING - 1))])
@@ -1060,17 +1301,24 @@ cdef class CyEngine:
             elif broken:
                 result = R_LINKED_EVENT_FAILED
             elif transfers:
-                result = self._create_transfer(
-                    <const TransferRow*>(base + i * stride), ts[i], &ring[3 * (i & (HASH_RING - 1))]
-                )
+                trow = <const TransferRow*>(base + i * stride)
+                result = admit(flags, trow.timestamp, ts[i], batch_imported, imported_flag, client, True)
+                if result == R_OK:
+                    result = self._create_transfer(trow, ts[i], &ring[3 * (i & (HASH_RING - 1))])
             else:
-                result = self._create_account(<const AccountRow*>(base + i * stride), ts[i])
+                result = admit(flags, (<const AccountRow*>(base + i * stride)).timestamp, ts[i], batch_imported,
+                               imported_flag, client, False)
+                if result == R_OK:
+                    result = self._create_account(<const AccountRow*>(base + i * stride), ts[i])
             if result != R_OK and chain >= 0 and not broken:
                 broken = True
                 self._rollback()
                 for j in range(chain, i):
                     out[j] = R_LINKED_EVENT_FAILED
             out[i] = result
+            if client and transfers and result != R_OK and is_transient(result):
+                trow = <const TransferRow*>(base + i * stride)
+                self._add_failed(trow.id_lo, trow.id_hi)
             if chain >= 0 and (not linked or result == R_LINKED_EVENT_CHAIN_OPEN):
                 self.in_scope = False
                 chain = -1
@@ -1087,10 +1335,13 @@ cdef class CyEngine:
         prefetch(&self.aidx.cells[hashes[2] & self.aidx.mask])
 
     # ------------------------------------------------------------------ accounts
-    cdef uint32_t _create_account(self, const AccountRow* row, uint64_t timestamp) noexcept nogil:
+    cdef uint32_t _create_account(self, const AccountRow* row, uint64_t now) noexcept nogil:
         cdef uint16_t flags = row.flags
         cdef int64_t slot
         cdef AccountRow* e
+        cdef uint64_t timestamp = now
+        if row.reserved != 0:
+            return A_RESERVED_FIELD
         if flags & ~AF_KNOWN & 0xFFFF:
             return A_RESERVED_FLAG
         if row.id_lo == 0 and row.id_hi == 0:
@@ -1099,26 +1350,25 @@ cdef class CyEngine:
             return A_ID_MUST_NOT_BE_INT_MAX
         slot = idx_find(&self.aidx, row.id_lo, row.id_hi)
         if slot >= 0:
-            e = &self.acc[slot]
-            if flags != e.flags:
-                return A_EXISTS_WITH_DIFFERENT_FLAGS
-            if row.user_data_128_lo != e.user_data_128_lo or row.user_data_128_hi != e.user_data_128_hi:
-                return A_EXISTS_WITH_DIFFERENT_USER_DATA_128
-            if row.user_data_64 != e.user_data_64:
-                return A_EXISTS_WITH_DIFFERENT_USER_DATA_64
-            if row.user_data_32 != e.user_data_32:
-                return A_EXISTS_WITH_DIFFERENT_USER_DATA_32
-            if row.ledger != e.ledger:
-                return A_EXISTS_WITH_DIFFERENT_LEDGER
-            if row.code != e.code:
-                return A_EXISTS_WITH_DIFFERENT_CODE
-            return A_EXISTS
+            return account_exists(row, &self.acc[slot])
         if (flags & AF_DEBITS_MUST_NOT_EXCEED_CREDITS) and (flags & AF_CREDITS_MUST_NOT_EXCEED_DEBITS):
             return A_FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        if row.debits_pending_lo != 0 or row.debits_pending_hi != 0:
+            return A_DEBITS_PENDING_MUST_BE_ZERO
+        if row.debits_posted_lo != 0 or row.debits_posted_hi != 0:
+            return A_DEBITS_POSTED_MUST_BE_ZERO
+        if row.credits_pending_lo != 0 or row.credits_pending_hi != 0:
+            return A_CREDITS_PENDING_MUST_BE_ZERO
+        if row.credits_posted_lo != 0 or row.credits_posted_hi != 0:
+            return A_CREDITS_POSTED_MUST_BE_ZERO
         if row.ledger == 0:
             return A_LEDGER_MUST_NOT_BE_ZERO
         if row.code == 0:
             return A_CODE_MUST_NOT_BE_ZERO
+        if flags & AF_IMPORTED:
+            timestamp = row.timestamp
+            if self._regresses(timestamp, False):
+                return A_IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
         slot = self.n_accounts
         e = &self.acc[slot]
         memset(e, 0, sizeof(AccountRow))
@@ -1136,18 +1386,31 @@ cdef class CyEngine:
         idx_put(&self.aidx, row.id_lo, row.id_hi, <uint64_t>slot)
         return R_OK
 
+    cdef inline bint _regresses(self, uint64_t timestamp, bint transfer) noexcept nogil:
+        """An imported timestamp must be later than every row of its own kind and equal to
+        no row of the other kind (both are in timestamp order)."""
+        if transfer:
+            if self.n_transfers > 0 and timestamp <= self.tr[self.n_transfers - 1].timestamp:
+                return True
+            return has_timestamp(<const uint64_t*>self.acc, self.n_accounts, timestamp)
+        if self.n_accounts > 0 and timestamp <= self.acc[self.n_accounts - 1].timestamp:
+            return True
+        return has_timestamp(<const uint64_t*>self.tr, self.n_transfers, timestamp)
+
     # ------------------------------------------------------------------ transfers
     cdef uint32_t _create_transfer(
-        self, const TransferRow* row, uint64_t timestamp, const uint32_t* hashes
+        self, const TransferRow* row, uint64_t now, const uint32_t* hashes
     ) noexcept nogil:
         """One transfer, in TigerBeetle's order of checks; `hashes`: of its id, debit, credit."""
         cdef uint16_t flags = row.flags
-        cdef int64_t dr_slot, cr_slot, existing
+        cdef int64_t dr_slot, cr_slot, existing, p_slot
         cdef AccountRow* dr
         cdef AccountRow* cr
+        cdef const TransferRow* e
         cdef u128 amount, avail, s, dr_dp, dr_dpo, dr_cp, dr_cpo, cr_dp, cr_dpo, cr_cp, cr_cpo
         cdef u128 MAX = u128_max()
         cdef uint64_t timeout_ns, expires_at
+        cdef uint64_t timestamp = now
         cdef bint pending
         cdef Py_ssize_t slot
 
@@ -1157,8 +1420,17 @@ cdef class CyEngine:
             return T_ID_MUST_NOT_BE_ZERO
         if is_max(row.id_lo, row.id_hi):
             return T_ID_MUST_NOT_BE_INT_MAX
+        existing = idx_find_h(&self.tidx, hashes[0], row.id_lo, row.id_hi)
+        if existing >= 0:
+            e = &self.tr[existing]
+            p_slot = -1
+            if e.flags & (TF_POST | TF_VOID):
+                p_slot = idx_find(&self.tidx, e.pending_id_lo, e.pending_id_hi)
+            return transfer_exists(row, e, &self.tr[p_slot] if p_slot >= 0 else NULL)
+        if self.fidx.count != 0 and idx_find_hs(&self.fidx, hashes[0], row.id_lo, row.id_hi, FAILED_SHIFT) >= 0:
+            return T_ID_ALREADY_FAILED
         if flags & (TF_POST | TF_VOID):
-            return self._post_or_void(row, flags, timestamp, hashes[0])
+            return self._post_or_void(row, flags, now, hashes[0])
 
         if row.debit_account_id_lo == 0 and row.debit_account_id_hi == 0:
             return T_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO
@@ -1174,8 +1446,11 @@ cdef class CyEngine:
         if row.pending_id_lo != 0 or row.pending_id_hi != 0:
             return T_PENDING_ID_MUST_BE_ZERO
         pending = (flags & TF_PENDING) != 0
-        if not pending and row.timeout != 0:
-            return T_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+        if not pending:
+            if row.timeout != 0:
+                return T_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+            if flags & (TF_CLOSING_DEBIT | TF_CLOSING_CREDIT):
+                return T_CLOSING_TRANSFER_MUST_BE_PENDING
         if row.ledger == 0:
             return T_LEDGER_MUST_NOT_BE_ZERO
         if row.code == 0:
@@ -1192,10 +1467,16 @@ cdef class CyEngine:
             return T_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
         if row.ledger != dr.ledger:
             return T_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
-
-        existing = idx_find_h(&self.tidx, hashes[0], row.id_lo, row.id_hi)
-        if existing >= 0:
-            return self._transfer_exists(row, flags, &self.tr[existing])
+        if flags & TF_IMPORTED:
+            timestamp = row.timestamp
+            if self._regresses(timestamp, True):
+                return T_IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
+            if timestamp <= dr.timestamp:
+                return T_IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT
+            if timestamp <= cr.timestamp:
+                return T_IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT
+            if row.timeout != 0:
+                return T_IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO
         if dr.flags & AF_CLOSED:
             return T_DEBIT_ACCOUNT_ALREADY_CLOSED
         if cr.flags & AF_CLOSED:
@@ -1235,7 +1516,7 @@ cdef class CyEngine:
         if s < cr_cp or amount > MAX - s:
             return T_OVERFLOWS_CREDITS
         timeout_ns = <uint64_t>row.timeout * NS_PER_S
-        if timestamp > U64_MAX - timeout_ns:
+        if timeout_ns != 0 and (timestamp > TIMESTAMP_MAX or timeout_ns > TIMESTAMP_MAX - timestamp):
             return T_OVERFLOWS_TIMEOUT
         if (dr.flags & AF_DEBITS_MUST_NOT_EXCEED_CREDITS) and dr_dp + dr_dpo + amount > dr_cpo:
             return T_EXCEEDS_CREDITS
@@ -1259,6 +1540,10 @@ cdef class CyEngine:
             s = cr_cpo + amount
             cr.credits_posted_lo = <uint64_t>s
             cr.credits_posted_hi = <uint64_t>(s >> 64)
+        if flags & TF_CLOSING_DEBIT:
+            dr.flags |= AF_CLOSED
+        if flags & TF_CLOSING_CREDIT:
+            cr.flags |= AF_CLOSED
         expires_at = timestamp + timeout_ns if (pending and timeout_ns != 0) else 0
 
         slot = self.n_transfers
@@ -1271,37 +1556,13 @@ cdef class CyEngine:
             heap_push(&self.heap, expires_at, <uint64_t>slot)
         return R_OK
 
-    cdef uint32_t _transfer_exists(self, const TransferRow* row, uint16_t flags, const TransferRow* e) noexcept nogil:
-        cdef u128 amount, stored
-        if flags != e.flags:
-            return T_EXISTS_WITH_DIFFERENT_FLAGS
-        if row.debit_account_id_lo != e.debit_account_id_lo or row.debit_account_id_hi != e.debit_account_id_hi:
-            return T_EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID
-        if row.credit_account_id_lo != e.credit_account_id_lo or row.credit_account_id_hi != e.credit_account_id_hi:
-            return T_EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID
-        amount = join128(row.amount_lo, row.amount_hi)
-        stored = join128(e.amount_lo, e.amount_hi)
-        if flags & (TF_BALANCING_DEBIT | TF_BALANCING_CREDIT):
-            # A balancing amount is an upper bound; the stored one is what was moved.
-            if amount < stored:
-                return T_EXISTS_WITH_DIFFERENT_AMOUNT
-        elif amount != stored:
-            return T_EXISTS_WITH_DIFFERENT_AMOUNT
-        return exists_tail(
-            row.user_data_128_lo, row.user_data_128_hi, row.user_data_64, row.user_data_32,
-            row.timeout, row.code, e,
-        )
-
     cdef uint32_t _post_or_void(
-        self, const TransferRow* row, uint16_t flags, uint64_t timestamp, uint32_t id_hash
+        self, const TransferRow* row, uint16_t flags, uint64_t now, uint32_t id_hash
     ) noexcept nogil:
         cdef bint post = (flags & TF_POST) != 0
-        cdef int64_t p_slot, existing
+        cdef int64_t p_slot
         cdef const TransferRow* p
-        cdef const TransferRow* e
         cdef u128 p_amount, amount, posted, v
-        cdef uint64_t ud128_lo, ud128_hi, ud64
-        cdef uint32_t ud32
         cdef MetaRow* pm
         cdef uint8_t status
         cdef uint32_t dr_slot, cr_slot
@@ -1309,10 +1570,11 @@ cdef class CyEngine:
         cdef AccountRow* cr
         cdef TransferRow out
         cdef Py_ssize_t slot
+        cdef uint64_t timestamp = now
 
         if post and (flags & TF_VOID):
             return T_FLAGS_ARE_MUTUALLY_EXCLUSIVE
-        if flags & (TF_PENDING | TF_BALANCING_DEBIT | TF_BALANCING_CREDIT):
+        if flags & (TF_PENDING | TF_BALANCING_DEBIT | TF_BALANCING_CREDIT | TF_CLOSING_DEBIT | TF_CLOSING_CREDIT):
             return T_FLAGS_ARE_MUTUALLY_EXCLUSIVE
         if row.pending_id_lo == 0 and row.pending_id_hi == 0:
             return T_PENDING_ID_MUST_NOT_BE_ZERO
@@ -1342,34 +1604,13 @@ cdef class CyEngine:
             return T_PENDING_TRANSFER_HAS_DIFFERENT_CODE
         p_amount = join128(p.amount_lo, p.amount_hi)
         amount = join128(row.amount_lo, row.amount_hi)
-        # TigerBeetle >= 0.16: AMOUNT_MAX means "all of it"; a void may also leave it 0.
-        if amount == u128_max() or (not post and amount == 0):
+        # TigerBeetle >= 0.16: a post of AMOUNT_MAX, or a void of 0, means "all of it".
+        if (post and amount == u128_max()) or (not post and amount == 0):
             amount = p_amount
         if amount > p_amount:
             return T_EXCEEDS_PENDING_TRANSFER_AMOUNT
         if not post and amount < p_amount:
             return T_PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
-
-        # TigerBeetle: a post/void's user_data fields that are zero inherit the pending's.
-        if row.user_data_128_lo != 0 or row.user_data_128_hi != 0:
-            ud128_lo = row.user_data_128_lo
-            ud128_hi = row.user_data_128_hi
-        else:
-            ud128_lo = p.user_data_128_lo
-            ud128_hi = p.user_data_128_hi
-        ud64 = row.user_data_64 if row.user_data_64 != 0 else p.user_data_64
-        ud32 = row.user_data_32 if row.user_data_32 != 0 else p.user_data_32
-
-        existing = idx_find_h(&self.tidx, id_hash, row.id_lo, row.id_hi)
-        if existing >= 0:
-            e = &self.tr[existing]
-            if flags != e.flags:
-                return T_EXISTS_WITH_DIFFERENT_FLAGS
-            if row.pending_id_lo != e.pending_id_lo or row.pending_id_hi != e.pending_id_hi:
-                return T_EXISTS_WITH_DIFFERENT_PENDING_ID
-            if amount != join128(e.amount_lo, e.amount_hi):
-                return T_EXISTS_WITH_DIFFERENT_AMOUNT
-            return exists_tail(ud128_lo, ud128_hi, ud64, ud32, row.timeout, row.code, e)
 
         pm = &self.mt[p_slot]
         status = pm.status
@@ -1377,13 +1618,22 @@ cdef class CyEngine:
             return T_PENDING_TRANSFER_ALREADY_POSTED
         if status == STATUS_VOIDED:
             return T_PENDING_TRANSFER_ALREADY_VOIDED
-        if status == STATUS_EXPIRED or (pm.expires_at != 0 and pm.expires_at <= timestamp):
+        if status == STATUS_EXPIRED or (pm.expires_at != 0 and pm.expires_at <= now):
             return T_PENDING_TRANSFER_EXPIRED
+        if flags & TF_IMPORTED:
+            timestamp = row.timestamp
+            if self._regresses(timestamp, True):
+                return T_IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
 
         dr_slot = pm.debit_slot
         cr_slot = pm.credit_slot
         dr = &self.acc[dr_slot]
         cr = &self.acc[cr_slot]
+        # The only movement a closed account still allows is voiding a pending transfer.
+        if post and (dr.flags & AF_CLOSED):
+            return T_DEBIT_ACCOUNT_ALREADY_CLOSED
+        if post and (cr.flags & AF_CLOSED):
+            return T_CREDIT_ACCOUNT_ALREADY_CLOSED
         if self.in_scope:
             self._save_balances(dr_slot)
             self._save_balances(cr_slot)
@@ -1402,18 +1652,25 @@ cdef class CyEngine:
         v = join128(cr.credits_posted_lo, cr.credits_posted_hi) + posted
         cr.credits_posted_lo = <uint64_t>v
         cr.credits_posted_hi = <uint64_t>(v >> 64)
+        if not post:
+            reopen(p, dr, cr)
         pm.status = STATUS_POSTED if post else STATUS_VOIDED
 
+        # The new transfer names the pending's accounts, ledger and code; its user data
+        # fields that are zero take the pending's (TigerBeetle).
         slot = self.n_transfers
         copy_row(&out, row)
         out.debit_account_id_lo = p.debit_account_id_lo
         out.debit_account_id_hi = p.debit_account_id_hi
         out.credit_account_id_lo = p.credit_account_id_lo
         out.credit_account_id_hi = p.credit_account_id_hi
-        out.user_data_128_lo = ud128_lo
-        out.user_data_128_hi = ud128_hi
-        out.user_data_64 = ud64
-        out.user_data_32 = ud32
+        if row.user_data_128_lo == 0 and row.user_data_128_hi == 0:
+            out.user_data_128_lo = p.user_data_128_lo
+            out.user_data_128_hi = p.user_data_128_hi
+        if row.user_data_64 == 0:
+            out.user_data_64 = p.user_data_64
+        if row.user_data_32 == 0:
+            out.user_data_32 = p.user_data_32
         out.ledger = p.ledger
         out.code = p.code
         out.amount_lo = <uint64_t>amount
@@ -1457,6 +1714,17 @@ cdef class CyEngine:
         h.credits_posted_hi = a.credits_posted_hi
         self.n_history += 1
 
+    cdef inline void _add_failed(self, uint64_t lo, uint64_t hi) noexcept nogil:
+        """Remember a failed transfer id; capacity was reserved before the batch."""
+        cdef FailedRow* f
+        if idx_find_hs(&self.fidx, mix128(lo, hi), lo, hi, FAILED_SHIFT) >= 0:
+            return
+        f = &self.fail[self.n_failed]
+        f.id_lo = lo
+        f.id_hi = hi
+        idx_put(&self.fidx, lo, hi, <uint64_t>self.n_failed)
+        self.n_failed += 1
+
     cdef inline void _scope_open(self) noexcept nogil:
         self.in_scope = True
         self.scope_accounts = self.n_accounts
@@ -1470,6 +1738,7 @@ cdef class CyEngine:
         cdef SavedBalances* s = &self.saved_bal[self.n_saved_bal]
         s.slot = <uint64_t>slot
         memcpy(s.words, &self.acc[slot].debits_pending_lo, 8 * sizeof(uint64_t))
+        s.flags = self.acc[slot].flags
         self.n_saved_bal += 1
 
     cdef inline void _save_status(self, Py_ssize_t slot) noexcept nogil:
@@ -1485,6 +1754,7 @@ cdef class CyEngine:
             k -= 1
             memcpy(&self.acc[self.saved_bal[k].slot].debits_pending_lo, self.saved_bal[k].words,
                    8 * sizeof(uint64_t))
+            self.acc[self.saved_bal[k].slot].flags = <uint16_t>self.saved_bal[k].flags
         k = self.n_saved_st
         while k > 0:
             k -= 1
@@ -1511,23 +1781,35 @@ cdef class CyEngine:
         self._scope_open()
 
     # ------------------------------------------------------------------ expiry
-    def expire_pending(self, now: int) -> int:
-        """Void, in (expiry, slot) order, every pending transfer whose timeout has passed."""
-        if now < 1:
-            return 0
-        cdef uint64_t limit = U64_MAX if now >= U64_MAX else <uint64_t>now
+    def next_expiry(self) -> int:
+        """When the next pending transfer expires (ns of ledger time), or 0 if none will."""
+        while self.heap.size > 0 and not heap_live(&self.heap.items[0], self.mt, <uint64_t>self.n_transfers):
+            heap_pop(&self.heap)  # posted, voided or rolled back since it was pushed
+        return self.heap.items[0].at if self.heap.size > 0 else 0
+
+    def expire_pending(self, now: int, limit: int = -1) -> int:
+        """Void, in (expiry, slot) order, the pending transfers whose timeout has passed by
+        `now` (at most `limit` of them if it is not negative); the i-th is stamped `now + i`
+        in the balance history. Expiring a closing transfer re-opens its accounts."""
+        cdef uint64_t at = U64_MAX if now >= U64_MAX else <uint64_t>max(now, 0)
+        cdef Py_ssize_t most = self.heap.size if limit < 0 else min(limit, self.heap.size)
         cdef Py_ssize_t count = 0
-        if self.heap.size == 0 or self.heap.items[0].at > limit:
+        cdef cnp.ndarray slots
+        if now < 1 or most == 0 or self.heap.items[0].at > at:
+            self._last_expired = np.zeros(0, np.int64)
             return 0  # the common case, before every batch
         self._enter()
         try:
+            self._reserve_history(2 * most)
+            slots = np.zeros(most, np.int64)
             with nogil:
-                count = self._expire(limit)
+                count = self._expire(at, most, <int64_t*>cnp.PyArray_DATA(slots))
         finally:
             self.busy = False
+        self._last_expired = slots[:count]
         return count
 
-    cdef Py_ssize_t _expire(self, uint64_t now) noexcept nogil:
+    cdef Py_ssize_t _expire(self, uint64_t now, Py_ssize_t most, int64_t* slots) noexcept nogil:
         cdef Py_ssize_t count = 0
         cdef HeapEntry top
         cdef const TransferRow* p
@@ -1535,7 +1817,8 @@ cdef class CyEngine:
         cdef AccountRow* dr
         cdef AccountRow* cr
         cdef u128 amount, v
-        while self.heap.size > 0 and self.heap.items[0].at <= now:
+        cdef uint64_t stamp
+        while count < most and self.heap.size > 0 and self.heap.items[0].at <= now:
             top = self.heap.items[0]
             heap_pop(&self.heap)
             if not heap_live(&top, self.mt, <uint64_t>self.n_transfers):
@@ -1551,20 +1834,42 @@ cdef class CyEngine:
             v = join128(cr.credits_pending_lo, cr.credits_pending_hi) - amount
             cr.credits_pending_lo = <uint64_t>v
             cr.credits_pending_hi = <uint64_t>(v >> 64)
+            reopen(p, dr, cr)
             m.status = STATUS_EXPIRED
+            stamp = now + <uint64_t>count if now <= U64_MAX - <uint64_t>count else U64_MAX
+            if dr.flags & AF_HISTORY:
+                self._append_history(dr, stamp)
+            if cr.flags & AF_HISTORY:
+                self._append_history(cr, stamp)
+            slots[count] = <int64_t>top.slot
             count += 1
         return count
+
+    # ------------------------------------------------------------------ failed ids
+    def remember_failed(self, ids: np.ndarray) -> None:
+        """Record transfer ids (FAILED_DTYPE rows) as failed, as a replay of the log does."""
+        cdef cnp.ndarray rows = np.ascontiguousarray(np.asarray(ids, FAILED_DTYPE))
+        cdef Py_ssize_t n = len(rows)
+        cdef const FailedRow* r = <const FailedRow*>cnp.PyArray_DATA(rows)
+        cdef Py_ssize_t i
+        self._enter()
+        try:
+            self._reserve_failed(n)
+            for i in range(n):
+                self._add_failed(r[i].id_lo, r[i].id_hi)
+        finally:
+            self.busy = False
 
     # ------------------------------------------------------------------ snapshot / digest
     def digest(self) -> bytes:
         """SHA-256 of the whole state: equal digests mean equal books, row for row."""
         h = hashlib.sha256()
-        for part in (self.accounts, self.transfers, self.meta, self.history):
+        for part in (self.accounts, self.transfers, self.meta, self.history, self.failed):
             h.update(memoryview(np.ascontiguousarray(part)).cast("B"))
         return h.digest()
 
     def snapshot(self) -> bytes:
-        return pack_snapshot(self.accounts, self.transfers, self.meta, self.history)
+        return pack_snapshot(self.accounts, self.transfers, self.meta, self.history, self.failed)
 
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot's; raises ValueError if it is not one.
@@ -1574,9 +1879,13 @@ cdef class CyEngine:
         """
         if self.busy:
             raise RuntimeError("CyEngine is running a batch in another thread")
-        n_accounts, n_transfers, n_history, parts = parse_snapshot(data)
+        n_accounts, n_transfers, n_history, parts, failed = parse_snapshot_all(data)
         cdef Py_ssize_t k, n
-        cdef IdIndex aidx, tidx
+        cdef Py_ssize_t n_failed = 0
+        cdef IdIndex aidx, tidx, fidx
+        cdef _Rows fail_rows
+        cdef FailedRow* fail
+        cdef const FailedRow* given
         cdef HeapEntry* heap_items
         cdef uint64_t heap_cap
         sizes = (n_accounts, n_transfers, n_transfers, n_history)
@@ -1607,13 +1916,40 @@ cdef class CyEngine:
             free(heap_items)
             idx_free(&aidx)
             raise
+        try:
+            idx_init(&fidx, 2 * len(failed))
+        except MemoryError:
+            free(heap_items)
+            idx_free(&aidx)
+            idx_free(&tidx)
+            raise
+        # The failed ids go into their own block and index now (nothing else refers to them).
+        fail_rows = _Rows(max(16, len(failed)) * sizeof(FailedRow),
+                          max(RESERVE_ACCOUNT_ROWS, 2 * len(failed)) * sizeof(FailedRow))
+        fail = <FailedRow*>fail_rows.data
+        fidx.keys = <const uint64_t*>fail
+        failed = np.ascontiguousarray(failed)
+        given = <const FailedRow*>cnp.PyArray_DATA(<cnp.ndarray>failed)
+        for k in range(len(failed)):
+            if idx_find_hs(&fidx, mix128(given[k].id_lo, given[k].id_hi), given[k].id_lo, given[k].id_hi,
+                           FAILED_SHIFT) < 0:
+                fail[n_failed] = given[k]
+                idx_put(&fidx, given[k].id_lo, given[k].id_hi, <uint64_t>n_failed)
+                n_failed += 1
 
         # Commit: nothing below raises.
         idx_free(&self.aidx)
         idx_free(&self.tidx)
+        idx_free(&self.fidx)
         free(self.heap.items)
         self.aidx = aidx
         self.tidx = tidx
+        self.fidx = fidx
+        self._fail_rows = fail_rows
+        self._failed = np.frombuffer(fail_rows, FAILED_DTYPE, fail_rows.nbytes // sizeof(FailedRow))
+        self.fail = fail
+        self.n_failed = n_failed
+        self._last_expired = np.zeros(0, np.int64)
         self.heap.items = heap_items
         self.heap.cap = heap_cap
         self.heap.size = 0
@@ -1640,3 +1976,7 @@ cdef class CyEngine:
         for k in range(n_transfers):
             if self.mt[k].status == STATUS_PENDING and self.mt[k].expires_at != 0:
                 heap_push(&self.heap, self.mt[k].expires_at, <uint64_t>k)
+
+
+# Last: the cpdef enum names exist in the module only once it is fully initialised.
+_check_constants()

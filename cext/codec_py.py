@@ -1,7 +1,8 @@
 """Batch codec, pure-Python twin: API objects <-> columnar rows (the event payload).
 
 The objects were validated when constructed (`ledger.types`), so packing only splits
-u128 values into two u64 words. The rows' bytes are what a committed batch stores.
+u128 values into two u64 words. The rows' bytes are what a committed batch stores. An
+object without a `timestamp` attribute packs a zero timestamp (the ledger stamps it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ledger.types import (
     AccountState,
     Transfer,
     TransferFlags,
+    TransferPendingStatus,
     TransferState,
 )
 
@@ -31,7 +33,8 @@ def transfers_to_rows(transfers: Sequence[Transfer]) -> np.ndarray:
                 t.amount & M64, t.amount >> 64,
                 t.pending_id & M64, t.pending_id >> 64,
                 t.user_data_128 & M64, t.user_data_128 >> 64,
-                t.user_data_64, t.user_data_32, t.timeout, t.ledger, t.code, int(t.flags), 0,
+                t.user_data_64, t.user_data_32, t.timeout, t.ledger, t.code, int(t.flags),
+                getattr(t, "timestamp", 0),
             )
             for t in transfers
         ],
@@ -45,7 +48,8 @@ def accounts_to_rows(accounts: Sequence[Account]) -> np.ndarray:
             (
                 a.id & M64, a.id >> 64, 0, 0, 0, 0, 0, 0, 0, 0,
                 a.user_data_128 & M64, a.user_data_128 >> 64,
-                a.user_data_64, a.user_data_32, 0, a.ledger, a.code, int(a.flags), 0,
+                a.user_data_64, a.user_data_32, 0, a.ledger, a.code, int(a.flags),
+                getattr(a, "timestamp", 0),
             )
             for a in accounts
         ],
@@ -53,7 +57,11 @@ def accounts_to_rows(accounts: Sequence[Account]) -> np.ndarray:
     )
 
 
-def row_to_transfer(row: np.void) -> TransferState:
+_PENDING_STATUS = tuple(TransferPendingStatus)  # by value: 0..4, cheaper than the enum's call
+
+
+def row_to_transfer(row: np.void, status: int = 0) -> TransferState:
+    """The transfer in `row`; `status` is its pending status from the engine's meta row."""
     v = row.item()
     return TransferState(
         id=join(v[0], v[1]),
@@ -69,6 +77,7 @@ def row_to_transfer(row: np.void) -> TransferState:
         code=v[16],
         flags=TransferFlags(v[17]),
         timestamp=v[18],
+        pending_status=_PENDING_STATUS[status],
     )
 
 

@@ -1,21 +1,34 @@
 """The pure-Python twin of the Cython engine: the reference semantics, written to be read.
 
 It keeps exactly the same columnar state as `cext._engine.CyEngine` (the numpy rows of
-`cext.layout`) and applies the same checks in TigerBeetle's order, one transfer at a time,
-with Python ints for u128 arithmetic. Hypothesis tests hold the two to identical results
-and identical state. Nothing here reads a clock: every timestamp is an argument.
+`cext.layout`) and applies the same checks in TigerBeetle's (>= 0.16.4) order, one event
+at a time, with Python ints for u128 arithmetic. Hypothesis tests hold the two to
+identical results and identical state. Nothing here reads a clock: every timestamp is an
+argument.
+
+Rows reach an engine two ways, and `client` says which. Rows a client sent (`client=True`)
+must carry a zero timestamp unless imported, and a transfer failing with a transient
+result is remembered so that its id can never succeed later (`ID_ALREADY_FAILED`). Rows
+being re-applied (a replay of the log, a replica applying shipped rows) carry the
+timestamps they were committed with, and nothing is remembered for them: a replay never
+fails, and the log records failed ids itself (`remember_failed`).
+
+`timestamps[i]` is the ledger time of event i. An imported event keeps the timestamp in
+its row and `timestamps[i]` is then the ledger's "now", which that timestamp must
+precede; the ledger passes the batch's last timestamp there, as TigerBeetle compares an
+import against the batch's timestamp.
 """
 
 from __future__ import annotations
 
 import hashlib
-import struct
 from typing import Any
 
 import numpy as np
 
 from cext.layout import (
     ACCOUNT_DTYPE,
+    FAILED_DTYPE,
     HISTORY_DTYPE,
     META_DTYPE,
     STATUS_EXPIRED,
@@ -27,10 +40,17 @@ from cext.layout import (
     join,
     split,
 )
+from cext.rules_py import account_exists as _account_exists
+from cext.rules_py import admit as _admit
+from cext.rules_py import reopen as _reopen
+from cext.rules_py import resolution_exists as _resolution_exists
+from cext.snapshot import pack_snapshot, parse_snapshot, parse_snapshot_all
 from ledger.types import (
     ACCOUNT_FLAGS_KNOWN,
     NS_PER_S,
+    TIMESTAMP_MAX,
     TRANSFER_FLAGS_KNOWN,
+    TRANSIENT_TRANSFER_RESULTS,
     U64_MAX,
     U128_MAX,
     AccountFlags,
@@ -43,8 +63,8 @@ A = CreateAccountResult
 T = CreateTransferResult
 AF = AccountFlags
 TF = TransferFlags
-
-_SNAPSHOT_MAGIC = b"GLENG1\0\0"
+_TRANSIENT = frozenset(int(r) for r in TRANSIENT_TRANSFER_RESULTS)
+_CLOSING = TF.CLOSING_DEBIT | TF.CLOSING_CREDIT
 
 
 class _Scope:
@@ -54,7 +74,7 @@ class _Scope:
         self.n_accounts = n_accounts
         self.n_transfers = n_transfers
         self.n_history = n_history
-        self.balances: dict[int, tuple[int, ...]] = {}
+        self.accounts: dict[int, tuple[int, ...]] = {}  # slot -> four balances and flags
         self.statuses: dict[int, int] = {}
 
 
@@ -66,12 +86,16 @@ class PyEngine:
         self._transfers = np.zeros(16, TRANSFER_DTYPE)
         self._meta = np.zeros(16, META_DTYPE)
         self._history = np.zeros(16, HISTORY_DTYPE)
+        self._failed = np.zeros(16, FAILED_DTYPE)
         self.n_accounts = 0
         self.n_transfers = 0
         self.n_history = 0
+        self.n_failed = 0
         self._account_index: dict[int, int] = {}
         self._transfer_index: dict[int, int] = {}
+        self._failed_index: dict[int, int] = {}
         self._scope: _Scope | None = None
+        self._last_expired = np.zeros(0, np.int64)
 
     # ------------------------------------------------------------------ state views
     @property
@@ -90,19 +114,80 @@ class PyEngine:
     def history(self) -> np.ndarray:
         return self._history[: self.n_history]
 
+    @property
+    def failed(self) -> np.ndarray:
+        """Ids of transfers that failed with a transient result, in the order they failed."""
+        return self._failed[: self.n_failed]
+
+    @property
+    def last_expired(self) -> np.ndarray:
+        """Slots of the transfers the last `expire_pending` call expired, in its order."""
+        return self._last_expired
+
     def account_slot(self, account_id: int) -> int:
         return self._account_index.get(account_id, -1)
 
     def transfer_slot(self, transfer_id: int) -> int:
         return self._transfer_index.get(transfer_id, -1)
 
-    # ------------------------------------------------------------------ accounts
-    def create_accounts(self, rows: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-        return self._run_batch(rows, timestamps, self._create_account, A)
+    def failed_slot(self, transfer_id: int) -> int:
+        return self._failed_index.get(transfer_id, -1)
 
-    def _create_account(self, row: Any, timestamp: int) -> int:
+    # ------------------------------------------------------------------ batches
+    def create_accounts(self, rows: np.ndarray, timestamps: np.ndarray, *, client: bool = False) -> np.ndarray:
+        """Results (uint32, one per row) of creating the accounts in `rows`."""
+        return self._run_batch(rows, timestamps, client, self._create_account, A, int(AF.IMPORTED))
+
+    def create_transfers(self, rows: np.ndarray, timestamps: np.ndarray, *, client: bool = False) -> np.ndarray:
+        """Results (uint32, one per row) of creating the transfers in `rows`."""
+        return self._run_batch(rows, timestamps, client, self._create_transfer, T, int(TF.IMPORTED))
+
+    def _run_batch(
+        self, rows: np.ndarray, timestamps: np.ndarray, client: bool, create: Any, codes: Any, imported_flag: int,
+    ) -> np.ndarray:
+        """TigerBeetle's batch loop: linked chains commit or roll back as one; the first
+        event decides whether the batch imports; transient failures are remembered."""
+        n = len(rows)
+        assert len(timestamps) == n
+        results = np.zeros(n, np.uint32)
+        batch_imported = n > 0 and bool(int(rows[0]["flags"]) & imported_flag)
+        chain: int | None = None
+        broken = False
+        for i in range(n):
+            row = rows[i]
+            flags = int(row["flags"])
+            linked = bool(flags & 1)
+            if linked and chain is None:
+                chain = i
+                self._scope = _Scope(self.n_accounts, self.n_transfers, self.n_history)
+            if linked and i == n - 1:
+                result = codes.LINKED_EVENT_CHAIN_OPEN
+            elif broken:
+                result = codes.LINKED_EVENT_FAILED
+            else:
+                now = int(timestamps[i])
+                result = _admit(row, flags, now, batch_imported, imported_flag, client, codes)
+                if result == codes.OK:
+                    result = create(row, now)
+            if result != codes.OK and chain is not None and not broken:
+                broken = True
+                self._rollback()
+                results[chain:i] = codes.LINKED_EVENT_FAILED
+            results[i] = result
+            if client and codes is T and int(result) in _TRANSIENT:
+                self._add_failed(join(row["id_lo"], row["id_hi"]))
+            if chain is not None and (not linked or result == codes.LINKED_EVENT_CHAIN_OPEN):
+                self._scope = None
+                chain = None
+                broken = False
+        return results
+
+    # ------------------------------------------------------------------ accounts
+    def _create_account(self, row: Any, now: int) -> int:
         a_id = join(row["id_lo"], row["id_hi"])
         flags = int(row["flags"])
+        if row["reserved"] != 0:
+            return A.RESERVED_FIELD
         if flags & ~ACCOUNT_FLAGS_KNOWN & 0xFFFF:
             return A.RESERVED_FLAG
         if a_id == 0:
@@ -111,29 +196,26 @@ class PyEngine:
             return A.ID_MUST_NOT_BE_INT_MAX
         slot = self._account_index.get(a_id)
         if slot is not None:
-            e = self._accounts[slot]
-            if flags != int(e["flags"]):
-                return A.EXISTS_WITH_DIFFERENT_FLAGS
-            if (row["user_data_128_lo"], row["user_data_128_hi"]) != (
-                e["user_data_128_lo"],
-                e["user_data_128_hi"],
-            ):
-                return A.EXISTS_WITH_DIFFERENT_USER_DATA_128
-            if row["user_data_64"] != e["user_data_64"]:
-                return A.EXISTS_WITH_DIFFERENT_USER_DATA_64
-            if row["user_data_32"] != e["user_data_32"]:
-                return A.EXISTS_WITH_DIFFERENT_USER_DATA_32
-            if row["ledger"] != e["ledger"]:
-                return A.EXISTS_WITH_DIFFERENT_LEDGER
-            if row["code"] != e["code"]:
-                return A.EXISTS_WITH_DIFFERENT_CODE
-            return A.EXISTS
+            return _account_exists(row, flags, self._accounts[slot])
         if flags & AF.DEBITS_MUST_NOT_EXCEED_CREDITS and flags & AF.CREDITS_MUST_NOT_EXCEED_DEBITS:
             return A.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        for name, code in (
+            ("debits_pending", A.DEBITS_PENDING_MUST_BE_ZERO),
+            ("debits_posted", A.DEBITS_POSTED_MUST_BE_ZERO),
+            ("credits_pending", A.CREDITS_PENDING_MUST_BE_ZERO),
+            ("credits_posted", A.CREDITS_POSTED_MUST_BE_ZERO),
+        ):
+            if row[f"{name}_lo"] or row[f"{name}_hi"]:
+                return code
         if row["ledger"] == 0:
             return A.LEDGER_MUST_NOT_BE_ZERO
         if row["code"] == 0:
             return A.CODE_MUST_NOT_BE_ZERO
+        timestamp = now
+        if flags & AF.IMPORTED:
+            timestamp = int(row["timestamp"])
+            if self._regresses(timestamp, self.accounts, self.transfers):
+                return A.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
         slot = self.n_accounts
         self._accounts = _ensure(self._accounts, slot + 1)
         new = self._accounts[slot]
@@ -148,41 +230,17 @@ class PyEngine:
         self._account_index[a_id] = slot
         return A.OK
 
+    @staticmethod
+    def _regresses(timestamp: int, same_kind: np.ndarray, other_kind: np.ndarray) -> bool:
+        """An imported timestamp must be later than every row of its own kind and equal to
+        no row of the other kind (both arrays are in timestamp order)."""
+        if len(same_kind) and timestamp <= int(same_kind[-1]["timestamp"]):
+            return True
+        k = int(np.searchsorted(other_kind["timestamp"], np.uint64(timestamp)))
+        return k < len(other_kind) and int(other_kind[k]["timestamp"]) == timestamp
+
     # ------------------------------------------------------------------ transfers
-    def create_transfers(self, rows: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-        return self._run_batch(rows, timestamps, self._create_transfer, T)
-
-    def _run_batch(self, rows: np.ndarray, timestamps: np.ndarray, create: Any, codes: Any) -> np.ndarray:
-        """TigerBeetle's batch loop: linked chains commit or roll back as one."""
-        n = len(rows)
-        assert len(timestamps) == n
-        results = np.zeros(n, np.uint32)
-        chain: int | None = None
-        broken = False
-        for i in range(n):
-            row = rows[i]
-            linked = bool(int(row["flags"]) & 1)
-            if linked and chain is None:
-                chain = i
-                self._scope = _Scope(self.n_accounts, self.n_transfers, self.n_history)
-            if linked and i == n - 1:
-                result = codes.LINKED_EVENT_CHAIN_OPEN
-            elif broken:
-                result = codes.LINKED_EVENT_FAILED
-            else:
-                result = create(row, int(timestamps[i]))
-            if result != codes.OK and chain is not None and not broken:
-                broken = True
-                self._rollback()
-                results[chain:i] = codes.LINKED_EVENT_FAILED
-            results[i] = result
-            if chain is not None and (not linked or result == codes.LINKED_EVENT_CHAIN_OPEN):
-                self._scope = None
-                chain = None
-                broken = False
-        return results
-
-    def _create_transfer(self, row: Any, timestamp: int) -> int:
+    def _create_transfer(self, row: Any, now: int) -> int:
         t_id = join(row["id_lo"], row["id_hi"])
         flags = int(row["flags"])
         if flags & ~TRANSFER_FLAGS_KNOWN & 0xFFFF:
@@ -191,8 +249,13 @@ class PyEngine:
             return T.ID_MUST_NOT_BE_ZERO
         if t_id == U128_MAX:
             return T.ID_MUST_NOT_BE_INT_MAX
+        existing = self._transfer_index.get(t_id)
+        if existing is not None:
+            return self._transfer_exists(row, flags, self._transfers[existing])
+        if t_id in self._failed_index:
+            return T.ID_ALREADY_FAILED
         if flags & (TF.POST_PENDING_TRANSFER | TF.VOID_PENDING_TRANSFER):
-            return self._post_or_void(row, t_id, flags, timestamp)
+            return self._post_or_void(row, t_id, flags, now)
 
         dr_id = join(row["debit_account_id_lo"], row["debit_account_id_hi"])
         cr_id = join(row["credit_account_id_lo"], row["credit_account_id_hi"])
@@ -208,8 +271,12 @@ class PyEngine:
             return T.ACCOUNTS_MUST_BE_DIFFERENT
         if join(row["pending_id_lo"], row["pending_id_hi"]) != 0:
             return T.PENDING_ID_MUST_BE_ZERO
-        if not flags & TF.PENDING and row["timeout"] != 0:
-            return T.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+        pending = bool(flags & TF.PENDING)
+        if not pending:
+            if row["timeout"] != 0:
+                return T.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+            if flags & _CLOSING:
+                return T.CLOSING_TRANSFER_MUST_BE_PENDING
         if row["ledger"] == 0:
             return T.LEDGER_MUST_NOT_BE_ZERO
         if row["code"] == 0:
@@ -226,10 +293,17 @@ class PyEngine:
             return T.ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER
         if row["ledger"] != dr["ledger"]:
             return T.TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS
-
-        existing = self._transfer_index.get(t_id)
-        if existing is not None:
-            return self._transfer_exists(row, flags, existing)
+        timestamp = now
+        if flags & TF.IMPORTED:
+            timestamp = int(row["timestamp"])
+            if self._regresses(timestamp, self.transfers, self.accounts):
+                return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
+            if timestamp <= int(dr["timestamp"]):
+                return T.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT
+            if timestamp <= int(cr["timestamp"]):
+                return T.IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT
+            if row["timeout"] != 0:
+                return T.IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO
         if int(dr["flags"]) & AF.CLOSED:
             return T.DEBIT_ACCOUNT_ALREADY_CLOSED
         if int(cr["flags"]) & AF.CLOSED:
@@ -242,7 +316,6 @@ class PyEngine:
             amount = min(amount, max(0, dr_cpo - (dr_dpo + dr_dp)))
         if flags & TF.BALANCING_CREDIT:
             amount = min(amount, max(0, cr_dpo - (cr_cpo + cr_cp)))
-        pending = bool(flags & TF.PENDING)
         if pending:
             if dr_dp + amount > U128_MAX:
                 return T.OVERFLOWS_DEBITS_PENDING
@@ -257,21 +330,25 @@ class PyEngine:
         if cr_cp + cr_cpo + amount > U128_MAX:
             return T.OVERFLOWS_CREDITS
         timeout_ns = int(row["timeout"]) * NS_PER_S
-        if timestamp + timeout_ns > U64_MAX:
+        if timeout_ns and timestamp + timeout_ns > TIMESTAMP_MAX:
             return T.OVERFLOWS_TIMEOUT
         if int(dr["flags"]) & AF.DEBITS_MUST_NOT_EXCEED_CREDITS and dr_dp + dr_dpo + amount > dr_cpo:
             return T.EXCEEDS_CREDITS
         if int(cr["flags"]) & AF.CREDITS_MUST_NOT_EXCEED_DEBITS and cr_cp + cr_cpo + amount > cr_dpo:
             return T.EXCEEDS_DEBITS
 
-        self._save_balances(dr_slot)
-        self._save_balances(cr_slot)
+        self._save_account(dr_slot)
+        self._save_account(cr_slot)
         if pending:
             _set_balances(dr, dr_dp + amount, dr_dpo, dr_cp, dr_cpo)
             _set_balances(cr, cr_dp, cr_dpo, cr_cp + amount, cr_cpo)
         else:
             _set_balances(dr, dr_dp, dr_dpo + amount, dr_cp, dr_cpo)
             _set_balances(cr, cr_dp, cr_dpo, cr_cp, cr_cpo + amount)
+        if flags & TF.CLOSING_DEBIT:
+            dr["flags"] = int(dr["flags"]) | AF.CLOSED
+        if flags & TF.CLOSING_CREDIT:
+            cr["flags"] = int(cr["flags"]) | AF.CLOSED
         expires_at = timestamp + timeout_ns if pending and timeout_ns else 0
         self._append_transfer(
             row, t_id, amount, timestamp, dr_slot, cr_slot,
@@ -279,10 +356,18 @@ class PyEngine:
         )
         return T.OK
 
-    def _transfer_exists(self, row: Any, flags: int, slot: int) -> int:
-        e = self._transfers[slot]
+    def _transfer_exists(self, row: Any, flags: int, e: Any) -> int:
+        """TigerBeetle's idempotency check: the first field that differs, in its order."""
         if flags != int(e["flags"]):
             return T.EXISTS_WITH_DIFFERENT_FLAGS
+        pending_id = join(row["pending_id_lo"], row["pending_id_hi"])
+        if pending_id != join(e["pending_id_lo"], e["pending_id_hi"]):
+            return T.EXISTS_WITH_DIFFERENT_PENDING_ID
+        if row["timeout"] != e["timeout"]:
+            return T.EXISTS_WITH_DIFFERENT_TIMEOUT
+        if flags & (TF.POST_PENDING_TRANSFER | TF.VOID_PENDING_TRANSFER):
+            p_slot = self._transfer_index.get(pending_id)
+            return _resolution_exists(row, flags, e, None if p_slot is None else self._transfers[p_slot])
         if (row["debit_account_id_lo"], row["debit_account_id_hi"]) != (
             e["debit_account_id_lo"], e["debit_account_id_hi"]
         ):
@@ -299,28 +384,23 @@ class PyEngine:
                 return T.EXISTS_WITH_DIFFERENT_AMOUNT
         elif amount != stored:
             return T.EXISTS_WITH_DIFFERENT_AMOUNT
-        return self._exists_tail(row, e)
-
-    def _exists_tail(self, row: Any, e: Any) -> int:
-        if (row["user_data_128_lo"], row["user_data_128_hi"]) != (
-            e["user_data_128_lo"], e["user_data_128_hi"]
-        ):
+        if (row["user_data_128_lo"], row["user_data_128_hi"]) != (e["user_data_128_lo"], e["user_data_128_hi"]):
             return T.EXISTS_WITH_DIFFERENT_USER_DATA_128
         if row["user_data_64"] != e["user_data_64"]:
             return T.EXISTS_WITH_DIFFERENT_USER_DATA_64
         if row["user_data_32"] != e["user_data_32"]:
             return T.EXISTS_WITH_DIFFERENT_USER_DATA_32
-        if row["timeout"] != e["timeout"]:
-            return T.EXISTS_WITH_DIFFERENT_TIMEOUT
-        if row["code"] != 0 and row["code"] != e["code"]:
+        if row["ledger"] != e["ledger"]:
+            return T.EXISTS_WITH_DIFFERENT_LEDGER
+        if row["code"] != e["code"]:
             return T.EXISTS_WITH_DIFFERENT_CODE
         return T.EXISTS
 
-    def _post_or_void(self, row: Any, t_id: int, flags: int, timestamp: int) -> int:
+    def _post_or_void(self, row: Any, t_id: int, flags: int, now: int) -> int:
         post = bool(flags & TF.POST_PENDING_TRANSFER)
         if post and flags & TF.VOID_PENDING_TRANSFER:
             return T.FLAGS_ARE_MUTUALLY_EXCLUSIVE
-        if flags & (TF.PENDING | TF.BALANCING_DEBIT | TF.BALANCING_CREDIT):
+        if flags & (TF.PENDING | TF.BALANCING_DEBIT | TF.BALANCING_CREDIT | _CLOSING):
             return T.FLAGS_ARE_MUTUALLY_EXCLUSIVE
         pending_id = join(row["pending_id_lo"], row["pending_id_hi"])
         if pending_id == 0:
@@ -349,79 +429,83 @@ class PyEngine:
             return T.PENDING_TRANSFER_HAS_DIFFERENT_CODE
         p_amount = join(p["amount_lo"], p["amount_hi"])
         amount = join(row["amount_lo"], row["amount_hi"])
-        # TigerBeetle >= 0.16: AMOUNT_MAX means "all of it"; a void may also leave it 0.
-        if amount == U128_MAX or (not post and amount == 0):
+        # TigerBeetle >= 0.16: a post of AMOUNT_MAX, or a void of 0, means "all of it".
+        if (post and amount == U128_MAX) or (not post and amount == 0):
             amount = p_amount
         if amount > p_amount:
             return T.EXCEEDS_PENDING_TRANSFER_AMOUNT
         if not post and amount < p_amount:
             return T.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT
-
-        # TigerBeetle: a post/void's user_data fields that are zero inherit the pending's.
-        resolved = row.copy()
-        for field in ("user_data_128_lo", "user_data_128_hi", "user_data_64", "user_data_32"):
-            resolved[field] = p[field]
-        if join(row["user_data_128_lo"], row["user_data_128_hi"]):
-            resolved["user_data_128_lo"] = row["user_data_128_lo"]
-            resolved["user_data_128_hi"] = row["user_data_128_hi"]
-        if row["user_data_64"]:
-            resolved["user_data_64"] = row["user_data_64"]
-        if row["user_data_32"]:
-            resolved["user_data_32"] = row["user_data_32"]
-
-        existing = self._transfer_index.get(t_id)
-        if existing is not None:
-            e = self._transfers[existing]
-            if flags != int(e["flags"]):
-                return T.EXISTS_WITH_DIFFERENT_FLAGS
-            if pending_id != join(e["pending_id_lo"], e["pending_id_hi"]):
-                return T.EXISTS_WITH_DIFFERENT_PENDING_ID
-            if amount != join(e["amount_lo"], e["amount_hi"]):
-                return T.EXISTS_WITH_DIFFERENT_AMOUNT
-            return self._exists_tail(resolved, e)
-
         status = int(self._meta[p_slot]["status"])
         if status == STATUS_POSTED:
             return T.PENDING_TRANSFER_ALREADY_POSTED
         if status == STATUS_VOIDED:
             return T.PENDING_TRANSFER_ALREADY_VOIDED
         expires_at = int(self._meta[p_slot]["expires_at"])
-        if status == STATUS_EXPIRED or (expires_at and expires_at <= timestamp):
+        if status == STATUS_EXPIRED or (expires_at and expires_at <= now):
             return T.PENDING_TRANSFER_EXPIRED
         assert status == STATUS_PENDING
-
+        timestamp = now
+        if flags & TF.IMPORTED:
+            timestamp = int(row["timestamp"])
+            if self._regresses(timestamp, self.transfers, self.accounts):
+                return T.IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS
         dr_slot = int(self._meta[p_slot]["debit_slot"])
         cr_slot = int(self._meta[p_slot]["credit_slot"])
         dr = self._accounts[dr_slot]
         cr = self._accounts[cr_slot]
+        # The only movement a closed account still allows is voiding a pending transfer.
+        if post and int(dr["flags"]) & AF.CLOSED:
+            return T.DEBIT_ACCOUNT_ALREADY_CLOSED
+        if post and int(cr["flags"]) & AF.CLOSED:
+            return T.CREDIT_ACCOUNT_ALREADY_CLOSED
+
         dr_dp, dr_dpo, dr_cp, dr_cpo = _balances(dr)
         cr_dp, cr_dpo, cr_cp, cr_cpo = _balances(cr)
         assert dr_dp >= p_amount and cr_cp >= p_amount
-        self._save_balances(dr_slot)
-        self._save_balances(cr_slot)
+        self._save_account(dr_slot)
+        self._save_account(cr_slot)
         self._save_status(p_slot)
         posted = amount if post else 0
         # dp + dpo never grows here, so the overflow checks at pending time still hold.
         _set_balances(dr, dr_dp - p_amount, dr_dpo + posted, dr_cp, dr_cpo)
         _set_balances(cr, cr_dp, cr_dpo, cr_cp - p_amount, cr_cpo + posted)
+        if not post:
+            _reopen(p, dr, cr)
         self._meta[p_slot]["status"] = STATUS_POSTED if post else STATUS_VOIDED
-        for side in ("debit_account_id", "credit_account_id"):
-            resolved[f"{side}_lo"] = p[f"{side}_lo"]
-            resolved[f"{side}_hi"] = p[f"{side}_hi"]
-        resolved["ledger"] = p["ledger"]
-        resolved["code"] = p["code"]
+        # The new transfer names the pending's accounts, ledger and code; its user data
+        # fields that are zero take the pending's (TigerBeetle).
+        resolved = row.copy()
+        for name in ("debit_account_id_lo", "debit_account_id_hi", "credit_account_id_lo", "credit_account_id_hi",
+                     "ledger", "code"):
+            resolved[name] = p[name]
+        if not join(row["user_data_128_lo"], row["user_data_128_hi"]):
+            resolved["user_data_128_lo"], resolved["user_data_128_hi"] = p["user_data_128_lo"], p["user_data_128_hi"]
+        for name in ("user_data_64", "user_data_32"):
+            if not row[name]:
+                resolved[name] = p[name]
         self._append_transfer(resolved, t_id, amount, timestamp, dr_slot, cr_slot, STATUS_NONE, 0)
         return T.OK
 
     # ------------------------------------------------------------------ expiry
-    def expire_pending(self, now: int) -> int:
-        """Void, in (expiry, slot) order, every pending transfer whose timeout has passed."""
+    def next_expiry(self) -> int:
+        """When the next pending transfer expires (ns of ledger time), or 0 if none will."""
+        meta = self.meta
+        live = meta["expires_at"][(meta["status"] == STATUS_PENDING) & (meta["expires_at"] != 0)]
+        return int(live.min()) if len(live) else 0
+
+    def expire_pending(self, now: int, limit: int = -1) -> int:
+        """Void, in (expiry, slot) order, the pending transfers whose timeout has passed by
+        `now` (at most `limit` of them if it is not negative); the i-th is stamped `now + i`
+        in the balance history. Expiring a closing transfer re-opens its accounts."""
         meta = self.meta
         due = np.nonzero(
             (meta["status"] == STATUS_PENDING) & (meta["expires_at"] != 0) & (meta["expires_at"] <= now)
         )[0]
         order = sorted(due.tolist(), key=lambda s: (int(meta[s]["expires_at"]), s))
-        for p_slot in order:
+        if limit >= 0:
+            order = order[:limit]
+        for i, p_slot in enumerate(order):
             p = self._transfers[p_slot]
             amount = join(p["amount_lo"], p["amount_hi"])
             dr = self._accounts[int(meta[p_slot]["debit_slot"])]
@@ -430,8 +514,26 @@ class PyEngine:
             cr_dp, cr_dpo, cr_cp, cr_cpo = _balances(cr)
             _set_balances(dr, dr_dp - amount, dr_dpo, dr_cp, dr_cpo)
             _set_balances(cr, cr_dp, cr_dpo, cr_cp - amount, cr_cpo)
+            _reopen(p, dr, cr)
             self._meta[p_slot]["status"] = STATUS_EXPIRED
+            self._history_for(dr, cr, min(now + i, U64_MAX))
+        self._last_expired = np.array(order, np.int64)
         return len(order)
+
+    # ------------------------------------------------------------------ failed ids
+    def remember_failed(self, ids: np.ndarray) -> None:
+        """Record transfer ids (FAILED_DTYPE rows) as failed, as a replay of the log does."""
+        for row in np.asarray(ids, FAILED_DTYPE):
+            self._add_failed(join(row["id_lo"], row["id_hi"]))
+
+    def _add_failed(self, t_id: int) -> None:
+        if t_id in self._failed_index:
+            return
+        slot = self.n_failed
+        self._failed = _ensure(self._failed, slot + 1)
+        self._failed[slot]["id_lo"], self._failed[slot]["id_hi"] = split(t_id)
+        self._failed_index[t_id] = slot
+        self.n_failed += 1
 
     # ------------------------------------------------------------------ bookkeeping
     def _append_transfer(
@@ -450,8 +552,10 @@ class PyEngine:
         m["expires_at"], m["status"] = expires_at, status
         self.n_transfers += 1
         self._transfer_index[t_id] = slot
-        for a_slot in (dr_slot, cr_slot):
-            account = self._accounts[a_slot]
+        self._history_for(self._accounts[dr_slot], self._accounts[cr_slot], timestamp)
+
+    def _history_for(self, dr: Any, cr: Any, timestamp: int) -> None:
+        for account in (dr, cr):
             if int(account["flags"]) & AF.HISTORY:
                 self._append_history(account, timestamp)
 
@@ -465,9 +569,10 @@ class PyEngine:
             h[f"{name}_lo"], h[f"{name}_hi"] = account[f"{name}_lo"], account[f"{name}_hi"]
         self.n_history += 1
 
-    def _save_balances(self, slot: int) -> None:
-        if self._scope is not None and slot not in self._scope.balances:
-            self._scope.balances[slot] = _balances(self._accounts[slot])
+    def _save_account(self, slot: int) -> None:
+        if self._scope is not None and slot not in self._scope.accounts:
+            account = self._accounts[slot]
+            self._scope.accounts[slot] = (*_balances(account), int(account["flags"]))
 
     def _save_status(self, slot: int) -> None:
         if self._scope is not None and slot not in self._scope.statuses:
@@ -476,8 +581,9 @@ class PyEngine:
     def _rollback(self) -> None:
         scope = self._scope
         assert scope is not None
-        for slot, balances in scope.balances.items():
-            _set_balances(self._accounts[slot], *balances)
+        for slot, (dp, dpo, cp, cpo, flags) in scope.accounts.items():
+            _set_balances(self._accounts[slot], dp, dpo, cp, cpo)
+            self._accounts[slot]["flags"] = flags
         for slot, status in scope.statuses.items():
             self._meta[slot]["status"] = status
         for slot in range(scope.n_transfers, self.n_transfers):
@@ -497,16 +603,16 @@ class PyEngine:
     def digest(self) -> bytes:
         """SHA-256 of the whole state: equal digests mean equal books, row for row."""
         h = hashlib.sha256()
-        for part in (self.accounts, self.transfers, self.meta, self.history):
+        for part in (self.accounts, self.transfers, self.meta, self.history, self.failed):
             h.update(np.ascontiguousarray(part).tobytes())
         return h.digest()
 
     def snapshot(self) -> bytes:
-        return pack_snapshot(self.accounts, self.transfers, self.meta, self.history)
+        return pack_snapshot(self.accounts, self.transfers, self.meta, self.history, self.failed)
 
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot's; raises ValueError if it is not one."""
-        n_accounts, n_transfers, n_history, parts = parse_snapshot(data)
+        n_accounts, n_transfers, n_history, parts, failed = parse_snapshot_all(data)
         self.__init__()  # type: ignore[misc]
         self._accounts, self._transfers, self._meta, self._history = (np.array(p) for p in parts)
         self.n_accounts, self.n_transfers, self.n_history = n_accounts, n_transfers, n_history
@@ -514,36 +620,7 @@ class PyEngine:
             self._account_index[join(self._accounts[slot]["id_lo"], self._accounts[slot]["id_hi"])] = slot
         for slot in range(n_transfers):
             self._transfer_index[join(self._transfers[slot]["id_lo"], self._transfers[slot]["id_hi"])] = slot
-
-
-def pack_snapshot(accounts: np.ndarray, transfers: np.ndarray, meta: np.ndarray, history: np.ndarray) -> bytes:
-    """The engine's snapshot format: a header with the counts, then the four row arrays."""
-    header = struct.pack("<8sQQQ", _SNAPSHOT_MAGIC, len(accounts), len(transfers), len(history))
-    return b"".join([header, accounts.tobytes(), transfers.tobytes(), meta.tobytes(), history.tobytes()])
-
-
-def parse_snapshot(data: bytes) -> tuple[int, int, int, list[np.ndarray]]:
-    """Split an engine snapshot into its counts and row arrays (read-only views)."""
-    header = struct.calcsize("<8sQQQ")
-    if len(data) < header:
-        raise ValueError("engine snapshot is truncated")
-    magic, n_accounts, n_transfers, n_history = struct.unpack_from("<8sQQQ", data)
-    if magic != _SNAPSHOT_MAGIC:
-        raise ValueError("not an engine snapshot")
-    sizes = [
-        (ACCOUNT_DTYPE, n_accounts),
-        (TRANSFER_DTYPE, n_transfers),
-        (META_DTYPE, n_transfers),
-        (HISTORY_DTYPE, n_history),
-    ]
-    if len(data) != header + sum(d.itemsize * n for d, n in sizes):
-        raise ValueError("engine snapshot has the wrong length")
-    parts = []
-    offset = header
-    for dtype, n in sizes:
-        parts.append(np.frombuffer(data, dtype, n, offset))
-        offset += dtype.itemsize * n
-    return n_accounts, n_transfers, n_history, parts
+        self.remember_failed(failed)
 
 
 def _ensure(array: np.ndarray, size: int) -> np.ndarray:
@@ -572,3 +649,6 @@ def _set_balances(account: Any, dp: int, dpo: int, cp: int, cpo: int) -> None:
     ):
         assert 0 <= value <= U128_MAX, (name, value)
         account[f"{name}_lo"], account[f"{name}_hi"] = split(value)
+
+
+__all__ = ["PyEngine", "pack_snapshot", "parse_snapshot"]

@@ -72,10 +72,14 @@ HISTORY_DTYPE = np.dtype(
     + _u128("credits_posted")
 )
 
+# The ids of transfers that failed with a transient result (ID_ALREADY_FAILED from then on).
+FAILED_DTYPE = np.dtype(_u128("id"))
+
 assert ACCOUNT_DTYPE.itemsize == 128
 assert TRANSFER_DTYPE.itemsize == 128
 assert META_DTYPE.itemsize == 24
 assert HISTORY_DTYPE.itemsize == 88
+assert FAILED_DTYPE.itemsize == 16
 
 # TransferStatus values in META_DTYPE.status.
 STATUS_NONE = 0  # single-phase, post or void transfers

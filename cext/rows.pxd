@@ -65,3 +65,7 @@ ctypedef struct HistoryRow:
     uint64_t credits_pending_hi
     uint64_t credits_posted_lo
     uint64_t credits_posted_hi
+
+ctypedef struct FailedRow:
+    uint64_t id_lo
+    uint64_t id_hi

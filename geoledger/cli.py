@@ -46,6 +46,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     ):
         if result.get(key) is not None:
             table.add_row(key, f"{result[key]:,.2f}" if isinstance(result[key], float) else str(result[key]))
+    if result.get("cassandra_per_s") is not None and not result.get("cassandra_durable"):
+        table.add_row(f"cassandra_per_s (NOT durable: commit log {result['cassandra_commitlog_sync']}; "
+                      "scripts/cassandra start --durable for a durable figure)", f"{result['cassandra_per_s']:,.2f}")
     for key, value in result["ratios"].items():
         table.add_row(f"ratio {key}", f"{value:,.1f}×")
     table.add_row("reopen_transfers", f"{result['reopen_transfers']:,}")

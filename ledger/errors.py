@@ -46,4 +46,11 @@ class StoreLockedError(StoreError):
 
 
 class ConcurrentWriterError(StoreError):
-    """Another writer appended to the same store since this ledger last read it."""
+    """Another writer appended to the same store since this ledger last read it.
+
+    Nothing of the refused batch was written; the ledger has reloaded the store, so the
+    same call can simply be retried (ids make the retry safe)."""
+
+
+class LedgerClosedError(LedgerError):
+    """The ledger was closed: it neither reads nor writes any more (open it again)."""

@@ -25,10 +25,19 @@ KIND_ACCOUNTS = 1
 KIND_TRANSFERS = 2
 
 
-def chain_hash(prev_hash: bytes, kind: int, expired_at: int, last_timestamp: int, rows: bytes) -> bytes:
+def chain_hash(
+    prev_hash: bytes, kind: int, expired_at: int, last_timestamp: int, rows: bytes,
+    expired: bytes = b"", failed: bytes = b"",
+) -> bytes:
+    """The hash a batch carries. The expired and failed ids are hashed only when there are
+    some, so that batches recorded before they existed keep their hashes."""
     h = hashlib.sha256(prev_hash)
     h.update(struct.pack("<BQQ", kind, expired_at, last_timestamp))
     h.update(rows)
+    if expired or failed:
+        h.update(struct.pack("<4sQQ", b"GLX2", len(expired), len(failed)))
+        h.update(expired)
+        h.update(failed)
     return h.digest()
 
 
@@ -44,7 +53,13 @@ class Journal(Aggregate):
         return JOURNAL_ID
 
     class BatchEvent(Aggregate.Event):
-        """A committed batch: the accepted rows, as the engine stored them."""
+        """A committed batch: the accepted rows, as the engine stored them.
+
+        `expired_at` is the ledger time of the expiry sweep that ran first (0: none);
+        `expired` the ids (16 bytes each) of the pending transfers it expired, in order;
+        `failed` the ids of transfers that failed with a transient result (which can never
+        be used again). Batches recorded before these existed read as empty.
+        """
 
         kind: int
         rows: bytes
@@ -52,6 +67,8 @@ class Journal(Aggregate):
         last_timestamp: int
         prev_hash: bytes
         hash: bytes
+        expired: bytes = b""
+        failed: bytes = b""
 
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Journal)
@@ -64,7 +81,10 @@ class Journal(Aggregate):
     class TransfersCommitted(BatchEvent):
         pass
 
-    def record(self, kind: int, rows: bytes, expired_at: int, last_timestamp: int) -> None:
+    def record(
+        self, kind: int, rows: bytes, expired_at: int, last_timestamp: int,
+        expired: bytes = b"", failed: bytes = b"",
+    ) -> None:
         event_class = Journal.AccountsCreated if kind == KIND_ACCOUNTS else Journal.TransfersCommitted
         self.trigger_event(
             event_class,
@@ -73,8 +93,11 @@ class Journal(Aggregate):
             expired_at=expired_at,
             last_timestamp=last_timestamp,
             prev_hash=self.head,
-            hash=chain_hash(self.head, kind, expired_at, last_timestamp, rows),
+            hash=chain_hash(self.head, kind, expired_at, last_timestamp, rows, expired, failed),
+            expired=expired,
+            failed=failed,
         )
+
 
 
 class JournalApplication(Application):

@@ -12,6 +12,7 @@ import numpy as np
 
 from cext.codec import row_to_account, row_to_transfer
 from cext.layout import join
+from ledger.query_index import RowCursor
 from ledger.types import AccountBalance, AccountState, TransferState
 
 M64 = (1 << 64) - 1
@@ -25,8 +26,22 @@ def lookup_accounts(engine: Any, ids: list[int]) -> list[AccountState]:
 
 def lookup_transfers(engine: Any, ids: list[int]) -> list[TransferState]:
     slots = [engine.transfer_slot(i) for i in ids]
+    return transfers_at(engine, [s for s in slots if s >= 0])
+
+
+def transfers_at(engine: Any, slots: Any) -> list[TransferState]:
+    """The transfers in these slots, each with its pending status from the engine."""
+    slots = np.asarray(slots, np.int64)
+    if not len(slots):
+        return []
     transfers = engine.transfers
-    return [row_to_transfer(transfers[s]) for s in slots if s >= 0]
+    statuses = engine.meta["status"][slots].tolist()  # one gather, not a numpy scalar per row
+    return [row_to_transfer(transfers[s], st) for s, st in zip(slots.tolist(), statuses, strict=True)]
+
+
+def accounts_at(engine: Any, slots: Any) -> list[AccountState]:
+    accounts = engine.accounts
+    return [row_to_account(accounts[s]) for s in slots]
 
 
 def _time_window(timestamps: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -45,16 +60,13 @@ class StatementIndex:
     not a scan of every transfer in the ledger (which grew with the ledger and, under load,
     took more of a gateway's CPU than the payments it served).
 
-    Built lazily and extended with the transfers appended since the last call; the engine
-    is append-only between calls except when a failed linked chain or a replica's rollback
-    shrinks it or a reload swaps it, which the index detects (engine identity, count, and
-    the id of the last transfer it indexed) and answers by rebuilding.
+    Built lazily and extended with the transfers appended since the last call; when a
+    failed linked chain or a replica's rollback shrinks the engine or a reload swaps it,
+    `RowCursor` tells, and the index is rebuilt.
     """
 
     def __init__(self) -> None:
-        self._engine: Any = None
-        self._n = 0
-        self._last_id = (0, 0)
+        self._cursor = RowCursor("transfers")
         self._slots: dict[int, list[np.ndarray]] = {}
 
     def slots(self, engine: Any, account_slot: int) -> np.ndarray:
@@ -68,15 +80,13 @@ class StatementIndex:
         return parts[0]
 
     def _catch_up(self, engine: Any) -> None:
-        n = int(engine.n_transfers)
-        transfers = engine.transfers
-        if (engine is not self._engine or n < self._n
-                or (self._n and _id_at(transfers, self._n - 1) != self._last_id)):
-            self._engine, self._n, self._slots = engine, 0, {}
-        if n == self._n:
+        start, n, reset = self._cursor.advance(engine)
+        if reset:
+            self._slots = {}
+        if start == n:
             return
-        meta = engine.meta[self._n:n]
-        new = np.arange(self._n, n, dtype=np.int64)
+        meta = engine.meta[start:n]
+        new = np.arange(start, n, dtype=np.int64)
         accounts = np.concatenate((meta["debit_slot"].astype(np.int64), meta["credit_slot"].astype(np.int64)))
         slots = np.concatenate((new, new))
         order = np.lexsort((slots, accounts))
@@ -84,12 +94,6 @@ class StatementIndex:
         cuts = np.flatnonzero(np.diff(accounts)) + 1
         for a, chunk in zip(accounts[np.concatenate(([0], cuts))].tolist(), np.split(slots, cuts), strict=True):
             self._slots.setdefault(a, []).append(chunk)
-        self._n, self._last_id = n, _id_at(transfers, n - 1)
-
-
-def _id_at(transfers: np.ndarray, slot: int) -> tuple[int, int]:
-    row = transfers[slot]
-    return int(row["id_lo"]), int(row["id_hi"])
 
 
 def account_transfers(
@@ -103,9 +107,14 @@ def account_transfers(
     debits: bool = True,
     credits: bool = True,
     index: StatementIndex | None = None,
+    user_data_128: int = 0,
+    user_data_64: int = 0,
+    user_data_32: int = 0,
+    code: int = 0,
 ) -> list[TransferState]:
-    """An account's statement page, in timestamp order (TigerBeetle's AccountFilter).
-    With an `index` the cost is the account's transfers; without, a scan of all of them."""
+    """An account's statement page, in timestamp order (TigerBeetle's AccountFilter; its
+    user_data and code fields filter when non-zero). With an `index` the cost is the
+    account's transfers; without, a scan of all of them."""
     slot = engine.account_slot(account_id)
     if slot < 0:
         return []
@@ -124,7 +133,13 @@ def account_transfers(
         found = np.nonzero(mask)[0]
     if timestamp_min or timestamp_max:  # on the account's few rows, not every transfer's
         found = found[_time_window(transfers["timestamp"][found], timestamp_min, timestamp_max)]
-    return [row_to_transfer(transfers[s]) for s in _page(found, limit, reverse)]
+    for name, value in (("user_data_64", user_data_64), ("user_data_32", user_data_32), ("code", code)):
+        if value:
+            found = found[transfers[name][found] == value]
+    if user_data_128:
+        found = found[(transfers["user_data_128_lo"][found] == user_data_128 & M64)
+                      & (transfers["user_data_128_hi"][found] == user_data_128 >> 64)]
+    return transfers_at(engine, _page(found, limit, reverse))
 
 
 def account_balances(
@@ -136,10 +151,14 @@ def account_balances(
     timestamp_min: int = 0,
     timestamp_max: int = 0,
 ) -> list[AccountBalance]:
-    """Balances after each transfer of a `HISTORY` account (empty for other accounts)."""
+    """Balances after each transfer and expiry of a `HISTORY` account, in time order (empty
+    for other accounts). Rows are kept in the order the events were applied, which is time
+    order except after an import back-filled events earlier than an expiry; hence the sort."""
     history = engine.history
     mask = (history["account_id_lo"] == account_id & M64) & (history["account_id_hi"] == account_id >> 64)
     mask &= _time_window(history["timestamp"], timestamp_min, timestamp_max)
+    found = np.nonzero(mask)[0]
+    found = found[np.argsort(history["timestamp"][found], kind="stable")]
     return [
         AccountBalance(
             timestamp=int(h["timestamp"]),
@@ -148,5 +167,5 @@ def account_balances(
             credits_pending=join(h["credits_pending_lo"], h["credits_pending_hi"]),
             credits_posted=join(h["credits_posted_lo"], h["credits_posted_hi"]),
         )
-        for h in history[_page(np.nonzero(mask)[0], limit, reverse)]
+        for h in history[_page(found, limit, reverse)]
     ]

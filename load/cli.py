@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,10 @@ def register(subparsers: Any) -> None:
         "serve",
         help="run one HTTP gateway per region (a process each) over replicated region nodes",
         description="Starts K region processes on 127.0.0.1:BASE_PORT+i, each an HTTP gateway (OpenAPI at /docs) "
-                    "in front of its region node and SQLite store. Ctrl-C stops them.",
+                    "in front of its region node and SQLite store. Every request but /health needs a bearer "
+                    "token: the tokens (roles payments, auditor, operator) are written to DATA/credentials.json, "
+                    "readable by its owner only. A region that exits unexpectedly is restarted. Ctrl-C or "
+                    "SIGTERM stops them all.",
     )
     serve.add_argument("--regions", type=int, default=3, help="number of regions, 1-8 (default: %(default)s)")
     serve.add_argument("--mode", choices=MODES, default="unit+semi-sync", help="(default: %(default)s)")
@@ -83,12 +87,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         Console(stderr=True).print(f"[red]error:[/red] {e}")
         return 2
     console = Console()
+    stop = _stop_on_signals()
     try:
         cluster.start_all()
         for r, name in enumerate(cfg.regions):
             console.print(f"region [bold]{name}[/bold]: {cfg.url(r)}  (OpenAPI: {cfg.url(r)}/docs)")
-        console.print("Ctrl-C to stop")
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        console.print(usage(cluster.credentials_path, cfg.url(0)), highlight=False, markup=False)
+        console.print("Ctrl-C (or SIGTERM) stops every region")
+        stop.wait()
     except KeyboardInterrupt:
         pass
     except RuntimeError as e:
@@ -97,6 +103,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         cluster.stop_all()
     return 0
+
+
+def usage(credentials: Path, url: str) -> str:
+    """How to call the gateways with the run's tokens (printed by `serve`; the tokens stay in the file)."""
+    token = (f"python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"tokens\"][sys.argv[2]])' "
+             f"{credentials}")
+    return "\n".join([
+        f"credentials: {credentials} (owner-only; roles: payments, auditor, operator)",
+        f"  curl -H \"Authorization: Bearer $({token} payments)\" {url}/accounts/1",
+        f"  GEOLEDGER_CREDENTIALS={credentials} locust -f load/locustfile.py --host {url}",
+    ])
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so that `serve` stops its regions either way
+    (SIGTERM's default action would end `serve` at once, its regions left serving)."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return stop
 
 
 def cmd_load(args: argparse.Namespace) -> int:

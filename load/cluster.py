@@ -1,24 +1,37 @@
-"""Region gateway processes: start, health-check, kill -9, restart, stop.
+"""Region gateway processes: start, health-check, kill -9, restart, supervise, stop.
 
 `geoledger serve` and `geoledger load` both run regions as separate OS processes, so that
 chaos can kill one for real and its restart must recover from disk.
+
+The cluster makes the run's secrets and hands out no more of them than each part needs:
+the client tokens go to `credentials.json` (owner-only, `load.auth`) and reach the regions
+only as digests in `serve.json`, which holds no secret; each region's private peer key
+(`load.peerauth`) goes to that region's process alone, down its stdin. That pipe is also
+the region's lifeline: when the cluster's process ends — `stop_all`, SIGTERM, or even kill
+-9 — the pipe closes and the region stops itself, so no region outlives its `serve`.
+A `Supervisor` restarts a region that exits unexpectedly (`load.supervisor`).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO, Any
 
 import httpx
 
+from load import peerauth
+from load.auth import Credentials, Role
 from load.region import PEER_PORT_OFFSET, ServeConfig
+from load.supervisor import Supervisor
 
 LISTEN_BACKLOG = 1024
 
@@ -29,7 +42,7 @@ def default_config(regions: int, **overrides: object) -> ServeConfig:
     """A config for `regions` regions; RTTs beyond the default three grow with distance."""
     if not 1 <= regions <= len(REGION_NAMES):
         raise ValueError(f"--regions must be between 1 and {len(REGION_NAMES)}, got {regions}")
-    cfg = ServeConfig(regions=REGION_NAMES[:regions], token=secrets.token_hex(16))
+    cfg = ServeConfig(regions=REGION_NAMES[:regions])
     base = cfg.rtt_ms
     cfg.rtt_ms = [
         [base[i][j] if i < 3 and j < 3 else (0.0 if i == j else 10.0 + 6.0 * abs(i - j)) for j in range(regions)]
@@ -87,9 +100,24 @@ class Cluster:
             raise
         cfg.http_ports = [h.getsockname()[1] for h, _ in self.sockets]
         cfg.peer_ports = [p.getsockname()[1] for _, p in self.sockets]
+        self.credentials = Credentials.generate()
+        cfg.token_digests = self.credentials.digests()
+        self._peer_private, cfg.peer_keys = peerauth.generate(len(cfg.regions))
+        self.credentials_path = workdir / "credentials.json"
+        self.credentials.save(self.credentials_path, [cfg.url(r) for r in range(len(cfg.regions))])
         self.config_path = workdir / "serve.json"
         cfg.save(self.config_path)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.expected_down: set[int] = set()
+        self._lifelines: dict[int, IO[bytes]] = {}
+        self._lock = threading.RLock()  # start/kill/stop from the chaos driver and the supervisor
+        self.supervisor: Supervisor | None = None
+
+    def headers(self, role: Role = Role.OPERATOR) -> dict[str, str]:
+        return self.credentials.header(role)
+
+    def region_name(self, region: int) -> str:
+        return self.cfg.regions[region]
 
     def close_sockets(self) -> None:
         for http, peer in self.sockets:
@@ -99,19 +127,39 @@ class Cluster:
 
     def start(self, region: int) -> None:
         http, peer = self.sockets[region]
-        log = open(self.workdir / f"region-{region}.log", "ab")  # noqa: SIM115 - owned by the child
-        self.procs[region] = subprocess.Popen(
-            [sys.executable, "-m", "load.cluster", "--config", str(self.config_path), "--region", str(region),
-             "--http-fd", str(http.fileno()), "--peer-fd", str(peer.fileno())],
-            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
-            pass_fds=(http.fileno(), peer.fileno()),
-        )
+        with self._lock:
+            old = self._lifelines.pop(region, None)
+            if old is not None:
+                old.close()
+            log = open(self.workdir / f"region-{region}.log", "ab")  # noqa: SIM115 - owned by the child
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "load.cluster", "--config", str(self.config_path), "--region", str(region),
+                 "--http-fd", str(http.fileno()), "--peer-fd", str(peer.fileno())],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
+                pass_fds=(http.fileno(), peer.fileno()),
+            )
+            log.close()
+            assert proc.stdin is not None
+            proc.stdin.write(f"{self._peer_private[region]}\n".encode())
+            proc.stdin.flush()  # kept open: the region's lifeline
+            self._lifelines[region] = proc.stdin
+            self.procs[region] = proc
+            self.expected_down.discard(region)
 
-    def start_all(self, timeout: float = 60.0) -> None:
+    def start_all(self, timeout: float = 60.0, *, supervise: bool = True) -> None:
         for r in range(len(self.cfg.regions)):
             self.start(r)
         for r in range(len(self.cfg.regions)):
             self.wait_healthy(r, timeout)
+        if supervise and self.supervisor is None:
+            self.supervisor = Supervisor(self)
+            self.supervisor.start()
+
+    def exited_unexpectedly(self) -> list[tuple[int, int]]:
+        """(region, exit code) of every region process that ended while nobody asked it to."""
+        with self._lock:
+            return [(r, p.returncode) for r, p in self.procs.items()
+                    if r not in self.expected_down and p.poll() is not None]
 
     def wait_healthy(self, region: int, timeout: float = 60.0) -> float:
         """Seconds until the region's gateway answers /health; raises if it never does."""
@@ -119,7 +167,8 @@ class Cluster:
         url = f"{self.cfg.url(region)}/health"
         while time.monotonic() - start < timeout:
             proc = self.procs.get(region)
-            if proc is not None and proc.poll() is not None:
+            if proc is not None and proc.poll() is not None and (self.supervisor is None or region in
+                                                                  self.supervisor.gave_up):
                 tail = (self.workdir / f"region-{region}.log").read_text(errors="replace")[-2000:]
                 raise ClusterError(f"region {self.cfg.regions[region]} exited with {proc.returncode}:\n{tail}")
             try:
@@ -131,27 +180,59 @@ class Cluster:
         raise ClusterError(f"region {self.cfg.regions[region]} did not answer {url} within {timeout:.0f} s")
 
     def kill(self, region: int) -> None:
-        """kill -9: no shutdown hooks, no flush; recovery must come from what is on disk."""
-        proc = self.procs.get(region)
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        """kill -9: no shutdown hooks, no flush; recovery must come from what is on disk. A
+        deliberate kill: the supervisor leaves the region down until `start`."""
+        with self._lock:
+            self.expected_down.add(region)
+            proc = self.procs.get(region)
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
 
-    def chaos(self, region: int, **settings: object) -> None:
-        httpx.post(f"{self.cfg.url(region)}/internal/chaos", json=settings,
-                   headers={"x-geoledger-token": self.cfg.token}, timeout=5.0)
+    def chaos(self, region: int, **settings: object) -> dict[str, Any]:
+        r = httpx.post(f"{self.cfg.url(region)}/internal/chaos", json=settings, headers=self.headers(), timeout=5.0)
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
 
     def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        with self._lock:
+            self.expected_down.update(self.procs)
+            for lifeline in self._lifelines.values():
+                lifeline.close()
+            self._lifelines.clear()
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in self.procs.values():
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         self.close_sockets()
+
+
+EXIT_ORPHANED = 75
+"""A region's exit code when its cluster is gone (its lifeline closed)."""
+
+
+def _watch_lifeline(stdin: IO[bytes]) -> None:
+    """Stop this region (SIGTERM to itself: a graceful shutdown) once the cluster's end of
+    stdin closes: its `serve` or `load` ended, however it ended."""
+    def watch() -> None:
+        try:
+            while stdin.read(4096):
+                pass
+        except OSError:
+            pass
+        logging.getLogger(__name__).info("stdin closed: the cluster stopped (or died); stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+        os._exit(EXIT_ORPHANED)  # still here: the graceful path hung
+
+    threading.Thread(target=watch, daemon=True, name="lifeline").start()
 
 
 def _serve_one(config: Path, region: int, http_fd: int, peer_fd: int) -> None:
@@ -160,10 +241,16 @@ def _serve_one(config: Path, region: int, http_fd: int, peer_fd: int) -> None:
 
     from load.region import build_region_app
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    private = sys.stdin.buffer.readline().decode().strip()
+    if not private:
+        sys.exit("no peer key on stdin: region processes are started by geoledger serve/load")
+    _watch_lifeline(sys.stdin.buffer)
     cfg = ServeConfig.load(config)
     http, peer = socket.socket(fileno=http_fd), socket.socket(fileno=peer_fd)
-    server = uvicorn.Server(uvicorn.Config(build_region_app(cfg, region, peer_socket=peer), log_level="warning",
-                                           access_log=False, loop="uvloop", http="httptools"))
+    server = uvicorn.Server(uvicorn.Config(build_region_app(cfg, region, private, peer_socket=peer),
+                                           log_level="warning", access_log=False, loop="uvloop", http="httptools"))
+    del private
     server.run(sockets=[http])
 
 

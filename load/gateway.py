@@ -1,41 +1,86 @@
 """A region's HTTP gateway: the ledger API over JSON, with group commit and metrics.
 
-The gateway is a thin driver: it validates at the boundary (strict models, 422 naming the
-field), turns requests into ledger batches through the group committer, and reports
-business outcomes as TigerBeetle result codes in a 200/201 body. Nothing a client sends
-can produce a 500: bad input is a 4xx, and a store failure is a 503 the client may retry
-with the same transfer id.
+The gateway is a thin driver: it admits a caller by bearer token and role (`load.auth`),
+bounds and strictly parses the body (`load.limits`), validates at the boundary (strict
+models, 422 naming the field), turns requests into ledger batches through the group
+committer, and reports business outcomes as TigerBeetle result codes in a 200/201 body.
+Nothing a client sends can produce a 500: bad input is a 4xx, and a store failure is a 503
+the client may retry with the same transfer id. `/health` answers 503 once the region
+behind the gateway has failed (`RegionBackend.failure`), so a supervisor or load balancer
+sees what clients see.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Protocol
 
-from fastapi import FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from ledger import (
     Account,
     AccountState,
+    Change,
     CreateAccountResult,
     CreateTransferResult,
+    InvalidInputError,
     Ledger,
     LedgerError,
+    QueryFilter,
+    QueryFilterFlags,
     Transfer,
     TransferFlags,
     TransferState,
 )
 from ledger.types import U64_MAX, U128_MAX
+from load.auth import (
+    SCOPE_ROUTE,
+    BearerAuth,
+    Role,
+    TokenVerifier,
+    check_policies,
+    refuse_bank_accounts,
+    roles,
+)
 from load.groupcommit import GroupCommitter
+from load.limits import (
+    BATCH_BODY_MAX,
+    MAX_REQUEST_ITEMS,
+    BodyLimit,
+    StrictJSONRoute,
+    validation_error,
+)
+from load.loopwatch import LoopWatch
 from load.metrics import GatewayMetrics
-from load.schemas import AccountIn, AccountOut, Outcome, ResolveIn, TransferIn, TransferOut
+from load.schemas import (
+    AccountIn,
+    AccountOut,
+    AccountRecord,
+    Outcome,
+    QueryIn,
+    QueryParams,
+    ResolveIn,
+    TransferIn,
+    TransferOut,
+    TransferRecord,
+)
 from replication.outcomes import UNAVAILABLE, outcome_name
 
-MAX_REQUEST_ITEMS = 8190
+FOLLOW_MAX_S = 5.0
+"""Longest a followed change stream stays open: a long poll the client renews with its
+cursor, short enough that no proxy (or HTTP client) in between times it out."""
 PathId = Annotated[int, Path(ge=1, lt=U128_MAX)]
+TransferBatch = Annotated[list[TransferIn], Body(min_length=1, max_length=MAX_REQUEST_ITEMS)]
+AccountBatch = Annotated[list[AccountIn], Body(min_length=1, max_length=MAX_REQUEST_ITEMS)]
+BATCH_ROUTES = {"/transfers/batch": BATCH_BODY_MAX, "/accounts": BATCH_BODY_MAX, "/internal/missing": BATCH_BODY_MAX}
+"""Routes whose body may be a whole batch (of transfers, accounts, or transfer ids: the region
+app's `/internal/missing`); every other body is capped at `limits.BODY_MAX`."""
+PAYMENTS, AUDITOR, OPERATOR = Role.PAYMENTS, Role.AUDITOR, Role.OPERATOR
 
 
 class RegionBackend(Protocol):
@@ -43,10 +88,14 @@ class RegionBackend(Protocol):
 
     `batches_itself`: the backend merges concurrent requests on its own (a region node's
     step does), so the gateway adds no group commit in front of it: one batching layer.
+    `creates_accounts`: the backend opens accounts on request; a replicated region's are
+    provisioned by its run, and its gateway has no `POST /accounts` at all (not a 501:
+    nothing a client sends gets a 5xx).
     """
 
     region: str
     batches_itself: bool
+    creates_accounts: bool
 
     def create_accounts(self, accounts: list[Account]) -> list[tuple[CreateAccountResult, str]]: ...
 
@@ -60,6 +109,10 @@ class RegionBackend(Protocol):
 
     def replication_lag(self) -> dict[str, float]: ...
 
+    def failure(self) -> str | None:
+        """Why the region can no longer serve (it is stopping), or None while it can."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -68,6 +121,7 @@ class LedgerBackend:
     `Ledger` commits what it is given: the gateway's group committer batches for it."""
 
     batches_itself = False
+    creates_accounts = True
 
     def __init__(self, ledger: Ledger, region: str = "local") -> None:
         self.ledger = ledger
@@ -91,8 +145,21 @@ class LedgerBackend:
     def replication_lag(self) -> dict[str, float]:
         return {}
 
+    def failure(self) -> str | None:
+        return None
+
     def close(self) -> None:
         self.ledger.close()
+
+    # Beyond RegionBackend: what only a ledger of its own can answer (`_add_reader_routes`).
+    def query_accounts(self, query: QueryFilter) -> list[AccountState]:
+        return self.ledger.query_accounts(query)
+
+    def query_transfers(self, query: QueryFilter) -> list[TransferState]:
+        return self.ledger.query_transfers(query)
+
+    def changes(self, after: int, limit: int) -> list[Change]:
+        return list(self.ledger.changes(after=after, limit=limit))
 
 
 def _account_out(a: AccountState) -> AccountOut:
@@ -111,8 +178,32 @@ def _transfer_out(t: TransferState) -> TransferOut:
     )
 
 
+def _account_record(a: AccountState) -> AccountRecord:
+    return AccountRecord(
+        **_account_out(a).model_dump(), user_data_128=str(a.user_data_128), user_data_64=str(a.user_data_64),
+        user_data_32=a.user_data_32,
+    )
+
+
+def _transfer_record(t: TransferState) -> TransferRecord:
+    return TransferRecord(
+        **_transfer_out(t).model_dump(), user_data_128=str(t.user_data_128), user_data_64=str(t.user_data_64),
+        user_data_32=t.user_data_32, pending_status=t.pending_status.name,
+    )
+
+
+def _query_filter(q: QueryIn) -> QueryFilter:
+    """The library's filter for a validated request; a rule across fields is a 422 too."""
+    fields = q.model_dump()
+    reverse = fields.pop("reverse")
+    try:
+        return QueryFilter(**fields, flags=int(QueryFilterFlags.REVERSED) if reverse else 0)
+    except InvalidInputError as e:
+        raise HTTPException(422, str(e)) from None
+
+
 class RequestCounter:
-    """Counts requests by route and status. A plain ASGI middleware, not `@app.middleware`:
+    """Counts requests by route template and status. A plain ASGI middleware, not `@app.middleware`:
     Starlette's BaseHTTPMiddleware runs every request through an extra task and memory
     stream, which cost more CPU per request than the ledger commit it wraps."""
 
@@ -135,30 +226,37 @@ class RequestCounter:
         try:
             await self.app(scope, receive, send_counted)
         finally:
-            self.metrics.observe_request(scope["path"], status)
+            self.metrics.observe_request(scope.get(SCOPE_ROUTE, "unmatched"), status)
 
 
 def create_app(
     backend: RegionBackend,
     *,
+    auth: TokenVerifier,
     group_commit: bool = True,
     max_batch: int = 8190,
     max_wait: float = 0.002,
     startup: Callable[[], Awaitable[None]] | None = None,
     shutdown: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
-    """The gateway app; `startup`/`shutdown` run inside the server's event loop."""
+    """The gateway app; `startup`/`shutdown` run inside the server's event loop. `auth` knows
+    the run's tokens (by digest): every route but `/health` and the API description needs one."""
     metrics = GatewayMetrics(backend.region)
     transfers: GroupCommitter[Transfer, tuple[CreateTransferResult, str]] = GroupCommitter(
         backend.create_transfers, max_batch=max_batch, max_wait=max_wait,
         enabled=group_commit and not backend.batches_itself, on_batch=metrics.observe_batch,
     )
 
+    watch = LoopWatch()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        check_policies(app)  # every route is added by now, the region app's own included
         if startup is not None:
             await startup()
+        watch.start()
         yield
+        await watch.stop()
         await transfers.close()
         if shutdown is not None:
             await shutdown()
@@ -171,10 +269,16 @@ def create_app(
         "decimal strings so that JavaScript clients keep every digit.",
         lifespan=lifespan,
     )
+    app.router.route_class = StrictJSONRoute
     app.state.metrics = metrics
     app.state.committer = transfers
-
+    app.state.loop_watch = watch
+    # The last added runs first: count every answer, then admit the caller, then bound the body.
+    app.add_middleware(BodyLimit, caps=BATCH_ROUTES)
+    app.add_middleware(BearerAuth, verifier=auth, routes=app.routes)
     app.add_middleware(RequestCounter, metrics=metrics)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    _describe_bearer(app)
 
     @app.exception_handler(LedgerError)
     async def ledger_error(_: Request, exc: LedgerError) -> JSONResponse:
@@ -194,20 +298,19 @@ def create_app(
     def outcomes(done: list[tuple[Transfer, int, str]]) -> list[Outcome]:
         return [Outcome(id=str(t.id), result=outcome_name(code), region=where) for t, code, where in done]
 
-    @app.post("/accounts", response_model=list[Outcome], summary="Create accounts (a batch)")
-    async def create_accounts(body: list[AccountIn]) -> list[Outcome]:
-        if not 1 <= len(body) <= MAX_REQUEST_ITEMS:
-            raise HTTPException(422, f"body: between 1 and {MAX_REQUEST_ITEMS} accounts")
-        accounts = [a.to_domain() for a in body]
-        try:
-            results = await asyncio.to_thread(backend.create_accounts, accounts)
-        except NotImplementedError as e:
-            raise HTTPException(501, str(e)) from None
-        pairs = zip(accounts, results, strict=True)
-        return [Outcome(id=str(a.id), result=r.name, region=where) for a, (r, where) in pairs]
+    async def create_accounts(body: AccountBatch) -> JSONResponse:
+        accounts = await off_loop(_to_domain, body)
+        results = await asyncio.to_thread(backend.create_accounts, accounts)
+        rows = [(a.id, r.name, where) for a, (r, where) in zip(accounts, results, strict=True)]
+        return await off_loop(_outcome_list, rows)
 
-    @app.post("/transfers", response_model=Outcome, summary="Create one transfer")
-    async def create_transfer(body: TransferIn) -> JSONResponse:
+    if backend.creates_accounts:
+        app.post("/accounts", response_model=list[Outcome], summary="Create accounts (a batch)",
+                 openapi_extra=roles(OPERATOR))(create_accounts)
+
+    @app.post("/transfers", response_model=Outcome, summary="Create one transfer", openapi_extra=roles(PAYMENTS))
+    async def create_transfer(request: Request, body: TransferIn) -> JSONResponse:
+        refuse_bank_accounts(request, _accounts_named([body]))
         done = await commit([body.to_domain()])
         code = done[0][1]
         if code == UNAVAILABLE:
@@ -215,57 +318,178 @@ def create_app(
         status = 201 if code == CreateTransferResult.OK else 200
         return JSONResponse(outcomes(done)[0].model_dump(), status_code=status)
 
-    @app.post("/transfers/batch", response_model=list[Outcome], summary="Create transfers (a batch)")
-    async def create_transfers(body: list[TransferIn]) -> list[Outcome]:
-        if not 1 <= len(body) <= MAX_REQUEST_ITEMS:
-            raise HTTPException(422, f"body: between 1 and {MAX_REQUEST_ITEMS} transfers")
-        return outcomes(await commit([t.to_domain() for t in body]))
+    @app.post("/transfers/batch", response_model=list[Outcome], summary="Create transfers (a batch)",
+              openapi_extra=roles(PAYMENTS))
+    async def create_transfers(request: Request, body: TransferBatch) -> JSONResponse:
+        refuse_bank_accounts(request, _accounts_named(body))
+        done = await commit(await off_loop(_to_domain, body))
+        return await off_loop(_outcome_list, [(t.id, outcome_name(code), where) for t, code, where in done])
 
-    @app.post("/transfers/{pending_id}/post", response_model=Outcome, summary="Post (part of) a pending transfer")
+    @app.post("/transfers/{pending_id}/post", response_model=Outcome, summary="Post (part of) a pending transfer",
+              openapi_extra=roles(PAYMENTS))
     async def post_pending(pending_id: PathId, body: ResolveIn) -> Outcome:
         return outcomes(await commit([
             Transfer(id=body.id, pending_id=pending_id, amount=body.amount, flags=TransferFlags.POST_PENDING_TRANSFER)
         ]))[0]
 
-    @app.post("/transfers/{pending_id}/void", response_model=Outcome, summary="Void a pending transfer")
+    @app.post("/transfers/{pending_id}/void", response_model=Outcome, summary="Void a pending transfer",
+              openapi_extra=roles(PAYMENTS))
     async def void_pending(pending_id: PathId, body: ResolveIn) -> Outcome:
+        # The body's default (2^128-1, "all of it") is a post's sentinel; a void's is 0.
+        amount = 0 if body.amount == U128_MAX else body.amount
         return outcomes(await commit([
-            Transfer(id=body.id, pending_id=pending_id, amount=body.amount, flags=TransferFlags.VOID_PENDING_TRANSFER)
+            Transfer(id=body.id, pending_id=pending_id, amount=amount, flags=TransferFlags.VOID_PENDING_TRANSFER)
         ]))[0]
 
-    @app.get("/accounts/{account_id}", response_model=AccountOut, summary="Look up an account")
-    async def get_account(account_id: PathId) -> AccountOut:
+    @app.get("/accounts/{account_id}", response_model=AccountOut, summary="Look up an account",
+             openapi_extra=roles(PAYMENTS, AUDITOR))
+    async def get_account(request: Request, account_id: PathId) -> AccountOut:
+        refuse_bank_accounts(request, [(-1, "account_id", account_id)])
         found = backend.lookup_accounts([account_id])
         if not found:
             raise HTTPException(404, f"account_id: no account {account_id}")
         return _account_out(found[0])
 
-    @app.get("/transfers/{transfer_id}", response_model=TransferOut, summary="Look up a transfer")
+    @app.get("/transfers/{transfer_id}", response_model=TransferOut, summary="Look up a transfer",
+             openapi_extra=roles(PAYMENTS, AUDITOR))
     async def get_transfer(transfer_id: PathId) -> TransferOut:
         found = backend.lookup_transfers([transfer_id])
         if not found:
             raise HTTPException(404, f"transfer_id: no transfer {transfer_id}")
         return _transfer_out(found[0])
 
-    @app.get("/accounts/{account_id}/transfers", response_model=list[TransferOut], summary="Account statement (paged)")
+    @app.get("/accounts/{account_id}/transfers", response_model=list[TransferOut], summary="Account statement (paged)",
+             openapi_extra=roles(PAYMENTS, AUDITOR))
     async def statement(
+        request: Request,
         account_id: PathId,
         limit: Annotated[int, Query(ge=1, le=8190)] = 100,
         reverse: bool = False,
         timestamp_min: Annotated[int, Query(ge=0, le=U64_MAX)] = 0,
         timestamp_max: Annotated[int, Query(ge=0, le=U64_MAX)] = 0,
     ) -> list[TransferOut]:
+        refuse_bank_accounts(request, [(-1, "account_id", account_id)])
         rows = backend.get_account_transfers(
             account_id, limit=limit, reverse=reverse, timestamp_min=timestamp_min, timestamp_max=timestamp_max
         )
         return [_transfer_out(t) for t in rows]
 
-    @app.get("/health", summary="Liveness and the region's name")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "region": backend.region}
+    if isinstance(backend, LedgerBackend):
+        _add_reader_routes(app, backend)
 
-    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    @app.get("/health", summary="Liveness and the region's name (no token needed); 503 once the region failed")
+    async def health() -> JSONResponse:
+        failure = backend.failure()
+        if failure is not None:
+            return JSONResponse({"status": "failed", "region": backend.region, "detail": failure}, status_code=503)
+        return JSONResponse({"status": "ok", "region": backend.region})
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics",
+             openapi_extra=roles(AUDITOR, OPERATOR))
     async def prometheus() -> str:
-        return metrics.render(backend.replication_lag())
+        return metrics.render(backend.replication_lag()) + "\n".join(watch.render(metrics.labels())) + "\n"
 
     return app
+
+
+def _add_reader_routes(app: FastAPI, backend: LedgerBackend) -> None:
+    """The auditor's routes that only a ledger of its own can answer: TigerBeetle's
+    QueryFilter and the change stream. A gateway over a region node has none of them
+    (not a 501: nothing a client sends gets a 5xx)."""
+    async def run_query(query: Callable[[QueryFilter], list[Any]], q: QueryIn) -> list[Any]:
+        return await asyncio.to_thread(query, _query_filter(q))
+
+    @app.get("/query/accounts", response_model=list[AccountRecord], summary="Query accounts (QueryFilter)",
+             openapi_extra=roles(AUDITOR))
+    async def query_accounts_get(q: Annotated[QueryParams, Query()]) -> list[AccountRecord]:
+        return [_account_record(a) for a in await run_query(backend.query_accounts, q)]
+
+    @app.post("/query/accounts", response_model=list[AccountRecord], summary="Query accounts (QueryFilter body)",
+             openapi_extra=roles(AUDITOR))
+    async def query_accounts_post(q: QueryIn) -> list[AccountRecord]:
+        return [_account_record(a) for a in await run_query(backend.query_accounts, q)]
+
+    @app.get("/query/transfers", response_model=list[TransferRecord], summary="Query transfers (QueryFilter)",
+             openapi_extra=roles(AUDITOR))
+    async def query_transfers_get(q: Annotated[QueryParams, Query()]) -> list[TransferRecord]:
+        return [_transfer_record(t) for t in await run_query(backend.query_transfers, q)]
+
+    @app.post("/query/transfers", response_model=list[TransferRecord], summary="Query transfers (QueryFilter body)",
+             openapi_extra=roles(AUDITOR))
+    async def query_transfers_post(q: QueryIn) -> list[TransferRecord]:
+        return [_transfer_record(t) for t in await run_query(backend.query_transfers, q)]
+
+    @app.get("/changes", summary="The change stream: committed batches after a cursor, as NDJSON",
+             response_class=StreamingResponse, openapi_extra=roles(AUDITOR))
+    async def changes(
+        request: Request,
+        after: Annotated[int, Query(ge=0, le=U64_MAX)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_REQUEST_ITEMS)] = 1000,
+        follow: bool = False,
+        poll: Annotated[float, Query(ge=0.01, le=5)] = 0.2,
+        timeout: Annotated[float, Query(gt=0, le=FOLLOW_MAX_S)] = FOLLOW_MAX_S,
+    ) -> StreamingResponse:
+        """One JSON object per line, one per committed batch, oldest first, at most `limit`;
+        each carries the `cursor` to resume from (`after=`). With `follow=true` it is a
+        long poll: the stream stays open and sends batches as they commit, until it has
+        sent `limit`, `timeout` seconds (at most 5) have passed or the client has gone;
+        the client then asks again from the last cursor it saw."""
+        async def lines() -> Any:
+            cursor, sent = after, 0
+            loop = asyncio.get_running_loop()
+            until = loop.time() + timeout
+            while sent < limit:
+                page = await asyncio.to_thread(backend.changes, cursor, limit - sent)
+                for change in page:
+                    yield json.dumps(change.to_json(), separators=(",", ":")) + "\n"
+                    cursor, sent = change.cursor, sent + 1
+                if not follow or loop.time() >= until or await request.is_disconnected():
+                    return
+                if not page:
+                    await asyncio.sleep(min(poll, max(0.0, until - loop.time())))
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+OFF_LOOP_ITEMS = 256
+"""A batch longer than this is converted in a worker thread: the largest (8,190 items) costs
+about 80 ms each way, which the event loop (health checks, the node's heartbeats) must not
+wait for in one piece. The thread still takes the GIL, but the loop gets it back every
+switch interval (5 ms)."""
+
+
+async def off_loop(convert: Callable[[Sequence[Any]], Any], items: Sequence[Any]) -> Any:
+    """`convert(items)`, in a worker thread if the batch is long."""
+    if len(items) > OFF_LOOP_ITEMS:
+        return await asyncio.to_thread(convert, items)
+    return convert(items)
+
+
+def _to_domain(items: Sequence[TransferIn | AccountIn]) -> list[Any]:
+    return [item.to_domain() for item in items]
+
+
+def _outcome_list(rows: Sequence[tuple[int, str, str]]) -> JSONResponse:
+    """A batch's outcomes, rendered (the declared `list[Outcome]`, without a model per row)."""
+    return JSONResponse([{"id": str(i), "result": result, "region": where} for i, result, where in rows])
+
+
+def _accounts_named(transfers: Sequence[TransferIn]) -> list[tuple[int, str, int]]:
+    """(index, field, account id) of every account a batch names (for the payments rule)."""
+    return [(i, field, getattr(t, field)) for i, t in enumerate(transfers)
+            for field in ("debit_account_id", "credit_account_id")]
+
+
+def _describe_bearer(app: FastAPI) -> None:
+    """Put the bearer scheme in the API description (each route's `security` names it)."""
+    describe = app.openapi
+
+    def with_bearer() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = describe()
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http", "scheme": "bearer",
+                "description": "a token from the run's credentials file (`geoledger serve` prints where)"}
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = with_bearer  # type: ignore[method-assign]

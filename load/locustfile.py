@@ -1,7 +1,11 @@
 """Locust users that behave like a bank's customers, against geoledger's region gateways.
 
 Configured by environment (set by `geoledger load`, or by hand):
-  GEOLEDGER_GATEWAYS   comma-separated gateway base URLs, one per region (first = host)
+  GEOLEDGER_CREDENTIALS  the credentials file `geoledger serve` wrote (it prints where): the
+                       payments token, and the gateways if GEOLEDGER_GATEWAYS is unset
+  GEOLEDGER_TOKEN      a payments token, instead of (or overriding) the credentials file
+  GEOLEDGER_GATEWAYS   comma-separated gateway base URLs, one per region (first = host);
+                       `--host` outside that list means: send everything to that gateway
   GEOLEDGER_CUSTOMERS  number of customer accounts (ids 1..N), homed round-robin by region
   GEOLEDGER_CORPORATE  id of the corporate account that pays salaries
   GEOLEDGER_UNITS      number of units (shards); card holds stay within one unit
@@ -25,15 +29,33 @@ import os
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, LoadTestShape, between, events, task
 
+from load.auth import Credentials, Role, gateways_in
 from replication.accounts import BANK_BASE
 from replication.ids import CREDIT_BIT, GENESIS_BIT, transfer_id
 from replication.ids import UNIT_SHIFT as CLIENT_BITS
 
-GATEWAYS = [g for g in os.environ.get("GEOLEDGER_GATEWAYS", "http://127.0.0.1:8100").split(",") if g]
+
+def _credentials() -> tuple[dict[str, str], list[str]]:
+    """(role -> token, gateways) from GEOLEDGER_CREDENTIALS and GEOLEDGER_TOKEN."""
+    tokens: dict[str, str] = {}
+    gateways: list[str] = []
+    path = os.environ.get("GEOLEDGER_CREDENTIALS")
+    if path:
+        tokens = {role.value: token for role, token in Credentials.load(Path(path)).tokens.items()}
+        gateways = gateways_in(Path(path))
+    if os.environ.get("GEOLEDGER_TOKEN"):
+        tokens[Role.PAYMENTS.value] = os.environ["GEOLEDGER_TOKEN"]
+    return tokens, gateways
+
+
+TOKENS, _FILE_GATEWAYS = _credentials()
+GATEWAYS = [g for g in os.environ.get("GEOLEDGER_GATEWAYS", "").split(",") if g] or _FILE_GATEWAYS or [
+    "http://127.0.0.1:8100"]
 CUSTOMERS = int(os.environ.get("GEOLEDGER_CUSTOMERS", "1000"))
 CORPORATE = int(os.environ.get("GEOLEDGER_CORPORATE", "1"))
 UNITS = int(os.environ.get("GEOLEDGER_UNITS", "6"))
@@ -74,8 +96,18 @@ def record_ack(transfer_id: int, region: str, result: str) -> None:
     _append("GEOLEDGER_ACK_LOG", f"{transfer_id} {region} {result}")
 
 
-def home_gateway(account_id: int) -> str:
-    return GATEWAYS[(account_id - 1) % len(GATEWAYS)]
+def gateways_for(host: str | None) -> list[str]:
+    """The gateways a user calls: the run's (GEOLEDGER_GATEWAYS, else the credentials file's),
+    unless `--host` names a gateway outside them: then everything goes there (its region
+    forwards what other regions write)."""
+    if not host or host.rstrip("/") in GATEWAYS:
+        return GATEWAYS
+    return [host.rstrip("/")]
+
+
+def bearer(role: Role) -> dict[str, str]:
+    token = TOKENS.get(role.value)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class BankUser(FastHttpUser):
@@ -84,6 +116,14 @@ class BankUser(FastHttpUser):
     wait_time = between(0.0, 0.02)
     network_timeout = 5.0
     connection_timeout = 5.0
+    default_headers = bearer(Role.PAYMENTS)
+
+    def on_start(self) -> None:
+        self.gateways = gateways_for(self.host)
+
+    def home(self, account_id: int) -> str:
+        """The gateway of the region the account is homed in."""
+        return self.gateways[(account_id - 1) % len(self.gateways)]
 
     def transfer(self, base: str, body: dict[str, Any], name: str, path: str = "/transfers") -> str | None:
         """Submit until the gateway answers, always with the same id; returns the result code."""
@@ -100,8 +140,8 @@ class BankUser(FastHttpUser):
                         record_ack(int(payload["id"]), payload["region"], result)
                     response.success()
                     return result
-                if response.status_code == 422:
-                    response.failure(f"rejected: {response.text[:200]}")
+                if response.status_code in (401, 403, 413, 422):  # refused: the same request fails again
+                    response.failure(f"refused ({response.status_code}): {response.text[:200]}")
                     return None
                 response.failure(f"status {response.status_code}, retrying the same id")
             time.sleep(min(0.05 * 2**attempt, 1.0))
@@ -124,7 +164,7 @@ class RetailCustomer(BankUser):
             return
         body = {"id": next_transfer_id(payer), "debit_account_id": payer, "credit_account_id": payee,
                 "amount": random.randint(1, 5_000), "ledger": LEDGER, "code": 1}
-        self.transfer(home_gateway(payer), body, "pay")
+        self.transfer(self.home(payer), body, "pay")
 
 
 class CardAuthorisation(BankUser):
@@ -143,7 +183,7 @@ class CardAuthorisation(BankUser):
             return
         hold = random.randint(100, 20_000)
         pending_id = next_transfer_id(card)
-        base = home_gateway(card)
+        base = self.home(card)
         body = {"id": pending_id, "debit_account_id": card, "credit_account_id": merchant, "amount": hold,
                 "ledger": LEDGER, "code": 2, "flags": 2, "timeout": 3600}
         if self.transfer(base, body, "authorise") != "OK":
@@ -164,12 +204,12 @@ class SalaryBatch(BankUser):
 
     @task
     def payroll(self) -> None:
-        base = home_gateway(CORPORATE)
+        base = self.home(CORPORATE)
         batch = [
             {"id": next_transfer_id(CORPORATE), "debit_account_id": CORPORATE, "credit_account_id": employee,
              "amount": 1_000, "ledger": LEDGER, "code": 3}
             for employee in random.sample(range(1, CUSTOMERS + 1), min(50, CUSTOMERS))
-            if home_gateway(employee) == base
+            if self.home(employee) == base
         ]
         if not batch:
             return
@@ -196,7 +236,7 @@ class StatementReader(BankUser):
     @task
     def read(self) -> None:
         customer = self.random_customer()
-        self.client.get(f"{home_gateway(customer)}/accounts/{customer}/transfers?limit=20&reverse=true",
+        self.client.get(f"{self.home(customer)}/accounts/{customer}/transfers?limit=20&reverse=true",
                         name="statement")
 
 
@@ -219,28 +259,59 @@ class HostileClient(BankUser):
     def amount_extreme(self) -> None:
         body = self._payment()
         body["amount"] = random.choice(EXTREME_AMOUNTS)
-        self.transfer(home_gateway(body["debit_account_id"]), body, "hostile:amount_extreme")
+        self.transfer(self.home(body["debit_account_id"]), body, "hostile:amount_extreme")
 
     @task
     def reserved_id(self) -> None:
         body = self._payment()
         body["id"] = (CREDIT_BIT | body["id"]) if random.random() < 0.5 else (GENESIS_BIT | body["debit_account_id"])
-        self.transfer(home_gateway(body["debit_account_id"]), body, "hostile:reserved_id")
+        self.transfer(self.home(body["debit_account_id"]), body, "hostile:reserved_id")
+
+    def refused(self, name: str, expected: int, path: str, body: Any, headers: dict[str, str] | None = None,
+                base: str | None = None) -> None:
+        """An attack the gateway must refuse with `expected`: anything else is a failure."""
+        with self.client.post(f"{base or random.choice(self.gateways)}{path}", json=body, name=name,
+                              headers=headers, catch_response=True) as response:
+            if response.status_code == expected:
+                response.success()
+            else:
+                response.failure(f"expected {expected}, got {response.status_code}: {response.text[:200]}")
 
     @task
     def bank_account(self) -> None:
+        """Debit a unit's fund (it has no overdraft flag) or its transit account: 403 at the gateway."""
         body = self._payment()
         unit = unit_of(body["debit_account_id"])
         bank = BANK_BASE + unit if random.random() < 0.5 else BANK_BASE + (1 << 20) + unit  # a fund or a transit
         body["debit_account_id" if random.random() < 0.5 else "credit_account_id"] = bank
-        self.transfer(home_gateway(unit + 1), body, "hostile:bank_account")
+        self.refused("hostile:bank_account", 403, "/transfers", body, base=self.home(unit + 1))
+
+    @task
+    def stranger(self) -> None:
+        """No token, a made-up one, another role's: 401, 401, 403."""
+        body = self._payment()
+        self.refused("hostile:no_token", 401, "/transfers", body, headers={"Authorization": ""})
+        self.refused("hostile:made_up_token", 401, "/transfers", body, headers={"Authorization": "Bearer guess"})
+        if TOKENS.get(Role.AUDITOR.value):
+            self.refused("hostile:auditor_pays", 403, "/transfers", body, headers=bearer(Role.AUDITOR))
+
+    @task
+    def oversized(self) -> None:
+        """One item past the batch limit: 422 (or 413), never a 5xx, never applied."""
+        body = [self._payment() for _ in range(8191)]
+        with self.client.post(f"{random.choice(self.gateways)}/transfers/batch", json=body, name="hostile:oversized",
+                              catch_response=True) as response:
+            if response.status_code in (413, 422):
+                response.success()
+            else:
+                response.failure(f"status {response.status_code}")
 
     @task
     def reuse(self) -> None:
         body = self._payment()
-        if self.transfer(home_gateway(body["debit_account_id"]), body, "hostile:reuse") not in ACKED:
+        if self.transfer(self.home(body["debit_account_id"]), body, "hostile:reuse") not in ACKED:
             return
-        elsewhere = random.choice(GATEWAYS)
+        elsewhere = random.choice(self.gateways)
         self.transfer(elsewhere, body, "hostile:reuse_same")  # EXISTS, wherever it is sent
         other = dict(body, amount=body["amount"] + 1)
         self.transfer(elsewhere, other, "hostile:reuse_different")  # EXISTS_WITH_DIFFERENT_AMOUNT
@@ -248,7 +319,7 @@ class HostileClient(BankUser):
     @task
     def two_regions_at_once(self) -> None:
         body = self._payment()
-        for base in random.sample(GATEWAYS, min(2, len(GATEWAYS))):
+        for base in random.sample(self.gateways, min(2, len(self.gateways))):
             self.transfer(base, body, "hostile:two_regions")
 
     @task
@@ -256,7 +327,7 @@ class HostileClient(BankUser):
         body = self._payment()
         body["debit_account_id" if random.random() < 0.5 else "credit_account_id"] = random.choice(
             [0, CUSTOMERS + 1 + random.randint(0, 1000), (1 << 64) + body["debit_account_id"]])
-        self.transfer(home_gateway(max(1, body["debit_account_id"] % (1 << 64))), body, "hostile:zero_unknown")
+        self.transfer(self.home(max(1, body["debit_account_id"] % (1 << 64))), body, "hostile:zero_unknown")
 
     @task
     def chain_across_units(self) -> None:
@@ -264,7 +335,7 @@ class HostileClient(BankUser):
         first["flags"] = 1  # LINKED: the two are one chain
         if random.random() < 0.5:  # one unit named, a debit in another; or two units named
             second["id"] = next_transfer_id(first["debit_account_id"])
-        base = home_gateway(first["debit_account_id"])
+        base = self.home(first["debit_account_id"])
         with self.client.post(f"{base}/transfers/batch", json=[first, second], name="hostile:chain",
                               catch_response=True) as response:
             if response.status_code != 200:
@@ -286,7 +357,7 @@ class HostileClient(BankUser):
         body: dict[str, Any] = {"id": next_transfer_id(card)}
         if post:
             body["amount"] = random.randint(1, 100)
-        self.transfer(home_gateway(card), body, "hostile:foreign_pending",
+        self.transfer(self.home(card), body, "hostile:foreign_pending",
                       path=f"/transfers/{pending_id}/{'post' if post else 'void'}")
 
 

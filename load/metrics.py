@@ -1,4 +1,7 @@
-"""Gateway metrics in Prometheus text format: requests, results by code, batch sizes, lag."""
+"""Gateway metrics in Prometheus text format: requests, results by code, batch sizes, lag.
+
+Every label value comes from a bounded set the gateway defines (route templates, result
+codes, region names), and is escaped as the text format requires all the same."""
 
 from __future__ import annotations
 
@@ -16,9 +19,10 @@ class GatewayMetrics:
         self.batch_count = 0
         self.batch_sum = 0
 
-    def observe_request(self, path: str, status: int) -> None:
-        # Collapse ids out of paths so the label set stays bounded.
-        route = "/".join("{id}" if part.isdigit() else part for part in path.split("/"))
+    def observe_request(self, route: str, status: int) -> None:
+        """`route` is the matched route's template (`/accounts/{account_id}`) or `unmatched`,
+        never the raw path: a client must not be able to mint label values (a crafted path
+        once injected a fake series, and random paths grew the output without bound)."""
         self.requests[(route, status)] += 1
 
     def observe_result(self, code: str) -> None:
@@ -31,20 +35,24 @@ class GatewayMetrics:
             if size <= bound:
                 self.batch_buckets[i] += 1
 
+    def labels(self) -> str:
+        """The labels every series of this gateway carries."""
+        return f'region="{_label(self.region)}"'
+
     def render(self, lag: dict[str, float]) -> str:
-        r = f'region="{self.region}"'
+        r = self.labels()
         lines = [
             "# HELP geoledger_requests_total HTTP requests by route and status.",
             "# TYPE geoledger_requests_total counter",
         ]
         for (route, status), n in sorted(self.requests.items()):
-            lines.append(f'geoledger_requests_total{{{r},route="{route}",status="{status}"}} {n}')
+            lines.append(f'geoledger_requests_total{{{r},route="{_label(route)}",status="{status}"}} {n}')
         lines += [
             "# HELP geoledger_transfer_results_total Transfer outcomes by result code.",
             "# TYPE geoledger_transfer_results_total counter",
         ]
         for code, n in sorted(self.results.items()):
-            lines.append(f'geoledger_transfer_results_total{{{r},result="{code}"}} {n}')
+            lines.append(f'geoledger_transfer_results_total{{{r},result="{_label(code)}"}} {n}')
         lines += [
             "# HELP geoledger_batch_size Transfers per committed ledger batch (group commit).",
             "# TYPE geoledger_batch_size histogram",
@@ -59,5 +67,10 @@ class GatewayMetrics:
             "# TYPE geoledger_replication_lag_seconds gauge",
         ]
         for peer, seconds in sorted(lag.items()):
-            lines.append(f'geoledger_replication_lag_seconds{{{r},peer="{peer}"}} {seconds}')
+            lines.append(f'geoledger_replication_lag_seconds{{{r},peer="{_label(peer)}"}} {seconds}')
         return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A label value escaped for the text format (backslash, double quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

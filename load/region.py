@@ -2,10 +2,11 @@
 
 One process per region, so that `kill -9` takes a region down for real and a restart
 recovers it from its SQLite file. Nodes talk to each other over persistent TCP links on
-loopback (`load.peerlink`: pickled lists of messages, coalesced per peer and delayed by
-the configured one-way latency). The links and the internal HTTP endpoints (chaos,
-state) require the run's shared token: they trust their caller, so only the run's own
-processes may use them.
+loopback (`load.peerlink`: each region proves itself with its own key, frames are sealed
+and in the explicit wire codec, coalesced per peer and delayed by the configured one-way
+latency). The internal HTTP endpoints (chaos, raw state) admit the operator role only
+(`load.auth`). The run's config (`serve.json`) holds no secret: token digests and public
+keys; a region's private key reaches its process through a pipe, never a file.
 """
 
 from __future__ import annotations
@@ -13,19 +14,27 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import socket
+import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import Body, FastAPI, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
 
 from cext.codec import transfers_to_rows
 from cext.layout import join
 from ledger import AccountState, Transfer, TransferState
 from ledger.queries import StatementIndex, account_transfers, lookup_accounts, lookup_transfers
+from ledger.types import U128_MAX
+from load.auth import Role, TokenVerifier, roles
 from load.gateway import create_app
+from load.limits import MAX_REQUEST_ITEMS
+from load.peerauth import PeerKeys
 from load.peerlink import PeerListener, PeerSender
 from region.driver import LiveRegion
 from region.sqlite import SqliteRegionStore
@@ -57,7 +66,8 @@ class ServeConfig:
     rtt_ms: list[list[float]] = field(default_factory=lambda: [row[:] for row in DEFAULT_RTT_MS])
     data_dir: str = "serve-data"
     group_commit: bool = True
-    token: str = ""
+    token_digests: dict[str, str] = field(default_factory=dict)  # role -> SHA-256 of its token (`load.auth`)
+    peer_keys: list[str] = field(default_factory=list)  # each region's Ed25519 public key, hex (`load.peerauth`)
     http_ports: list[int] = field(default_factory=list)  # as bound by the cluster (empty: from base_port)
     peer_ports: list[int] = field(default_factory=list)
 
@@ -92,13 +102,13 @@ class ServeConfig:
 class PeerTransport:
     """Node messages to peers (`load.peerlink`), with per-pair latency and chaos applied here."""
 
-    def __init__(self, cfg: ServeConfig, me: int) -> None:
+    def __init__(self, cfg: ServeConfig, keys: PeerKeys) -> None:
         self.cfg = cfg
-        self.me = me
+        self.me = me = keys.me
         self.partitioned: set[int] = set()
         self.extra_ms: dict[int, float] = {}
         self._loop = asyncio.get_running_loop()
-        self._links = {p: PeerSender(cfg.peer_port(p), cfg.token) for p in range(len(cfg.regions)) if p != me}
+        self._links = {p: PeerSender(cfg.peer_port(p), keys, p) for p in range(len(cfg.regions)) if p != me}
 
     def __call__(self, to: int, message: Any, size: int) -> None:
         if to in self.partitioned:
@@ -136,10 +146,9 @@ class NodeBackend:
         self._live = live
 
     def create_accounts(self, accounts: list[Any]) -> list[Any]:
-        raise NotImplementedError(
-            "in replicated mode accounts are provisioned by the run (customers 1..N); see /internal/state"
-        )
+        raise NotImplementedError("in replicated mode accounts are provisioned by the run (customers 1..N)")
 
+    creates_accounts = False
     batches_itself = True
     """The node's step is the batching layer: whatever arrived while the previous step's
     commit ran is one step, one entry (the gateway adds no group commit of its own)."""
@@ -167,27 +176,67 @@ class NodeBackend:
         lag = self.live.stats.lag_ms
         return {"p99": float(np.percentile(lag, 99)) / 1000} if lag else {}
 
+    def failure(self) -> str | None:
+        if self._live is None:
+            return "starting: the region node is not running yet"
+        return self._live.failure
+
     def close(self) -> None:
         if self._live is not None:
             self._live.close()
 
 
-def build_region_app(cfg: ServeConfig, me: int, peer_socket: socket.socket | None = None) -> FastAPI:
-    """The region's public gateway plus its internal (token-protected) endpoints. The peer
-    listener serves on `peer_socket` (bound by the cluster) or binds its configured port."""
+class ChaosIn(BaseModel):
+    """What the chaos driver may change: who this region hears, how slowly, whether it stalls."""
+
+    model_config = ConfigDict(extra="forbid")
+    partition: list[Annotated[int, Field(ge=0, le=63)]] | None = Field(default=None, max_length=64)
+    extra_latency_ms: dict[Annotated[int, Field(ge=0, le=63)], Annotated[float, Field(
+        ge=0.0, le=60_000.0, allow_inf_nan=False)]] | None = Field(default=None, max_length=64)
+    pause: bool | None = None
+
+
+TransferIds = Annotated[list[Annotated[int, Field(ge=0, le=U128_MAX, strict=True)]],
+                        Body(max_length=MAX_REQUEST_ITEMS)]
+
+
+EXIT_REGION_FAILED = 70
+"""The exit code of a region process whose region stopped (EX_SOFTWARE): restart me."""
+FATAL_EXIT_DELAY = 0.5
+"""Seconds a stopped region keeps answering /health with 503 before its process exits."""
+
+
+def exit_process_soon(error: BaseException) -> None:
+    """A stopped region's process ends, so that its supervisor restarts it from its disk. Not
+    a graceful shutdown: the region already refuses everything, and `kill -9` is what its
+    recovery is built for."""
+    def end() -> None:
+        sys.stderr.flush()
+        os._exit(EXIT_REGION_FAILED)
+
+    asyncio.get_running_loop().call_later(FATAL_EXIT_DELAY, end)
+
+
+def build_region_app(cfg: ServeConfig, me: int, peer_private: str, peer_socket: socket.socket | None = None, *,
+                     on_fatal: Callable[[BaseException], None] = exit_process_soon) -> FastAPI:
+    """The region's public gateway plus its internal (operator-only) endpoints. The peer
+    listener serves on `peer_socket` (bound by the cluster) or binds its configured port;
+    `peer_private` is this region's own key (hex), which only this process holds. When the
+    region stops (`region.driver`), `on_fatal` ends the process."""
     holder: dict[str, Any] = {}
     backend = NodeBackend(cfg, me)
+    keys = PeerKeys.load(me, peer_private, cfg.peer_keys)
 
     async def start() -> None:
         Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
-        transport = PeerTransport(cfg, me)
+        transport = PeerTransport(cfg, keys)
         store = SqliteRegionStore(Path(cfg.data_dir) / f"region-{me}-{cfg.regions[me]}.db")
         # With group commit the node steps on whatever arrived since its last step and
         # fsyncs off the event loop (one SQLite transaction per step); without it, every
         # message is its own step and its own fsync, on the loop (the comparison baseline).
-        live = LiveRegion(cfg.node_config(me), store, transport, group_commit=cfg.group_commit)
+        live = LiveRegion(cfg.node_config(me), store, transport, group_commit=cfg.group_commit, on_fatal=on_fatal)
         backend.attach(live)
-        listener = PeerListener(cfg.token, live.deliver_many)
+        listener = PeerListener(keys, live.deliver_many)
         await listener.start(cfg.peer_port(me), sock=peer_socket)
         holder.update(transport=transport, live=live, listener=listener)
         # Start-up (imports, the app, the recovered node) leaves ~10^6 long-lived objects; a full
@@ -203,29 +252,29 @@ def build_region_app(cfg: ServeConfig, me: int, peer_socket: socket.socket | Non
 
     app = create_app(
         backend,  # type: ignore[arg-type]
-        startup=start, shutdown=stop,
+        auth=TokenVerifier(cfg.token_digests), startup=start, shutdown=stop,
     )
+    app.state.backend = backend
+    n = len(cfg.regions)
 
-    def _check(token: str | None) -> None:
-        if not cfg.token or token != cfg.token:
-            raise HTTPException(403, "internal endpoint: wrong or missing x-geoledger-token")
-
-    @app.post("/internal/chaos", include_in_schema=False)
-    async def chaos(body: dict[str, Any], x_geoledger_token: str | None = Header(default=None)) -> dict[str, Any]:
-        _check(x_geoledger_token)
+    @app.post("/internal/chaos", openapi_extra=roles(Role.OPERATOR), tags=["internal"],
+              summary="Chaos: partition this region from peers, slow its links, pause it")
+    async def chaos(body: ChaosIn) -> dict[str, Any]:
+        named = set(body.partition or ()) | set(body.extra_latency_ms or {})
+        if any(p >= n or p == me for p in named):
+            raise HTTPException(422, f"regions are 0..{n - 1}, and {me} is this one")
         transport: PeerTransport = holder["transport"]
-        if "partition" in body:
-            transport.partitioned = {int(p) for p in body["partition"]}
-        if "extra_latency_ms" in body:
-            transport.extra_ms = {int(k): float(v) for k, v in body["extra_latency_ms"].items()}
-        if "pause" in body:
-            holder["live"].pause(bool(body["pause"]))
+        if body.partition is not None:
+            transport.partitioned = set(body.partition)
+        if body.extra_latency_ms is not None:
+            transport.extra_ms = dict(body.extra_latency_ms)
+        if body.pause is not None:
+            holder["live"].pause(body.pause)
         return {"partitioned": sorted(transport.partitioned), "extra_latency_ms": transport.extra_ms}
 
-    @app.get("/internal/state", include_in_schema=False)
-    async def state(x_geoledger_token: str | None = Header(default=None)) -> dict[str, Any]:
-        """The replica's raw books, for verdicts that do not trust the gateway's own checks."""
-        _check(x_geoledger_token)
+    @app.get("/internal/state", openapi_extra=roles(Role.OPERATOR), tags=["internal"],
+             summary="The replica's raw books, for verdicts that do not trust the gateway's own checks")
+    async def state() -> dict[str, Any]:
         engine = holder["live"].node.engine
         rows = engine.accounts
         accounts = {
@@ -244,9 +293,9 @@ def build_region_app(cfg: ServeConfig, me: int, peer_socket: socket.socket | Non
             "audit": dict(zip(("ok", "first_bad_record"), holder["live"].store.verify_chain(), strict=True)),
         }
 
-    @app.post("/internal/missing", include_in_schema=False)
-    async def missing(ids: list[int], x_geoledger_token: str | None = Header(default=None)) -> dict[str, Any]:
-        _check(x_geoledger_token)
+    @app.post("/internal/missing", openapi_extra=roles(Role.OPERATOR), tags=["internal"],
+              summary="Which of these transfer ids this replica does not hold")
+    async def missing(ids: TransferIds) -> dict[str, Any]:
         engine = holder["live"].node.engine
         return {"missing": [i for i in ids if engine.transfer_slot(i) < 0]}
 

@@ -144,6 +144,7 @@ def _locust(opts: LoadOptions, cluster: Cluster, ack_log: Path) -> int:
     env = dict(os.environ)
     env.update(
         GEOLEDGER_GATEWAYS=",".join(cfg.url(r) for r in range(len(cfg.regions))),
+        GEOLEDGER_CREDENTIALS=str(cluster.credentials_path),
         GEOLEDGER_CUSTOMERS=str(opts.customers),
         GEOLEDGER_UNITS=str(len(cfg.regions) * cfg.units_per_region),
         GEOLEDGER_ACK_LOG=str(ack_log),
@@ -168,8 +169,7 @@ def _locust(opts: LoadOptions, cluster: Cluster, ack_log: Path) -> int:
 
 def _states(cluster: Cluster) -> list[dict[str, Any]]:
     cfg = cluster.cfg
-    headers = {"x-geoledger-token": cfg.token}
-    return [httpx.get(f"{cfg.url(r)}/internal/state", headers=headers, timeout=10).json()
+    return [httpx.get(f"{cfg.url(r)}/internal/state", headers=cluster.headers(), timeout=10).json()
             for r in range(len(cfg.regions))]
 
 
@@ -187,7 +187,7 @@ def verify(cluster: Cluster, states: list[dict[str, Any]], acked: list[int], mod
            ship: str, chains: list[list[int]] | None = None) -> dict[str, Any]:
     """The invariants object of result.json, computed from raw replica state."""
     cfg = cluster.cfg
-    headers = {"x-geoledger-token": cfg.token}
+    headers = cluster.headers()
     promised = promises(mode, ship)
     inv: dict[str, Any] = {}
 
@@ -245,7 +245,7 @@ def verify(cluster: Cluster, states: list[dict[str, Any]], acked: list[int], mod
 def _atomic_chains(cluster: Cluster, chains: list[list[int]]) -> dict[str, Any]:
     """Every linked chain the clients sent is in every replica's books whole, or not at all."""
     cfg = cluster.cfg
-    headers = {"x-geoledger-token": cfg.token}
+    headers = cluster.headers()
     ids = sorted({t for chain in chains for t in chain})
     partial: list[dict[str, Any]] = []
     for r in range(len(cfg.regions)):
@@ -360,6 +360,7 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
         "quiesce_s": round(quiesced, 3),
         "chaos": opts.chaos,
         "chaos_events": opts.events,
+        "supervisor_restarts": cluster.supervisor.events if cluster.supervisor is not None else [],
         "invariants": invariants,
         "slo_missed": slo_missed,
         "verdict": "ok" if not violated and not slo_missed else violated + slo_missed,

@@ -99,3 +99,43 @@ class TransferOut(BaseModel):
     flags: int
     timeout: int
     timestamp: int
+
+
+class QueryIn(Strict):
+    """TigerBeetle's QueryFilter as a JSON body (POST /query/accounts, /query/transfers).
+
+    Strict as a model (no field-level `strict`), so that `QueryParams` can relax it for
+    query strings, where every value arrives as text."""
+
+    user_data_128: Annotated[int, Field(ge=0, le=U128_MAX)] = 0
+    user_data_64: Annotated[int, Field(ge=0, le=U64_MAX)] = 0
+    user_data_32: Annotated[int, Field(ge=0, le=U32_MAX)] = 0
+    ledger: Annotated[int, Field(ge=0, le=U32_MAX)] = 0
+    code: Annotated[int, Field(ge=0, le=U16_MAX)] = 0
+    timestamp_min: Annotated[int, Field(ge=0, lt=U64_MAX)] = 0
+    timestamp_max: Annotated[int, Field(ge=0, lt=U64_MAX)] = 0
+    limit: Annotated[int, Field(ge=1, le=U32_MAX)] = 100
+    reverse: bool = False
+
+
+class QueryParams(QueryIn):
+    """The same filter as query parameters (GET): numbers parsed from their text."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class AccountRecord(AccountOut):
+    """An account with its user data (query results)."""
+
+    user_data_128: str
+    user_data_64: str
+    user_data_32: int
+
+
+class TransferRecord(TransferOut):
+    """A transfer with its user data and, for a pending one, where it stands (query results)."""
+
+    user_data_128: str
+    user_data_64: str
+    user_data_32: int
+    pending_status: str

@@ -16,11 +16,25 @@ Two ways to drive the node:
   the fsync, so the loop keeps receiving), then releases the step's replies and sends.
   While a step's fsync runs, the next step's inputs pile up: one fsync per step, not per
   message — group commit falls out of the queue, as in a database's log writer.
+
+Failing fast, telling the truth. A step's effects leave only after its records are durable,
+so a failed flush must neither release them nor let a later step go ahead of them (a
+later acknowledgement over a hole in the record sequence loses the earlier transfer on
+restart). With group commit the driver retries the flush (`flush_retry_delays`; the store
+keeps the records pending and rolls back a partial write) while the loop keeps receiving;
+without it the flush runs on the event loop, so there is no retrying there. If the flush
+still fails, or the node's step or the loop raises anything at all, the region *stops*:
+it logs why, `failure` says so (the gateway's `/health` answers 503 with it), nothing is
+handled or released any more, waiting clients get UNAVAILABLE (never applied: safe to
+retry), and `on_fatal` is called — the gateway process exits so that its supervisor
+restarts it, and the restart recovers from what is on disk. A region that stopped never
+answers again; one that recovered never acknowledged anything it did not persist.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from ledger.errors import StoreError
 from region.store import RegionStore
 from replication.config import NodeConfig
 from replication.log import Entry
@@ -49,6 +64,14 @@ from replication.outcomes import UNAVAILABLE
 
 Transport = Callable[[int, Message, int], None]
 """(destination region, message, size in bytes) -> None; must not block."""
+FLUSH_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
+"""Seconds before each retry of a failed group-commit flush (1.55 s in all, beyond the 1 s
+lease: a region whose disk stays full that long has lost its lease anyway)."""
+log = logging.getLogger(__name__)
+
+
+class RegionStopped(Exception):
+    """The region stopped (see the module docstring); what a waiting client is told."""
 
 
 @dataclass
@@ -71,7 +94,8 @@ class LiveRegion:
     (`time_scale < 1`) feeds a clock that runs faster by the same factor, so the node sees
     its nominal heartbeat, lease and timeout durations. `on_entry` / `on_report` let a
     runtime collect lag samples and operator reports itself (e.g. to ship them off a
-    process that may be killed); by default they land in `stats`.
+    process that may be killed); by default they land in `stats`. `on_fatal` is told when
+    the region stops for good (see the module docstring).
     """
 
     def __init__(
@@ -86,6 +110,8 @@ class LiveRegion:
         group_commit: bool = False,
         on_entry: Callable[[Entry], None] | None = None,
         on_report: Callable[[Report], None] | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
+        flush_retry_delays: tuple[float, ...] = FLUSH_RETRY_DELAYS,
     ) -> None:
         self.cfg = config
         self.store = store
@@ -96,6 +122,10 @@ class LiveRegion:
         self.group_commit = group_commit
         self.on_entry = on_entry
         self.on_report = on_report
+        self.on_fatal = on_fatal
+        self.flush_retry_delays = flush_retry_delays
+        self.failure: str | None = None
+        """Why the region stopped (see the module docstring), or None while it runs."""
         self.stats = LiveStats()
         self._loop = asyncio.get_running_loop()
         self._waiters: dict[int, asyncio.Future[Reply]] = {}
@@ -128,21 +158,11 @@ class LiveRegion:
 
     def deliver(self, message: Message) -> None:
         """A message arrived (from a peer, or a client request)."""
-        if self._closed:
-            return
-        if self.group_commit:
-            self._inbox.append(message)
-            if not self._paused:
-                self._wake.set()
-        elif self._paused:
-            self._held.append(message)
-        else:
-            self.stats.handled += 1
-            self._apply(self.node.handle(message, self.clock()))
+        self.deliver_many([message])
 
     def deliver_many(self, messages: list[Message]) -> None:
         """Several messages at once (a transport's batch): one commit for all of them."""
-        if self._closed or not messages:
+        if self._closed or self.failure is not None or not messages:
             return
         if self.group_commit:
             self._inbox.extend(messages)
@@ -151,9 +171,16 @@ class LiveRegion:
         elif self._paused:
             self._held.extend(messages)
         else:
+            self._step_now(messages)
+
+    def _step_now(self, messages: list[Message]) -> None:
+        """Immediate mode: one step, its flush on the loop, then its effects; stop on any error."""
+        try:
             effects = self.node.handle_many(messages, self.clock())
             self.stats.handled += len(messages)
             self._apply(effects)
+        except Exception as e:
+            self._fail("a step failed", e)
 
     async def submit(self, rows: np.ndarray, reads: np.ndarray | None = None) -> Reply:
         """Submit a client batch and wait for the node's answer (or UNAVAILABLE on timeout)."""
@@ -162,10 +189,12 @@ class LiveRegion:
         future: asyncio.Future[Reply] = self._loop.create_future()
         self._waiters[batch_id] = future
         request = ClientRequest(batch_id, rows) if reads is None else ClientRequest(batch_id, rows, reads)
+        if self.failure is not None:
+            future.set_result(Reply(batch_id, np.full(len(rows), UNAVAILABLE, np.uint32)))
         self.deliver(request)
         try:
             return await asyncio.wait_for(future, self.request_timeout)
-        except TimeoutError:
+        except (TimeoutError, RegionStopped):  # never applied (stopped: never persisted): retry elsewhere
             return Reply(batch_id, np.full(len(rows), UNAVAILABLE, np.uint32))
         finally:
             self._waiters.pop(batch_id, None)
@@ -198,44 +227,85 @@ class LiveRegion:
         self._wake.set()
         if self._runner is not None:
             self._runner.cancel()
-        self.store.close()  # waits for an fsync in flight (the store serialises them)
+        try:
+            self.store.close()  # waits for an fsync in flight (the store serialises them)
+        except StoreError as e:  # its records were never acknowledged: the restart recovers without them
+            log.error("region %d: closing its store failed: %s", self.cfg.me, e)
         if self._io is not None:
             self._io.shutdown(wait=True)
 
     # ------------------------------------------------------------------ group commit
     async def _run(self) -> None:
-        while not self._closed:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._paused or self._closed or not self._inbox:
-                continue
-            batch, self._inbox = self._inbox, []
-            effects = self.node.handle_many(batch, self.clock())
-            self.stats.handled += len(batch)
-            self.stats.steps += 1
-            if self._persist(effects):
-                self.stats.flushes += 1
-                began = time.perf_counter_ns()
+        try:
+            while not self._closed:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._paused or self._closed or not self._inbox:
+                    continue
+                batch, self._inbox = self._inbox, []
+                effects = self.node.handle_many(batch, self.clock())
+                self.stats.handled += len(batch)
+                self.stats.steps += 1
+                if self._persist(effects):
+                    self.stats.flushes += 1
+                    began = time.perf_counter_ns()
+                    await self._flush_retrying()
+                    self.stats.flush_ns.append(time.perf_counter_ns() - began)
+                    del self.stats.flush_ns[:-10_000]
+                    if self._closed:
+                        return  # closed during the fsync: nothing leaves any more
+                self._release(effects)
+                if self._inbox:
+                    self._wake.set()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # the loop must never die silently: stop the region, say why
+            self._fail("the group-commit loop failed", e)
+
+    async def _flush_retrying(self) -> None:
+        """Flush off the loop; on a `StoreError` (the store rolled back and kept the records
+        pending) wait and flush again, `flush_retry_delays` times, then give up (raise)."""
+        for attempt, delay in enumerate((0.0, *self.flush_retry_delays)):
+            if delay:
+                await asyncio.sleep(delay)
+            if self._closed:
+                return
+            try:
                 await self._loop.run_in_executor(self._io, self.store.flush)
-                self.stats.flush_ns.append(time.perf_counter_ns() - began)
-                del self.stats.flush_ns[:-10_000]
-                if self._closed:
-                    return  # closed during the fsync: nothing leaves any more
-            self._release(effects)
-            if self._inbox:
-                self._wake.set()
+            except StoreError as e:
+                if attempt == len(self.flush_retry_delays):
+                    raise
+                log.warning("region %d: flush failed (attempt %d of %d), retrying: %s", self.cfg.me, attempt + 1,
+                            len(self.flush_retry_delays) + 1, e)
+                continue
+            if attempt:
+                log.warning("region %d: flush succeeded on attempt %d", self.cfg.me, attempt + 1)
+            return
+
+    def _fail(self, what: str, error: BaseException) -> None:
+        """Stop the region for good (see the module docstring). Idempotent."""
+        if self.failure is not None or self._closed:
+            return
+        self.failure = f"{what}: {type(error).__name__}: {error}"
+        log.critical("region %d stopped: %s", self.cfg.me, self.failure, exc_info=error)
+        self._inbox.clear()
+        self._held.clear()
+        for waiter in list(self._waiters.values()):
+            if not waiter.done():
+                waiter.set_exception(RegionStopped(self.failure))
+        if self.on_fatal is not None:
+            self.on_fatal(error)
 
     # ------------------------------------------------------------------ effects
     def _tick(self) -> None:
-        if self._closed:
+        if self._closed or self.failure is not None:
             return
         if self.group_commit:
             self.deliver(Tick())
         elif self._paused:
             self._tick_missed = True
         else:
-            self.stats.handled += 1
-            self._apply(self.node.handle(Tick(), self.clock()))
+            self._step_now([Tick()])
 
     def _persist(self, effects: list[Any]) -> bool:
         """Append every record of `effects` to the store (not yet committed)."""

@@ -19,7 +19,7 @@ import pytest
 
 from ledger import Ledger
 from tests.support.clock import FakeClock
-from tests.support.realparts import real_parts_required
+from tests.support.realparts import drop_keyspace, real_parts_required
 
 TIERS = ("ray", "cassandra", "load", "slow")
 
@@ -79,12 +79,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[
 
 @pytest.fixture
 def open_ledger(store_url: str, clock: FakeClock) -> Iterator[Callable[[], Ledger]]:
-    """Opens the test's store (again): reopening a durable store must restore its state."""
+    """Opens the test's store (again): reopening a durable store must restore its state. A
+    store has one writer (`ledger.lock`), so the ledger opened before is closed first."""
     opened: list[Ledger] = []
 
     def _open() -> Ledger:
         if store_url == "memory://" and opened:
             return opened[0]
+        if opened:
+            opened[-1].close()
         led = Ledger.open(store_url, clock=clock)
         opened.append(led)
         return led
@@ -93,19 +96,7 @@ def open_ledger(store_url: str, clock: FakeClock) -> Iterator[Callable[[], Ledge
     for led in opened:
         led.close()
     if store_url.startswith("cassandra://"):
-        _drop_keyspace(store_url)
-
-
-def _drop_keyspace(url: str) -> None:
-    """Per-test keyspaces would pile up on a small test heap and slow every schema change."""
-    from cassandra.cluster import Cluster
-
-    keyspace = url.split("/")[3].split("?")[0]
-    cluster = Cluster(["127.0.0.1"], port=9042, protocol_version=5)
-    try:
-        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=30)
-    finally:
-        cluster.shutdown()
+        drop_keyspace(store_url)
 
 
 @pytest.fixture

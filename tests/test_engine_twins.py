@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 
 from cext.codec_py import accounts_to_rows, row_to_account, row_to_transfer, transfers_to_rows
 from cext.engine_py import PyEngine
-from cext.layout import STATUS_EXPIRED, STATUS_PENDING, STATUS_POSTED, STATUS_VOIDED
+from cext.layout import FAILED_DTYPE, STATUS_EXPIRED, STATUS_PENDING, STATUS_POSTED, STATUS_VOIDED
 from ledger.types import (
     AMOUNT_MAX,
     NS_PER_S,
+    TIMESTAMP_MAX,
     U64_MAX,
     U128_MAX,
     Account,
@@ -37,6 +38,14 @@ from ledger.types import (
     CreateTransferResult,
     Transfer,
     TransferFlags,
+)
+from tests.support.engine_events import (
+    ACCOUNT_IDS,
+    ODD_ACCOUNT_IDS,
+    SETUP_ACCOUNTS,
+    SPECIAL_TRANSFER_IDS,
+    Events,
+    timestamps,
 )
 
 _engine = pytest.importorskip("cext._engine", reason="the Cython extension is not built")
@@ -49,179 +58,24 @@ TF = TransferFlags
 ENGINES = [PyEngine, CyEngine]
 Engine = Any  # PyEngine | CyEngine: the same duck type
 
-# ----------------------------------------------------------------------------- generators
-
-# Account ids, weighted: 5 is on ledger 2 and 6 is closed in the usual setup.
-ACCOUNT_IDS = [1, 1, 2, 2, 3, 4, 1 << 64, U128_MAX - 1, 5, 6]
-ODD_ACCOUNT_IDS = [0, 7, U128_MAX]  # zero, unknown, int max
-SPECIAL_TRANSFER_IDS = [0, U128_MAX, 1 << 64, U128_MAX - 1]
-BIG_AMOUNTS = [(1 << 64) - 1, 1 << 64, 1 << 127, U128_MAX - 2, U128_MAX - 1, AMOUNT_MAX]
-TIMEOUTS = [0, 0, 0, 1, 2, 1000, (1 << 32) - 1]
-RESERVED_ACCOUNT_FLAGS = [1 << 4, 1 << 6, 1 << 15]
-RESERVED_TRANSFER_FLAGS = [1 << 6, 1 << 7, 1 << 15]
-ACCOUNT_FLAGS = [
-    0, 0, 0, AF.LINKED, AF.DEBITS_MUST_NOT_EXCEED_CREDITS, AF.CREDITS_MUST_NOT_EXCEED_DEBITS, AF.HISTORY,
-    AF.CLOSED, AF.HISTORY | AF.LINKED, AF.DEBITS_MUST_NOT_EXCEED_CREDITS | AF.CREDITS_MUST_NOT_EXCEED_DEBITS,
-    *RESERVED_ACCOUNT_FLAGS,
-]
-
-amounts = st.one_of(
-    st.sampled_from([0, 1, 2, 5, 10, 100]), st.integers(0, 1000), st.sampled_from(BIG_AMOUNTS),
-    st.integers(0, U128_MAX),
-)
-small_user_data = st.sampled_from([0, 0, 1, 2])
-
-SETUP_ACCOUNTS = [
-    Account(id=1, ledger=1, code=1),
-    Account(id=2, ledger=1, code=1, flags=AF.HISTORY),
-    Account(id=3, ledger=1, code=1, flags=AF.DEBITS_MUST_NOT_EXCEED_CREDITS),
-    Account(id=4, ledger=1, code=1, flags=AF.CREDITS_MUST_NOT_EXCEED_DEBITS | AF.HISTORY),
-    Account(id=5, ledger=2, code=1),
-    Account(id=6, ledger=1, code=1, flags=AF.CLOSED),
-    Account(id=1 << 64, ledger=1, code=2),
-    Account(id=U128_MAX - 1, ledger=1, code=1, user_data_128=U128_MAX),
-]
-
-
-class Events:
-    """Draws accounts and transfers that refer to earlier ones, so deep paths are reached.
-
-    A purely random transfer almost never posts a pending transfer or re-sends an existing
-    one with exactly one field changed; this remembers the ids it proposed (fresh ones from
-    a counter, so most transfers are new) and the transfers it made, and draws posts and
-    voids of earlier pendings and re-sends of earlier transfers, each sometimes spoiled.
-    """
-
-    def __init__(self, data: st.DataObject) -> None:
-        self.draw = data.draw
-        self.next_id = 1
-        self.sent: list[Transfer] = []
-        self.pending_ids: list[int] = [1]
-
-    def account(self) -> Account:
-        return Account(
-            id=self.draw(st.sampled_from(ACCOUNT_IDS + ODD_ACCOUNT_IDS + [8, 9])),
-            ledger=self.draw(st.sampled_from([1, 1, 1, 2, 0])),
-            code=self.draw(st.sampled_from([1, 1, 9, 0])),
-            flags=int(self.draw(st.sampled_from(ACCOUNT_FLAGS))),
-            user_data_128=self.draw(st.sampled_from([0, 0, 1, U128_MAX])),
-            user_data_64=self.draw(small_user_data),
-            user_data_32=self.draw(small_user_data),
-        )
-
-    def _id(self) -> int:
-        how = self.draw(st.sampled_from(["fresh"] * 6 + ["old"] * 3 + ["special"]))
-        if how == "special":
-            return self.draw(st.sampled_from(SPECIAL_TRANSFER_IDS))
-        if how == "old" and self.sent:
-            return self.draw(st.sampled_from(self.sent)).id
-        self.next_id += 1
-        return self.next_id
-
-    def _pending_id(self) -> int:
-        """Mostly one of the last few pendings proposed: the likeliest to exist and be open."""
-        if self.draw(st.integers(0, 3)):
-            return self.draw(st.sampled_from(self.pending_ids[-3:]))
-        return self.draw(st.sampled_from(self.pending_ids))
-
-    def transfer(self) -> Transfer:
-        kind = self.draw(st.sampled_from(
-            ["single", "single", "pending", "pending", "post", "post", "void", "balancing", "resend"]
+def imported(data: st.DataObject, items: list[Any], now: int) -> list[Any]:
+    """The same events as an import: the IMPORTED flag (mostly) and increasing past
+    timestamps just before `now` (sometimes spoiled: zero, in the future, regressing)."""
+    out = []
+    flagged = data.draw(st.integers(0, 5)) > 0  # else: timestamps on events that do not import
+    for k, item in enumerate(items):
+        flag = AF.IMPORTED if isinstance(item, Account) else TF.IMPORTED
+        fields = {f: getattr(item, f) for f in item.__dataclass_fields__}
+        if flagged and data.draw(st.integers(0, 9)):
+            fields["flags"] = int(fields["flags"]) | flag
+        fields["timeout"] = 0 if "timeout" in fields and data.draw(st.integers(0, 3)) else fields.get("timeout", 0)
+        if "timeout" not in item.__dataclass_fields__:
+            del fields["timeout"]
+        fields["timestamp"] = data.draw(st.sampled_from(
+            [now - 3 * len(items) + 2 * k] * 6 + [0, now, now + 1, max(now - 10**9, 1), 1, TIMESTAMP_MAX + 1]
         ))
-        t = self.resend() if kind == "resend" and self.sent else self.new(kind)
-        self.sent.append(t)
-        if t.flags & TF.PENDING:
-            self.pending_ids.append(t.id)
-        return t
-
-    def new(self, kind: str) -> Transfer:
-        linked = TF.LINKED if self.draw(st.integers(0, 7)) == 0 else 0
-        dr, cr = self.draw(st.lists(st.sampled_from(ACCOUNT_IDS), min_size=2, max_size=2, unique=True))
-        fields: dict[str, Any] = {
-            "id": self._id(),
-            "debit_account_id": dr,
-            "credit_account_id": cr,
-            "amount": self.draw(amounts),
-            "ledger": 1,
-            "code": 1,
-            "user_data_128": self.draw(small_user_data),
-            "user_data_64": self.draw(small_user_data),
-            "user_data_32": self.draw(small_user_data),
-        }
-        if kind in ("single", "resend"):
-            fields["flags"] = linked
-        elif kind == "pending":
-            fields["flags"] = linked | TF.PENDING
-            fields["timeout"] = self.draw(st.sampled_from(TIMEOUTS))
-        elif kind == "balancing":
-            fields["flags"] = linked | self.draw(st.sampled_from([
-                TF.BALANCING_DEBIT, TF.BALANCING_CREDIT, TF.BALANCING_DEBIT | TF.BALANCING_CREDIT,
-                TF.BALANCING_DEBIT | TF.PENDING,
-            ]))
-        else:
-            fields["flags"] = linked | (TF.POST_PENDING_TRANSFER if kind == "post" else TF.VOID_PENDING_TRANSFER)
-            fields["pending_id"] = self._pending_id()
-            if kind == "post":
-                fields["amount"] = self.draw(st.one_of(st.sampled_from([AMOUNT_MAX, AMOUNT_MAX, 0, 1, 2, 5]), amounts))
-            else:
-                fields["amount"] = self.draw(st.sampled_from([AMOUNT_MAX, AMOUNT_MAX, AMOUNT_MAX, 0, 1]))
-            # Post/void may leave these zero (inherit) or repeat them (must match).
-            fields["debit_account_id"] = self.draw(st.sampled_from([0, 0, dr]))
-            fields["credit_account_id"] = self.draw(st.sampled_from([0, 0, cr]))
-            fields["ledger"] = self.draw(st.sampled_from([0, 1]))
-            fields["code"] = self.draw(st.sampled_from([0, 1]))
-        if self.draw(st.integers(0, 9)) == 0:
-            self.spoil(fields, dr)
-        fields["flags"] = int(fields["flags"])
-        return Transfer(**fields)
-
-    def spoil(self, fields: dict[str, Any], dr: int) -> None:
-        name, values = self.draw(st.sampled_from([
-            ("debit_account_id", ODD_ACCOUNT_IDS),
-            ("credit_account_id", [*ODD_ACCOUNT_IDS, dr]),
-            ("ledger", [0, 2, 3]),
-            ("code", [0, 9]),
-            ("pending_id", [0, U128_MAX, fields["id"]]),
-            ("timeout", [1, 1000]),
-            ("flags", [
-                *RESERVED_TRANSFER_FLAGS, TF.POST_PENDING_TRANSFER | TF.VOID_PENDING_TRANSFER,
-                TF.POST_PENDING_TRANSFER | TF.PENDING, TF.VOID_PENDING_TRANSFER | TF.BALANCING_CREDIT,
-                TF.POST_PENDING_TRANSFER | TF.BALANCING_DEBIT,
-            ]),
-        ]))
-        value = self.draw(st.sampled_from(values))
-        fields[name] = int(fields["flags"]) | value if name == "flags" else value
-
-    def resend(self) -> Transfer:
-        """An earlier transfer again: as it was (exists) or with one field changed."""
-        old = self.draw(st.sampled_from(self.sent))
-        change = self.draw(st.sampled_from([
-            None, None, "flags", "debit_account_id", "credit_account_id", "amount", "pending_id",
-            "user_data_128", "user_data_64", "user_data_32", "timeout", "code", "ledger",
-        ]))
-        if change is None:
-            return old
-        fields = {f: getattr(old, f) for f in (
-            "id", "debit_account_id", "credit_account_id", "amount", "ledger", "code", "flags", "pending_id",
-            "timeout", "user_data_128", "user_data_64", "user_data_32",
-        )}
-        if change == "flags":
-            fields["flags"] = old.flags ^ self.draw(st.sampled_from([TF.LINKED, TF.PENDING, TF.BALANCING_DEBIT]))
-        elif change == "amount":
-            fields["amount"] = self.draw(st.sampled_from([0, 1, max(old.amount - 1, 0), AMOUNT_MAX]))
-        elif change == "pending_id":
-            fields["pending_id"] = self._pending_id()
-        elif change in ("debit_account_id", "credit_account_id"):
-            fields[change] = self.draw(st.sampled_from(ACCOUNT_IDS))
-        elif change == "timeout":
-            fields["timeout"] = self.draw(st.sampled_from(TIMEOUTS))
-        elif change == "code":
-            fields["code"] = self.draw(st.sampled_from([0, 1, 2]))
-        elif change == "ledger":
-            fields["ledger"] = self.draw(st.sampled_from([0, 1, 2]))
-        else:
-            fields[change] = self.draw(st.sampled_from([0, 1, 3]))
-        return Transfer(**fields)
+        out.append(type(item)(**fields))
+    return out
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -238,21 +92,22 @@ def assert_same_state(py: Engine, cy: Engine, where: object = "") -> None:
         assert py.account_slot(i) == cy.account_slot(i), (where, i)
     for i in [*range(1, 60), *SPECIAL_TRANSFER_IDS]:
         assert py.transfer_slot(i) == cy.transfer_slot(i), (where, i)
+        assert py.failed_slot(i) == cy.failed_slot(i), (where, i)
+    assert py.failed.tobytes() == cy.failed.tobytes(), where
+    assert py.next_expiry() == cy.next_expiry(), where
 
 
-def timestamps(start: int, n: int) -> np.ndarray:
-    return np.arange(start, start + n, dtype=np.uint64)
-
-
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.data(),
     setup=st.lists(st.sampled_from(SETUP_ACCOUNTS), min_size=5, max_size=8, unique_by=lambda a: a.id),
-    t0=st.sampled_from([1, 10**18, U64_MAX - 5000 * NS_PER_S]),
+    t0=st.sampled_from([1, 10**18, TIMESTAMP_MAX - 5000 * NS_PER_S, U64_MAX - 5000 * NS_PER_S]),
     gap=st.sampled_from([1, NS_PER_S, 3 * NS_PER_S]),
 )
 def test_twins_agree(data: st.DataObject, setup: list[Account], t0: int, gap: int) -> None:
-    """Random batches, expiries and snapshot hand-overs: equal results and state throughout."""
+    """Random batches (client rows or replayed ones, imports, closing transfers), expiries,
+    remembered failures and snapshot hand-overs: equal results and state throughout."""
     events = Events(data)
     py, cy = PyEngine(), CyEngine()
     rows = accounts_to_rows(setup)
@@ -261,24 +116,37 @@ def test_twins_agree(data: st.DataObject, setup: list[Account], t0: int, gap: in
     now = t0 + len(rows)
     for i in range(data.draw(st.integers(1, 10), label="steps")):
         op = data.draw(st.sampled_from(["accounts", "transfers", "transfers", "transfers", "transfers",
-                                        "expire", "handover"]))
-        if op in ("accounts", "transfers"):
+                                        "import", "expire", "handover", "remember"]))
+        if op in ("accounts", "transfers", "import"):
             n = data.draw(st.integers(0, 8 if op == "accounts" else 16))
-            if op == "accounts":
-                rows = accounts_to_rows([events.account() for _ in range(n)])
-            else:
-                rows = transfers_to_rows([events.transfer() for _ in range(n)])
-            ts = timestamps(now, len(rows))
-            now = min(now + len(rows) + gap, U64_MAX - 100)
-            create = "create_accounts" if op == "accounts" else "create_transfers"
-            expected = getattr(py, create)(rows, ts)
-            got = getattr(cy, create)(rows, ts)
+            kind = op if op != "import" else data.draw(st.sampled_from(["accounts", "transfers"]))
+            items: list[Any] = [events.account() if kind == "accounts" else events.transfer() for _ in range(n)]
+            now = min(now + 4 * n + gap, U64_MAX - 100)
+            if op == "import":
+                items = imported(data, items, now)
+            rows = accounts_to_rows(items) if kind == "accounts" else transfers_to_rows(items)
+            ts = np.full(n, now, np.uint64) if op == "import" else timestamps(now, n)
+            now = min(now + n + gap, U64_MAX - 100)
+            client = data.draw(st.booleans(), label="client")
+            create = "create_accounts" if kind == "accounts" else "create_transfers"
+            expected = getattr(py, create)(rows, ts, client=client)
+            got = getattr(cy, create)(rows, ts, client=client)
             assert got.dtype == np.uint32
             np.testing.assert_array_equal(got, expected, err_msg=f"step {i}: {op}")
+            events.note(items, got)
         elif op == "expire":
             delta = data.draw(st.sampled_from([0, 1, NS_PER_S, 3 * NS_PER_S, 2000 * NS_PER_S, U64_MAX]))
+            limit = data.draw(st.sampled_from([-1, -1, 0, 1, 2]))
             at = min(now + delta, U64_MAX)
-            assert cy.expire_pending(at) == py.expire_pending(at), f"step {i}"
+            assert cy.expire_pending(at, limit) == py.expire_pending(at, limit), f"step {i}"
+            assert cy.last_expired.tolist() == py.last_expired.tolist(), f"step {i}"
+        elif op == "remember":
+            ids = data.draw(st.lists(st.sampled_from([*range(1, 12), 1 << 64, U128_MAX - 1]), max_size=4))
+            failed = np.zeros(len(ids), FAILED_DTYPE)
+            failed["id_lo"] = [x & (2**64 - 1) for x in ids]
+            failed["id_hi"] = [x >> 64 for x in ids]
+            py.remember_failed(failed)
+            cy.remember_failed(failed)
         else:  # hand the state over through a snapshot, one way or the other
             from_python = data.draw(st.booleans())
             snap = (py if from_python else cy).snapshot()
@@ -440,7 +308,7 @@ def post(id: int, pending_id: int, amount: int = AMOUNT_MAX, flags: int = 0, **k
     return Transfer(id=id, pending_id=pending_id, amount=amount, flags=int(TF.POST_PENDING_TRANSFER | flags), **kw)
 
 
-def void(id: int, pending_id: int, amount: int = AMOUNT_MAX, **kw: int) -> Transfer:
+def void(id: int, pending_id: int, amount: int = 0, **kw: int) -> Transfer:
     return Transfer(id=id, pending_id=pending_id, amount=amount, flags=int(TF.VOID_PENDING_TRANSFER), **kw)
 
 
@@ -458,7 +326,7 @@ def test_account_results(engine_cls: Callable[[], Engine]) -> None:
         Account(id=1, ledger=1, code=2, user_data_64=5),
         Account(id=0, ledger=1, code=1),
         Account(id=U128_MAX, ledger=1, code=1),
-        Account(id=2, ledger=1, code=1, flags=1 << 4),
+        Account(id=2, ledger=1, code=1, flags=1 << 6),
         Account(id=2, ledger=1, code=1, flags=AF.DEBITS_MUST_NOT_EXCEED_CREDITS | AF.CREDITS_MUST_NOT_EXCEED_DEBITS),
         Account(id=2, ledger=0, code=1),
         Account(id=2, ledger=1, code=0),
@@ -504,7 +372,7 @@ def test_transfer_validation_order(engine_cls: Callable[[], Engine]) -> None:
     book = book_with(engine_cls, 0, 0)
     assert book.accounts(Account(id=9, ledger=2, code=1)) == [A.OK]
     assert book.transfers(
-        tr(1, flags=1 << 6),
+        tr(1, flags=1 << 9),
         tr(0),
         tr(U128_MAX),
         tr(1, dr=0),
@@ -614,8 +482,8 @@ def test_every_overflow_is_a_result(engine_cls: Callable[[], Engine]) -> None:
     ]
     assert book.transfers(tr(9, dr=3, cr=4, amount=1)) == [T.OK]
     assert book.balances(3) == (0, U128_MAX, 0, 0)
-    # The timeout, added to the timestamp in ns, must fit in u64.
-    late = Book(engine_cls, start=U64_MAX - 10 * NS_PER_S)
+    # The timeout, added to the timestamp in ns, must stay below 2^63 (TigerBeetle's u63).
+    late = Book(engine_cls, start=TIMESTAMP_MAX - 10 * NS_PER_S)
     assert late.accounts(Account(id=1, ledger=1, code=1), Account(id=2, ledger=1, code=1)) == [A.OK, A.OK]
     assert late.transfers(tr(1, flags=TF.PENDING, timeout=11), tr(2, flags=TF.PENDING, timeout=9)) == [
         T.OVERFLOWS_TIMEOUT, T.OK

@@ -149,6 +149,35 @@ def test_verify_names_the_first_bad_batch_when_the_chain_is_forged(tmp_path: Pat
     led.close()
 
 
+def test_verify_catches_books_that_replay_but_do_not_balance(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The double-entry check is a defence of its own: were the engine ever to post one leg
+    and not the other, the chain would still verify; the totals must not."""
+    led = _populated(tmp_path / "ledger.db")
+    assert led.verify().ok
+    apply = ledger_module.apply_batch
+
+    def one_legged(engine: object, batch: object, until: int | None = None) -> None:
+        apply(engine, batch, until)
+        engine.accounts["debits_posted_lo"][0] += 1  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(ledger_module, "apply_batch", one_legged)
+    report = led.verify()
+    assert not report.ok and report.problem == "ledger 1 does not balance"
+    assert report.totals[1]["debits_posted"] != report.totals[1]["credits_posted"]
+    led.close()
+
+
+def test_verify_catches_a_live_state_that_drifted_from_the_log(tmp_path: Path) -> None:
+    """What the ledger answers from memory must be what its log replays to: a balance
+    changed in memory only (a bug, a stray write) is named, though the log itself is fine."""
+    led = _populated(tmp_path / "ledger.db")
+    led._engine.accounts["credits_posted_lo"][2] += 5
+    report = led.verify()
+    assert not report.ok and report.problem == "live state differs from the replayed log"
+    led.close()
+
+
 def test_reopen_from_a_snapshot_plus_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ledger_module, "SNAPSHOT_EVERY", 3)
     path = tmp_path / "ledger.db"

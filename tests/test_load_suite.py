@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from load.auth import Role
 from load.runner import LoadOptions, run_load
 from replication.config import INVARIANTS
 
@@ -76,8 +77,9 @@ def test_responses_name_the_region_that_wrote_the_transfer(tmp_path: Path, mode:
         customer = next(c for c in range(1, 61) if homes[amap.unit_of(c)] == 1)  # homed in Beijing
         merchant = next(c for c in range(customer + 1, 61) if amap.unit_of(c) == amap.unit_of(customer))
         ask = cfg.url(2)  # Shanghai's gateway
+        pays = cluster.headers(Role.PAYMENTS)
         if mode == "quorum":  # each unit's log is handed to its home once the first elections settle
-            headers = {"x-geoledger-token": cfg.token}
+            headers = cluster.headers()
             for _ in range(200):
                 leaders = [httpx.get(f"{cfg.url(r)}/internal/state", headers=headers, timeout=5)
                            .json()["status"]["writers"] for r in range(3)]
@@ -90,12 +92,12 @@ def test_responses_name_the_region_that_wrote_the_transfer(tmp_path: Path, mode:
         hold = {"id": hold_id, "debit_account_id": customer, "credit_account_id": merchant, "amount": 10,
                 "ledger": 156, "code": 2, "flags": 2, "timeout": 3600}  # the customers' ledger
         for _ in range(100):  # the cluster elects/leases first: UNAVAILABLE until then (retry, same id)
-            r = httpx.post(f"{ask}/transfers", json=hold, timeout=5)
+            r = httpx.post(f"{ask}/transfers", json=hold, timeout=5, headers=pays)
             if r.status_code != 503:
                 break
             time.sleep(0.1)
         assert r.json()["result"] == "OK", r.text
-        post = httpx.post(f"{ask}/transfers/{hold_id}/post", json={"id": post_id}, timeout=5).json()
+        post = httpx.post(f"{ask}/transfers/{hold_id}/post", json={"id": post_id}, timeout=5, headers=pays).json()
         assert post["result"] == "OK"
         assert r.json()["region"] == "beijing" and post["region"] == "beijing"  # the unit's home wrote both
     finally:
@@ -118,6 +120,31 @@ def test_locust_runs_the_shape_asked_for_and_none_otherwise(shape: str, expected
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout.strip().splitlines()[-1:]
     assert [n for n in ",".join(out).split(",") if n] == expected
+
+
+def test_locust_reads_the_credentials_file_and_honours_host(tmp_path: Path) -> None:
+    """Pointed at `serve`'s credentials file, the suite sends its payments token and calls
+    the file's gateways; `--host` outside them sends everything to that host."""
+    import os
+    import subprocess
+    import sys
+
+    from load.auth import Credentials
+
+    creds = Credentials.generate()
+    path = tmp_path / "credentials.json"
+    creds.save(path, ["http://127.0.0.1:9100", "http://127.0.0.1:9101"])
+    code = ("import json, locustfile as f\n"
+            "print(json.dumps([f.GATEWAYS, f.BankUser.host, f.BankUser.default_headers, f.gateways_for(None),\n"
+            "                  f.gateways_for('http://127.0.0.1:9101/'), f.gateways_for('http://elsewhere:8100')]))")
+    env = {**os.environ, "GEOLEDGER_CREDENTIALS": str(path)}
+    env.pop("GEOLEDGER_GATEWAYS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1] / "load").stdout.strip().splitlines()[-1]
+    gateways, host, headers, default, listed, other = json.loads(out)
+    assert gateways == default == listed == ["http://127.0.0.1:9100", "http://127.0.0.1:9101"]
+    assert host == gateways[0] and other == ["http://elsewhere:8100"]
+    assert headers == {"Authorization": f"Bearer {creds.tokens[Role.PAYMENTS]}"}
 
 
 def test_steady_p99_leaves_out_the_ramp_up_and_short_runs(tmp_path: Path) -> None:

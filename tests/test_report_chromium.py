@@ -23,6 +23,7 @@ from tests.support.reports import (
     screenshot,
     tiny_compare,
     tiny_run,
+    tiny_sweep,
     with_series,
 )
 
@@ -93,8 +94,6 @@ def test_the_check_catches_external_loads_and_script_errors(tmp_path: Path) -> N
 def test_sweep_page_renders_cleanly_and_screenshots(tmp_path: Path) -> None:
     """sweep.html as a person sees it: no error, every metric plotted, ink on the page."""
     require_chromium()
-    from tests.test_sweep import tiny_sweep
-
     _, out = tiny_sweep()
     seen = check_in_chromium(out / "sweep.html", tmp_path)
     metrics = ("rto", "rpo", "p99", "p50", "availability", "throughput", "declined", "unavailable")

@@ -31,6 +31,7 @@ def test_compare_writes_pages_and_one_run_per_mode() -> None:
         assert text in html, text
 
 
+@pytest.mark.slow
 def test_compare_summary_comes_from_the_numbers() -> None:
     _, out = tiny_compare()
     data = json.loads((out / "compare.json").read_text())

@@ -23,6 +23,7 @@ def _junit(path: Path) -> dict[str, Any]:
     return {"suite": suite, "cases": cases}
 
 
+@pytest.mark.slow
 def test_drill_passes_and_writes_junit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, junit = tmp_path / "run", tmp_path / "ci" / "drill.xml"
     assert cli("drill", str(tiny_scenario()), "--runtime", "deterministic", "--out", str(out),

@@ -5,12 +5,14 @@ older snapshot into the same engine, a different engine altogether."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cext import Engine
 from cext.codec_py import accounts_to_rows, transfers_to_rows
 from ledger.queries import StatementIndex, account_transfers
-from tests.test_engine_twins import SETUP_ACCOUNTS, CyEngine, Events, timestamps
+from tests.support.engine_events import SETUP_ACCOUNTS, Events, timestamps
 
 FILTERS = [
     {},
@@ -31,12 +33,13 @@ def _agree(engine: object, index: StatementIndex, account_ids: list[int], where:
             assert got == want, (where, a, f)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), setup=st.lists(st.sampled_from(SETUP_ACCOUNTS), min_size=5, max_size=8,
                                       unique_by=lambda a: a.id))
 def test_index_matches_the_scan_after_every_step(data: st.DataObject, setup: list) -> None:  # type: ignore[type-arg]
     events = Events(data)
-    engine = CyEngine()
+    engine = Engine()
     rows = accounts_to_rows(setup)
     engine.create_accounts(rows, timestamps(1, len(rows)))
     now = 1 + len(rows)
@@ -58,7 +61,7 @@ def test_index_matches_the_scan_after_every_step(data: st.DataObject, setup: lis
         elif op == "rewind":  # the same engine object, an older state (fewer or other transfers)
             engine.restore(data.draw(st.sampled_from(snapshots)))
         else:
-            fresh = CyEngine()
+            fresh = Engine()
             fresh.restore(engine.snapshot())
             engine = fresh
         _agree(engine, index, ids, f"step {i}: {op}")

@@ -5,11 +5,9 @@ Runs use the report tests' tiny scenario (4 s of load, a 1.5 s crash: ~0.6 s a r
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import statistics
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +18,9 @@ from simulator import sweep as sweep_mod
 from simulator.scenario import parse_scenario, scenario_document
 from simulator.sweep import SweepError, apply_override, build_grid, parse_param, parse_path, run_grid
 from simulator.sweep_report import render_sweep
-from tests.support.reports import tiny_scenario, workdir
+from tests.support.reports import cli, tiny_scenario, tiny_sweep
 
 INVARIANTS = set(ALL_INVARIANTS)
-
-
-def cli(*argv: str) -> int:
-    from simulator.cli import register
-
-    parser = argparse.ArgumentParser(prog="geoledger")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    return int(args.func(args))
-
-
-@cache
-def tiny_sweep() -> tuple[int, Path]:
-    """The done-when sweep in miniature: RTO against the detection timeout, two seeds."""
-    out = workdir() / "sweep"
-    code = cli("sweep", str(tiny_scenario()), "--param", "node.suspect_ms=200,800", "--modes", "quorum,async",
-               "--seeds", "2", "--out", str(out))
-    return code, out
 
 
 # ---------------------------------------------------------------------- the grid and its files
@@ -69,6 +49,7 @@ def test_sweep_writes_one_row_per_run_with_every_figure() -> None:
     assert html.index('id="verdict"') < html.index('id="decision"') < html.index("<h2>Plots</h2>")
 
 
+@pytest.mark.slow
 def test_rto_grows_with_the_detection_timeout() -> None:
     """The question the sweep exists for, answered by the rows and by the page."""
     _, out = tiny_sweep()

@@ -7,7 +7,6 @@ each run is made once per session and reused.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import json
 import os
@@ -119,13 +118,10 @@ def with_series(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def cli(*argv: str) -> int:
-    """Run a report subcommand the way `geoledger` will (its parser plus `register`)."""
-    from simulator.report_cli import register
+    """Run a subcommand the way a user does (`geoledger.cli.main`, in this process)."""
+    from geoledger.cli import main
 
-    parser = argparse.ArgumentParser(prog="geoledger")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    return int(args.func(args))
+    return main(list(argv))
 
 
 # ---------------------------------------------------------------------- Chromium
@@ -239,4 +235,13 @@ def tiny_compare() -> tuple[int, Path]:
     """`geoledger compare` of the tiny scenario under async, unit and escrow: (exit code, DIR)."""
     out = workdir() / "compare"
     code = cli("compare", str(tiny_scenario()), "--modes", "async,unit,escrow", "--out", str(out))
+    return code, out
+
+
+@cache
+def tiny_sweep() -> tuple[int, Path]:
+    """The done-when sweep in miniature: RTO against the detection timeout, two seeds."""
+    out = workdir() / "sweep"
+    code = cli("sweep", str(tiny_scenario()), "--param", "node.suspect_ms=200,800", "--modes", "quorum,async",
+               "--seeds", "2", "--out", str(out))
     return code, out
