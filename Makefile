@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+CASSANDRA_DCS ?= changchun,beijing,shanghai
 
 .PHONY: run test test-fast install lint bench cassandra-start cassandra-stop clean
 
@@ -17,11 +18,20 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/geoledger simulate baseline --out runs/baseline
 
+# The three-datacentre Cassandra (tests/test_cassandra_datacentres.py) starts in the
+# background while ruff and mypy run (its nodes take about a minute on two cores), and
+# pytest waits for it. Nodes already running are used as they are; at the end this run
+# stops the nodes it started (`--record`), and nothing else.
 test: install
 	scripts/chromium install
 	PYTHON=$(PY) scripts/cassandra start
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy ledger cext geoledger bench load replication region chaos simulator
+	@record=$$(mktemp -t geoledger-dcs-started.XXXXXX); log=$$(mktemp -t geoledger-dcs-start.XXXXXX); \
+	PYTHON=$(PY) scripts/cassandra start --dcs $(CASSANDRA_DCS) --record $$record >$$log 2>&1 & dcs=$$!; \
+	trap 'wait $$dcs 2>/dev/null; scripts/cassandra stop --recorded $$record; rm -f $$log' EXIT; \
+	set -x; \
+	$(VENV)/bin/ruff check . && \
+	$(VENV)/bin/mypy ledger cext geoledger bench load replication region chaos simulator && \
+	{ wait $$dcs || { cat $$log; echo "scripts/cassandra start --dcs $(CASSANDRA_DCS) failed" >&2; exit 1; }; } && \
 	$(PY) -m pytest -q
 
 # The edit-test loop: no Ray, no Cassandra, no load processes, no long simulations (< 1 min).

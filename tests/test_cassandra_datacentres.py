@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ from tests.support.cassandra_dcs import (
     DC_ADDR,
     DCS,
     REPLICATION,
-    create_probe_keyspace,
+    create_probe_keyspaces,
     drop_keyspaces,
     kill_dc,
     pause_dc,
@@ -36,9 +37,10 @@ from tests.support.cassandra_dcs import (
     stored_indexes,
     url,
     wait_until,
-    wait_until_alone,
+    wait_until_down,
 )
 from tests.support.clock import FakeClock
+from tests.support.realparts import cql_answers
 from tests.support.records import entry
 
 pytestmark = pytest.mark.cassandra
@@ -158,6 +160,25 @@ def test_the_ring_has_one_node_per_datacentre(ring: list[str]) -> None:
         assert nodes_per_dc(s.cluster.metadata.all_hosts()) == dict.fromkeys(DCS, 1)
 
 
+def test_a_second_start_is_idempotent_and_make_test_stops_only_what_it_started(
+        ring: list[str], tmp_path: Path) -> None:
+    """`make test` runs `start --dcs ... --record FILE` and, at the end, `stop --recorded FILE`:
+    on a whole ring the start starts nothing, records nothing, and the stop stops nothing;
+    with one node down it starts (and records) that one, and the stop stops that one only."""
+    record = tmp_path / "started"
+    script("start", "--dcs", ",".join(DCS), "--record", str(record))
+    assert not record.exists() or record.read_text().split() == []
+    script("stop", "--recorded", str(record))
+    assert all(cql_answers(DC_ADDR[dc]) for dc in DCS), "stop --recorded stopped a node it did not start"
+
+    kill_dc(SHANGHAI)
+    script("start", "--dcs", ",".join(DCS), "--record", str(record))
+    assert record.read_text().split() == [SHANGHAI]
+    script("stop", "--recorded", str(record))
+    assert not record.exists()
+    assert [dc for dc in DCS if cql_answers(DC_ADDR[dc])] == [CHANGCHUN, BEIJING]
+
+
 @pytest.mark.parametrize(("via", "replication", "needle"), [
     (CHANGCHUN, "changchun:1,atlantis:1", "which the cluster does not have"),
     (CHANGCHUN, "changchun:2,beijing:1,shanghai:1", "asks for 2 replicas in datacentre 'changchun', which has 1 node"),
@@ -231,54 +252,75 @@ def test_a_region_lost_with_its_datacentre_is_restored_from_another(ring: list[s
         restored_ledger.close()
 
 
-@pytest.mark.parametrize("consistency", ["local_quorum", "each_quorum"])
-def test_a_datacentre_cut_off_then_lost(ring: list[str], consistency: str) -> None:
-    """Changchun is cut off from the other two (their nodes frozen until Changchun's has
-    convicted them), its region keeps writing, then Changchun is lost with its disk.
+def test_datacentres_cut_off_one_by_one_then_the_writer_lost(ring: list[str]) -> None:
+    """Changchun's regions write through three phases, then Changchun is lost with its disk:
+    1. every datacentre up: records 0-49;
+    2. Shanghai cut off (its node frozen, and convicted by Changchun's): records 50-99;
+    3. Beijing cut off too: records 100-149.
+    One region store at each consistency level, side by side (one loss serves both).
 
-    LOCAL_QUORUM acknowledges the writes made while cut off (only Changchun's replica
-    answers) and they are lost with it: measured from Beijing's and Shanghai's replicas,
-    every one is missing, and the restored store ends where the cut began. EACH_QUORUM
-    refuses them (the flush fails and nothing is acknowledged), and nothing acknowledged
-    is missing."""
+    LOCAL_QUORUM acknowledges all 150 (only Changchun's replica has to answer). Measured
+    from the survivors' replicas, what each was cut off from died with Changchun: Beijing
+    lacks 100-149, Shanghai 50-149. A restore through Shanghai at LOCAL_QUORUM (its replica
+    alone) gets 0-49; at QUORUM (both survivors' replicas, merged) 0-99. EACH_QUORUM
+    refuses phases 2 and 3 (the flushes fail, nothing is acknowledged), and every survivor
+    holds everything it acknowledged."""
     base, probe = fresh_base(), fresh_base()
-    ks = f"{base}_changchun"
-    ring.extend([ks, probe])
-    create_probe_keyspace(probe)
-    store = CassandraRegionStore(url(base, CHANGCHUN, consistency), "changchun")
-    for i in range(50):
-        store.append(entry(i + 1))
-    store.flush()
-    before_cut = set(range(50))
-    for dc in (BEIJING, SHANGHAI):  # observed, not assumed: the replicas have them before the cut
-        wait_until(f"{dc} holding the first 50 records", lambda dc=dc: stored_indexes(dc, ks) >= before_cut)
+    levels = ("local_quorum", "each_quorum")
+    region = {"local_quorum": "changchun_lq", "each_quorum": "changchun_eq"}
+    ks = {level: f"{base}_{region[level]}" for level in levels}
+    ring.extend([*ks.values(), *(f"{probe}_{dc}" for dc in (BEIJING, SHANGHAI))])
+    create_probe_keyspaces(probe, CHANGCHUN, (BEIJING, SHANGHAI))
+    stores = {level: CassandraRegionStore(url(base, CHANGCHUN, level), region[level]) for level in levels}
+    acknowledged: dict[str, set[int]] = {level: set() for level in levels}
 
-    pause_dc(BEIJING)
+    def write(records: range) -> None:
+        for level, store in stores.items():
+            for i in records:
+                store.append(entry(i + 1))
+            with contextlib.suppress(StoreError):
+                store.flush()
+                acknowledged[level] = set(range(len(store.records)))
+
+    def held(dc: str, level: str, records: range) -> None:
+        """Observed, not assumed: `dc`'s replica has `records` before it is cut off."""
+        wait_until(f"{dc} holding {level}'s records {records}",
+                   lambda: stored_indexes(dc, ks[level]) >= set(records))
+
+    write(range(0, 50))
+    for level in levels:
+        held(BEIJING, level, range(0, 50))
+        held(SHANGHAI, level, range(0, 50))
     pause_dc(SHANGHAI)
-    wait_until_alone(CHANGCHUN, probe)
-    for i in range(50, 100):
-        store.append(entry(i + 1))
-    try:
-        store.flush()
-        acknowledged = set(range(100))
-    except StoreError:
-        acknowledged = before_cut
-    assert store.pending == (consistency == "each_quorum")
+    wait_until_down(CHANGCHUN, SHANGHAI, probe)
+    write(range(50, 100))
+    held(BEIJING, "local_quorum", range(0, 100))
+    pause_dc(BEIJING)
+    wait_until_down(CHANGCHUN, BEIJING, probe)
+    write(range(100, 150))
+    assert acknowledged == {"local_quorum": set(range(150)), "each_quorum": set(range(50))}, \
+        "LOCAL_QUORUM acknowledges while cut off, EACH_QUORUM does not"
+    assert stores["each_quorum"].pending, "the refused records stay queued"
 
     kill_dc(CHANGCHUN)
     resume_dc(BEIJING)
     resume_dc(SHANGHAI)
-    with contextlib.suppress(StoreError):  # EACH_QUORUM: the refused records die with the region
-        store.close()
-    missing = {dc: acknowledged - stored_indexes(dc, ks) for dc in (BEIJING, SHANGHAI)}
-    if consistency == "local_quorum":
-        assert acknowledged == set(range(100)), "LOCAL_QUORUM acknowledges while cut off"
-        assert missing == {BEIJING: set(range(50, 100)), SHANGHAI: set(range(50, 100))}, missing
-    else:
-        assert acknowledged == before_cut, "EACH_QUORUM acknowledges nothing while a datacentre is cut off"
-        assert missing == {BEIJING: set(), SHANGHAI: set()}, missing
-    restored = CassandraRegionStore(url(base, BEIJING), "changchun")
-    try:
-        assert len(restored.records) == 50 and restored.verify_chain() == (True, None)
-    finally:
-        restored.close()
+    for store in stores.values():
+        with contextlib.suppress(StoreError):  # EACH_QUORUM: the refused records die with the region
+            store.close()
+    missing = {level: {dc: acknowledged[level] - stored_indexes(dc, ks[level]) for dc in (BEIJING, SHANGHAI)}
+               for level in levels}
+    assert missing == {"local_quorum": {BEIJING: set(range(100, 150)), SHANGHAI: set(range(50, 150))},
+                       "each_quorum": {BEIJING: set(), SHANGHAI: set()}}, missing
+
+    def restored_length(level: str, consistency: str) -> int:
+        restored = CassandraRegionStore(url(base, SHANGHAI, consistency), region[level])
+        try:
+            assert restored.verify_chain() == (True, None)
+            return len(restored.records)
+        finally:
+            restored.close()
+
+    assert restored_length("each_quorum", "local_quorum") == 50
+    assert restored_length("local_quorum", "local_quorum") == 50, "Shanghai's replica alone"
+    assert restored_length("local_quorum", "quorum") == 100, "Beijing's and Shanghai's replicas merged"

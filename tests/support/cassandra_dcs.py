@@ -110,17 +110,25 @@ def wait_until(what: str, done: Any, guard_s: float = 180.0, every_s: float = 0.
         time.sleep(every_s)
 
 
-def wait_until_alone(dc: str, probe_keyspace: str) -> None:
-    """Wait until `dc`'s node has convicted every other datacentre's node (its gossip says
-    down): a write there at consistency TWO, replicated to all three, is then refused as
-    Unavailable at once instead of timing out. From then on it sends the others nothing
-    (what it owes them becomes hints on its own disk)."""
+def create_probe_keyspaces(probe: str, coordinator: str, others: tuple[str, ...]) -> None:
+    """For `wait_until_down`: keyspace ``<probe>_<dc>`` kept in `coordinator` and `dc` only."""
+    with session(coordinator) as s:
+        for dc in others:
+            s.execute(f"CREATE KEYSPACE IF NOT EXISTS {probe}_{dc} WITH replication = "
+                      f"{{'class': 'NetworkTopologyStrategy', '{coordinator}': 1, '{dc}': 1}}", timeout=60)
+            s.execute(f"CREATE TABLE IF NOT EXISTS {probe}_{dc}.probe (k int PRIMARY KEY)", timeout=60)
+
+
+def wait_until_down(coordinator: str, dc: str, probe: str) -> None:
+    """Wait until `coordinator`'s node has convicted `dc`'s node (its gossip says down): a
+    write at ALL to ``<probe>_<dc>`` is then refused as Unavailable at once instead of
+    timing out. From then on the coordinator sends that node nothing: what it owes it
+    becomes hints on the coordinator's own disk."""
     from cassandra import ConsistencyLevel, Unavailable, WriteTimeout
     from cassandra.query import SimpleStatement
 
-    with session(dc) as s:
-        stmt = SimpleStatement(f"INSERT INTO {probe_keyspace}.probe (k) VALUES (1)",
-                               consistency_level=ConsistencyLevel.TWO)
+    with session(coordinator) as s:
+        stmt = SimpleStatement(f"INSERT INTO {probe}_{dc}.probe (k) VALUES (1)", consistency_level=ConsistencyLevel.ALL)
 
         def refused() -> bool:
             try:
@@ -131,14 +139,7 @@ def wait_until_alone(dc: str, probe_keyspace: str) -> None:
                 return False
             return False
 
-        wait_until(f"{dc} convicting the other datacentres", refused)
-
-
-def create_probe_keyspace(name: str) -> None:
-    with session(DCS[0]) as s:
-        s.execute(f"CREATE KEYSPACE IF NOT EXISTS {name} WITH replication = "
-                  f"{{'class': 'NetworkTopologyStrategy', {', '.join(f'{dc!r}: 1' for dc in DCS)}}}", timeout=60)
-        s.execute(f"CREATE TABLE IF NOT EXISTS {name}.probe (k int PRIMARY KEY)", timeout=60)
+        wait_until(f"{coordinator} convicting {dc}", refused)
 
 
 def drop_keyspaces(names: list[str]) -> None:
@@ -147,6 +148,6 @@ def drop_keyspaces(names: list[str]) -> None:
             s.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
 
 
-__all__ = ["DCS", "DC_ADDR", "PORT", "REPLICATION", "START", "create_probe_keyspace", "drop_keyspaces",
-           "kill_dc", "pause_dc", "require_cassandra_dcs", "restore_ring", "resume_dc", "script", "session",
-           "stored_indexes", "url", "wait_until", "wait_until_alone"]
+__all__ = ["DCS", "DC_ADDR", "PORT", "REPLICATION", "START", "create_probe_keyspaces", "drop_keyspaces", "kill_dc",
+           "pause_dc", "require_cassandra_dcs", "restore_ring", "resume_dc", "script", "session", "stored_indexes",
+           "url", "wait_until", "wait_until_down"]
