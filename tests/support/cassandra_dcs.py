@@ -38,8 +38,32 @@ def url(base: str, dc: str, consistency: str | None = None, *, userinfo: str = "
     return f"cassandra://{userinfo}{DC_ADDR[dc]}:{PORT}/{base}?{query}"
 
 
+STARTING_ENV = "GEOLEDGER_DCS_STARTING"
+"""Set by `make test`, which starts the ring in the background: the file the start writes
+its exit status to once it is done (its output beside it, in ``<file>.log``)."""
+START_GUARD_S = 900.0
+
+
+def wait_for_background_start(guard_s: float = START_GUARD_S) -> None:
+    """If `make test` is starting the ring in the background, wait until it is done; an
+    AssertionError with the start's output if it failed (or is still not done after the
+    hang guard)."""
+    path = os.environ.get(STARTING_ENV, "").strip()
+    if not path:
+        return
+    status = Path(path)
+    wait_until(f"the background `{START}` (make test)", status.exists, guard_s=guard_s)
+    code = status.read_text().strip()
+    if code != "0":
+        log = Path(f"{path}.log")
+        output = log.read_text()[-3000:] if log.exists() else "(no output kept)"
+        raise AssertionError(f"the background `{START}` (make test) exited {code}:\n{output}")
+
+
 def require_cassandra_dcs() -> None:
-    """Require every datacentre node answering CQL (skip, or fail under GEOLEDGER_REQUIRE_REAL=1)."""
+    """Require every datacentre node answering CQL (skip, or fail under GEOLEDGER_REQUIRE_REAL=1),
+    after `make test`'s background start of the ring (if any) is done."""
+    wait_for_background_start()
     down = [dc for dc in DCS if not cql_answers(DC_ADDR[dc], PORT)]
     require(f"the three-datacentre Cassandra (down: {', '.join(down)})", not down, f"start it with {START}")
 
@@ -148,6 +172,6 @@ def drop_keyspaces(names: list[str]) -> None:
             s.execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
 
 
-__all__ = ["DCS", "DC_ADDR", "PORT", "REPLICATION", "START", "create_probe_keyspaces", "drop_keyspaces", "kill_dc",
-           "pause_dc", "require_cassandra_dcs", "restore_ring", "resume_dc", "script", "session", "stored_indexes",
-           "url", "wait_until", "wait_until_down"]
+__all__ = ["DCS", "DC_ADDR", "PORT", "REPLICATION", "START", "STARTING_ENV", "create_probe_keyspaces",
+           "drop_keyspaces", "kill_dc", "pause_dc", "require_cassandra_dcs", "restore_ring", "resume_dc", "script",
+           "session", "stored_indexes", "url", "wait_for_background_start", "wait_until", "wait_until_down"]
