@@ -25,7 +25,7 @@ stop --dc changchun --kill`). Four designs:
 Measured, per design: RPO = transfers acknowledged to a client but missing from a final
 replica after the run settles (the simulator's durability rule); RTO = from the loss to
 the first acknowledgement to a Changchun customer afterwards; p50/p99 = client latency of
-the transfers acknowledged before the loss, per region of the paying customer (the design's
+the transfers acknowledged before the loss (after a warm-up), per region of the paying customer (the design's
 price while nothing fails). All nodes share one machine's loopback: Cassandra's
 cross-datacentre traffic has no WAN delay, so EACH_QUORUM's latency here is a floor.
 
@@ -127,6 +127,7 @@ class Run:
     ops: list[Op] = field(default_factory=list)
     events: list[tuple[float, str]] = field(default_factory=list)
     t_loss: float | None = None
+    t_measure: float = 0.0  # latency counts transfers submitted from here (after the warm-up)
     consistency: str = ""
     failures: list[str] = field(default_factory=list)
 
@@ -222,12 +223,15 @@ class Run:
 
     async def clients(self, rate: float, seconds: float, seed: int) -> None:
         rngs = [random.Random(seed * 10 + r) for r in range(len(self.cfg.regions))]
-        end = time.perf_counter() + seconds
+        start = time.perf_counter()
+        end = start + seconds
         tasks: list[asyncio.Task[None]] = []
-        while time.perf_counter() < end:
+        k = 0
+        while time.perf_counter() < end:  # on a fixed schedule: a busy loop catches up, offers no less
             for r, rng in enumerate(rngs):
                 tasks.append(asyncio.ensure_future(self.pay(r, rng, end + 30)))
-            await asyncio.sleep(1 / rate)
+            k += 1
+            await asyncio.sleep(max(0.0, start + k / rate - time.perf_counter()))
         await asyncio.gather(*tasks)
 
     # ---------------------------------------------------------------- the loss and the runbook
@@ -323,7 +327,8 @@ def measure(run: Run, settle_s: float) -> dict[str, Any]:
     lost = [t for op, t in acked if any(op.tid not in b for b in books)]
     after = [t for op, t in acked if op.home == LOST and t > run.t_loss]
     names = run.cfg.regions
-    latency = {names[r]: _percentiles([t - op.t_submit for op, t in acked if op.home == r and t < run.t_loss])
+    latency = {names[r]: _percentiles([t - op.t_submit for op, t in acked
+                                       if op.home == r and op.t_submit >= run.t_measure and t < run.t_loss])
                for r in range(len(names))}
     return {
         "design": run.design.label, "acknowledged": len(acked), "submitted": len(run.ops),
@@ -341,8 +346,9 @@ async def run_design(design: Design, args: argparse.Namespace, base: str) -> dic
     run = Run(design, base, cfg, args.detect)
     pid = node_pid(DCS[LOST])
     run.regions = [run.open_region(r, DCS[r], fresh=True) for r in range(len(cfg.regions))]
-    load = asyncio.ensure_future(run.clients(args.rate, args.before + args.after, args.seed))
-    await asyncio.sleep(args.before)
+    load = asyncio.ensure_future(run.clients(args.rate, args.warmup + args.before + args.after, args.seed))
+    run.t_measure = time.perf_counter() + args.warmup
+    await asyncio.sleep(args.warmup + args.before)
     await run.lose(pid)
     await load
     settle_s = await run.settle(args.settle)
@@ -377,7 +383,9 @@ def table(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=30.0, help="transfers per second per region (default 30)")
-    ap.add_argument("--before", type=float, default=10.0, help="seconds of load before the loss")
+    ap.add_argument("--warmup", type=float, default=10.0,
+                    help="seconds of load first, not timed (a node restarted for the design starts cold)")
+    ap.add_argument("--before", type=float, default=10.0, help="seconds of timed load before the loss")
     ap.add_argument("--after", type=float, default=20.0, help="seconds of load after the loss")
     ap.add_argument("--settle", type=float, default=15.0, help="at most this long for the replicas to settle")
     ap.add_argument("--detect", type=float, default=0.6,
@@ -389,10 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench/results/dc_loss.json")
     args = ap.parse_args(argv)
     chosen = [d for d in DESIGNS if d.label in {s.strip() for s in args.designs.split(",")}]
-    if not chosen or args.rate <= 0 or args.before <= 0 or args.after <= 0 or args.customers < 6:
-        ap.error("--designs must name designs, --rate/--before/--after > 0, --customers >= 6")
+    if not chosen or args.rate <= 0 or args.warmup < 0 or args.before <= 0 or args.after <= 0 or args.customers < 6:
+        ap.error("--designs must name designs, --rate/--before/--after > 0, --warmup >= 0, --customers >= 6")
     logging.getLogger("cassandra").setLevel(logging.CRITICAL)
-    logging.getLogger("region.driver").setLevel(logging.CRITICAL)
+    logging.getLogger("region.driver").setLevel(logging.CRITICAL + 1)  # killed incarnations' last words
     results = []
     for design in chosen:
         base = f"gldcl{uuid.uuid4().hex[:8]}"
