@@ -199,7 +199,8 @@ class Run:
     async def pay(self, home: int, rng: random.Random, deadline: float) -> None:
         n = len(self.cfg.regions)
         payer = rng.randrange(home + 1, self.cfg.customers + 1, n)  # homed at `home`
-        payee = rng.randint(1, self.cfg.customers)
+        payee = rng.randint(1, self.cfg.customers - 1)
+        payee += payee >= payer  # anyone else (paying oneself is refused, and would be retried forever)
         self._counter += 1
         tid = transfer_id((payer - 1) % (n * self.cfg.units_per_region), self._counter)
         rows = transfers_to_rows([Transfer(id=tid, debit_account_id=payer, credit_account_id=payee,
