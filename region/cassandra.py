@@ -8,6 +8,12 @@ LOCAL_QUORUM). A flush writes the queued records with a prepared, idempotent ups
 `FLUSH_CONCURRENCY` at a time in index order, and returns once all are acknowledged; a
 region restarted after a kill reopens the keyspace and recovers from it.
 
+Kept in several datacentres (``cassandra://127.0.0.2:9042/geoledger?dc=changchun&replication=
+changchun:1,beijing:1,shanghai:1&consistency=each_quorum``; `ledger.stores.cassandra_topology`
+says what each consistency level promises when a datacentre is lost), a region lost with its
+datacentre is restored by opening its keyspace through another: the same URL with that
+datacentre's host and ``dc=``.
+
 A failed flush can have written some of its records (Cassandra has no multi-partition
 transaction); they stay queued and the next flush writes them again, which the upsert makes
 harmless. One writer: a lock file per keyspace under the temp directory (`region.lock`),

@@ -11,10 +11,14 @@ name like every eventsourcing setting):
 ``CASSANDRA_HOSTS``             comma-separated contact points (default ``127.0.0.1``)
 ``CASSANDRA_PORT``              CQL port (default ``9042``)
 ``CASSANDRA_KEYSPACE``          keyspace (default ``geoledger``), a CQL identifier
-``CASSANDRA_DC``                local datacentre; routing prefers it and a new keyspace
-                                is replicated there (default: the contact point's DC)
+``CASSANDRA_DC``                local datacentre; routing uses only its nodes and a new
+                                keyspace is replicated there (default: the contact point's DC)
 ``CASSANDRA_RF``                replication factor in that DC for a new keyspace (1)
-``CASSANDRA_CONSISTENCY``       consistency of reads and writes (``LOCAL_QUORUM``)
+``CASSANDRA_REPLICATION``       instead of ``CASSANDRA_RF``: replicas per datacentre of a new
+                                keyspace, ``dc:rf,dc:rf`` (`ledger.stores.cassandra_topology`);
+                                an existing keyspace must have exactly this replication
+``CASSANDRA_CONSISTENCY``       consistency of reads and writes (``LOCAL_QUORUM``; ``EACH_QUORUM``
+                                waits for a majority in every datacentre)
 ``CASSANDRA_SERIAL_CONSISTENCY`` paxos consistency of the lightweight transactions
                                 (``LOCAL_SERIAL`` for ``LOCAL_*`` levels, else ``SERIAL``)
 ``CASSANDRA_CONNECT_TIMEOUT``   seconds to connect to a host before giving up (5)
@@ -214,6 +218,18 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 
 from ledger.errors import StoreError, StoreURLError
+from ledger.redact import redact
+from ledger.stores.cassandra_topology import (
+    Replication,
+    check_against_cluster,
+    check_dc_name,
+    check_rf,
+    format_replication,
+    keyspace_factors,
+    nodes_per_dc,
+    parse_replication,
+    replication_cql,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -253,7 +269,7 @@ FORMAT_TAG = "geoledger-cassandra-v1"
 _TS_BASE = 10**15
 
 #: Consistency levels accepted for reads and writes.
-READ_WRITE_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "LOCAL_ONE")
+READ_WRITE_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
 SERIAL_LEVELS = ("SERIAL", "LOCAL_SERIAL")
 _WEAK_LEVELS = {"ONE": 1, "TWO": 2, "THREE": 3, "LOCAL_ONE": 1}
 
@@ -270,6 +286,7 @@ _LWT_UNCERTAIN = (*_UNCERTAIN, Unavailable, NoHostAvailable)
 URL_PARAMETERS = {
     "dc": "CASSANDRA_DC",
     "rf": "CASSANDRA_RF",
+    "replication": "CASSANDRA_REPLICATION",
     "consistency": "CASSANDRA_CONSISTENCY",
     "serial_consistency": "CASSANDRA_SERIAL_CONSISTENCY",
     "connect_timeout": "CASSANDRA_CONNECT_TIMEOUT",
@@ -355,10 +372,15 @@ class CassandraSettings:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     username: str | None = None
     password: str | None = None
+    replication: Replication | None = None
 
     @property
     def where(self) -> str:
         return f"{','.join(self.hosts)}:{self.port}"
+
+    def replication_for(self, dc: str) -> dict[str, int]:
+        """Replicas per datacentre of a new keyspace, `dc` being this client's datacentre."""
+        return dict(self.replication) if self.replication is not None else {dc: self.rf}
 
     @classmethod
     def from_env(cls, env: Environment) -> CassandraSettings:
@@ -374,6 +396,7 @@ class CassandraSettings:
             raise CassandraSettingsError(msg)
         dc = (env.get("CASSANDRA_DC") or "").strip() or None
         rf = _parse_positive_int(env.get("CASSANDRA_RF") or str(DEFAULT_RF), "CASSANDRA_RF")
+        replication = _parse_topology(dc, rf, env.get("CASSANDRA_RF"), env.get("CASSANDRA_REPLICATION"))
         consistency = _parse_level(
             env.get("CASSANDRA_CONSISTENCY") or DEFAULT_CONSISTENCY,
             "CASSANDRA_CONSISTENCY",
@@ -405,7 +428,29 @@ class CassandraSettings:
             request_timeout=request_timeout,
             username=env.get("CASSANDRA_USERNAME") or None,
             password=env.get("CASSANDRA_PASSWORD") or None,
+            replication=replication,
         )
+
+
+def _parse_topology(dc: str | None, rf: int, rf_given: str | None, text: str | None) -> Replication | None:
+    """Check CASSANDRA_DC / CASSANDRA_RF / CASSANDRA_REPLICATION together; the map, if given."""
+    try:
+        if dc is not None:
+            check_dc_name(dc, "CASSANDRA_DC")
+        check_rf(rf, "CASSANDRA_RF")
+        if not text:
+            return None
+        if rf_given:
+            msg = "give CASSANDRA_RF (one datacentre) or CASSANDRA_REPLICATION (several), not both"
+            raise ValueError(msg)
+        replication = parse_replication(text)
+    except ValueError as e:
+        raise CassandraSettingsError(str(e)) from None
+    if dc is not None and dc not in dict(replication):
+        msg = (f"CASSANDRA_DC {dc!r} holds no replica in CASSANDRA_REPLICATION {format_replication(replication)!r}: "
+               "the client's datacentre must be one of the map's")
+        raise CassandraSettingsError(msg)
+    return replication
 
 
 def environment_from_url(url: str) -> dict[str, str]:
@@ -413,9 +458,21 @@ def environment_from_url(url: str) -> dict[str, str]:
 
     Returns the environment variables (``PERSISTENCE_MODULE`` included) that make an
     eventsourcing application use this module with those settings.  Query parameters:
-    ``dc``, ``rf``, ``consistency``, ``serial_consistency``, ``connect_timeout``,
-    ``request_timeout``.  Raises :class:`ledger.errors.StoreURLError` for a malformed URL.
+    ``dc``, ``rf`` or ``replication`` (``dc:rf,dc:rf``), ``consistency``,
+    ``serial_consistency``, ``connect_timeout``, ``request_timeout``.  Raises
+    :class:`ledger.errors.StoreURLError` for a malformed URL.  The one parser of Cassandra
+    store URLs: the region stores (`region.cassandra`) use it too.  An error quotes the
+    URL with its password masked (`ledger.redact`).
     """
+    try:
+        return _environment_from_url(url)
+    except StoreURLError as e:
+        if not isinstance(url, str):
+            raise
+        raise StoreURLError(redact(str(e), url)) from None
+
+
+def _environment_from_url(url: str) -> dict[str, str]:
     if not isinstance(url, str):
         msg = f"store URL must be a string, not {type(url).__name__}"
         raise StoreURLError(msg)
@@ -467,6 +524,9 @@ def environment_from_url(url: str) -> dict[str, str]:
         if key in seen:
             msg = f"parameter {key!r} given twice in Cassandra URL {url!r}"
             raise StoreURLError(msg)
+        if not value.strip():  # "consistency=" must not quietly mean the default
+            msg = f"empty {key} in Cassandra URL {url!r}"
+            raise StoreURLError(msg)
         seen.add(key)
         env[URL_PARAMETERS[key]] = value
     # Validate all values the same way the factory will, but report as URL errors.
@@ -475,13 +535,10 @@ def environment_from_url(url: str) -> dict[str, str]:
     except CassandraSettingsError as e:
         msg = f"{e} in Cassandra URL {url!r}"
         raise StoreURLError(msg) from None
-    if "dc" in seen and not settings.dc:
-        msg = f"empty dc in Cassandra URL {url!r}"
-        raise StoreURLError(msg)
     for key, name in URL_PARAMETERS.items():
         if key in seen:
             value = getattr(settings, key)
-            env[name] = str(value)
+            env[name] = format_replication(value) if key == "replication" else str(value)
     return env
 
 
@@ -719,11 +776,22 @@ class CassandraDatastore:
             if dc is None:
                 msg = f"cannot tell the datacentre of {self.settings.where}; set CASSANDRA_DC"
                 raise CassandraConnectError(msg)
-            cql = (
-                f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
-                f"{{'class': 'NetworkTopologyStrategy', '{dc}': {self.settings.rf}}}"
-            )
-            self.execute_ddl(cql)
+            replication = self.settings.replication_for(dc)
+            try:
+                check_against_cluster(replication, dc, nodes_per_dc(meta.all_hosts()))
+            except ValueError as e:
+                msg = f"cannot create keyspace {ks!r} on Cassandra at {self.settings.where}: {e}"
+                raise CassandraSettingsError(msg) from None
+            self.execute_ddl(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication_cql(replication)}")
+        elif self.settings.replication is not None:
+            have = keyspace_factors(meta.keyspaces[ks])
+            if have != dict(self.settings.replication):
+                msg = (
+                    f"keyspace {ks!r} on Cassandra at {self.settings.where} is replicated {have}, but the "
+                    f"store asks for {dict(self.settings.replication)}: give its replication (or change it "
+                    "with ALTER KEYSPACE and a repair first)"
+                )
+                raise CassandraSettingsError(msg)
         self._check_consistency_is_sound()
 
     def _contact_dc(self) -> str | None:
@@ -743,15 +811,7 @@ class CassandraDatastore:
         ks_meta = self.cluster.metadata.keyspaces.get(self.keyspace)
         if ks_meta is None:
             return
-        replication = getattr(ks_meta, "replication_strategy", None)
-        factors: dict[str, int] = {}
-        dc_rf = getattr(replication, "dc_replication_factors", None)
-        if isinstance(dc_rf, Mapping):
-            factors = {str(k): int(v) for k, v in dc_rf.items()}
-        else:
-            rf = getattr(replication, "replication_factor", None)
-            if rf is not None:
-                factors = {"*": int(rf)}
+        factors = keyspace_factors(ks_meta)
         if level == "LOCAL_ONE":
             dc = self.settings.dc or self._contact_dc() or ""
             rf = factors.get(dc, factors.get("*", 1))
