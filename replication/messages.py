@@ -81,6 +81,10 @@ class Heartbeat:
     round: int
     routing_version: int
     heads: tuple[int, ...]  # per origin: last sequence number applied here
+    # per origin: what this region's store snapshot covers (replication.checkpoint; empty
+    # without checkpoints): entries at or below it are no longer in its store, so it can
+    # never need them again from a peer (no pull after a restart, no repair of a record)
+    based: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)

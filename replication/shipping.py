@@ -101,6 +101,7 @@ class LogShipping:
         self.has_base = False  # the store holds a snapshot: a rebuild starts from it, not from genesis
         self.rebuilding = False  # waiting for that snapshot (`LoadBase`): nothing is written meanwhile
         self.peer_heads: dict[int, tuple[int, ...]] = {}  # per peer: the heads it last vouched for
+        self.peer_based: dict[int, tuple[int, ...]] = {}  # per peer: what its store's snapshot covers
         self.buffer: list[dict[int, Entry]] = [{} for _ in range(r)]
         self.next_seq = 1
         self.last_heard: dict[int, int] = {}
@@ -220,23 +221,18 @@ class LogShipping:
         return list(self.repairing)
 
     def retain_from(self) -> tuple[int, ...]:
-        """Per origin: every peer (other than the origin itself) vouched for its entries up to
-        here, so no peer will pull them from us again ("keep enough log": a replica's books
-        are the product of every origin's log, so a peer's snapshot could never be merged
-        into ours; a peer behind gets entries, never a snapshot). A peer not heard from yet
-        vouches for nothing."""
+        """Per origin: every peer's store snapshot covers its entries up to here, so no peer
+        will ask us for them again ("keep enough log"). Having applied an entry is not
+        enough: until a peer's snapshot covers it, the peer's record of it may rot and need a
+        repair, or the peer may restart over such a record and pull the rest again. A
+        replica's books are the product of every origin's log, so a peer's snapshot could
+        never be merged into ours: a peer behind gets entries, never a snapshot. A peer not
+        heard from yet (or without checkpoints) covers nothing, and while a peer is down we
+        keep what it may still ask for: memory is bounded by the slowest live peer."""
         out = []
         for o in range(len(self.heads)):
-            vouched = []
-            for p in self.peers:
-                if p == o:
-                    continue
-                heads = self.peer_heads.get(p)
-                v = heads[o] if heads else 0
-                if o == self.me:
-                    v = max(v, self.peer_acked.get(p, 0))
-                vouched.append(v)
-            out.append(min(vouched, default=self.heads[o]))
+            covered = [self.peer_based[p][o] if p in self.peer_based else 0 for p in self.peers]
+            out.append(min(covered, default=self.heads[o]))
         return tuple(out)
 
     def on_checkpointed(self, heads: Sequence[int]) -> None:
@@ -541,7 +537,8 @@ class LogShipping:
             self.hb_sent[self.hb_round] = now
             self.hb_sent.pop(self.hb_round - 64, None)
             self._on_heartbeat_round(now)
-            hb = Heartbeat(self.me, self.hb_round, self.routing.version, self._vouched_heads())
+            based = tuple(self.base_heads) if self.cfg.checkpoint_every or self.cfg.checkpoint_bytes else ()
+            hb = Heartbeat(self.me, self.hb_round, self.routing.version, self._vouched_heads(), based)
             for p in self.peers:
                 out.append(Send(p, hb))
         if self.repairing:
@@ -568,6 +565,8 @@ class LogShipping:
         self.last_heard[m.sender] = now
         if len(m.heads) == len(self.heads):
             self.peer_heads[m.sender] = m.heads
+        if len(m.based) == len(self.heads):
+            self.peer_based[m.sender] = m.based
         grant = self._grants_lease(m, now)
         newer = self.routing if self.routing.version > m.routing_version else None
         out.append(Send(m.sender, HeartbeatAck(self.me, m.round, grant, newer)))
