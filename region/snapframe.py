@@ -83,31 +83,45 @@ def read_snapshot(header: SnapshotHeader, chunks: Iterable[bytes], where: str) -
 
     if not 0 <= header.length <= header.chunks * CHUNK_BYTES or header.chunks != -(-header.length // CHUNK_BYTES):
         raise refuse(f"its header claims {header.chunks} chunks for {header.length} bytes")
-    blob = bytearray(header.length)
-    at = n = 0
-    for n, chunk in enumerate(chunks, 1):
-        if n > header.chunks or at + len(chunk) > header.length:
+    parts: list[bytes] = []
+    digest = hashlib.sha256()
+    at = 0
+    for chunk in chunks:  # checked as they come; the blob is only ever joined once, past its frame
+        if len(parts) == header.chunks or at + len(chunk) > header.length:
             raise refuse(f"it has more than the {header.chunks} chunks ({header.length} bytes) its header names")
-        blob[at:at + len(chunk)] = chunk
+        digest.update(chunk)
+        parts.append(chunk)
         at += len(chunk)
-    if n != header.chunks or at != header.length:
-        raise refuse(f"{n} of its {header.chunks} chunks ({at} of {header.length} bytes) are there")
-    if hashlib.sha256(blob).digest() != header.digest:
+    if len(parts) != header.chunks or at != header.length:
+        raise refuse(f"{len(parts)} of its {header.chunks} chunks ({at} of {header.length} bytes) are there")
+    if digest.digest() != header.digest:
         raise refuse("its stored bytes fail their checksum")
     head = len(MAGIC) + _LEN.size
-    if blob[:len(MAGIC)] != MAGIC or len(blob) < head:
+    first = parts[0] if parts else b""
+    if first[:len(MAGIC)] != MAGIC or len(first) < head:
         raise refuse("it is not a framed region snapshot")
-    (meta_len,) = _LEN.unpack_from(blob, len(MAGIC))
-    if head + meta_len > len(blob):
+    (meta_len,) = _LEN.unpack_from(first, len(MAGIC))
+    if head + meta_len > header.length:
         raise refuse("its state runs past its end")
+    engine_at = head + meta_len
+    views, skip = [], 0
+    for part in parts:  # the meta frame and the engine, each joined once from the chunks' views
+        views.append(memoryview(part))
+        skip += len(part)
+        if skip >= engine_at:
+            break
+    meta = b"".join(views)[head:engine_at]
+    k = len(views) - 1
+    engine_parts: list[memoryview] = [memoryview(parts[k])[len(parts[k]) - (skip - engine_at):],
+                                      *[memoryview(p) for p in parts[k + 1:]]]
+    del parts, views
     try:
-        snap: NodeSnapshot = decode(memoryview(blob)[head:head + meta_len], (NodeSnapshot,),
-                                    max_frame=MAX_META_BYTES)
+        snap: NodeSnapshot = decode(meta, (NodeSnapshot,), max_frame=MAX_META_BYTES)
     except WireError as e:
         raise refuse(f"it does not decode: {e}") from None
     if (snap.position, snap.chain) != (header.position, header.chain):
         raise refuse(f"it says it covers the records before {snap.position}, its header says {header.position}")
-    snap.engine = bytes(memoryview(blob)[head + meta_len:])
+    snap.engine = b"".join(engine_parts)
     return snap
 
 
