@@ -30,6 +30,7 @@ from replication.ids import transfer_id
 from replication.log import Entry
 from replication.messages import Checkpoint, ClientRequest, LoadBase, Persist, PersistRepair, Reply, Send, Ship
 from replication.node import RegionNode
+from replication.shipping import LogShipping
 from replication.state import canonical_digest
 from simulator.plan import shortened
 from simulator.result import RunResult
@@ -219,3 +220,29 @@ def test_a_late_duplicate_is_recognised_after_compaction_and_after_a_restart(tmp
     late_duplicates(here, 100)
     here.store.close()
     late_duplicates(Runtime(config, open_store()), 101)
+
+
+# ---------------------------------------------------------------------- keeping enough log for peers
+def applied_by_every_peer(self: LogShipping) -> tuple[int, ...]:
+    """The rule retention must not use: drop what every peer has applied (not yet covered
+    by its snapshot, so its record may still rot and need a repair from us)."""
+    return tuple(min((self.peer_heads[p][o] if p in self.peer_heads else 0 for p in self.peers), default=0)
+                 for o in range(len(self.heads)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", ["covered by every peer's snapshot", "applied by every peer"])
+def test_entries_are_kept_until_every_peer_snapshot_covers_them(monkeypatch: pytest.MonkeyPatch, rule: str) -> None:
+    """In a run with bit rot (fuzz), a region repairs a damaged record from a peer's copy.
+    Were entries dropped once every peer had applied them, no peer would still hold the
+    entry to repair: the record stays damaged and the store fails its audit."""
+    if rule == "applied by every peer":
+        monkeypatch.setattr(LogShipping, "retain_from", applied_by_every_peer)
+    s = load_scenario("fuzz").with_mode("async")
+    s = dataclasses.replace(s, node=dataclasses.replace(s.node, checkpoint_every=50))
+    sim, result = run_scenario(s, 1)
+    assert any(x[2] == "corruption" for x in sim.log.reports), "the run damages records"
+    if rule == "applied by every peer":
+        assert "audit_chain" in result["violated"]
+    else:
+        assert not result["violated"] and all(st.base > 0 for st in sim.stores)
