@@ -246,3 +246,36 @@ def test_entries_are_kept_until_every_peer_snapshot_covers_them(monkeypatch: pyt
         assert "audit_chain" in result["violated"]
     else:
         assert not result["violated"] and all(st.base > 0 for st in sim.stores)
+
+
+# ---------------------------------------------------------------------- a live region (region.driver)
+@pytest.mark.parametrize("group_commit", [True, False], ids=["group commit", "immediate"])
+def test_a_live_region_checkpoints_and_restarts_from_its_snapshot(tmp_path: Path, group_commit: bool) -> None:
+    """With group commit the checkpoint runs on a thread of its own while the region goes on."""
+    import asyncio
+
+    from ledger.types import CreateTransferResult as R
+    from region.driver import LiveRegion
+    from tests.support.live_region import CFG, pay, until_writable
+
+    config = dataclasses.replace(CFG.node_config(0), checkpoint_every=5)
+    path = tmp_path / "region.db"
+
+    async def run(first: int, last: int) -> tuple[list[int], int, int]:
+        live = LiveRegion(config, SqliteRegionStore(path), lambda *_: None, group_commit=group_commit)
+        base = live.store.base
+        await until_writable(live)
+        outcomes = [int(await pay(live, n)) for n in range(first, last)]
+        for _ in range(200):  # a checkpoint in flight on its thread: wait for it
+            if live.stats.checkpoints:
+                break
+            await asyncio.sleep(0.01)
+        assert live.stats.checkpoints and not live.stats.checkpoint_errors, live.stats.checkpoint_errors
+        live.close()
+        return outcomes, base, live.store.base
+
+    first, base0, base1 = asyncio.run(run(1, 30))
+    assert set(first) == {R.OK} and base0 == 0 and base1 > 0
+    again, base2, _ = asyncio.run(run(1, 40))  # a restart from the snapshot; 1..29 are retries
+    assert base2 == base1
+    assert again[:29] == [R.EXISTS] * 29 and set(again[29:]) == {R.OK}
