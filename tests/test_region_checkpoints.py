@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult
 from region import checkpoint
+from region.cassandra import CassandraRegionStore, drop_region_keyspaces
 from region.sqlite import SqliteRegionStore
 from region.store import MemoryRegionStore, RegionStore
 from replication.accounts import AccountMap
@@ -36,11 +39,13 @@ from simulator.plan import shortened
 from simulator.result import RunResult
 from simulator.run import run_scenario
 from simulator.scenario import load_scenario
+from tests.support.realparts import CASSANDRA_HOST, CASSANDRA_PORT, require_cassandra
 
 T = 1_700_000_000_000_000_000
 M64 = (1 << 64) - 1
 AMAP = AccountMap(3, np.arange(13) % 3)  # customers 1..12; customer c is in unit c % 3, homed at region c % 3
 EXISTS = int(CreateTransferResult.EXISTS)
+CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:{CASSANDRA_PORT}/glck{uuid.uuid4().hex[:8]}?dc=dc1&rf=1"
 MODES = ["async", "unit+async", "unit+semi-sync", "escrow", "quorum", "quorum+region", "quorum+ledger"]
 
 
@@ -183,14 +188,28 @@ def replies(effects: list[Any]) -> list[list[int]]:
     return [e.results.tolist() for e in effects if type(e) is Reply]
 
 
-@pytest.mark.parametrize("durable", [False, True], ids=["memory", "sqlite"])
-def test_a_late_duplicate_is_recognised_after_compaction_and_after_a_restart(tmp_path: Path, durable: bool) -> None:
+@pytest.fixture
+def cassandra_region() -> Iterator[str]:
+    """A fresh region name whose keyspace on the shared Cassandra node is dropped afterwards."""
+    require_cassandra()
+    region = f"ck{uuid.uuid4().hex[:12]}"
+    yield region
+    drop_region_keyspaces(CASSANDRA_URL, [region])
+
+
+@pytest.mark.parametrize("where", ["memory", "sqlite", pytest.param("cassandra", marks=pytest.mark.cassandra)])
+def test_a_late_duplicate_is_recognised_after_compaction_and_after_a_restart(
+        tmp_path: Path, where: str, request: pytest.FixtureRequest) -> None:
     """Exactly-once does not rest on records or entries kept in memory: the engine keeps
     every transfer (and its id index) in the snapshot, so a client's retry of an id whose
     records were compacted away is answered EXISTS; a peer's entry at or below the applied
     head is a duplicate by its sequence number, which the snapshot keeps per origin."""
+    region = request.getfixturevalue("cassandra_region") if where == "cassandra" else ""
+
     def open_store() -> RegionStore:
-        return SqliteRegionStore(tmp_path / "region0.db") if durable else memory
+        if where == "cassandra":
+            return CassandraRegionStore(CASSANDRA_URL, region)
+        return SqliteRegionStore(tmp_path / "region0.db") if where == "sqlite" else memory
 
     memory = MemoryRegionStore()
     config = NodeConfig(3, 0, Mode.ASYNC, AMAP, 1000, checkpoint_every=4)
@@ -219,7 +238,10 @@ def test_a_late_duplicate_is_recognised_after_compaction_and_after_a_restart(tmp
 
     late_duplicates(here, 100)
     here.store.close()
-    late_duplicates(Runtime(config, open_store()), 101)
+    again = Runtime(config, open_store())
+    assert again.store.base == here.store.base and again.store.has_snapshot
+    late_duplicates(again, 101)
+    again.store.close()
 
 
 # ---------------------------------------------------------------------- keeping enough log for peers
