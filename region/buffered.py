@@ -14,6 +14,14 @@ thread) and a flush (possibly a worker thread) may overlap: the queue is swapped
 lock and flushes are serialised, so a record is written in a later flush than any record
 appended before it. A failed flush puts its records back in the queue (a newer version of
 the same index queued meanwhile wins), raises `StoreError`, and a later flush writes them.
+
+A snapshot (`save_snapshot`) is written as chunks and a header (`region.snapframe`): the
+chunks a few at a time (flushes may run between), then, in one backend write, the header
+and the removal of the older snapshot and of the records it covers. A store opens on its
+newest header: records before its position, other snapshots' chunks and headers are what a
+crash left behind and are removed; its snapshot is read and checked at once (damage is a
+`CorruptStoreError`), and handed to the first `load_snapshot` (recovery), then dropped from
+memory: later loads read it again.
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ from abc import abstractmethod
 from collections.abc import Iterable
 
 from ledger.errors import CorruptStoreError, StoreError
-from region.store import GENESIS, RegionStore, chain_next
+from region.snapframe import FramedSnapshot, SnapshotHeader, read_snapshot
+from region.store import RegionStore, chain_next
 from replication.log import Entry, Record
+from replication.snapshot import NodeSnapshot
 from replication.wire import RECORD_TYPES, WireError, decode, encode
 
 MAGIC = b"GLR1"  # geoledger region record, framing version 1
@@ -33,6 +43,8 @@ _DIGEST = 32
 
 Row = tuple[int, bytes, bytes]
 """(index, blob, chain): one stored record."""
+CHUNKS_PER_WRITE = 16
+"""Snapshot chunks written per backend write (flushes of records may run between them)."""
 
 
 def frame_record(payload: object) -> bytes:
@@ -58,10 +70,12 @@ def unframe_record(blob: bytes) -> object:
 class BufferedRegionStore(RegionStore):
     """A durable region store: a backend writes `Row`s; this class does the rest.
 
-    A backend calls `_open(rows)` with its stored rows once its connection is up, and
-    implements `_write` (all rows durably, or raise having written none or some: a later
-    `_write` of the same rows must then be harmless) and `_release` (close the connection,
-    drop the writer lock). `where` names the store in every error message.
+    A backend calls `_open(rows, header)` with its stored rows and its newest snapshot
+    header once its connection is up, and implements `_write` (all rows durably, or raise
+    having written none or some: a later `_write` of the same rows must then be harmless),
+    `_release` (close the connection, drop the writer lock) and the snapshot's parts:
+    `_write_chunks`, `_commit_snapshot`, `_read_chunks`. `where` names the store in every
+    error message.
     """
 
     where: str
@@ -73,13 +87,22 @@ class BufferedRegionStore(RegionStore):
         self._io = threading.Lock()  # one flush at a time, and close
         self._dirty: dict[int, tuple[bytes, bytes]] = {}  # index -> (blob, chain), the newest version
         self._closed = False
+        self._header: SnapshotHeader | None = None
+        self._loaded: NodeSnapshot | None = None  # read at open, until recovery takes it
 
     # -------------------------------------------------------------- opening
-    def _open(self, rows: Iterable[Row]) -> None:
-        """Load the stored rows (in index order), checking framing, holes and the chain."""
-        head = GENESIS
+    def _open(self, rows: Iterable[Row], header: SnapshotHeader | None = None) -> None:
+        """Load the newest snapshot and the stored rows after it (in index order), checking
+        the snapshot's bytes, the rows' framing, holes and the chain. Rows before the
+        snapshot's position are skipped: a crash cut their removal short."""
+        if header is not None:
+            self._loaded = read_snapshot(header, self._read_chunks(header), self.where)
+            self._header, self.base, self.base_chain = header, header.position, header.chain
+        head = self.base_chain
         for idx, blob, chain in rows:
-            n = len(self.records)
+            if idx < self.base:
+                continue
+            n = self.end
             if idx != n:
                 raise CorruptStoreError(f"{self.where}: record {n} is missing" if idx > n else
                                         f"{self.where}: record {idx} is stored twice or out of order")
@@ -94,6 +117,61 @@ class BufferedRegionStore(RegionStore):
             self.records.append(Record(payload, chain))
         self.head = head
 
+    # -------------------------------------------------------------- the snapshot
+    @property
+    def has_snapshot(self) -> bool:
+        return self._header is not None
+
+    def load_snapshot(self) -> NodeSnapshot | None:
+        with self._io:
+            self._check_open()
+            loaded, self._loaded = self._loaded, None
+            if loaded is not None or self._header is None:
+                return loaded
+            return read_snapshot(self._header, self._read_chunks(self._header), self.where)
+
+    def save_snapshot(self, snapshot: NodeSnapshot) -> None:
+        """Chunks first (a few per backend write), then the header together with dropping
+        what it covers: a crash before the header leaves the store as it was."""
+        with self._mu:
+            self._check_open()
+            self._check_fits(snapshot)
+        framed = FramedSnapshot(snapshot)  # may raise WireError: nothing written yet
+        batch: list[bytes] = []
+        written = 0
+        for chunk in framed.chunks():
+            batch.append(chunk)
+            if len(batch) == CHUNKS_PER_WRITE:
+                written = self._write_snapshot_chunks(snapshot.position, written, batch)
+                batch = []
+        if batch:
+            self._write_snapshot_chunks(snapshot.position, written, batch)
+        with self._io:
+            self._check_open()
+            try:
+                self._commit_snapshot(framed.header, self.base if self._header is not None else None)
+            except Exception as e:
+                raise StoreError(f"{self.where}: writing the snapshot at record {snapshot.position} failed; the "
+                                 f"store keeps its older snapshot and every record ({type(e).__name__}: {e})") from e
+            with self._mu:
+                self._drop_before(snapshot)
+                for idx in [i for i in self._dirty if i < snapshot.position]:
+                    del self._dirty[idx]
+                self._header, self._loaded = framed.header, None
+
+    def _save_snapshot(self, snapshot: NodeSnapshot) -> None:  # pragma: no cover - save_snapshot is overridden
+        raise NotImplementedError
+
+    def _write_snapshot_chunks(self, position: int, first: int, chunks: list[bytes]) -> int:
+        with self._io:
+            self._check_open()
+            try:
+                self._write_chunks(position, first, chunks)
+            except Exception as e:
+                raise StoreError(f"{self.where}: writing the snapshot at record {position} failed; the store "
+                                 f"keeps its older snapshot and every record ({type(e).__name__}: {e})") from e
+        return first + len(chunks)
+
     # -------------------------------------------------------------- changes (queued)
     def _check_open(self) -> None:
         if self._closed:
@@ -104,21 +182,21 @@ class BufferedRegionStore(RegionStore):
         with self._mu:
             self._check_open()
             super().append(payload)
-            self._dirty[len(self.records) - 1] = (blob, self.head)
+            self._dirty[self.end - 1] = (blob, self.head)
 
     def replace(self, index: int, entry: Entry) -> None:
         blob = frame_record(entry)
         with self._mu:
             self._check_open()
             super().replace(index, entry)
-            self._dirty[index] = (blob, self.records[index].chain)
+            self._dirty[index] = (blob, self._at(index).chain)
 
     def corrupt(self, index: int) -> None:
         """Chaos: the damaged entry is written back too, so a restart finds it damaged as well."""
         with self._mu:
             self._check_open()
             super().corrupt(index)
-            rec = self.records[index]
+            rec = self._at(index)
             self._dirty[index] = (frame_record(rec.payload), rec.chain)
 
     @property
@@ -165,6 +243,20 @@ class BufferedRegionStore(RegionStore):
     @abstractmethod
     def _release(self) -> None:
         """Close the backend and drop the writer lock."""
+
+    @abstractmethod
+    def _write_chunks(self, position: int, first: int, chunks: list[bytes]) -> None:
+        """Write chunks `first`.. of the snapshot at `position` (invisible until its header is)."""
+
+    @abstractmethod
+    def _commit_snapshot(self, header: SnapshotHeader, older: int | None) -> None:
+        """Write `header` (the snapshot now counts), then remove the snapshot at `older` (if
+        any) and the records before `header.position`. Atomic where the backend can be; else
+        what is left over is what `_open` skips and removes."""
+
+    @abstractmethod
+    def _read_chunks(self, header: SnapshotHeader) -> Iterable[bytes]:
+        """The chunks of the snapshot `header` names, in order (as many as are stored)."""
 
 
 __all__ = ["MAGIC", "BufferedRegionStore", "Row", "frame_record", "unframe_record"]

@@ -16,8 +16,14 @@ datacentre's host and ``dc=``.
 
 A failed flush can have written some of its records (Cassandra has no multi-partition
 transaction); they stay queued and the next flush writes them again, which the upsert makes
-harmless. One writer: a lock file per keyspace under the temp directory (`region.lock`),
-which covers every process on this host, not other hosts (see `writer_lock_path`).
+harmless. A snapshot (`region.snapframe`) goes to ``snapshot_chunks((position, k), data)``
+(a partition per chunk, so none grows large), then its header to ``snapshots``; only then are
+the older snapshot and the records it covers deleted, one by one. What a crash leaves of
+that (chunks without a header, records or headers below the newest header) is skipped on
+open and deleted; those tables keep tombstones briefly (``gc_grace_seconds``), since a
+deleted row that came back would be skipped and deleted again. One writer: a lock file per
+keyspace under the temp directory (`region.lock`), which covers every process on this host,
+not other hosts (see `writer_lock_path`).
 A password in the URL never appears in an error message.
 """
 
@@ -27,6 +33,7 @@ import dataclasses
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +41,11 @@ from ledger.errors import StoreError, StoreURLError
 from ledger.redact import redact
 from region.buffered import BufferedRegionStore, Row
 from region.lock import WriterLock
+from region.snapframe import SnapshotHeader
 
 FLUSH_CONCURRENCY = 64  # statements in flight per flush
+CHUNK_READS = 8  # snapshot chunks (1 MiB each) read at once
+_SHORT_GRACE = "WITH gc_grace_seconds = 600"
 
 
 def region_keyspace(base: str, region: str) -> str:
@@ -91,13 +101,33 @@ class CassandraRegionStore(BufferedRegionStore):
             ks = self.keyspace
             self._ds.execute_ddl(
                 f"CREATE TABLE IF NOT EXISTS {ks}.records (idx bigint PRIMARY KEY, payload blob, chain blob)")
+            self._ds.execute_ddl(f"CREATE TABLE IF NOT EXISTS {ks}.snapshots (position bigint PRIMARY KEY, "
+                                 f"chain blob, chunks int, length bigint, digest blob) {_SHORT_GRACE}")
+            self._ds.execute_ddl(f"CREATE TABLE IF NOT EXISTS {ks}.snapshot_chunks (position bigint, k int, "
+                                 f"data blob, PRIMARY KEY ((position, k))) {_SHORT_GRACE}")
             if fresh:
-                self._ds.execute_ddl(f"TRUNCATE {ks}.records")
+                for table in ("records", "snapshots", "snapshot_chunks"):
+                    self._ds.execute_ddl(f"TRUNCATE {ks}.{table}")
             self._insert = self._ds.prepare(f"INSERT INTO {ks}.records (idx, payload, chain) VALUES (?, ?, ?)",
                                             idempotent=True)
+            self._delete = self._ds.prepare(f"DELETE FROM {ks}.records WHERE idx = ?", idempotent=True)
+            self._put_chunk = self._ds.prepare(f"INSERT INTO {ks}.snapshot_chunks (position, k, data) "
+                                               "VALUES (?, ?, ?)", idempotent=True)
+            self._get_chunk = self._ds.prepare(f"SELECT data FROM {ks}.snapshot_chunks WHERE position = ? AND k = ?",
+                                               idempotent=True)
+            self._drop_chunk = self._ds.prepare(f"DELETE FROM {ks}.snapshot_chunks WHERE position = ? AND k = ?",
+                                                idempotent=True)
+            headers = sorted((SnapshotHeader(int(h["position"]), bytes(h["chain"] or b""), int(h["chunks"] or 0),
+                                             int(h["length"] or 0), bytes(h["digest"] or b""))
+                              for h in self._ds.execute(f"SELECT position, chain, chunks, length, digest "
+                                                        f"FROM {ks}.snapshots", what="loading the snapshot")),
+                             reverse=True)
             rows = self._ds.execute(f"SELECT idx, payload, chain FROM {ks}.records", what="loading records")
             ordered = sorted(rows, key=lambda r: int(r["idx"]))
-            self._open((int(r["idx"]), bytes(r["payload"] or b""), bytes(r["chain"] or b"")) for r in ordered)
+            self._open(((int(r["idx"]), bytes(r["payload"] or b""), bytes(r["chain"] or b"")) for r in ordered),
+                       headers[0] if headers else None)
+            self._clean_up([h.position for h in headers[1:]], [int(r["idx"]) for r in ordered
+                                                               if int(r["idx"]) < self.base])
         except BaseException:
             self._release()
             raise
@@ -106,6 +136,51 @@ class CassandraRegionStore(BufferedRegionStore):
         stmts = [self._insert.bind(row) for row in rows]
         for k in range(0, len(stmts), FLUSH_CONCURRENCY):
             self._ds.execute_all(stmts[k:k + FLUSH_CONCURRENCY], what="flushing records")
+
+    def _write_chunks(self, position: int, first: int, chunks: list[bytes]) -> None:
+        self._ds.execute_all([self._put_chunk.bind((position, first + k, c)) for k, c in enumerate(chunks)],
+                             what="writing a snapshot")
+
+    def _commit_snapshot(self, header: SnapshotHeader, older: int | None) -> None:
+        self._ds.execute(f"INSERT INTO {self.keyspace}.snapshots (position, chain, chunks, length, digest) "
+                         "VALUES (%s, %s, %s, %s, %s)", tuple(header), what="writing a snapshot")
+        old = self._header
+        if old is not None:  # the older snapshot: its header (it no longer counts), then its chunks
+            self._ds.execute(f"DELETE FROM {self.keyspace}.snapshots WHERE position = %s", (old.position,),
+                             what="dropping a snapshot")
+            self._run(self._drop_chunk.bind((old.position, k)) for k in range(old.chunks))
+        self._run(self._delete.bind((idx,)) for idx in range(self.base, header.position))
+
+    def _clean_up(self, old_headers: list[int], old_records: list[int]) -> None:
+        """What a crash left: headers below the newest, chunks no header names, records it covers."""
+        ks = self.keyspace
+        keep = self.base if self._header is not None else None
+        stray = {(int(c["position"]), int(c["k"])) for c in self._ds.execute(
+            f"SELECT position, k FROM {ks}.snapshot_chunks", what="loading the snapshot") if int(c["position"]) != keep}
+        for position in old_headers:
+            self._ds.execute(f"DELETE FROM {ks}.snapshots WHERE position = %s", (position,), what="dropping a snapshot")
+        self._run(self._drop_chunk.bind(key) for key in sorted(stray))
+        self._run(self._delete.bind((idx,)) for idx in old_records)
+
+    def _run(self, statements: Any) -> None:
+        batch: list[Any] = []
+        for stmt in statements:
+            batch.append(stmt)
+            if len(batch) == FLUSH_CONCURRENCY:
+                self._ds.execute_all(batch, what="compacting")
+                batch = []
+        if batch:
+            self._ds.execute_all(batch, what="compacting")
+
+    def _read_chunks(self, header: SnapshotHeader) -> Iterator[bytes]:
+        for first in range(0, header.chunks, CHUNK_READS):
+            got = self._ds.execute_all([self._get_chunk.bind((header.position, k))
+                                        for k in range(first, min(first + CHUNK_READS, header.chunks))],
+                                       what="loading the snapshot")
+            for rows in got:
+                if not rows:
+                    return  # a chunk is missing: the reader counts what came
+                yield bytes(rows[0]["data"] or b"")
 
     def _release(self) -> None:
         try:

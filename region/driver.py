@@ -29,6 +29,11 @@ handled or released any more, waiting clients get UNAVAILABLE (never applied: sa
 retry), and `on_fatal` is called — the gateway process exits so that its supervisor
 restarts it, and the restart recovers from what is on disk. A region that stopped never
 answers again; one that recovered never acknowledged anything it did not persist.
+
+Checkpoints (`region.checkpoint`): once a step's records are durable, a `Checkpoint` effect
+is taken — in immediate mode at once, with group commit on a thread of its own, so the
+loop keeps stepping (and flushing) meanwhile — and the node is told when it is durable; a
+`LoadBase` effect hands the node the store's snapshot to rebuild its books from.
 """
 
 from __future__ import annotations
@@ -44,12 +49,15 @@ from typing import Any
 import numpy as np
 
 from ledger.errors import StoreError
+from region import checkpoint
 from region.store import RegionStore
 from replication.config import NodeConfig
 from replication.log import Entry
 from replication.messages import (
+    Checkpoint,
     ClientRequest,
     Corrupted,
+    LoadBase,
     Message,
     Persist,
     PersistRepair,
@@ -84,6 +92,9 @@ class LiveStats:
     steps: int = 0  # group-commit steps (one transaction each at most)
     flushes: int = 0
     flush_ns: list[int] = field(default_factory=list)  # group-commit fsync wall times (last 10,000)
+    checkpoints: int = 0  # taken and durable
+    checkpoint_ns: list[int] = field(default_factory=list)  # wall time of each (last 1,000)
+    checkpoint_errors: list[str] = field(default_factory=list)  # why one could not be taken (last 100)
 
 
 class LiveRegion:
@@ -137,14 +148,16 @@ class LiveRegion:
         self._inbox: list[Message] = []
         self._wake = asyncio.Event()
         self._io: ThreadPoolExecutor | None = None
+        self._checkpointer: ThreadPoolExecutor | None = None
         self._runner: asyncio.Task[None] | None = None
-        if store.records:
+        if store.end or store.has_snapshot:
             self.node, effects = RegionNode.recover(config, store)
         else:
             self.node, effects = RegionNode(config), []
         self._apply(effects)
         if group_commit:
             self._io = ThreadPoolExecutor(1, thread_name_prefix=f"region{config.me}-fsync")
+            self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix=f"region{config.me}-checkpoint")
             self._runner = self._loop.create_task(self._run())
         self._loop.call_soon(self._tick)
 
@@ -227,6 +240,8 @@ class LiveRegion:
         self._wake.set()
         if self._runner is not None:
             self._runner.cancel()
+        if self._checkpointer is not None:
+            self._checkpointer.shutdown(wait=True)  # a checkpoint in flight finishes (or fails) first
         try:
             self.store.close()  # waits for an fsync in flight (the store serialises them)
         except StoreError as e:  # its records were never acknowledged: the restart recovers without them
@@ -254,6 +269,7 @@ class LiveRegion:
                     del self.stats.flush_ns[:-10_000]
                     if self._closed:
                         return  # closed during the fsync: nothing leaves any more
+                self._after_commit(effects)
                 self._release(effects)
                 if self._inbox:
                     self._wake.set()
@@ -325,7 +341,46 @@ class LiveRegion:
         if self._persist(effects):
             self.stats.flushes += 1
             self.store.flush()
+        self._after_commit(effects)
         self._release(effects)
+
+    def _after_commit(self, effects: list[Any]) -> None:
+        """What waits for the step's records to be durable: a rebuild, a checkpoint."""
+        for e in effects:
+            t = type(e)
+            if t is LoadBase:
+                self.node.rebuild(self.store.load_snapshot())  # type: ignore[arg-type]  # LoadBase: there is one
+            elif t is Checkpoint:
+                self._checkpoint(e)
+
+    def _checkpoint(self, request: Checkpoint) -> None:
+        began = time.perf_counter_ns()
+        if self._checkpointer is None:
+            self._note_checkpoint(request, began, checkpoint.perform(self.node, self.store, request))
+            return
+        future = self._loop.run_in_executor(self._checkpointer, checkpoint.take, self.cfg, self.store, request)
+        future.add_done_callback(lambda f: self._checkpoint_finished(request, began, f))
+
+    def _checkpoint_finished(self, request: Checkpoint, began: int, future: asyncio.Future[Any]) -> None:
+        if self._closed:
+            return
+        try:
+            snapshot = future.result()
+        except Exception as e:  # noqa: BLE001 - any failure leaves the store as it was: say why, retry later
+            self.node.checkpoint_failed(request.position)
+            self._note_checkpoint(request, began, f"{type(e).__name__}: {e}")
+            return
+        self.node.checkpointed(snapshot.position, snapshot.heads())
+        self._note_checkpoint(request, began, None)
+
+    def _note_checkpoint(self, request: Checkpoint, began: int, error: str | None) -> None:
+        if error is None:
+            self.stats.checkpoints += 1
+            self.stats.checkpoint_ns.append(time.perf_counter_ns() - began)
+            del self.stats.checkpoint_ns[:-1000]
+        else:
+            self.stats.checkpoint_errors.append(f"checkpoint at record {request.position}: {error}")
+            del self.stats.checkpoint_errors[:-100]
 
     def _release(self, effects: list[Any]) -> None:
         for e in effects:

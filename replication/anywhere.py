@@ -17,6 +17,8 @@ region may debit without asking anyone:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from cext.layout import TRANSFER_DTYPE, join
@@ -29,6 +31,7 @@ from replication.log import Entry
 from replication.messages import Effect, QuotaRequest, Send
 from replication.replica import Replica
 from replication.shipping import LogShipping
+from replication.snapshot import ShippingState
 
 _TWO_PHASE = int(TransferFlags.PENDING | TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
@@ -169,6 +172,15 @@ class EscrowDesign(AsyncDesign):
 
     def _available(self, account: int, spent: dict[int, int]) -> int | None:
         return self.quota[account]
+
+    def _export_extra(self) -> dict[str, Any]:
+        return {"quota": tuple(self.quota)}
+
+    def _restore_extra(self, state: ShippingState) -> None:
+        if len(state.quota) != len(self.quota):
+            raise ValueError(f"a snapshot holds escrow shares of {len(state.quota)} accounts, this run has "
+                             f"{len(self.quota)}")
+        self.quota = list(state.quota)
 
     def _charge(self, account: int, amount: int, spent: dict[int, int]) -> None:
         self.quota[account] -= amount

@@ -102,6 +102,11 @@ class NodeConfig:
     snapshot_every: int = 1000  # quorum: applied entries between snapshots (log compaction)
     replicas: tuple[int, ...] = ()  # quorum: replicas (votes) per region, e.g. (2, 2, 1); empty = one each
     quorum_groups: Grouping = Grouping.UNIT  # quorum: a Raft log per unit, per home region, or one
+    # Checkpoints (replication.checkpoint): the store's records are replaced by a snapshot of the
+    # region's state once this many records (0: never) or bytes of records (0: no byte limit)
+    # were written since the last one, so restart time and memory do not grow with history.
+    checkpoint_every: int = 10_000
+    checkpoint_bytes: int = 0
 
     def __post_init__(self) -> None:
         # Accept the strings scenario files and CLIs carry; hold enums from here on.
@@ -112,6 +117,8 @@ class NodeConfig:
             raise ValueError(f"me must be a region index below {self.n_regions}, got {self.me}")
         if self.lease <= self.heartbeat_every:
             raise ValueError("lease must be longer than the heartbeat interval")
+        if self.checkpoint_every < 0 or self.checkpoint_bytes < 0:
+            raise ValueError("checkpoint_every and checkpoint_bytes must be >= 0 (0: no such limit)")
 
 
 class InvariantViolation(AssertionError):

@@ -233,7 +233,11 @@ class LeaseFailover(LogShipping):
         new_forks = table.forks[len(old.forks):]
         void_found = False
         for f in new_forks:
-            for e in self.by_origin[f.origin][f.kept_through:]:
+            if f.kept_through < self.log_base[f.origin]:  # settled entries were checkpointed: never void
+                out.append(Report("void_below_checkpoint", {"region": self.me, "origin": f.origin,
+                                                            "kept_through": f.kept_through,
+                                                            "checkpointed": self.log_base[f.origin]}))
+            for e in self.by_origin[f.origin][max(0, f.kept_through - self.log_base[f.origin]):]:
                 if e.rv < f.version and (e.origin, e.seq) not in self.reported_void:
                     self.reported_void.add((e.origin, e.seq))
                     void_found = True
@@ -241,7 +245,7 @@ class LeaseFailover(LogShipping):
                     out.append(Report("divergence", {"origin": e.origin, "seq": e.seq, "detected_by": self.me,
                                                      "transfer_ids": ids}))
         if void_found:
-            self._rebuild()
+            self._rebuild(out)
         lost = [u for u in old.units_of(self.me) if table.homes[u] != self.me]
         if lost:
             self.waiters.clear()
@@ -272,9 +276,31 @@ class LeaseFailover(LogShipping):
     def _on_ready(self) -> None:
         """A hook: this region caught up and now writes the units it gained."""
 
+    # ------------------------------------------------------------------ what checkpoints may cover
+    def settled_heads(self) -> list[int] | None:
+        """Per origin o, the entries no fork can void. A fork for o keeps what the majority
+        that voted for it had applied; o never votes for its own demotion, so that majority
+        is of the other R-1 regions. An entry that `durable_need` (R - majority) of those
+        vouch for is therefore held by one of the voters, and a voter never vouches past the
+        heads it voted with (`acked_head`): the fork keeps it. Our own log: `durable_seq`."""
+        out = []
+        for o in range(len(self.heads)):
+            if o == self.me:
+                out.append(min(self.durable_seq, self.heads[o]))
+                continue
+            vouched = [self.acked_head(o)]
+            for p in self.peers:
+                heads = self.peer_heads.get(p)
+                if p != o and heads:
+                    vouched.append(heads[o])
+            vouched.sort(reverse=True)
+            need = max(1, self.durable_need)
+            out.append(min(vouched[need - 1], self.heads[o]) if len(vouched) >= need else 0)
+        return out
+
     def _writable_units(self, now: int) -> np.ndarray:
         mask = self._homes == self.me
-        if now >= self.lease_until:
+        if now >= self.lease_until or self.rebuilding:
             mask[:] = False
         for u in self.catching_up:
             mask[u] = False

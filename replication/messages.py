@@ -81,6 +81,10 @@ class Heartbeat:
     round: int
     routing_version: int
     heads: tuple[int, ...]  # per origin: last sequence number applied here
+    # per origin: what this region's store snapshot covers (replication.checkpoint; empty
+    # without checkpoints): entries at or below it are no longer in its store, so it can
+    # never need them again from a peer (no pull after a restart, no repair of a record)
+    based: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -212,6 +216,24 @@ class PersistRepair:
 
 
 @dataclass(slots=True)
+class Checkpoint:
+    """Replace the store's records before `position` by a snapshot of the state they give
+    (`region.checkpoint`); the runtime tells the node when it is durable (`checkpointed`).
+    `retain_from[o]`: origin `o`'s entries above it are kept in the snapshot for peers that
+    may still pull them (log shipping; empty in quorum mode)."""
+
+    position: int
+    retain_from: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class LoadBase:
+    """The books must be rebuilt from the store's snapshot (a fork voided entries applied
+    since it): the runtime hands the node that snapshot (`RegionNode.rebuild`) right after
+    the step's records are durable. The node writes nothing meanwhile."""
+
+
+@dataclass(slots=True)
 class Reply:
     """Answer a client batch: one result code per row, one balance tuple per read, and per
     row the region whose answer it is (the writer that committed or refused it)."""
@@ -235,4 +257,4 @@ class Report:
     detail: dict
 
 
-Effect = Send | Persist | PersistRepair | Reply | SetTimer | Report
+Effect = Send | Persist | PersistRepair | Reply | SetTimer | Report | Checkpoint | LoadBase

@@ -16,6 +16,11 @@ chosen once from `NodeConfig.mode` and built at construction:
 | `quorum` | a Raft log per unit (or per home region, or one) | `replication.quorum`, `replication.raft` |
 
 The node is the one type every runtime drives; the design is where the protocol lives.
+
+Checkpoints (`replication.checkpoint`, `replication.snapshot`): the node counts the records it
+writes and, on its policy, asks its runtime (`Checkpoint` effect) to replace the store's
+settled records by a snapshot of the state they give (`export`); the runtime says when that
+is durable (`checkpointed`). Recovery is the store's snapshot plus the records after it.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from replication.anywhere import AsyncDesign, EscrowDesign
-from replication.config import Mode, NodeConfig
-from replication.messages import Effect, Message
+from replication.checkpoint import CheckpointPolicy
+from replication.config import Mode, NodeConfig, design_label
+from replication.messages import Checkpoint, Effect, Message
 from replication.quorum import QuorumDesign
 from replication.replica import Anomaly, Replica
+from replication.snapshot import NodeSnapshot
 from replication.unit import UnitDesign
 
 
@@ -52,6 +59,18 @@ class Design(Protocol):
     @property
     def applied_heads(self) -> list[int]: ...
 
+    def export_state(self, retain_from: Sequence[int]) -> Any: ...
+
+    def settled_heads(self) -> list[int] | None: ...
+
+    def damaged_positions(self) -> list[int]: ...
+
+    def retain_from(self) -> tuple[int, ...]: ...
+
+    def on_checkpointed(self, heads: Sequence[int]) -> None: ...
+
+    def rebuild(self, base: NodeSnapshot) -> None: ...
+
 
 DESIGNS: dict[Mode, Any] = {
     Mode.ASYNC: AsyncDesign,
@@ -64,20 +83,40 @@ DESIGNS: dict[Mode, Any] = {
 class RegionNode:
     """One region: its replica of every unit under one replication design."""
 
-    def __init__(self, config: NodeConfig, design: Design | None = None) -> None:
+    def __init__(self, config: NodeConfig, design: Design | None = None, *, position: int = 0,
+                 base: int = 0) -> None:
+        """`position`: how many records the store holds (its end); `base`: where its snapshot is."""
         self.cfg = config
         self.me = config.me
         if design is None:
             design = DESIGNS[config.mode](config, Replica(config))
         self.design: Any = design
         self.replica: Replica = design.replica
+        self.checkpoints = CheckpointPolicy(config.checkpoint_every, config.checkpoint_bytes, position, base)
 
     @classmethod
     def recover(cls, config: NodeConfig, store: Any) -> tuple[RegionNode, list[Effect]]:
-        """Rebuild from the durable store's records after a crash: volatile state is gone."""
-        records = [r.payload for r in store.records]
-        design, effects = DESIGNS[config.mode].recover(config, Replica(config), records)
-        return cls(config, design), effects
+        """Rebuild from the durable store after a crash (volatile state is gone): its snapshot,
+        then its records after it."""
+        return cls.restore(config, store.load_snapshot(), [r.payload for r in store.records], store.base)
+
+    @classmethod
+    def restore(cls, config: NodeConfig, base: NodeSnapshot | None, records: Sequence[object],
+                first: int = 0) -> tuple[RegionNode, list[Effect]]:
+        """The node `base` (a snapshot of what the store's records before index `first` gave,
+        or None with `first` 0) and `records` (the store's records from `first` on) give.
+        ValueError if the snapshot is not this region's kind or does not cover `first`."""
+        if base is not None:
+            base.check_fits(config)
+            if base.position != first:
+                raise ValueError(f"a snapshot covering the records before {base.position} cannot start the "
+                                 f"records at {first}")
+        elif first:
+            raise ValueError(f"records from index {first} on need the snapshot covering those before")
+        design, effects = DESIGNS[config.mode].recover(config, Replica(config), records, base=base, first=first)
+        node = cls(config, design, position=first + len(records), base=first)
+        node._note(effects)
+        return node, effects
 
     # ------------------------------------------------------------------ driving
     def handle(self, message: Message | Any, now: int) -> list[Effect]:
@@ -86,8 +125,49 @@ class RegionNode:
 
     def handle_many(self, messages: Sequence[Message | Any], now: int) -> list[Effect]:
         """Messages that arrived together, handled as one step: the parts they propose to
-        one log become one entry, and the step's effects are persisted before they leave."""
-        return self.design.handle_many(messages, now)  # type: ignore[no-any-return]
+        one log become one entry, and the step's effects are persisted before they leave.
+        A checkpoint that falls due is asked for last, after the step's records."""
+        effects: list[Effect] = self.design.handle_many(messages, now)
+        if not self.checkpoints.enabled:
+            return effects
+        self._note(effects)
+        at = self.checkpoints.due(self.design.settled_heads(), self.design.damaged_positions())
+        if at is not None:
+            effects.append(Checkpoint(at, self.design.retain_from()))
+        return effects
+
+    def _note(self, effects: list[Effect]) -> None:
+        self.checkpoints.note(effects, voidable=self.cfg.mode is Mode.UNIT)
+
+    # ------------------------------------------------------------------ checkpoints
+    def export(self, position: int, chain: bytes, retain_from: Sequence[int] = ()) -> NodeSnapshot:
+        """This node's state as a snapshot at store `position` (chain value `chain`): meant
+        for a node just recovered from the records before `position` (`region.checkpoint`),
+        which holds nothing volatile."""
+        shipping, raft = None, []
+        state = self.design.export_state(retain_from)
+        if self.cfg.mode is Mode.QUORUM:
+            raft = state
+        else:
+            shipping = state
+        return NodeSnapshot(position, chain, design_label(self.cfg.mode, self.cfg.ship, self.cfg.quorum_groups),
+                            self.cfg.n_regions, self.engine.snapshot(), self.replica.last_ts,
+                            list(self.replica.anomalies), shipping, raft)
+
+    def checkpointed(self, position: int, heads: Sequence[int]) -> None:
+        """The runtime made the checkpoint at `position` durable (its snapshot covers `heads`)."""
+        self.checkpoints.done(position)
+        self.design.on_checkpointed(heads)
+
+    def checkpoint_failed(self, position: int) -> None:
+        """The checkpoint at `position` could not be taken; the next one waits an interval."""
+        self.checkpoints.failed(position)
+
+    def rebuild(self, base: NodeSnapshot) -> None:
+        """After a `LoadBase` effect: the books from the store's snapshot `base`, then what
+        was applied since (without what a fork voided)."""
+        base.check_fits(self.cfg)
+        self.design.rebuild(base)
 
     # ------------------------------------------------------------------ what runtimes read
     @property

@@ -70,9 +70,10 @@ from replication.messages import (
     Tick,
 )
 from replication.outcomes import CROSS_UNIT_TWO_PHASE, ID_IN_RESERVED_RANGE, ID_MUST_NAME_ITS_UNIT, UNAVAILABLE
-from replication.raft import LEADER, RAFT_MESSAGES, RaftConfig, RaftNode
+from replication.raft import LEADER, RAFT_MESSAGES, RaftConfig, RaftGroupState, RaftNode
 from replication.replica import Replica, no_balances
 from replication.routing import RoutingTable
+from replication.snapshot import NodeSnapshot
 from replication.unit_state import export_units, install_units
 
 _PENDING_NOT_FOUND = int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)
@@ -270,6 +271,28 @@ class QuorumDesign:
             check(self.leading[g] or not self.outbox[g], "outbox: only a leader owes credit legs", g)
         for g, index in self.waiters:
             check(index > self.groups[g].applied, "waiters: an applied entry's answer was given", (g, index))
+
+    # -------------------------------------------------------------- checkpoints (replication.checkpoint)
+    def export_state(self, retain_from: Sequence[int]) -> list[RaftGroupState]:
+        """Every log's persistent state (a follower behind a log's snapshot gets it by
+        InstallSnapshot, so nothing is kept for peers beyond what each log keeps)."""
+        return [raft.export() for raft in self.groups]
+
+    def settled_heads(self) -> list[int] | None:
+        return None  # Raft never truncates a committed entry; recovery replays the rest as Raft does
+
+    def damaged_positions(self) -> list[int]:
+        return list(self.damaged_records)
+
+    def retain_from(self) -> tuple[int, ...]:
+        return ()
+
+    def on_checkpointed(self, heads: Sequence[int]) -> None:
+        """Nothing to drop: each log compacts itself (`snapshot_every`)."""
+
+    def rebuild(self, base: NodeSnapshot) -> None:
+        raise RuntimeError("quorum mode never rebuilds its books from a snapshot (no LoadBase)")
+
     catching_up: frozenset[int] = frozenset()  # a new leader writes once elected: nothing to catch up
     lease_until = 0  # leadership is fenced by terms, not leases
 
@@ -552,6 +575,8 @@ class QuorumDesign:
                 raft.compact(export_units(engine, amap, self.group_units[g]), out)
                 for key in [k for k in self.waiters if k[0] == g and k[1] <= raft.snap_index]:
                     del self.waiters[key]
+                for key in [k for k in self.persisted if k[0] == g and k[1] <= raft.offset]:
+                    del self.persisted[key]  # the log no longer holds them: repairs come from its snapshot
 
     def _record_persists(self, out: list[Effect]) -> None:
         for eff in out:
@@ -575,21 +600,35 @@ class QuorumDesign:
 
     # -------------------------------------------------------------- recovery
     @classmethod
-    def recover(cls, config: NodeConfig, replica: Replica,
-                records: Sequence[object]) -> tuple[QuorumDesign, list[Effect]]:
+    def recover(cls, config: NodeConfig, replica: Replica, records: Sequence[object], *,
+                base: NodeSnapshot | None = None, first: int = 0) -> tuple[QuorumDesign, list[Effect]]:
         """Rebuild every group's Raft state (term, vote, log, commit marks, snapshots) from
-        the durable records and re-apply each group's committed prefix."""
+        the store's snapshot `base` (the books and each log's state, applied to its commit)
+        and the durable records after it (from store index `first`), and re-apply each
+        group's committed entries past what the books hold."""
         q = cls(config, replica)
+        states: list[RaftGroupState | None] = [None] * len(q.groups)
+        if base is not None:
+            if [s.group for s in base.raft] != list(range(len(q.groups))):
+                raise ValueError(f"snapshot at record {base.position} holds Raft logs "
+                                 f"{[s.group for s in base.raft]}, this region runs {len(q.groups)}")
+            replica.restore(base)
+            replica.last_ts = base.last_ts
+            states = list(base.raft)
         by_group: list[list[object]] = [[] for _ in q.groups]
         for rec in records:
             g = getattr(rec, "group", -1)
             if 0 <= g < len(by_group):
                 by_group[g].append(rec)
         q.groups = [RaftNode.restore(config.me, config.n_regions, raft.cfg, _rng(config, g, True), by_group[g],
-                                     group=g) for g, raft in enumerate(q.groups)]
+                                     group=g, base=states[g]) for g, raft in enumerate(q.groups)]
         q.started = True
+        for state in states:
+            for e in state.log if state is not None else ():
+                if e.intact():
+                    q.persisted.setdefault((e.group, e.seq), []).append(e)
         effects: list[Effect] = []
-        for index, rec in enumerate(records):
+        for index, rec in enumerate(records, start=first):
             if type(rec) is Entry:
                 if rec.intact():
                     q.persisted.setdefault((rec.group, rec.seq), []).append(rec)

@@ -147,6 +147,21 @@ class Snapshot:
         return f"Snapshot(index={self.index}, term={self.term}, group={self.group}, digest={self.digest})"
 
 
+@dataclass(slots=True)
+class RaftGroupState:
+    """One log's persistent state as a region's snapshot keeps it (`replication.snapshot`):
+    what `RaftNode.restore` would rebuild from the log's records, applied up to `commit`."""
+
+    group: int
+    term: int
+    voted_for: int | None
+    commit: int  # the books hold every entry up to here
+    offset: int  # the log holds entries offset+1 ..
+    offset_term: int
+    snapshot: Snapshot | None  # the log's own snapshot (its units' slice), for followers behind it
+    log: list[Entry]
+
+
 RAFT_MESSAGES = (RequestVote, VoteReply, AppendEntries, AppendReply, InstallSnapshot, TimeoutNow)
 RAFT_RECORDS = (HardState, CommitMark, Snapshot)  # what the quorum mode stores besides log entries
 
@@ -618,9 +633,19 @@ class RaftNode:
     # -------------------------------------------------------------- recovery
     @classmethod
     def restore(cls, me: int, n: int, cfg: RaftConfig, rng: random.Random, records: Sequence[object],
-                group: int = 0) -> RaftNode:
-        """Rebuild the persistent state from the group's durable records, in the order written."""
+                group: int = 0, base: RaftGroupState | None = None) -> RaftNode:
+        """Rebuild the persistent state from the group's durable records, in the order written,
+        after `base` (the group's state in the store's snapshot, applied up to its commit)."""
         node = cls(me, n, cfg, rng, group=group)
+        if base is not None:
+            node.term, node.voted_for, node.commit = base.term, base.voted_for, base.commit
+            node.offset, node.offset_term, node.snap = base.offset, base.offset_term, base.snapshot
+            node.log = list(base.log)
+            node.applied = base.commit
+            if node.log and (node.log[0].seq != node.offset + 1 or node.log[-1].seq != node.last_index):
+                raise ValueError(f"raft group {group}: a snapshot's log is not the entries after its offset")
+            if not node.offset <= node.snap_index <= node.commit <= node.last_index:
+                raise ValueError(f"raft group {group}: a snapshot's offset, snapshot, commit and log disagree")
         for rec in records:
             t = type(rec)
             if t is HardState:
@@ -641,6 +666,15 @@ class RaftNode:
         node.commit = min(node.commit, node.last_index)
         return node
 
+    def export(self) -> RaftGroupState:
+        """The persistent state, as `restore` takes it back: only once everything committed
+        is applied (the books a snapshot holds are at `commit`)."""
+        if self.applied != self.commit or self.pending_snapshot is not None:
+            raise ValueError(f"raft group {self.group}: applied {self.applied} of {self.commit} committed "
+                             "(a damaged entry waits): no snapshot covers it")
+        return RaftGroupState(self.group, self.term, self.voted_for, self.commit, self.offset, self.offset_term,
+                              self.snap, list(self.log))
+
 
 def _empty_dtype() -> np.dtype:
     from cext.layout import TRANSFER_DTYPE
@@ -651,5 +685,5 @@ def _empty_dtype() -> np.dtype:
 __all__ = [
     "CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "RAFT_MESSAGES", "Role",
     "AppendEntries", "AppendReply", "CommitMark", "HardState", "InstallSnapshot", "RaftConfig",
-    "RaftNode", "RequestVote", "Snapshot", "VoteReply",
+    "RaftGroupState", "RaftNode", "RequestVote", "Snapshot", "VoteReply",
 ]

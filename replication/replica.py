@@ -8,7 +8,7 @@ protocol (who may write, when to answer); the replica owns the books.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from ledger.types import TransferFlags
 from replication.accounts import genesis
 from replication.config import Mode, NodeConfig, check
 from replication.ids import ids_of
+
+if TYPE_CHECKING:
+    from replication.snapshot import NodeSnapshot
 
 _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
 
@@ -52,6 +55,20 @@ class Replica:
         self.engine.create_accounts(self.accounts_genesis, self.accounts_genesis["timestamp"].copy())
         self.engine.create_transfers(self.deposits_genesis, self.deposits_genesis["timestamp"].copy())
         self.anomalies = []
+
+    def restore(self, base: NodeSnapshot) -> None:
+        """The books of a snapshot: its engine and its anomalies (`last_ts` is the caller's).
+        ValueError, and the books unchanged, if its engine is not an engine snapshot or not
+        of this run's accounts (every replica creates them in one order from genesis)."""
+        engine = Engine()
+        engine.restore(base.engine)
+        acc, want = engine.accounts, self.accounts_genesis
+        if len(acc) != len(want) or not (np.array_equal(acc["id_lo"], want["id_lo"])
+                                         and np.array_equal(acc["id_hi"], want["id_hi"])):
+            raise ValueError(f"snapshot at record {base.position}: its engine holds {len(acc)} accounts, "
+                             f"not this run's {len(want)} in their order")
+        self.engine = engine
+        self.anomalies = [tuple(a) for a in base.anomalies]  # type: ignore[misc]
 
     def apply(self, rows: np.ndarray, origin: int, seq: int) -> np.ndarray:
         """Apply rows another writer (or this one, replaying) already accepted, with their

@@ -38,6 +38,7 @@ from replication.messages import (
     ForwardReply,
     Heartbeat,
     HeartbeatAck,
+    LoadBase,
     Persist,
     PersistRepair,
     Pull,
@@ -55,6 +56,7 @@ from replication.messages import (
 from replication.outcomes import UNAVAILABLE
 from replication.replica import Replica
 from replication.routing import RoutingTable, majority
+from replication.snapshot import NodeSnapshot, ShippingState
 
 MS = 1_000_000
 _EXISTS = int(CreateTransferResult.EXISTS)
@@ -91,9 +93,15 @@ class LogShipping:
         self.durable_need = max(1, r - self.maj) if r > 1 else 0
         self.routing = RoutingTable.initial(config.amap.n_units, r)
         self._homes = np.asarray(self.routing.homes)
-        self.applied: list[Entry] = []  # in apply order: what a rebuild replays
-        self.by_origin: list[list[Entry]] = [[] for _ in range(r)]
+        self.applied: list[Entry] = []  # in apply order since the store's snapshot: what a rebuild replays
+        self.by_origin: list[list[Entry]] = [[] for _ in range(r)]  # per origin: entries log_base+1 .. head
         self.heads = [0] * r
+        self.log_base = [0] * r  # per origin: entries at or below it are no longer kept (checkpointed)
+        self.base_heads = [0] * r  # per origin: what the store's snapshot covers (not in `applied`)
+        self.has_base = False  # the store holds a snapshot: a rebuild starts from it, not from genesis
+        self.rebuilding = False  # waiting for that snapshot (`LoadBase`): nothing is written meanwhile
+        self.peer_heads: dict[int, tuple[int, ...]] = {}  # per peer: the heads it last vouched for
+        self.peer_based: dict[int, tuple[int, ...]] = {}  # per peer: what its store's snapshot covers
         self.buffer: list[dict[int, Entry]] = [{} for _ in range(r)]
         self.next_seq = 1
         self.last_heard: dict[int, int] = {}
@@ -122,22 +130,28 @@ class LogShipping:
 
     # ================================================================== recovery
     @classmethod
-    def recover(cls, config: NodeConfig, replica: Replica,
-                records: Sequence[object]) -> tuple[LogShipping, list[Effect]]:
+    def recover(cls, config: NodeConfig, replica: Replica, records: Sequence[object], *,
+                base: NodeSnapshot | None = None, first: int = 0) -> tuple[LogShipping, list[Effect]]:
         """Rebuild from the durable records after a crash: volatile state is gone.
 
-        Entries are replayed in store order under the newest routing table found (forks
-        only accumulate, so that table voids exactly what must be voided). A record whose
-        checksum fails is skipped together with the rest of its origin's entries: those
-        are pulled again from peers, and the bad record is repaired in place.
+        `base` is the store's snapshot (what the records before store index `first` gave);
+        `records` follow it. Entries are replayed in store order under the newest routing
+        table found (forks only accumulate, so that table voids exactly what must be voided;
+        a snapshot holds settled entries only, which no fork voids). A record whose checksum
+        fails is skipped together with the rest of its origin's entries: those are pulled
+        again from peers, and the bad record is repaired in place.
         """
         node = cls(config, replica)
         effects: list[Effect] = []
+        if base is not None:
+            node._restore_base(base)
         tables = [p for p in records if isinstance(p, RoutingTable)]
         if tables:
-            node._set_routing(max(tables, key=lambda t: t.version))
+            newest = max(tables, key=lambda t: t.version)
+            if newest.version > node.routing.version:
+                node._set_routing(newest)
         stopped: set[int] = set()
-        for index, e in enumerate(records):
+        for index, e in enumerate(records, start=first):
             if not isinstance(e, Entry):
                 continue
             if e.origin == node.me:
@@ -158,6 +172,108 @@ class LogShipping:
                 replica.last_ts = max(replica.last_ts, int(e.rows["timestamp"].max()))
         node.durable_seq = 0
         return node, effects
+
+    # ================================================================== snapshots (replication.snapshot)
+    def _restore_base(self, base: NodeSnapshot) -> None:
+        """Start from the store's snapshot: its books, heads, routing and retained log."""
+        s = base.shipping
+        assert s is not None  # NodeSnapshot.check_fits
+        self.replica.restore(base)
+        self.replica.last_ts = base.last_ts
+        self.heads = list(s.heads)
+        self.base_heads = list(s.heads)
+        self.has_base = True
+        self.next_seq = max(s.next_seq, s.heads[self.me] + 1)
+        self._set_routing(s.routing)
+        logs: list[list[Entry]] = [[] for _ in self.heads]
+        for e in s.retained:
+            if not 0 <= e.origin < len(logs):
+                raise ValueError(f"snapshot at record {base.position}: a retained entry of origin {e.origin}")
+            logs[e.origin].append(e)
+        for o, log in enumerate(logs):
+            first = self.heads[o] - len(log)
+            if first < 0 or any(e.seq != first + i + 1 for i, e in enumerate(log)):
+                raise ValueError(f"snapshot at record {base.position}: origin {o}'s retained entries are not "
+                                 f"its log up to its head {self.heads[o]}")
+            self.by_origin[o], self.log_base[o] = log, first
+        self._restore_extra(s)
+
+    def _restore_extra(self, state: ShippingState) -> None:
+        """A hook: what a design keeps beyond the books (escrow shares, credit legs owed)."""
+
+    def _export_extra(self) -> dict[str, Any]:
+        """A hook: the `ShippingState` fields a design adds (escrow shares, credit legs owed)."""
+        return {}
+
+    def export_state(self, retain_from: Sequence[int]) -> ShippingState:
+        """This replica's log-shipping state, keeping each origin's entries above
+        `retain_from` (those some peer may still pull)."""
+        retained = [e for o, log in enumerate(self.by_origin) for e in log
+                    if not retain_from or e.seq > retain_from[o]]
+        return ShippingState(tuple(self.heads), self.next_seq, self.routing, retained, **self._export_extra())
+
+    def settled_heads(self) -> list[int] | None:
+        """Per origin, the entries up to which no fork can void (None: no entry is ever
+        voided). Only the unit design has forks (`LeaseFailover`)."""
+        return None
+
+    def damaged_positions(self) -> list[int]:
+        return list(self.repairing)
+
+    def retain_from(self) -> tuple[int, ...]:
+        """Per origin: every peer's store snapshot covers its entries up to here, so no peer
+        will ask us for them again ("keep enough log"). Having applied an entry is not
+        enough: until a peer's snapshot covers it, the peer's record of it may rot and need a
+        repair, or the peer may restart over such a record and pull the rest again. A
+        replica's books are the product of every origin's log, so a peer's snapshot could
+        never be merged into ours: a peer behind gets entries, never a snapshot. A peer not
+        heard from yet (or without checkpoints) covers nothing, and while a peer is down we
+        keep what it may still ask for: memory is bounded by the slowest live peer."""
+        out = []
+        for o in range(len(self.heads)):
+            covered = [self.peer_based[p][o] if p in self.peer_based else 0 for p in self.peers]
+            out.append(min(covered, default=self.heads[o]))
+        return tuple(out)
+
+    def on_checkpointed(self, heads: Sequence[int]) -> None:
+        """The store's snapshot now covers each origin up to `heads`: what a rebuild replays
+        starts past them, and only what peers may still pull is kept."""
+        self.has_base = True
+        self.base_heads = [max(b, h) for b, h in zip(self.base_heads, heads, strict=True)]
+        self.applied = [e for e in self.applied if e.seq > self.base_heads[e.origin]]
+        keep = self.retain_from()
+        for o, log in enumerate(self.by_origin):
+            cut = min(self.base_heads[o], keep[o])
+            n = cut - self.log_base[o]
+            if n > 0:
+                del log[:n]
+                self.log_base[o] = cut
+
+    def entry_at(self, origin: int, seq: int) -> Entry | None:
+        """Origin's entry `seq` if this replica still keeps it."""
+        if not 0 <= origin < len(self.by_origin):
+            return None
+        log, i = self.by_origin[origin], seq - 1 - self.log_base[origin]
+        return log[i] if 0 <= i < len(log) else None
+
+    def rebuild(self, base: NodeSnapshot) -> None:
+        """The books again: the store's snapshot, then every entry applied since it that no
+        fork voids (after `LoadBase`)."""
+        s = base.shipping
+        assert s is not None
+        last_ts = self.replica.last_ts
+        self.replica.restore(base)
+        self.replica.last_ts = max(last_ts, base.last_ts)
+        self.applied = [e for e in self.applied if e.seq > s.heads[e.origin]]
+        for e in self.applied:
+            if len(e.rows) and not self.routing.is_void(e.origin, e.seq, e.rv):
+                self.replica.apply(e.rows, e.origin, e.seq)
+        self.base_heads = [max(b, h) for b, h in zip(self.base_heads, s.heads, strict=True)]
+        self.rebuilding = False
+        self._after_rebuild()
+
+    def _after_rebuild(self) -> None:
+        """A hook: the books were rebuilt from the store's snapshot."""
 
     # ================================================================== dispatch
     def handle_many(self, messages: Sequence[Any], now: int) -> list[Effect]:
@@ -362,8 +478,11 @@ class LogShipping:
         """A hook: an entry (not void) applied in its origin's order."""
 
     def _on_pull(self, m: Pull, now: int, out: list[Effect]) -> None:
+        if not 0 <= m.origin < len(self.by_origin) or m.after < self.log_base[m.origin]:
+            return  # not ours to serve: what we no longer keep, every peer had vouched for
         log = self.by_origin[m.origin]
-        chunk = log[m.after : m.after + self.cfg.pull_max]
+        start = m.after - self.log_base[m.origin]
+        chunk = log[start : start + self.cfg.pull_max]
         if chunk:
             size = 96 * len(chunk) + 128 * sum(len(e.rows) for e in chunk)
             out.append(Send(m.sender, ShipMsg(self.me, m.origin, chunk), size))
@@ -396,8 +515,14 @@ class LogShipping:
         self.routing = table
         self._homes = np.asarray(table.homes)
 
-    def _rebuild(self) -> None:
-        """Replay everything applied, minus void entries (a divergent suffix is dropped)."""
+    def _rebuild(self, out: list[Effect]) -> None:
+        """Replay everything applied, minus void entries (a divergent suffix is dropped). Once
+        the store has a snapshot, replay starts from it: the runtime hands it over (`LoadBase`,
+        then `rebuild`), and until then this region writes nothing."""
+        if self.has_base:
+            self.rebuilding = True
+            out.append(LoadBase())
+            return
         self.replica.reset()
         for e in self.applied:
             if len(e.rows) and not self.routing.is_void(e.origin, e.seq, e.rv):
@@ -412,7 +537,8 @@ class LogShipping:
             self.hb_sent[self.hb_round] = now
             self.hb_sent.pop(self.hb_round - 64, None)
             self._on_heartbeat_round(now)
-            hb = Heartbeat(self.me, self.hb_round, self.routing.version, self._vouched_heads())
+            based = tuple(self.base_heads) if self.cfg.checkpoint_every or self.cfg.checkpoint_bytes else ()
+            hb = Heartbeat(self.me, self.hb_round, self.routing.version, self._vouched_heads(), based)
             for p in self.peers:
                 out.append(Send(p, hb))
         if self.repairing:
@@ -437,6 +563,10 @@ class LogShipping:
 
     def _on_heartbeat(self, m: Heartbeat, now: int, out: list[Effect]) -> None:
         self.last_heard[m.sender] = now
+        if len(m.heads) == len(self.heads):
+            self.peer_heads[m.sender] = m.heads
+        if len(m.based) == len(self.heads):
+            self.peer_based[m.sender] = m.based
         grant = self._grants_lease(m, now)
         newer = self.routing if self.routing.version > m.routing_version else None
         out.append(Send(m.sender, HeartbeatAck(self.me, m.round, grant, newer)))
@@ -456,10 +586,13 @@ class LogShipping:
 
     def acked_head(self, o: int) -> int:
         """How far we vouch for `o`'s log (acks, heartbeat heads). Void entries are never
-        vouched for: their writer must not count them as stored."""
+        vouched for: their writer must not count them as stored. (Entries no longer kept
+        were settled: never void.)"""
         head = self.heads[o]
-        log = self.by_origin[o]
-        while head > 0 and head <= len(log) and self.routing.is_void(o, head, log[head - 1].rv):
+        while head > 0:
+            e = self.entry_at(o, head)
+            if e is None or not self.routing.is_void(o, head, e.rv):
+                break
             head -= 1
         return head
 
@@ -469,10 +602,10 @@ class LogShipping:
     # ================================================================== storage faults
     def _on_corrupted(self, m: Corrupted, now: int, out: list[Effect]) -> None:
         for index, origin, seq, _group in m.records:
-            log = self.by_origin[origin] if 0 <= origin < len(self.by_origin) else []
-            if index in self.repairing or not 0 < seq <= len(log):
+            e = self.entry_at(origin, seq)
+            if index in self.repairing or e is None:
                 continue
-            self.repairing[index] = [origin, seq, now, log[seq - 1].checksum]
+            self.repairing[index] = [origin, seq, now, e.checksum]
             out.append(Report("corruption", {"region": self.me, "index": index, "origin": origin, "seq": seq}))
             for p in self.peers:
                 out.append(Send(p, RepairRequest(self.me, origin, seq, index)))
@@ -487,9 +620,9 @@ class LogShipping:
                     out.append(Send(p, RepairRequest(self.me, origin, seq, index)))
 
     def _on_repair_request(self, m: RepairRequest, now: int, out: list[Effect]) -> None:
-        log = self.by_origin[m.origin]
-        if 0 < m.seq <= len(log) and log[m.seq - 1].intact():
-            out.append(Send(m.sender, RepairData(m.index, log[m.seq - 1]), 96 + 128 * len(log[m.seq - 1].rows)))
+        e = self.entry_at(m.origin, m.seq)
+        if e is not None and e.intact():
+            out.append(Send(m.sender, RepairData(m.index, e), 96 + 128 * len(e.rows)))
 
     def _on_repair_data(self, m: RepairData, now: int, out: list[Effect]) -> None:
         """A good copy of a damaged record, accepted only for a record this region asked to
@@ -508,13 +641,15 @@ class LogShipping:
         """Per-origin logs are gap-free prefixes, applied in order, and own sequence
         numbers never run behind what this region has written."""
         for o, log in enumerate(self.by_origin):
-            check(self.heads[o] == len(log), "heads: a head is its origin's applied prefix",
-                  (o, self.heads[o], len(log)))
-            check(all(e.seq == i + 1 and e.origin == o for i, e in enumerate(log[-3:], len(log) - len(log[-3:]))),
+            base = self.log_base[o]
+            check(self.heads[o] == base + len(log), "heads: a head is its origin's applied prefix",
+                  (o, self.heads[o], base, len(log)))
+            check(all(e.seq == base + i + 1 and e.origin == o
+                      for i, e in enumerate(log[-3:], len(log) - len(log[-3:]))),
                   "logs: entries are numbered 1..head by their origin", o)
             check(all(seq > self.heads[o] for seq in self.buffer[o]), "buffer: only entries past the head wait", o)
-        check(len(self.applied) == sum(self.heads), "applied: every applied entry once", (len(self.applied),
-                                                                                           self.heads))
+        check(len(self.applied) == sum(self.heads) - sum(self.base_heads),
+              "applied: every entry applied since the snapshot, once", (len(self.applied), self.heads, self.base_heads))
         check(self.next_seq >= self.heads[self.me] + 1, "own log: the next sequence is past the own head",
               (self.next_seq, self.heads[self.me]))
         check(all(b.parts >= 1 for b in self.batches.open.values()), "batches: an open batch awaits a part")

@@ -33,6 +33,7 @@ from replication.log import Entry
 from replication.messages import CreditLegs, Effect, Send
 from replication.outcomes import CROSS_UNIT_TWO_PHASE, ID_MUST_NAME_ITS_UNIT, UNAVAILABLE
 from replication.replica import Replica
+from replication.snapshot import ShippingState
 
 _PENDING_NOT_FOUND = int(CreateTransferResult.PENDING_TRANSFER_NOT_FOUND)
 _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDING_TRANSFER)
@@ -123,9 +124,22 @@ class UnitDesign(LeaseFailover):
 
     _after_adopt = _rebuild_outbox
     _on_ready = _rebuild_outbox
+    _after_rebuild = _rebuild_outbox
+
+    def _export_extra(self) -> dict[str, Any]:
+        """The credit legs owed, by debit leg id (their rows are rebuilt from the books)."""
+        return {"owed": tuple((tid, int(item[0])) for tid, item in sorted(self.outbox.items()))}
+
+    def _restore_extra(self, state: ShippingState) -> None:
+        engine = self.replica.engine
+        for tid, seq in state.owed:
+            slot = engine.transfer_slot(tid)
+            if slot < 0:
+                raise ValueError(f"a snapshot owes the credit leg of {tid:#x}, whose debit leg its books lack")
+            self.outbox[tid] = [seq, credit_leg(engine.transfers[slot], self.cfg.amap), 0]
 
     def _send_credit_legs(self, now: int, out: list[Effect]) -> None:
-        if not self.outbox:
+        if not self.outbox or self.rebuilding:  # books being rebuilt: what is owed is not known yet
             return
         due: dict[int, list[Any]] = {}
         for item in self.outbox.values():

@@ -37,6 +37,7 @@ from replication import quorum as q
 from replication import raft as r
 from replication.log import Entry
 from replication.routing import Fork, RoutingTable
+from replication.snapshot import SNAPSHOT_TYPES, NodeSnapshot, ShippingState
 
 MAX_FRAME_BYTES = 256 << 20
 """Largest frame `encode` produces and `decode` accepts (a transport may pass a smaller one)."""
@@ -58,12 +59,14 @@ REGISTRY: dict[int, type] = {
     50: q.QForward, 51: q.QForwardReply, 52: q.QCreditLegs, 53: q.RaftBundle,
     60: Entry, 61: RoutingTable, 62: Fork,
     70: m.PeerFrame,
+    80: NodeSnapshot, 81: ShippingState, 82: r.RaftGroupState,
 }
 RECORD_TYPES: tuple[type, ...] = (Entry, RoutingTable, *r.RAFT_RECORDS)
 """What a region store holds (a `Persist` effect's record)."""
 MESSAGE_TYPES: tuple[type, ...] = tuple(
-    c for c in REGISTRY.values() if c not in (Entry, RoutingTable, Fork, m.PeerFrame, *r.RAFT_RECORDS))
-"""What a region receives from a peer or a client gateway."""
+    c for c in REGISTRY.values() if c not in (Entry, RoutingTable, Fork, m.PeerFrame, *r.RAFT_RECORDS, *SNAPSHOT_TYPES))
+"""What a region receives from a peer or a client gateway (a store's snapshot is neither:
+`decode(frame, (NodeSnapshot,))` is how a store reads one back)."""
 PEER_MESSAGES: tuple[type, ...] = tuple(c for c in MESSAGE_TYPES if c not in (m.ClientRequest, m.Tick, m.Corrupted))
 """What a region may receive from another region: never a client's request, a timer or a
 disk's report, which only the region's own driver hands its node."""

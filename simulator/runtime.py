@@ -30,11 +30,24 @@ from typing import Any
 
 import numpy as np
 
+from region import checkpoint
 from region.store import MemoryRegionStore
 from replication.accounts import TRANSIT_BASE
 from replication.config import MS, Grouping, InvariantViolation, Mode, NodeConfig, Ship, check
 from replication.log import Entry
-from replication.messages import ClientRequest, Corrupted, Persist, PersistRepair, Reply, Report, Send, SetTimer, Tick
+from replication.messages import (
+    Checkpoint,
+    ClientRequest,
+    Corrupted,
+    LoadBase,
+    Persist,
+    PersistRepair,
+    Reply,
+    Report,
+    Send,
+    SetTimer,
+    Tick,
+)
 from replication.node import RegionNode
 from replication.raft import Role
 from simulator.clients import RETRY_BACKOFF_S, Attempt, ClientBook, ClientRules
@@ -60,7 +73,8 @@ def node_configs(scenario: Scenario, plan: Plan, seed: int = 0) -> list[NodeConf
                        ship=Ship(scenario.ship), heartbeat_every=int(p.heartbeat_ms * MS),
                        suspect_after=int(p.suspect_ms * MS), lease=int(p.lease_ms * MS), drift=p.drift,
                        tick_every=int(p.tick_ms * MS), seed=seed, replicas=scenario.replicas,
-                       quorum_groups=Grouping(p.quorum_groups), snapshot_every=p.snapshot_every)
+                       quorum_groups=Grouping(p.quorum_groups), snapshot_every=p.snapshot_every,
+                       checkpoint_every=p.checkpoint_every)
             for r in range(len(scenario.regions))]
 
 
@@ -304,6 +318,23 @@ class Simulation:
                 self.trace.update(f"{now}|{r}|{e.kind}".encode())
                 if e.kind == "divergence":
                     self.log.diverged.update(e.detail["transfer_ids"])
+            elif t is LoadBase or t is Checkpoint:
+                self._after_commit(r, e, now)
+
+    def _after_commit(self, r: int, e: Any, now: int) -> None:
+        """What a region does once a step's records are durable: rebuild its books from its
+        snapshot, or take a checkpoint (at once, in virtual time: it changes no timing)."""
+        node = self.nodes[r]
+        if node is None:
+            return
+        if type(e) is LoadBase:
+            base = self.stores[r].load_snapshot()
+            assert base is not None, "a node asks for its store's snapshot only once there is one"
+            node.rebuild(base)
+            return
+        error = checkpoint.perform(node, self.stores[r], e)
+        if error is not None:  # seen in the run log, not in the trace: a checkpoint changes no outcome
+            self.log.reports.append((now / S, r, "checkpoint_failed", {"region": self.regions[r], "why": error}))
 
     # ------------------------------------------------------------------ chaos
     def _on_fault_start(self, i: int, _: Any) -> None:
@@ -357,7 +388,7 @@ class Simulation:
         self.push(self.now, EV_TICK, r, self.incarnation[r])
 
     def _corrupt(self, r: int, records: int) -> None:
-        entries = [k for k, rec in enumerate(self.stores[r].records) if type(rec.payload) is Entry]
+        entries = self.stores[r].entry_indices()
         if entries:
             n = min(len(entries), records)
             for k in sorted(self.rng.choice(entries, size=n, replace=False).tolist()):

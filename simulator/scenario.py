@@ -116,6 +116,9 @@ class NodeParams:
     tick_ms: float = 50.0
     quorum_groups: str = "unit"  # quorum: a Raft log per "unit" or per home "region" (led there), or one "ledger"
     snapshot_every: int = 1000  # quorum: entries a log applies between snapshots (log compaction)
+    # Store records between a region's checkpoints (replication.checkpoint); 0, the default here,
+    # never: a run is short, and the Ray runtime hands the checkers a store's records only.
+    checkpoint_every: int = 0
     commit_ms: float = 0.0  # virtual time a region's group commit takes (arrivals meanwhile form the next step)
 
 
@@ -486,6 +489,8 @@ def _validate(s: Scenario) -> None:
     _check_choice(s.node.quorum_groups, tuple(g.value for g in Grouping), "node.quorum_groups")
     if s.node.snapshot_every < 1:
         raise ScenarioError("node.snapshot_every: must be >= 1")
+    if s.node.checkpoint_every < 0:
+        raise ScenarioError("node.checkpoint_every: must be >= 0 (0: never)")
     if not 0 <= s.node.commit_ms <= 1000:
         raise ScenarioError("node.commit_ms: must be in [0, 1000]")
     if s.duration <= 0:

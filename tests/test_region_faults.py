@@ -18,16 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cext.codec import transfers_to_rows
-from ledger import Transfer
-from load.region import ServeConfig
 from region.driver import LiveRegion
 from region.sqlite import SqliteRegionStore
-from replication.ids import transfer_id
 from replication.outcomes import UNAVAILABLE, Outcome
-
-CFG = ServeConfig(regions=["solo"], mode="unit", ship="async", customers=20, units_per_region=2)
-AMAP = CFG.amap()
+from tests.support.live_region import CFG, pay, payment, until_writable
 
 
 class FlakyDisk(SqliteRegionStore):
@@ -41,27 +35,6 @@ class FlakyDisk(SqliteRegionStore):
             self.failed_writes += 1
             raise OSError(errno.ENOSPC, "No space left on device")
         super()._write(rows)
-
-
-def payment(local: int) -> Transfer:
-    payer = 1 + local % 2 * 2  # customers 1 and 3 are both in unit 0 (of 2)
-    return Transfer(id=transfer_id(AMAP.unit_of(payer), local), debit_account_id=payer,
-                    credit_account_id=5 if AMAP.unit_of(5) == AMAP.unit_of(payer) else payer + 2,
-                    amount=1, ledger=156, code=1)
-
-
-async def pay(live: LiveRegion, local: int) -> Outcome:
-    reply = await live.submit(transfers_to_rows([payment(local)]))
-    return Outcome(int(reply.results[0]))
-
-
-async def until_writable(live: LiveRegion) -> None:
-    """A new home takes its lease over its first ticks: UNAVAILABLE until then."""
-    for attempt in range(200):
-        if await pay(live, 1_000_000 + attempt) == Outcome.OK:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the region never became writable")
 
 
 def recovered_ids(path: Path) -> set[int]:

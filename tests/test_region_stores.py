@@ -23,6 +23,7 @@ import pytest
 
 from ledger.errors import StoreError, StoreLockedError
 from region.cassandra import CassandraRegionStore, cassandra_settings, drop_region_keyspaces
+from region.snapframe import SnapshotHeader
 from region.sqlite import SqliteRegionStore
 from region.store import MemoryRegionStore, RegionStore
 from tests.support.realparts import CASSANDRA_HOST, CASSANDRA_PORT, require_cassandra
@@ -74,6 +75,19 @@ class TestSqliteRegionStore(DurableRegionStoreTestCase):
 
     def delete_stored(self, index: int) -> None:
         self._sql("DELETE FROM records WHERE idx = ?", (index,))
+
+    def stored_chunks(self, position: int) -> list[bytes]:
+        return [bytes(d) for (d,) in self._sql("SELECT data FROM snapshot_chunks WHERE position = ? ORDER BY k",
+                                               (position,))]
+
+    def write_chunk(self, position: int, k: int, data: bytes) -> None:
+        self._sql("INSERT OR REPLACE INTO snapshot_chunks VALUES (?, ?, ?)", (position, k, data))
+
+    def delete_chunk(self, position: int, k: int) -> None:
+        self._sql("DELETE FROM snapshot_chunks WHERE position = ? AND k = ?", (position, k))
+
+    def write_header(self, header: SnapshotHeader) -> None:
+        self._sql("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)", tuple(header))
 
     @contextmanager
     def failing_writes(self, store: RegionStore) -> Iterator[None]:
@@ -156,6 +170,20 @@ class TestCassandraRegionStore(DurableRegionStoreTestCase):
 
     def delete_stored(self, index: int) -> None:
         self._cql("DELETE FROM {ks}.records WHERE idx = %s", (index,))
+
+    def stored_chunks(self, position: int) -> list[bytes]:
+        rows = self._cql("SELECT k, data FROM {ks}.snapshot_chunks WHERE position = %s ALLOW FILTERING", (position,))
+        return [bytes(r["data"]) for r in sorted(rows, key=lambda r: int(r["k"]))]
+
+    def write_chunk(self, position: int, k: int, data: bytes) -> None:
+        self._cql("INSERT INTO {ks}.snapshot_chunks (position, k, data) VALUES (%s, %s, %s)", (position, k, data))
+
+    def delete_chunk(self, position: int, k: int) -> None:
+        self._cql("DELETE FROM {ks}.snapshot_chunks WHERE position = %s AND k = %s", (position, k))
+
+    def write_header(self, header: SnapshotHeader) -> None:
+        self._cql("INSERT INTO {ks}.snapshots (position, chain, chunks, length, digest) VALUES (%s, %s, %s, %s, %s)",
+                  tuple(header))
 
     @contextmanager
     def failing_writes(self, store: RegionStore) -> Iterator[None]:

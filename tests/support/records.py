@@ -8,6 +8,7 @@ from cext.layout import M64, TRANSFER_DTYPE
 from replication.log import Entry
 from replication.raft import CommitMark, HardState, Snapshot
 from replication.routing import RoutingTable
+from replication.snapshot import NodeSnapshot, ShippingState
 
 U128_EXTREMES = (0, 1 << 64, 1 << 127, (1 << 128) - 1)
 
@@ -53,3 +54,30 @@ def same_payload(a: object, b: object) -> bool:
                 and (a.origin, a.seq, a.rv, a.created, a.grants, a.checksum, a.group)
                 == (b.origin, b.seq, b.rv, b.created, b.grants, b.checksum, b.group))
     return a == b
+
+
+def sample_snapshot(position: int, chain: bytes, engine: bytes = b"\x01engine\xff") -> NodeSnapshot:
+    """A region snapshot at store `position` (chain value `chain`) whose engine is `engine`:
+    what a store keeps and gives back (a store never looks inside the engine's bytes)."""
+    shipping = ShippingState((3, 0, (1 << 63) - 1), 4, RoutingTable.initial(6, 3).promote({0: 1}, {0: 17}),
+                             [entry(1), entry(2)], quota=(0, 5, (1 << 128) - 1), owed=(((1 << 128) - 1, 3),))
+    return NodeSnapshot(position, chain, "async", 3, engine, 1_700_000_000_000_000_000, [(1, 2, 3, 4)], shipping)
+
+
+def same_snapshot(a: NodeSnapshot | None, b: NodeSnapshot | None) -> bool:
+    """Equal snapshots (retained entries compared as `same_payload` does)."""
+    if a is None or b is None:
+        return a is b
+    sa, sb = a.shipping, b.shipping
+    if (sa is None) != (sb is None):
+        return False
+    if sa is not None and sb is not None:
+        if len(sa.retained) != len(sb.retained) or not all(
+                same_payload(x, y) for x, y in zip(sa.retained, sb.retained, strict=True)):
+            return False
+        if (sa.heads, sa.next_seq, sa.routing, sa.quota, sa.owed) != (sb.heads, sb.next_seq, sb.routing, sb.quota,
+                                                                      sb.owed):
+            return False
+    return ((a.position, a.chain, a.design, a.n_regions, a.engine, a.last_ts, [tuple(x) for x in a.anomalies])
+            == (b.position, b.chain, b.design, b.n_regions, b.engine, b.last_ts, [tuple(x) for x in b.anomalies])
+            and a.raft == b.raft)

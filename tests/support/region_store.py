@@ -23,12 +23,17 @@ import pytest
 
 from ledger.errors import CorruptStoreError, StoreError, StoreLockedError
 from region.buffered import MAGIC
+from region.snapframe import CHUNK_BYTES, SnapshotHeader
 from region.store import GENESIS, RegionStore
 from replication.log import Entry
 from replication.messages import Heartbeat
 from replication.raft import HardState
+from replication.snapshot import NodeSnapshot
 from replication.wire import WireError, decode, encode
-from tests.support.records import entry, every_record_kind, extreme_rows, same_payload
+from tests.support.records import entry, every_record_kind, extreme_rows, same_payload, same_snapshot, sample_snapshot
+
+BIG_ENGINE = bytes(range(256)) * (CHUNK_BYTES // 256 * 2 + 17)
+"""An engine snapshot of three chunks (the last one short)."""
 
 
 class RegionStoreTestCase(ABC):
@@ -66,6 +71,19 @@ class RegionStoreTestCase(ABC):
         raise NotImplementedError
 
     def delete_stored(self, index: int) -> None:
+        raise NotImplementedError
+
+    def stored_chunks(self, position: int) -> list[bytes]:
+        """The stored chunks of the snapshot at `position`, in order."""
+        raise NotImplementedError
+
+    def write_chunk(self, position: int, k: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    def delete_chunk(self, position: int, k: int) -> None:
+        raise NotImplementedError
+
+    def write_header(self, header: SnapshotHeader) -> None:
         raise NotImplementedError
 
     def failing_writes(self, store: RegionStore) -> AbstractContextManager[None]:
@@ -165,6 +183,63 @@ class RegionStoreTestCase(ABC):
         s.records[3].chain = bytes(32)
         assert s.verify_chain() == (False, 3)
 
+    # ------------------------------------------------------------------ snapshots (compaction)
+    def snapshotted(self, at: int = 4, engine: bytes = BIG_ENGINE) -> tuple[RegionStore, NodeSnapshot]:
+        s = self.filled()
+        snap = sample_snapshot(at, s.chain_at(at), engine)
+        s.save_snapshot(snap)
+        return s, snap
+
+    def test_a_snapshot_replaces_the_records_it_covers_and_survives_reopen(self) -> None:
+        n = len(every_record_kind())
+        s = self.filled()
+        head, tail = s.head, [(r.chain, type(r.payload)) for r in s.records[4:]]
+        snap = sample_snapshot(4, s.chain_at(4), BIG_ENGINE)
+        s.save_snapshot(snap)
+        assert (s.base, s.end, s.head, len(s.records)) == (4, n, head, n - 4)
+        assert s.has_snapshot and same_snapshot(s.load_snapshot(), snap)
+        again = self.reopen(s)
+        assert (again.base, again.end, again.head, again.base_chain) == (4, n, head, snap.chain)
+        assert [(r.chain, type(r.payload)) for r in again.records] == tail
+        assert same_snapshot(again.load_snapshot(), snap) and again.verify_chain() == (True, None)
+        again.append(entry(9))  # the chain carries on from the snapshot's value
+        again.flush()
+        third = self.reopen(again)
+        assert (third.end, third.head) == (n + 1, again.head) and third.verify_chain() == (True, None)
+        assert same_snapshot(third.load_snapshot(), snap)
+
+    def test_a_newer_snapshot_replaces_the_older_and_indices_stay_absolute(self) -> None:
+        s, _ = self.snapshotted(2, b"first")
+        s.append(entry(9))
+        newer = sample_snapshot(5, s.chain_at(5), b"second")
+        s.save_snapshot(newer)
+        again = self.reopen(s)
+        assert (again.base, again.end) == (5, len(every_record_kind()) + 1)
+        assert same_snapshot(again.load_snapshot(), newer)
+        assert same_payload(again.records[-1].payload, entry(9))
+        for gone in (0, 3, 4):
+            with pytest.raises(ValueError, match=f"record {gone}: not in the store .* in its snapshot"):
+                again.corrupt(gone)
+        again.corrupt(5)  # an entry after the snapshot: index 5 is still record 5
+        assert [i for i, *_ in again.scrub()] == [5] and again.entry_indices() == [5, 8]
+
+    def test_a_snapshot_that_does_not_fit_changes_nothing(self) -> None:
+        s = self.filled()
+        head, n = s.head, len(s.records)
+        for bad, why in ((sample_snapshot(4, bytes(32)), "chain value"),
+                         (sample_snapshot(n + 1, s.head), "does not fit")):
+            with pytest.raises(ValueError, match=why):
+                s.save_snapshot(bad)
+            assert (s.base, s.head, len(s.records), s.has_snapshot) == (0, head, n, False)
+        s.save_snapshot(sample_snapshot(4, s.chain_at(4)))
+        for bad, why in ((sample_snapshot(4, s.chain_at(4)), "already covers"),
+                         (sample_snapshot(2, GENESIS), "does not fit")):
+            with pytest.raises(ValueError, match=why):
+                s.save_snapshot(bad)
+        again = self.reopen(s)
+        assert (again.base, again.head, len(again.records)) == (4, head, n - 4)
+
+
 class DurableRegionStoreTestCase(RegionStoreTestCase):
     """What a store on a disk or a database must also do: refuse damaged, foreign or
     missing stored bytes on open, keep what a failed flush could not write, and admit one
@@ -246,6 +321,48 @@ class DurableRegionStoreTestCase(RegionStoreTestCase):
         s.append(entry(3))  # the first writer is unaffected
         s.close()
         assert len(self.open().records) == len(every_record_kind()) + 1
+
+
+    # ------------------------------------------------------------------ damaged snapshots
+    def test_a_damaged_or_truncated_snapshot_is_refused_on_open(self) -> None:
+        s, _ = self.snapshotted()
+        s.close()
+        chunks = self.stored_chunks(4)
+        assert len(chunks) == 3 and b"".join(chunks).endswith(BIG_ENGINE)
+        c = chunks[1]
+        self.write_chunk(4, 1, c[:10] + bytes([c[10] ^ 1]) + c[11:])
+        self.refused_on_open("the snapshot at record 4 cannot be loaded: its stored bytes fail their checksum")
+        self.write_chunk(4, 1, c)
+        self.open().close()  # repaired: it opens again
+        self.write_chunk(4, 2, chunks[2][:-1])
+        self.refused_on_open("the snapshot at record 4 cannot be loaded: 3 of its 3 chunks .* are there")
+        self.delete_chunk(4, 2)
+        self.refused_on_open("the snapshot at record 4 cannot be loaded: 2 of its 3 chunks .* are there")
+
+    def test_a_snapshot_that_is_not_one_is_never_unpickled(self) -> None:
+        s, snap = self.snapshotted(4, b"engine")
+        s.close()
+        marker = self.tmp_path / "pwned"
+        for blob, why in ((pickle.dumps(_Exploit(str(marker))), "it is not a framed region snapshot"),
+                          (b"GLS1" + (10).to_bytes(8, "little") + b"\xc1" * 10, "it does not decode"),
+                          (b"GLS1" + (1 << 40).to_bytes(8, "little"), "its state runs past its end")):
+            # what an attacker with write access to the store could do: a blob and a header that agree
+            self.write_chunk(4, 0, blob)
+            self.write_header(SnapshotHeader(4, snap.chain, 1, len(blob), hashlib.sha256(blob).digest()))
+            self.refused_on_open(f"the snapshot at record 4 cannot be loaded: {why}")
+        assert not marker.exists()
+
+    def test_chunks_without_a_header_are_a_torn_snapshot_and_change_nothing(self) -> None:
+        s = self.filled()
+        head = s.head
+        s.close()
+        self.write_chunk(4, 0, b"a snapshot whose header was never written")
+        again = self.open()
+        assert (again.base, again.head, len(again.records), again.has_snapshot) == (0, head, len(every_record_kind()),
+                                                                                    False)
+        assert again.load_snapshot() is None
+        again.close()
+        assert self.stored_chunks(4) == [], "what the crash left is cleaned up"
 
 
 class _Exploit:
