@@ -25,8 +25,8 @@ class GatewayMetrics:
         once injected a fake series, and random paths grew the output without bound)."""
         self.requests[(route, status)] += 1
 
-    def observe_result(self, code: str) -> None:
-        self.results[code] += 1
+    def observe_result(self, code: str, count: int = 1) -> None:
+        self.results[code] += count
 
     def observe_batch(self, size: int) -> None:
         self.batch_count += 1
