@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Protocol
@@ -59,6 +60,7 @@ from load.limits import (
     validation_error,
 )
 from load.loopwatch import LoopWatch
+from load.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from load.metrics import GatewayMetrics
 from load.schemas import (
     AccountIn,
@@ -231,6 +233,7 @@ class RequestCounter:
             await self.app(scope, receive, send)
             return
         status = 500  # an exception before the response started is reported as 500
+        started = time.perf_counter()
 
         async def send_counted(message: Any) -> None:
             nonlocal status
@@ -241,7 +244,7 @@ class RequestCounter:
         try:
             await self.app(scope, receive, send_counted)
         finally:
-            self.metrics.observe_request(scope.get(SCOPE_ROUTE, "unmatched"), status)
+            self.metrics.observe_request(scope.get(SCOPE_ROUTE, "unmatched"), status, time.perf_counter() - started)
 
 
 def create_app(
@@ -263,6 +266,7 @@ def create_app(
     )
 
     watch = LoopWatch()
+    metrics.watch(watch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -428,10 +432,10 @@ def create_app(
             return JSONResponse({"status": "failed", "region": backend.region, "detail": failure}, status_code=503)
         return JSONResponse({"status": "ok", "region": backend.region})
 
-    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics",
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (prometheus_client)",
              openapi_extra=roles(AUDITOR, OPERATOR))
-    async def prometheus() -> str:
-        return metrics.render(backend.replication_lag()) + "\n".join(watch.render(metrics.labels())) + "\n"
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(backend.replication_lag()), media_type=METRICS_CONTENT_TYPE)
 
     return app
 
