@@ -200,6 +200,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     table.add_column("value", justify="right")
     for key in ("acked", "acked_per_s", "requests", "failures", "requests_per_s", "p50_ms", "p99_ms", "quiesce_s"):
         table.add_row(key, str(result[key]))
+    limits = result["limits"]
+    table.add_row("in flight (Little's law)", f"{limits['in_flight_requests']} of {limits['users']} users")
+    table.add_row("machine CPU busy", f"{limits['machine_busy_fraction']:.0%}" if limits["machine_busy_fraction"]
+                  is not None else "—")
+    table.add_row("bound by", limits["bound_by"])
     for name, inv in result["invariants"].items():
         verdict = "holds" if inv["ok"] else ("VIOLATED" if inv["promised"] else "violated (not promised)")
         table.add_row(f"invariant {name}", verdict)

@@ -137,7 +137,7 @@ def _write_final_stats(**_: Any) -> None:
     entries = sorted(stats.entries.values(), key=lambda e: (e.method or "", e.name))
     Path(path).write_text(json.dumps({
         "requests": stats.total.num_requests, "failures": stats.total.num_failures,
-        "requests_per_s": stats.total.total_rps,
+        "requests_per_s": stats.total.total_rps, "avg_ms": stats.total.avg_response_time,
         "by_name": [{"method": e.method, "name": e.name, "requests": e.num_requests, "failures": e.num_failures,
                      "p50_ms": e.get_response_time_percentile(0.5) if e.num_requests else None,
                      "p99_ms": e.get_response_time_percentile(0.99) if e.num_requests else None}

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from load.cluster import Cluster, default_config
+from load.cpu import CpuMeter, limits
 from replication.accounts import TRANSIT_BASE
 from replication.config import DESIGN_LABELS, Mode, Ship, design_label, promises
 
@@ -40,6 +41,9 @@ EXPLAIN = {
     "acked": "distinct transfer ids the clients were told are in the books (OK or EXISTS): what the "
              "durability invariant checks on every replica",
     "acked_per_s": "acked / the run's wall-clock load time",
+    "limits": "what bounded the run: Little's law (in-flight requests = requests/s x mean latency, at most the "
+              "users), how busy the machine's CPUs were (bound_by: cpu from 90%), and CPU seconds per 1,000 "
+              "acknowledged transfers for each region process and for Locust",
     "gateway_requests": "client requests the gateways counted (their /metrics, every region; None when a "
                         "region restarted during the run and lost its counters)",
 }
@@ -344,7 +348,7 @@ def _locust_summary(out: Path) -> dict[str, Any]:
         stats = json.loads(final.read_text())
         posts = [e for e in stats["by_name"] if e["method"] == "POST" and e["requests"]]
         return {"requests": stats["requests"], "failures": stats["failures"],
-                "requests_per_s": round(stats["requests_per_s"], 1),
+                "requests_per_s": round(stats["requests_per_s"], 1), "avg_ms": stats.get("avg_ms"),
                 "p50_ms": max((e["p50_ms"] for e in posts), default=None),
                 "p99_ms": max((e["p99_ms"] for e in posts), default=None),
                 "requests_by_name": {e["name"]: e["requests"] for e in stats["by_name"]}}
@@ -447,8 +451,11 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
         driver = ChaosDriver(cluster, schedule, opts.events)
         driver.start()
         started = time.monotonic()
+        meter = CpuMeter({cfg.regions[r]: p.pid for r, p in cluster.procs.items()})
+        meter.start()
         _locust(opts, cluster, ack_log)
         elapsed = time.monotonic() - started
+        cpu = meter.read({cfg.regions[r]: p.pid for r, p in cluster.procs.items()})
         driver.stop.set()
         driver.join(timeout=5)
         for r, proc in cluster.procs.items():  # a region still down at the end comes back to heal
@@ -488,6 +495,7 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
         "failures": summary["failures"],
         "requests_per_s": summary["requests_per_s"],
         "gateway_requests": counted,
+        "limits": limits(opts.users, summary.get("avg_ms"), summary["requests_per_s"], cpu, len(acked)),
         "results": _results(opts.out / "results.log"),
         "requests_by_name": summary.get("requests_by_name", {}),
         "hostile_weight": opts.hostile,

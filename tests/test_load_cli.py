@@ -87,3 +87,25 @@ def test_files_written_lists_everything_once(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "r0.db").write_text("x")
     assert files_written(tmp_path) == ["acked.log", "data/", "load.json", "locust_stats.csv"]
+
+
+def test_limits_say_what_bounded_a_run() -> None:
+    """Little's law gives the requests in flight; a machine 90% busy was bound by CPU, and
+    CPU per 1,000 acknowledged transfers is per process."""
+    from load.cpu import CpuMeter, limits
+
+    cpu = {"regions": {"beijing": 3.0, "shanghai": None}, "locust": 6.0, "machine_busy_fraction": 0.95, "cores": 2}
+    lim = limits(400, 50.0, 6000.0, cpu, 3000)
+    assert lim["in_flight_requests"] == 300.0 and lim["bound_by"] == "cpu"
+    assert lim["cpu_s_per_1000_acked"] == {"region beijing": 1.0, "region shanghai": None, "locust": 2.0}
+    assert limits(400, 50.0, 6000.0, {**cpu, "machine_busy_fraction": 0.5}, 3000)["bound_by"] == "users"
+    assert limits(1, None, 0.0, cpu, 0)["in_flight_requests"] is None
+    import os
+
+    meter = CpuMeter({"me": os.getpid()})
+    meter.start()
+    sum(i * i for i in range(200_000))  # some CPU of our own
+    read = meter.read({"me": os.getpid()})
+    assert read["regions"]["me"] is not None and read["regions"]["me"] >= 0
+    assert meter.read({"me": -1})["regions"]["me"] is None  # restarted: no figure rather than a wrong one
+    assert 0 <= read["machine_busy_fraction"] <= 1
