@@ -39,6 +39,7 @@ import httpx
 import numpy as np
 import psutil
 
+from bench.publish import publish
 from cext.layout import TRANSFER_DTYPE
 from load import bulk
 from load.auth import Credentials, Role
@@ -261,10 +262,7 @@ def main() -> None:
         _serve_ledger(args.serve_ledger, args.fd, args.digests)
         return
     result = measure(args.quick, args.connections, args.repeats)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
-    print(f"written: {args.out}")
+    publish(result, args.out, table(result))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ prints a table and writes bench/results/load.json.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.publish import publish
 from load.runner import LoadOptions, run_load
 
 CONFIGS = (("three_regions_group_commit_on", 3, True), ("three_regions_group_commit_off", 3, False),
@@ -84,10 +84,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/load.json")
     args = parser.parse_args()
     result = measure(args.quick, args.users, args.only)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
-    print(f"written: {args.out}")
+    publish(result, args.out, table(result))
 
 
 if __name__ == "__main__":
