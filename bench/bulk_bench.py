@@ -214,10 +214,31 @@ def measure(quick: bool, connections: int, repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "batch": BATCH,
                            "command": f"python -m bench.bulk_bench{' --quick' if quick else ''} --connections "
                                       f"{connections} --repeats {repeats}"}
+    with tempfile.TemporaryDirectory(prefix="geoledger-bulkbench-") as tmp:
+        out["in_process_per_s"] = in_process(Path(tmp), transfers, 1000)
     for name, target in (("ledger", ledger_target), ("node", node_target)):
         with tempfile.TemporaryDirectory(prefix="geoledger-bulkbench-") as tmp, target(Path(tmp), 1000) as t:
             out[name] = measure_target(t, transfers, json_transfers, connections, repeats)
+        out[name]["binary_share_of_in_process"] = round(out[name]["binary"]["transfers_per_s"]
+                                                        / out["in_process_per_s"], 2)
     return out
+
+
+def in_process(workdir: Path, transfers: int, customers: int) -> int:
+    """The ceiling: the same rows through `Ledger.create_transfer_rows` on a durable SQLite
+    ledger in this process (no HTTP, no second process), transfers/s."""
+    from ledger import Account, Ledger
+
+    with Ledger.open(f"sqlite:///{workdir / 'in-process.db'}") as led:
+        led.create_accounts([Account(id=i, ledger=LEDGER, code=1) for i in range(1, customers + 1)])
+        rng = np.random.default_rng(7)
+        target = Target("in-process", "", {}, lambda n: (
+            (p := rng.integers(1, customers + 1, n, dtype=np.uint64)), p % np.uint64(customers) + np.uint64(1)), 0, 0)
+        batches = [_rows(target, 1 + start, min(BATCH, transfers - start)) for start in range(0, transfers, BATCH)]
+        start = time.perf_counter()
+        for rows in batches:
+            assert not led.create_transfer_rows(rows).any()
+        return round(transfers / (time.perf_counter() - start))
 
 
 def table(result: dict[str, Any]) -> str:
@@ -230,6 +251,10 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"{name:8} {j['transfers_per_s']:17,} {b['transfers_per_s']:19,} "
                      f"{r['ratio_binary_over_json']:11.1f}x {j['server_cpu_s_per_million']:>18}, "
                      f"{b['server_cpu_s_per_million']:>7} {runs:>28} {j['not_ok'] + b['not_ok']:7}")
+    lines.append(f"in-process ceiling (Ledger.create_transfer_rows, durable SQLite, no HTTP): "
+                 f"{result['in_process_per_s']:,}/s; the binary rates are "
+                 f"{result['ledger']['binary_share_of_in_process']:.0%} (ledger) and "
+                 f"{result['node']['binary_share_of_in_process']:.0%} (node) of it")
     lines.append("transfers/s: the median of the runs, client to server, durable; server CPU s per million transfers")
     return "\n".join(lines)
 
