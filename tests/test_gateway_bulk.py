@@ -217,3 +217,18 @@ def test_over_a_region_node_the_banks_rules_answer_per_row(tmp_path: Path) -> No
             "OK", "ID_IN_RESERVED_RANGE", "ID_MUST_NAME_ITS_UNIT", "EXISTS", "OVERFLOWS_DEBITS_POSTED"]
         assert send(client, _row(debit_account_id_lo=BANK_ACCOUNTS.start)).status_code == 403
         assert int(client.get("/accounts/3").json()["credits_posted"]) == 10_000_000 + 5  # opening balance + one
+
+
+def test_without_the_bank_account_rule_a_payments_row_would_move_the_banks_money(
+        served: tuple[TestClient, Ledger], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 403 above is what stands between the payments role and the bank's own accounts:
+    with the rule's lookup switched off, the same row commits."""
+    client, led = served
+    fund = BANK_ACCOUNTS.start
+    assert client.post("/accounts", headers=OPERATOR, json=[{"id": fund, "ledger": 156, "code": 1}]).status_code == 200
+    row = _row(debit_account_id_lo=fund, id_lo=70)
+    assert send(client, row).status_code == 403
+    assert led.lookup_accounts([fund])[0].debits_posted == 0
+    monkeypatch.setattr(bulk, "bank_accounts_named", lambda rows: [])
+    assert send(client, row).status_code == 200
+    assert led.lookup_accounts([fund])[0].debits_posted == 5
