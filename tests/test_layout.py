@@ -46,3 +46,56 @@ def test_a_live_region_loads_no_simulator() -> None:
     probe = f"{live}; import sys; print({loaded})"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    return name.removesuffix(".__init__")
+
+
+def _top_level_imports(path: Path, known: set[str]) -> set[str]:
+    """Modules of ours imported when `path` is imported (statements at module level, not in
+    functions, not under `if TYPE_CHECKING`): the edges that can make an import cycle."""
+    found: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for a in node.names:  # `from pkg import submodule` runs pkg's __init__ only once
+                    sub = f"{node.module}.{a.name}"
+                    found.add(sub if sub in known else node.module)
+            elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+
+    visit(ast.parse(path.read_text()).body)
+    return {m for m in found if m in known}
+
+
+def test_no_import_cycles() -> None:
+    paths = {_module_name(p): p for p in _sources((".py",))}
+    known = set(paths)
+    edges = {m: _top_level_imports(p, known) - {m} for m, p in paths.items()}
+    cycles = []
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def walk(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(edges[m]):
+            if state.get(t) == 1:
+                cycles.append(stack[stack.index(t):] + [t])
+            elif t not in state:
+                walk(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(edges):
+        if m not in state:
+            walk(m)
+    assert cycles == []
