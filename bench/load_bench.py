@@ -4,64 +4,87 @@ with group commit on and off in the same run (Locust on the same 2-core machine)
 Configurations: three regions (unit+semi-sync over the default WAN latencies) and one
 region (no WAN), each with group commit on and off. The ratios compare on/off within the
 run. p99 is the slowest transfer endpoint's over the whole run, ramp-up included; "steady
-p99" is the same once the ramp-up has left Locust's 10 s percentile window. Run:
-`python -m bench.load_bench [--quick]`; prints a table and writes bench/results/load.json.
+p99" is the same once the ramp-up has left Locust's 10 s percentile window.
+
+Each configuration also says what limited it (`load.cpu`): the requests in flight by
+Little's law (requests/s x mean latency) against the users, how busy the machine's CPUs
+were (bound by CPU from 90%), and CPU seconds per 1,000 acknowledged transfers of each
+region process and of Locust. Run: `python -m bench.load_bench [--quick] [--users N]`;
+prints a table and writes bench/results/load.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.publish import publish
 from load.runner import LoadOptions, run_load
 
 CONFIGS = (("three_regions_group_commit_on", 3, True), ("three_regions_group_commit_off", 3, False),
            ("one_region_group_commit_on", 1, True), ("one_region_group_commit_off", 1, False))
-FIELDS = ("acked_per_s", "p50_ms", "p99_ms", "p99_steady_ms", "requests_per_s", "failures", "verdict")
+FIELDS = ("acked_per_s", "p50_ms", "p99_ms", "p99_steady_ms", "requests_per_s", "failures", "verdict", "limits")
 
 
-def measure(quick: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"users": 30 if quick else 120, "duration_s": 8 if quick else 30}
+def measure(quick: bool, users: int | None = None, only: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"users": users or (30 if quick else 400), "duration_s": 8 if quick else 30,
+                           "command": "python -m bench.load_bench" + (" --quick" if quick else "")
+                           + (f" --users {users}" if users else "") + (f" --only {only}" if only else "")}
+    out["spawn_rate"] = max(60, out["users"] // 2)
     for key, regions, group_commit in CONFIGS:
+        if only and not key.startswith(only):
+            continue
         with tempfile.TemporaryDirectory(prefix="geoledger-loadbench-") as tmp:
             result = run_load(LoadOptions(
-                users=out["users"], spawn_rate=60, duration=out["duration_s"], customers=1200,
-                regions=regions, out=Path(tmp), base_port=8600, group_commit=group_commit,
+                users=out["users"], spawn_rate=out["spawn_rate"], duration=out["duration_s"], customers=1200,
+                regions=regions, out=Path(tmp), base_port=0, group_commit=group_commit,
             ))
         out[key] = {k: result[k] for k in FIELDS}
     for prefix in ("three_regions", "one_region"):
-        off = out[f"{prefix}_group_commit_off"]["acked_per_s"]
-        out[f"{prefix}_ratio_on_over_off"] = out[f"{prefix}_group_commit_on"]["acked_per_s"] / off if off else None
+        on, off = out.get(f"{prefix}_group_commit_on"), out.get(f"{prefix}_group_commit_off")
+        if on and off and off["acked_per_s"]:
+            out[f"{prefix}_ratio_on_over_off"] = round(on["acked_per_s"] / off["acked_per_s"], 2)
     return out
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = [f"{'configuration':34} {'acked/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'steady p99':>10} "
-             f"{'failures':>9}  verdict"]
+    lines = [f"{'configuration':31} {'acked/s':>8} {'req/s':>7} {'p50':>5} {'p99':>5} {'steady':>6} {'fail':>5} "
+             f"{'users':>5} {'in flight':>9} {'CPU busy':>8} {'bound':>5} {'CPU s/1k acked: regions':>24} "
+             f"{'locust':>6}  verdict"]
     for key, _, _ in CONFIGS:
-        r = result[key]
+        if key not in result:
+            continue
+        r, lim = result[key], result[key]["limits"]
         steady = "—" if r["p99_steady_ms"] is None else f"{r['p99_steady_ms']:.0f}"
-        lines.append(f"{key:34} {r['acked_per_s']:9.1f} {r['p50_ms']:7.0f} {r['p99_ms']:7.0f} {steady:>10} "
-                     f"{r['failures']:9d}  {r['verdict']}")
+        regions = [v for k, v in lim["cpu_s_per_1000_acked"].items() if k.startswith("region ")]
+        per_k = ",".join("—" if v is None else f"{v:.2f}" for v in regions)
+        busy = "—" if lim["machine_busy_fraction"] is None else f"{lim['machine_busy_fraction']:.0%}"
+        locust = lim["cpu_s_per_1000_acked"]["locust"]
+        lines.append(f"{key:31} {r['acked_per_s']:8.0f} {r['requests_per_s']:7.0f} {r['p50_ms'] or 0:5.0f} "
+                     f"{r['p99_ms'] or 0:5.0f} {steady:>6} {r['failures']:5d} {lim['users']:5d} "
+                     f"{lim['in_flight_requests'] or 0:9.1f} {busy:>8} {lim['bound_by']:>5} {per_k:>24} "
+                     f"{'—' if locust is None else f'{locust:.2f}':>6}  {r['verdict']}")
     for prefix in ("three_regions", "one_region"):
-        ratio = result[f"{prefix}_ratio_on_over_off"]
-        lines.append(f"{prefix}: group commit on/off = {ratio:.2f}x" if ratio else f"{prefix}: no ratio")
+        ratio = result.get(f"{prefix}_ratio_on_over_off")
+        if ratio:
+            lines.append(f"{prefix}: group commit on/off = {ratio:.2f}x")
+    lines.append("p50/p99/steady in ms; in flight = req/s x mean latency (Little's law); CPU s per 1,000 acked "
+                 "transfers per region process and for Locust")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="30 users for 8 s per configuration")
+    parser.add_argument("--users", type=int, default=None, help="Locust users (default: 400; 30 with --quick)")
+    parser.add_argument("--only", choices=("three_regions", "one_region"), default=None,
+                        help="run only these configurations")
     parser.add_argument("--out", default="bench/results/load.json")
     args = parser.parse_args()
-    result = measure(args.quick)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
-    print(f"written: {args.out}")
+    result = measure(args.quick, args.users, args.only)
+    publish(result, args.out, table(result))
 
 
 if __name__ == "__main__":

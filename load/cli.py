@@ -23,6 +23,29 @@ def _mode(value: str) -> tuple[str, str, str]:
     return mode.value, ship.value, groups.value
 
 
+def _duration(value: str) -> float:
+    from load.runner import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+PACKAGE = Path(__file__).resolve().parent
+PRINT_EVERY_S = 5.0
+"""How often `load` prints its progress when its output is not a terminal."""
+
+
+def out_dir_problem(out: Path) -> str | None:
+    """Why `out` may not hold a run's files: inside the source package (`load/`), a run's
+    data and CSVs would mix with the code (and be imported as part of it)."""
+    resolved = out.resolve()
+    if resolved == PACKAGE or PACKAGE in resolved.parents:
+        return f"--out {out}: that is inside the source package {PACKAGE}; use e.g. --out load-runs/NAME"
+    return None
+
+
 def register(subparsers: Any) -> None:
     serve = subparsers.add_parser(
         "serve",
@@ -53,7 +76,9 @@ def register(subparsers: Any) -> None:
     )
     load.add_argument("--users", type=int, default=20, help="Locust users (default: %(default)s)")
     load.add_argument("--spawn-rate", type=float, default=10.0, help="users started per second (default: %(default)s)")
-    load.add_argument("--duration", type=float, default=20.0, help="seconds of load (default: %(default)s)")
+    load.add_argument("--duration", type=_duration, default=20.0, metavar="TIME",
+                      help="how long to load: seconds (30) or as Locust's -t (30s, 5m, 1h, 1h30m) "
+                           "(default: %(default)s s)")
     load.add_argument("--regions", type=int, default=3, help="number of regions (default: %(default)s)")
     load.add_argument("--mode", choices=MODES, default="unit+semi-sync", help="(default: %(default)s)")
     load.add_argument("--customers", type=int, default=600, help="customer accounts (default: %(default)s)")
@@ -70,7 +95,9 @@ def register(subparsers: Any) -> None:
                       help="add hostile clients (u128 extremes, reserved ids, bank accounts, reused ids, chains "
                            "across units, other clients' holds) with this weight beside the normal ones' 10 "
                            "(default: %(default)s)")
-    load.add_argument("--out", default=None, help="output directory (default: a new temp dir)")
+    load.add_argument("--out", default=None,
+                      help="output directory, e.g. load-runs/first (default: a new temp dir); not inside the "
+                           "source package load/")
     load.set_defaults(func=cmd_load)
 
 
@@ -92,7 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cluster.start_all()
         for r, name in enumerate(cfg.regions):
             console.print(f"region [bold]{name}[/bold]: {cfg.url(r)}  (OpenAPI: {cfg.url(r)}/docs)")
-        console.print(usage(cluster.credentials_path, cfg.url(0)), highlight=False, markup=False)
+        console.print(usage(cluster.credentials_path, cfg.url(0), customers=cfg.customers,
+                            units=len(cfg.regions) * cfg.units_per_region), highlight=False, markup=False)
         console.print("Ctrl-C (or SIGTERM) stops every region")
         stop.wait()
     except KeyboardInterrupt:
@@ -105,14 +133,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def usage(credentials: Path, url: str) -> str:
-    """How to call the gateways with the run's tokens (printed by `serve`; the tokens stay in the file)."""
+def usage(credentials: Path, url: str, *, customers: int, units: int) -> str:
+    """How to call the gateways with the run's tokens (printed by `serve`; the tokens stay in
+    the file): curl, and the Locust command for exactly these ports, credentials, customers
+    and units (the suite's ids must name the unit of their debit account)."""
     token = (f"python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"tokens\"][sys.argv[2]])' "
              f"{credentials}")
     return "\n".join([
         f"credentials: {credentials} (owner-only; roles: payments, auditor, operator)",
         f"  curl -H \"Authorization: Bearer $({token} payments)\" {url}/accounts/1",
-        f"  GEOLEDGER_CREDENTIALS={credentials} locust -f load/locustfile.py --host {url}",
+        "load it with Locust (web UI: leave out --headless and its -u/-r/-t):",
+        f"  GEOLEDGER_CREDENTIALS={credentials} GEOLEDGER_CUSTOMERS={customers} GEOLEDGER_UNITS={units} "
+        f"locust -f {PACKAGE / 'locustfile.py'} --headless -u 50 -r 10 -t 30s --host {url}",
     ])
 
 
@@ -133,6 +165,9 @@ def cmd_load(args: argparse.Namespace) -> int:
     from load.runner import LoadOptions, run_load
 
     mode, ship, groups = _mode(args.mode)
+    if args.out and (problem := out_dir_problem(Path(args.out))):
+        Console(stderr=True).print(f"[red]error:[/red] {problem}", highlight=False)
+        return 2
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="geoledger-load-"))
     opts = LoadOptions(
         users=args.users, spawn_rate=args.spawn_rate, duration=args.duration, regions=args.regions, mode=mode,
@@ -147,13 +182,29 @@ def cmd_load(args: argparse.Namespace) -> int:
         Console(stderr=True).print(f"[red]error:[/red] {e}")
         return 2
     started = time.monotonic()
-    with console.status(f"load: {opts.users} users for {opts.duration:.0f} s on {opts.regions} regions ({args.mode})"):
+    what = f"load: {opts.users} users for {opts.duration:g} s on {opts.regions} regions ({args.mode})"
+    printed = [0.0]
+
+    def show(now: dict[str, Any]) -> None:
+        if console.is_terminal:
+            status.update(f"{what}: {progress_line(now)}")
+        elif now["t"] - printed[0] >= PRINT_EVERY_S:  # a log, not a terminal: a line every few seconds
+            printed[0] = now["t"]
+            console.print(progress_line(now), highlight=False)
+
+    with console.status(f"{what}: starting the regions") as status:
+        opts.progress = show
         result = run_load(opts)
     table = Table(title=f"geoledger load — {result['mode']} — {time.monotonic() - started:.0f} s")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in ("acked", "acked_per_s", "requests", "failures", "requests_per_s", "p50_ms", "p99_ms", "quiesce_s"):
         table.add_row(key, str(result[key]))
+    limits = result["limits"]
+    table.add_row("in flight (Little's law)", f"{limits['in_flight_requests']} of {limits['users']} users")
+    table.add_row("machine CPU busy", f"{limits['machine_busy_fraction']:.0%}" if limits["machine_busy_fraction"]
+                  is not None else "—")
+    table.add_row("bound by", limits["bound_by"])
     for name, inv in result["invariants"].items():
         verdict = "holds" if inv["ok"] else ("VIOLATED" if inv["promised"] else "violated (not promised)")
         table.add_row(f"invariant {name}", verdict)
@@ -161,5 +212,13 @@ def cmd_load(args: argparse.Namespace) -> int:
         table.add_row(f"chaos t={event['t']}s", f"{event['region']}: {event['event']}")
     console.print(table)
     verdict = result["verdict"]
-    console.print(f"verdict: [bold]{'ok' if verdict == 'ok' else ', '.join(verdict)}[/bold]   written: {out}/load.json")
+    console.print(f"verdict: [bold]{'ok' if verdict == 'ok' else ', '.join(verdict)}[/bold]")
+    console.print(f"written in {out}/: {', '.join(result['files'])}", highlight=False)
     return 0 if verdict == "ok" else 1
+
+
+def progress_line(now: dict[str, Any]) -> str:
+    """One line of a running load: Locust's users, requests/s and failures, and the chaos so far."""
+    chaos = f", chaos events {now['chaos_events']} (last: {now['last_chaos']})" if now["chaos_events"] else ""
+    return (f"t={now['t']:.0f} s, users {now['users']}, {now['requests_per_s']:,.0f} req/s, "
+            f"requests {now['requests']:,}, failures {now['failures']:,}{chaos}")

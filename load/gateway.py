@@ -13,14 +13,17 @@ sees what clients see.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Protocol
 
+import numpy as np
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from ledger import (
     Account,
@@ -38,6 +41,7 @@ from ledger import (
     TransferState,
 )
 from ledger.types import U64_MAX, U128_MAX
+from load import bulk
 from load.auth import (
     SCOPE_ROUTE,
     BearerAuth,
@@ -56,6 +60,7 @@ from load.limits import (
     validation_error,
 )
 from load.loopwatch import LoopWatch
+from load.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from load.metrics import GatewayMetrics
 from load.schemas import (
     AccountIn,
@@ -77,9 +82,14 @@ cursor, short enough that no proxy (or HTTP client) in between times it out."""
 PathId = Annotated[int, Path(ge=1, lt=U128_MAX)]
 TransferBatch = Annotated[list[TransferIn], Body(min_length=1, max_length=MAX_REQUEST_ITEMS)]
 AccountBatch = Annotated[list[AccountIn], Body(min_length=1, max_length=MAX_REQUEST_ITEMS)]
-BATCH_ROUTES = {"/transfers/batch": BATCH_BODY_MAX, "/accounts": BATCH_BODY_MAX, "/internal/missing": BATCH_BODY_MAX}
+BATCH_ROUTES = {"/transfers/batch": BATCH_BODY_MAX, "/accounts": BATCH_BODY_MAX, "/internal/missing": BATCH_BODY_MAX,
+                "/transfers/bulk": bulk.BULK_BODY_MAX}
 """Routes whose body may be a whole batch (of transfers, accounts, or transfer ids: the region
-app's `/internal/missing`); every other body is capped at `limits.BODY_MAX`."""
+app's `/internal/missing`; rows for the bulk route); every other body is capped at
+`limits.BODY_MAX`."""
+BULK_BODY_DOC = {"requestBody": {"required": True, "content": {bulk.MEDIA_TYPE: {"schema": {
+    "type": "string", "format": "binary",
+    "description": "1 to 8,190 transfers as 128-byte rows of cext.layout.TRANSFER_DTYPE (TigerBeetle's layout)"}}}}}
 PAYMENTS, AUDITOR, OPERATOR = Role.PAYMENTS, Role.AUDITOR, Role.OPERATOR
 
 
@@ -100,6 +110,10 @@ class RegionBackend(Protocol):
     def create_accounts(self, accounts: list[Account]) -> list[tuple[CreateAccountResult, str]]: ...
 
     def create_transfers(self, transfers: list[Transfer]) -> list[tuple[CreateTransferResult, str]]: ...
+
+    def create_transfer_rows(self, rows: np.ndarray) -> np.ndarray | Awaitable[np.ndarray]:
+        """One batch already in row form (a bulk body): a result code per row (0: OK)."""
+        ...
 
     def lookup_accounts(self, ids: list[int]) -> list[AccountState]: ...
 
@@ -132,6 +146,9 @@ class LedgerBackend:
 
     def create_transfers(self, transfers: list[Transfer]) -> list[tuple[CreateTransferResult, str]]:
         return [(r, self.region) for r in self.ledger.create_transfers(transfers)]
+
+    def create_transfer_rows(self, rows: np.ndarray) -> np.ndarray:
+        return self.ledger.create_transfer_rows(rows)
 
     def lookup_accounts(self, ids: list[int]) -> list[AccountState]:
         return self.ledger.lookup_accounts(ids)
@@ -216,6 +233,7 @@ class RequestCounter:
             await self.app(scope, receive, send)
             return
         status = 500  # an exception before the response started is reported as 500
+        started = time.perf_counter()
 
         async def send_counted(message: Any) -> None:
             nonlocal status
@@ -226,7 +244,7 @@ class RequestCounter:
         try:
             await self.app(scope, receive, send_counted)
         finally:
-            self.metrics.observe_request(scope.get(SCOPE_ROUTE, "unmatched"), status)
+            self.metrics.observe_request(scope.get(SCOPE_ROUTE, "unmatched"), status, time.perf_counter() - started)
 
 
 def create_app(
@@ -248,6 +266,7 @@ def create_app(
     )
 
     watch = LoopWatch()
+    metrics.watch(watch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -325,6 +344,35 @@ def create_app(
         done = await commit(await off_loop(_to_domain, body))
         return await off_loop(_outcome_list, [(t.id, outcome_name(code), where) for t, code, where in done])
 
+    @app.post("/transfers/bulk", summary="Create transfers from a binary body (the engine's row layout)",
+              response_class=Response, openapi_extra={**roles(PAYMENTS), **BULK_BODY_DOC},
+              responses={200: {"description": "(index u32, result u32) per transfer not created OK",
+                               "content": {bulk.MEDIA_TYPE: {}}}})
+    async def create_transfers_bulk(request: Request) -> Response:
+        """The bulk path (`load.bulk`): rows in, TigerBeetle's compact results out. Linked
+        chains may span the body; the body is one batch, committed alone."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != bulk.MEDIA_TYPE:
+            return JSONResponse({"detail": f"send the rows as {bulk.MEDIA_TYPE}, not {media or 'no type'}"},
+                                status_code=415)
+        try:
+            rows = bulk.decode(await request.body())
+        except bulk.BulkRefusal as e:
+            return JSONResponse({"detail": e.detail}, status_code=e.status)
+        refuse_bank_accounts(request, bulk.bank_accounts_named(rows))
+        metrics.observe_batch(len(rows))
+        try:
+            if inspect.iscoroutinefunction(backend.create_transfer_rows):
+                codes = await backend.create_transfer_rows(rows)
+            else:
+                codes = await asyncio.to_thread(backend.create_transfer_rows, rows)
+        except LedgerError as e:
+            raise HTTPException(503, f"commit failed, retry with the same ids: {e}") from e
+        values, counts = np.unique(codes, return_counts=True)
+        for code, n in zip(values.tolist(), counts.tolist(), strict=True):
+            metrics.observe_result(outcome_name(code), n)
+        return Response(bulk.encode_results(codes), media_type=bulk.MEDIA_TYPE)
+
     @app.post("/transfers/{pending_id}/post", response_model=Outcome, summary="Post (part of) a pending transfer",
               openapi_extra=roles(PAYMENTS))
     async def post_pending(pending_id: PathId, body: ResolveIn) -> Outcome:
@@ -384,10 +432,10 @@ def create_app(
             return JSONResponse({"status": "failed", "region": backend.region, "detail": failure}, status_code=503)
         return JSONResponse({"status": "ok", "region": backend.region})
 
-    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics",
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (prometheus_client)",
              openapi_extra=roles(AUDITOR, OPERATOR))
-    async def prometheus() -> str:
-        return metrics.render(backend.replication_lag()) + "\n".join(watch.render(metrics.labels())) + "\n"
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(backend.replication_lag()), media_type=METRICS_CONTENT_TYPE)
 
     return app
 

@@ -11,11 +11,18 @@ Configured by environment (set by `geoledger load`, or by hand):
   GEOLEDGER_UNITS      number of units (shards); card holds stay within one unit
   GEOLEDGER_ACK_LOG    file where every acknowledged transfer id is appended (for the verdict)
   GEOLEDGER_CHAIN_LOG  file where every linked chain a hostile client sent is appended (ids)
+  GEOLEDGER_RESULT_LOG file where each Locust process appends, as it quits, one JSON line of
+                       its per-result counts (every answer a transfer got, retries included)
+  GEOLEDGER_STATS_FILE file where Locust's final request statistics are written once every
+                       user has stopped (its --csv stats file is only as fresh as its last
+                       periodic write, which can miss the last second's requests)
   GEOLEDGER_SHAPE      ramp | spike | soak (a LoadTestShape), or unset for -u/-r/-t
   GEOLEDGER_HOSTILE    weight of the HostileClient user class (0: none)
 
 Every client retries a timed-out or failed transfer with the same id: the ledger's
-idempotency turns a retry into EXISTS, never into a second debit. Transfer ids name the
+idempotency turns a retry into EXISTS, never into a second debit. Locust's request
+statistics hold HTTP requests only; the answers' result codes are counted beside them
+(`RESULTS`, written to GEOLEDGER_RESULT_LOG and printed when Locust quits). Transfer ids name the
 unit of their debit account (`replication.ids`: a unit's writer is the only one that ever
 applies its ids); customer i is in unit (i - 1) mod GEOLEDGER_UNITS, homed at the region
 whose gateway is GATEWAYS[(i - 1) mod regions].
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import os
 import random
 import threading
@@ -66,6 +74,9 @@ RETRIES = 8
 EXTREME_AMOUNTS = (1 << 63, 1 << 64, (1 << 64) + 1, 1 << 127, (1 << 128) - 1)
 RECENT_PENDINGS: collections.deque[tuple[int, int]] = collections.deque(maxlen=200)  # (pending id, card)
 
+RESULTS: collections.Counter[str] = collections.Counter()
+"""Transfer results this process received, by code: kept out of Locust's request statistics,
+whose rows (and "Aggregated" line, and --csv files) must count HTTP requests only."""
 _log_lock = threading.Lock()
 _logs: dict[str, Any] = {}
 _ids = itertools.count(1)
@@ -94,6 +105,57 @@ def _append(env: str, line: str) -> None:
 
 def record_ack(transfer_id: int, region: str, result: str) -> None:
     _append("GEOLEDGER_ACK_LOG", f"{transfer_id} {region} {result}")
+
+
+def record_result(payload: dict[str, Any]) -> None:
+    """Count one transfer's answer; log it as acknowledged if it is in the books."""
+    result = payload["result"]
+    RESULTS[result] += 1
+    if result in ACKED:
+        record_ack(int(payload["id"]), payload["region"], result)
+
+
+_environment: list[Any] = []
+
+
+@events.init.add_listener
+def _keep_environment(environment: Any, **_: Any) -> None:
+    _environment.append(environment)
+
+
+@events.quit.add_listener
+def _write_final_stats(**_: Any) -> None:
+    """Locust's own totals, after its runner stopped every user (master or local runner only:
+    a worker's are in the master's)."""
+    from locust.runners import WorkerRunner
+
+    path = os.environ.get("GEOLEDGER_STATS_FILE")
+    if not path or not _environment or _environment[0].runner is None or isinstance(_environment[0].runner,
+                                                                                      WorkerRunner):
+        return
+    stats = _environment[0].runner.stats
+    entries = sorted(stats.entries.values(), key=lambda e: (e.method or "", e.name))
+    Path(path).write_text(json.dumps({
+        "requests": stats.total.num_requests, "failures": stats.total.num_failures,
+        "requests_per_s": stats.total.total_rps, "avg_ms": stats.total.avg_response_time,
+        "by_name": [{"method": e.method, "name": e.name, "requests": e.num_requests, "failures": e.num_failures,
+                     "p50_ms": e.get_response_time_percentile(0.5) if e.num_requests else None,
+                     "p99_ms": e.get_response_time_percentile(0.99) if e.num_requests else None}
+                    for e in entries],
+    }, indent=1))
+
+
+@events.quitting.add_listener
+def _write_results(**_: Any) -> None:
+    """Each Locust process (master, workers) hands its counts on as it quits."""
+    if not RESULTS:
+        return
+    _append("GEOLEDGER_RESULT_LOG", json.dumps({"pid": os.getpid(), "results": dict(RESULTS)}))
+    with _log_lock:
+        for f in _logs.values():
+            f.flush()
+    if not os.environ.get("GEOLEDGER_RESULT_LOG"):
+        print("transfer results:", ", ".join(f"{k} {v}" for k, v in RESULTS.most_common()))
 
 
 def gateways_for(host: str | None) -> list[str]:
@@ -131,15 +193,9 @@ class BankUser(FastHttpUser):
             with self.client.post(f"{base}{path}", json=body, name=name, catch_response=True) as response:
                 if response.status_code in (200, 201):
                     payload = response.json()
-                    result = payload["result"]
-                    events.request.fire(
-                        request_type="RESULT", name=result, response_time=0, response_length=0,
-                        exception=None, context={},
-                    )
-                    if result in ACKED:
-                        record_ack(int(payload["id"]), payload["region"], result)
+                    record_result(payload)
                     response.success()
-                    return result
+                    return str(payload["result"])
                 if response.status_code in (401, 403, 413, 422):  # refused: the same request fails again
                     response.failure(f"refused ({response.status_code}): {response.text[:200]}")
                     return None
@@ -218,8 +274,7 @@ class SalaryBatch(BankUser):
                                   catch_response=True) as response:
                 if response.status_code == 200:
                     for outcome in response.json():
-                        if outcome["result"] in ACKED:
-                            record_ack(int(outcome["id"]), outcome["region"], outcome["result"])
+                        record_result(outcome)
                     response.success()
                     return
                 response.failure(f"status {response.status_code}, retrying the same ids")
@@ -341,10 +396,8 @@ class HostileClient(BankUser):
             if response.status_code != 200:
                 response.failure(f"status {response.status_code}")
                 return
-            results = response.json()
-            for outcome in results:
-                if outcome["result"] in ACKED:
-                    record_ack(int(outcome["id"]), outcome["region"], outcome["result"])
+            for outcome in response.json():
+                record_result(outcome)
             _append("GEOLEDGER_CHAIN_LOG", f"{first['id']} {second['id']}")
             response.success()
 

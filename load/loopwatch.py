@@ -8,7 +8,7 @@ wake-up (`time.thread_time`). A callback that computes for 200 ms shows as a 200
 stretch; a loop that merely waited — for the OS on a busy machine, or for the GIL while a
 worker thread ran — shows as nothing, so the figure holds on a loaded 2-core box where
 wall-clock latencies do not. Wall-clock lag (how late the timer fired) is kept beside it,
-for operators. Both are histograms in `/metrics`.
+for operators. Both are histograms in `/metrics` (`load.metrics` serves them).
 """
 
 from __future__ import annotations
@@ -42,13 +42,6 @@ class Histogram:
         """Observations over `bound` (one of the buckets)."""
         return self.count - self.counts[self.buckets.index(bound)]
 
-    def render(self, name: str, labels: str, help_text: str) -> list[str]:
-        lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-        lines += [f'{name}_bucket{{{labels},le="{b}"}} {n}' for b, n in zip(self.buckets, self.counts, strict=True)]
-        lines += [f'{name}_bucket{{{labels},le="+Inf"}} {self.count}', f"{name}_sum{{{labels}}} {self.sum:.6f}",
-                  f"{name}_count{{{labels}}} {self.count}"]
-        return lines
-
 
 class LoopWatch:
     """Watches the running loop (start it inside the loop; `stop` it there)."""
@@ -76,13 +69,6 @@ class LoopWatch:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-
-    def render(self, labels: str) -> list[str]:
-        return (self.busy.render("geoledger_event_loop_busy_seconds", labels,
-                                 "CPU time the event loop's thread used between two 10 ms ticks (work that "
-                                 "held the loop).")
-                + self.lag.render("geoledger_event_loop_lag_seconds", labels,
-                                  "How late the loop's 10 ms tick fired (wall clock)."))
 
 
 __all__ = ["BUCKETS", "Histogram", "LoopWatch"]

@@ -1,76 +1,90 @@
-"""Gateway metrics in Prometheus text format: requests, results by code, batch sizes, lag.
+"""Gateway metrics through `prometheus_client`: requests and their latency by route template,
+results by code, batch sizes, replication lag, and the event loop's watch.
 
-Every label value comes from a bounded set the gateway defines (route templates, result
-codes, region names), and is escaped as the text format requires all the same."""
+Each gateway app has a registry of its own (not the process-global one), so that tests and
+several apps in one process never share or collide. Every label value comes from a bounded
+set the gateway defines (route templates, HTTP statuses, result codes, region and peer
+names): a client cannot mint a series, and the library escapes every value.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from load.loopwatch import LoopWatch
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8190)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+disable_created_metrics()  # no `_created` series: a scrape of a gateway is read by people too, keep it short
 
 
 class GatewayMetrics:
+    """One gateway's series; `render` is the /metrics body."""
+
     def __init__(self, region: str) -> None:
         self.region = region
-        self.requests: Counter[tuple[str, int]] = Counter()
-        self.results: Counter[str] = Counter()
-        self.batch_buckets = [0] * len(BATCH_BUCKETS)
-        self.batch_count = 0
-        self.batch_sum = 0
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter("geoledger_requests", "HTTP requests by route template and status.",
+                                 ("region", "route", "status"), registry=self.registry)
+        self._latency = Histogram("geoledger_request_duration_seconds",
+                                  "Time from a request's arrival to its answer's last byte, by route template.",
+                                  ("region", "route"), buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._results = Counter("geoledger_transfer_results", "Transfer outcomes by result code.",
+                                ("region", "result"), registry=self.registry)
+        self._batch = Histogram("geoledger_batch_size", "Transfers per committed ledger batch (group commit, bulk).",
+                                ("region",), buckets=BATCH_BUCKETS, registry=self.registry)
+        self._lag = Gauge("geoledger_replication_lag_seconds", "How far each peer's log trails this region's.",
+                          ("region", "peer"), registry=self.registry)
+        self._batch_here = self._batch.labels(region)
 
-    def observe_request(self, route: str, status: int) -> None:
+    def observe_request(self, route: str, status: int, seconds: float | None = None) -> None:
         """`route` is the matched route's template (`/accounts/{account_id}`) or `unmatched`,
         never the raw path: a client must not be able to mint label values (a crafted path
         once injected a fake series, and random paths grew the output without bound)."""
-        self.requests[(route, status)] += 1
+        self._requests.labels(self.region, route, str(status)).inc()
+        if seconds is not None:
+            self._latency.labels(self.region, route).observe(seconds)
 
-    def observe_result(self, code: str) -> None:
-        self.results[code] += 1
+    def observe_result(self, code: str, count: int = 1) -> None:
+        self._results.labels(self.region, code).inc(count)
 
     def observe_batch(self, size: int) -> None:
-        self.batch_count += 1
-        self.batch_sum += size
-        for i, bound in enumerate(BATCH_BUCKETS):
-            if size <= bound:
-                self.batch_buckets[i] += 1
+        self._batch_here.observe(size)
 
-    def labels(self) -> str:
-        """The labels every series of this gateway carries."""
-        return f'region="{_label(self.region)}"'
+    def watch(self, loop_watch: LoopWatch) -> None:
+        """Serve the event loop's histograms (`load.loopwatch`) from this registry too."""
+        self.registry.register(_LoopCollector(loop_watch, self.region))
 
     def render(self, lag: dict[str, float]) -> str:
-        r = self.labels()
-        lines = [
-            "# HELP geoledger_requests_total HTTP requests by route and status.",
-            "# TYPE geoledger_requests_total counter",
-        ]
-        for (route, status), n in sorted(self.requests.items()):
-            lines.append(f'geoledger_requests_total{{{r},route="{_label(route)}",status="{status}"}} {n}')
-        lines += [
-            "# HELP geoledger_transfer_results_total Transfer outcomes by result code.",
-            "# TYPE geoledger_transfer_results_total counter",
-        ]
-        for code, n in sorted(self.results.items()):
-            lines.append(f'geoledger_transfer_results_total{{{r},result="{_label(code)}"}} {n}')
-        lines += [
-            "# HELP geoledger_batch_size Transfers per committed ledger batch (group commit).",
-            "# TYPE geoledger_batch_size histogram",
-        ]
-        for bound, n in zip(BATCH_BUCKETS, self.batch_buckets, strict=True):
-            lines.append(f'geoledger_batch_size_bucket{{{r},le="{bound}"}} {n}')
-        lines.append(f'geoledger_batch_size_bucket{{{r},le="+Inf"}} {self.batch_count}')
-        lines.append(f"geoledger_batch_size_sum{{{r}}} {self.batch_sum}")
-        lines.append(f"geoledger_batch_size_count{{{r}}} {self.batch_count}")
-        lines += [
-            "# HELP geoledger_replication_lag_seconds How far each peer's log trails this region's.",
-            "# TYPE geoledger_replication_lag_seconds gauge",
-        ]
-        for peer, seconds in sorted(lag.items()):
-            lines.append(f'geoledger_replication_lag_seconds{{{r},peer="{_label(peer)}"}} {seconds}')
-        return "\n".join(lines) + "\n"
+        for peer, seconds in lag.items():
+            self._lag.labels(self.region, peer).set(seconds)
+        return generate_latest(self.registry).decode()
 
 
-def _label(value: str) -> str:
-    """A label value escaped for the text format (backslash, double quote, newline)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _LoopCollector(Collector):
+    """LoopWatch's own histograms (observed on its timer, not per request) as metric families."""
+
+    def __init__(self, watch: LoopWatch, region: str) -> None:
+        self._watch = watch
+        self._region = region
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        for name, hist, help_text in (
+            ("geoledger_event_loop_busy_seconds", self._watch.busy,
+             "CPU time the event loop's thread used between two 10 ms ticks (work that held the loop)."),
+            ("geoledger_event_loop_lag_seconds", self._watch.lag, "How late the loop's 10 ms tick fired (wall clock)."),
+        ):
+            family = HistogramMetricFamily(name, help_text, labels=["region"])
+            buckets = [(str(b), float(n)) for b, n in zip(hist.buckets, hist.counts, strict=True)]
+            family.add_metric([self._region], buckets + [("+Inf", float(hist.count))], sum_value=hist.sum)
+            yield family
+
+
+__all__ = ["BATCH_BUCKETS", "CONTENT_TYPE", "LATENCY_BUCKETS", "GatewayMetrics"]

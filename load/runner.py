@@ -11,10 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +25,48 @@ from typing import Any
 import httpx
 
 from load.cluster import Cluster, default_config
+from load.cpu import CpuMeter, limits
 from replication.accounts import TRANSIT_BASE
 from replication.config import DESIGN_LABELS, Mode, Ship, design_label, promises
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+PROGRESS_EVERY_S = 1.0
+EXPLAIN = {
+    "requests": "HTTP requests Locust made, from its final statistics once every user stopped (its "
+                "'Aggregated' row: every endpoint, retries included)",
+    "requests_per_s": "requests / Locust's run time",
+    "results": "answers the clients got per transfer, by result code: one per transfer per answer (a batch "
+               "request counts each of its transfers, a retry counts again), so a transfer answered OK and "
+               "then EXISTS on a retry counts twice",
+    "acked": "distinct transfer ids the clients were told are in the books (OK or EXISTS): what the "
+             "durability invariant checks on every replica",
+    "acked_per_s": "acked / the run's wall-clock load time",
+    "limits": "what bounded the run: Little's law (in-flight requests = requests/s x mean latency, at most the "
+              "users), how busy the machine's CPUs were (bound_by: cpu from 90%), and CPU seconds per 1,000 "
+              "acknowledged transfers for each region process and for Locust",
+    "gateway_requests": "client requests the gateways counted (their /metrics, every region; None when a "
+                        "region restarted during the run and lost its counters)",
+}
+"""What load.json's figures mean (written beside them, as `explain`)."""
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `text`: a number (seconds), or Locust's `-t` forms: `30s`, `5m`, `1h`, `1h30m`, `2m30s`."""
+    text = text.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        match = _DURATION.match(text)
+        if not text or match is None:
+            raise ValueError(f"duration {text!r}: use seconds (30) or Locust's form (30s, 5m, 1h, 1h30m)") from None
+        h, m, s = (int(g or 0) for g in match.groups())
+        seconds = float(3600 * h + 60 * m + s)
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"duration {text!r} must be a positive number of seconds")
+    return seconds
+
+
 @dataclass
 class LoadOptions:
     users: int = 20
@@ -47,6 +88,8 @@ class LoadOptions:
     slo_min_acked_per_s: float | None = None
     quiesce: float = 30.0
     events: list[dict[str, Any]] = field(default_factory=list)
+    progress: Callable[[dict[str, Any]], None] | None = None
+    """Called about once a second while Locust runs (`progress_of`: users, requests/s, failures, chaos events)."""
 
     def validate(self) -> None:
         problems = []
@@ -139,6 +182,30 @@ class ChaosDriver(threading.Thread):
                 self.log(f"{kind} {phase} failed: {e}", region)
 
 
+def progress_of(out: Path, events: list[dict[str, Any]], started: float) -> dict[str, Any]:
+    """Where the run stands: the last Aggregated row Locust wrote to its history CSV (every
+    second), and the chaos events so far."""
+    now: dict[str, Any] = {"t": round(time.monotonic() - started, 1), "users": 0, "requests_per_s": 0.0,
+                           "requests": 0, "failures": 0, "chaos_events": len(events),
+                           "last_chaos": events[-1]["event"] + " " + events[-1]["region"] if events else None}
+    path = out / "locust_stats_history.csv"
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return now
+    header = next(csv.reader(lines[:1]), [])
+    for line in reversed(lines[1:]):
+        row = dict(zip(header, next(csv.reader([line])), strict=False))
+        if row.get("Name") == "Aggregated":
+            now.update(users=int(row.get("User Count") or 0),
+                       requests_per_s=round(float(row.get("Requests/s") or 0), 1),
+                       requests=int(row.get("Total Request Count") or 0),
+                       failures=int(row.get("Total Failure Count") or 0))
+            break
+    return now
+
+
 def _locust(opts: LoadOptions, cluster: Cluster, ack_log: Path) -> int:
     cfg = cluster.cfg
     env = dict(os.environ)
@@ -149,6 +216,8 @@ def _locust(opts: LoadOptions, cluster: Cluster, ack_log: Path) -> int:
         GEOLEDGER_UNITS=str(len(cfg.regions) * cfg.units_per_region),
         GEOLEDGER_ACK_LOG=str(ack_log),
         GEOLEDGER_CHAIN_LOG=str(opts.out / "chains.log"),
+        GEOLEDGER_RESULT_LOG=str(opts.out / "results.log"),
+        GEOLEDGER_STATS_FILE=str(opts.out / "locust_final.json"),
         GEOLEDGER_HOSTILE=str(opts.hostile),
         GEOLEDGER_USERS=str(opts.users),
         GEOLEDGER_DURATION=str(opts.duration),
@@ -157,14 +226,26 @@ def _locust(opts: LoadOptions, cluster: Cluster, ack_log: Path) -> int:
         env["GEOLEDGER_SHAPE"] = opts.shape
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-        "-u", str(opts.users), "-r", str(opts.spawn_rate), "-t", f"{int(opts.duration)}s",
+        "-u", str(opts.users), "-r", str(opts.spawn_rate), "-t", f"{max(1, round(opts.duration))}s",
         "--csv", str(opts.out / "locust"), "--csv-full-history", "--html", str(opts.out / "locust.html"),
         "--host", cfg.url(0), "--stop-timeout", "5", "--exit-code-on-error", "0",
     ]
     if opts.processes > 1:
         cmd += ["--processes", str(opts.processes)]
+    started = time.monotonic()
     with open(opts.out / "locust.log", "wb") as log:
-        return subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                try:
+                    return proc.wait(timeout=PROGRESS_EVERY_S)
+                except subprocess.TimeoutExpired:
+                    if opts.progress is not None:
+                        opts.progress(progress_of(opts.out, opts.events, started))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _states(cluster: Cluster) -> list[dict[str, Any]]:
@@ -260,6 +341,21 @@ def _atomic_chains(cluster: Cluster, chains: list[list[int]]) -> dict[str, Any]:
 
 
 def _locust_summary(out: Path) -> dict[str, Any]:
+    """Locust's final statistics (`locust_final.json`, written by the locustfile once every
+    user stopped); its --csv file only if that is missing (an older locustfile)."""
+    final = out / "locust_final.json"
+    if final.exists():
+        stats = json.loads(final.read_text())
+        posts = [e for e in stats["by_name"] if e["method"] == "POST" and e["requests"]]
+        return {"requests": stats["requests"], "failures": stats["failures"],
+                "requests_per_s": round(stats["requests_per_s"], 1), "avg_ms": stats.get("avg_ms"),
+                "p50_ms": max((e["p50_ms"] for e in posts), default=None),
+                "p99_ms": max((e["p99_ms"] for e in posts), default=None),
+                "requests_by_name": {e["name"]: e["requests"] for e in stats["by_name"]}}
+    return _csv_summary(out)
+
+
+def _csv_summary(out: Path) -> dict[str, Any]:
     stats = out / "locust_stats.csv"
     if not stats.exists():
         return {"requests": 0, "failures": 0, "p50_ms": None, "p99_ms": None, "requests_per_s": 0.0}
@@ -271,11 +367,50 @@ def _locust_summary(out: Path) -> dict[str, Any]:
         return {"requests": 0, "failures": 0, "p50_ms": None, "p99_ms": None, "requests_per_s": 0.0}
     p99 = max((float(r["99%"]) for r in transfers if r["99%"] not in ("", "N/A")), default=None)
     p50 = max((float(r["50%"]) for r in transfers if r["50%"] not in ("", "N/A")), default=None)
-    results = {r["Name"]: int(r["Request Count"]) for r in rows if r["Type"] == "RESULT"}
-    by_name = {r["Name"]: int(r["Request Count"]) for r in rows if r["Type"] in ("POST", "GET")}
+    by_name = {r["Name"]: int(r["Request Count"]) for r in rows if r["Name"] != "Aggregated"}
     return {"requests": int(agg["Request Count"]), "failures": int(agg["Failure Count"]),
-            "p50_ms": p50, "p99_ms": p99, "requests_per_s": float(agg["Requests/s"]), "results": results,
+            "p50_ms": p50, "p99_ms": p99, "requests_per_s": round(float(agg["Requests/s"]), 1),
             "requests_by_name": by_name}
+
+
+def _results(path: Path) -> dict[str, int]:
+    """The transfer results every Locust process counted (one JSON line each, as it quit)."""
+    total: Counter[str] = Counter()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                total.update(json.loads(line)["results"])
+    return dict(total.most_common())
+
+
+NOT_CLIENT_ROUTES = ("/internal/", "/health", "/metrics")
+"""Routes the run itself calls (probes, scrapes, the verdict's reads), not Locust's users."""
+
+
+def gateway_requests(cluster: Cluster) -> int | None:
+    """Client requests (not /health, /metrics or /internal) the gateways counted, summed over
+    regions; None if a region restarted (its counters started again)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from load.auth import Role
+
+    total = 0
+    for r in range(len(cluster.cfg.regions)):
+        try:
+            text = httpx.get(f"{cluster.cfg.url(r)}/metrics", headers=cluster.headers(Role.AUDITOR), timeout=10).text
+        except httpx.HTTPError:
+            return None
+        total += sum(int(sample.value) for family in text_string_to_metric_families(text)
+                     if family.name == "geoledger_requests" for sample in family.samples
+                     if sample.name == "geoledger_requests_total"
+                     and not sample.labels["route"].startswith(NOT_CLIENT_ROUTES)
+                     and sample.labels["route"] != "unmatched")
+    return total
+
+
+def files_written(out: Path) -> list[str]:
+    """Every file a run wrote under `out` (the region stores' directory as one entry)."""
+    return sorted(str(p.relative_to(out)) + ("/" if p.is_dir() else "") for p in out.iterdir())
 
 
 LOCUST_WINDOW_S = 10.0
@@ -308,16 +443,19 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
     schedule = _chaos_schedule(opts.chaos, cfg.regions) if opts.chaos else []
     cluster = Cluster(cfg, opts.out)
     ack_log = opts.out / "acked.log"
-    ack_log.unlink(missing_ok=True)
-    (opts.out / "chains.log").unlink(missing_ok=True)
+    for stale in (ack_log, opts.out / "chains.log", opts.out / "results.log", opts.out / "locust_final.json"):
+        stale.unlink(missing_ok=True)
     try:
         cluster.start_all()
         time.sleep(1.5)  # first heartbeat rounds: homes take their leases
         driver = ChaosDriver(cluster, schedule, opts.events)
         driver.start()
         started = time.monotonic()
+        meter = CpuMeter({cfg.regions[r]: p.pid for r, p in cluster.procs.items()})
+        meter.start()
         _locust(opts, cluster, ack_log)
         elapsed = time.monotonic() - started
+        cpu = meter.read({cfg.regions[r]: p.pid for r, p in cluster.procs.items()})
         driver.stop.set()
         driver.join(timeout=5)
         for r, proc in cluster.procs.items():  # a region still down at the end comes back to heal
@@ -330,6 +468,8 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
         chains = ([[int(t) for t in line.split()] for line in chain_log.read_text().splitlines() if line.strip()]
                   if chain_log.exists() else [])
         invariants = verify(cluster, states, acked, opts.mode, opts.ship, chains)
+        restarted = bool(opts.events) or bool(cluster.supervisor and cluster.supervisor.events)
+        counted = None if restarted else gateway_requests(cluster)
     finally:
         cluster.stop_all()
     summary = _locust_summary(opts.out)
@@ -344,26 +484,36 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
         "mode": design_label(opts.mode, opts.ship, opts.quorum_groups),
         "regions": cfg.regions,
         "users": opts.users,
-        "duration_s": round(elapsed, 3),
+        "duration_s": round(elapsed, 1),
         "group_commit": opts.group_commit,
         "acked": len(acked),
         "acked_per_s": round(acked_per_s, 1),
-        "p50_ms": summary["p50_ms"],
-        "p99_ms": summary["p99_ms"],
-        "p99_steady_ms": steady_p99_ms(opts.out, opts.users / opts.spawn_rate),
+        "p50_ms": _round(summary["p50_ms"]),
+        "p99_ms": _round(summary["p99_ms"]),
+        "p99_steady_ms": _round(steady_p99_ms(opts.out, opts.users / opts.spawn_rate)),
         "requests": summary["requests"],
         "failures": summary["failures"],
         "requests_per_s": summary["requests_per_s"],
-        "results": summary.get("results", {}),
+        "gateway_requests": counted,
+        "limits": limits(opts.users, summary.get("avg_ms"), summary["requests_per_s"], cpu, len(acked)),
+        "results": _results(opts.out / "results.log"),
         "requests_by_name": summary.get("requests_by_name", {}),
         "hostile_weight": opts.hostile,
-        "quiesce_s": round(quiesced, 3),
+        "quiesce_s": round(quiesced, 1),
         "chaos": opts.chaos,
         "chaos_events": opts.events,
         "supervisor_restarts": cluster.supervisor.events if cluster.supervisor is not None else [],
         "invariants": invariants,
         "slo_missed": slo_missed,
         "verdict": "ok" if not violated and not slo_missed else violated + slo_missed,
+        "explain": EXPLAIN,
     }
+    (opts.out / "load.json").write_text("{}")  # so that the list of files names it
+    result["files"] = files_written(opts.out)
     (opts.out / "load.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _round(ms: float | None) -> float | None:
+    """Latencies to 0.1 ms: Locust's own resolution is 1 ms above 100 ms, finer below."""
+    return None if ms is None else round(ms, 1)

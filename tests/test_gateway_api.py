@@ -89,10 +89,16 @@ def test_malformed_json_and_unknown_fields_are_4xx(client: TestClient) -> None:
 def test_metrics_are_prometheus_text(client: TestClient) -> None:
     pay(client, 50, 2, 1, 5)
     pay(client, 51, 1, 2, 10**9)
-    text = client.get("/metrics", headers=AUDITOR).text
+    r = client.get("/metrics", headers=AUDITOR)
+    text = r.text
     assert 'geoledger_transfer_results_total{region="beijing",result="OK"} 1' in text
     assert 'geoledger_transfer_results_total{region="beijing",result="EXCEEDS_CREDITS"} 1' in text
     assert 'geoledger_batch_size_count{region="beijing"}' in text
+    # latency by route template, through prometheus_client (a histogram per route)
+    assert 'geoledger_request_duration_seconds_count{region="beijing",route="/transfers"} 2.0' in text
+    assert 'geoledger_request_duration_seconds_bucket{le="+Inf",region="beijing",route="/transfers"} 2.0' in text
+    assert 'geoledger_event_loop_busy_seconds_count{region="beijing"}' in text
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
 
 
 @pytest.mark.slow

@@ -193,6 +193,28 @@ def test_reopen_from_a_snapshot_plus_tail(tmp_path: Path, monkeypatch: pytest.Mo
     again.close()
 
 
+@pytest.mark.parametrize("tail,expected", [(1, [3, 6, 11, 21]), (0, [3, 6, 9, 12, 15, 18, 21, 24, 27, 30])])
+def test_snapshots_space_out_as_the_ledger_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tail: int,
+                                                  expected: list[int]) -> None:
+    """Equal batches: a snapshot waits for as many new rows as the last one held, so a bulk
+    load writes each row into about two snapshots, not one per 128 batches of its life
+    (SNAPSHOT_TAIL = 0 is the old rule: the count grows with the ledger). Reopening still
+    gives the same ledger."""
+    monkeypatch.setattr(ledger_module, "SNAPSHOT_EVERY", 3)
+    monkeypatch.setattr(ledger_module, "SNAPSHOT_TAIL", tail)
+    path = tmp_path / "ledger.db"
+    led = _populated(path, batches=30)  # 10 accounts, then 50 transfers a batch: 60 rows at the first snapshot,
+    # so the next waits for 60 new rows (and 3 batches), then 210, then 460
+    digest = led.digest()
+    led.close()
+    with sqlite3.connect(path) as conn:
+        versions = [v for (v,) in conn.execute("SELECT originator_version FROM stored_snapshots ORDER BY 1")]
+    again = Ledger.open(f"sqlite:///{path}")
+    assert again.digest() == digest
+    again.close()
+    assert versions == expected
+
+
 WRITER = textwrap.dedent(
     """
     import sys

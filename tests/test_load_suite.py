@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -25,6 +26,18 @@ def test_a_short_load_run_acknowledges_and_verifies(tmp_path: Path) -> None:
         assert key in saved
     assert set(saved["invariants"]) == set(INVARIANTS)
     assert (tmp_path / "locust_stats.csv").exists() and (tmp_path / "locust.html").exists()
+    # requests are HTTP requests only: Locust's per-endpoint rows add up to them, the gateways
+    # counted as many, and no per-result row (once "RESULT OK") is among Locust's statistics
+    with open(tmp_path / "locust_stats.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["Type"] for r in rows if r["Name"] != "Aggregated"} <= {"GET", "POST"}
+    assert saved["requests"] == sum(saved["requests_by_name"].values()) > 0
+    assert saved["gateway_requests"] == saved["requests"], (saved["gateway_requests"], saved["requests"])
+    assert saved["results"].get("OK", 0) > 0 and sum(saved["results"].values()) >= saved["acked"]
+    assert set(saved["explain"]) >= {"requests", "results", "acked"}
+    assert {"load.json", "acked.log", "results.log", "locust_final.json", "locust_stats.csv", "locust.html",
+            "data/"} <= set(saved["files"])
+    assert saved["files"] == sorted(p.name + ("/" if p.is_dir() else "") for p in tmp_path.iterdir())
 
 
 def test_a_missed_slo_fails_the_verdict(tmp_path: Path) -> None:

@@ -182,7 +182,7 @@ def _loop_busy_over(cluster: Cluster, bound: float) -> int:
               if line.startswith("geoledger_event_loop_busy_seconds_")}
     labels = f'region="{cluster.cfg.regions[0]}"'
     total = series[f"geoledger_event_loop_busy_seconds_count{{{labels}}}"]
-    within = series[f'geoledger_event_loop_busy_seconds_bucket{{{labels},le="{bound}"}}']
+    within = series[f'geoledger_event_loop_busy_seconds_bucket{{le="{bound}",{labels}}}']  # prometheus_client's order
     return int(total - within)
 
 
