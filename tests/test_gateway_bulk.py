@@ -23,7 +23,7 @@ from load.auth import BANK_ACCOUNTS, Credentials, Role, TokenVerifier
 from load.gateway import LedgerBackend, create_app
 from replication.ids import CREDIT_BIT, GENESIS_BIT, transfer_id
 from replication.outcomes import outcome_name
-from tests.test_region_app import region_app
+from tests.support.region_app import region_app
 
 CREDS = Credentials.generate()
 PAYMENTS, AUDITOR, OPERATOR = (CREDS.header(r) for r in (Role.PAYMENTS, Role.AUDITOR, Role.OPERATOR))

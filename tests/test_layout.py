@@ -99,3 +99,11 @@ def test_no_import_cycles() -> None:
         if m not in state:
             walk(m)
     assert cycles == []
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test code lives in tests/support: a test module imported by another runs its
+    module-level setup twice and hides which tests a file holds."""
+    offenders = [p.name for p in sorted((ROOT / "tests").glob("test_*.py"))
+                 if "from tests.test_" in p.read_text() or "import tests.test_" in p.read_text()]
+    assert offenders == []

@@ -9,7 +9,6 @@ commit loop had died still answered /health with 200.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,38 +16,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from load import peerauth
-from load.auth import Credentials, Role
-from load.region import ServeConfig, build_region_app
+from load.auth import Role
 from replication.ids import transfer_id
+from tests.support.region_app import HEADERS, region_app
 
-CREDS = Credentials.generate()
-HEADERS = {role: CREDS.header(role) for role in Role}
 INTERNAL: list[tuple[str, str, Any]] = [
     ("POST", "/internal/chaos", {"extra_latency_ms": {"1": 5.0}}),
     ("GET", "/internal/state", None),
     ("POST", "/internal/missing", [1, 2, 3]),
 ]
-
-
-def region_app(tmp_path: Path, regions: list[str], fatal: list[BaseException] | None = None) -> TestClient:
-    private, public = peerauth.generate(len(regions))
-    socks = [socket.socket() for _ in regions]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-    cfg = ServeConfig(regions=regions, mode="unit", ship="async", customers=20, units_per_region=2,
-                      data_dir=str(tmp_path / "data"), token_digests=CREDS.digests(), peer_keys=public,
-                      peer_ports=[s.getsockname()[1] for s in socks], http_ports=[1] * len(regions))
-    on_fatal = fatal.append if fatal is not None else _no_exit
-    app = build_region_app(cfg, 0, private[0], peer_socket=socks[0], on_fatal=on_fatal)
-    for s in socks[1:]:
-        s.close()
-    return TestClient(app, headers=HEADERS[Role.PAYMENTS])
-
-
-def _no_exit(error: BaseException) -> None:
-    raise AssertionError(f"the region stopped: {error}")
 
 
 @pytest.fixture
