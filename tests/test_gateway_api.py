@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from ledger import Ledger
 from load.auth import Credentials, Role, TokenVerifier
 from load.gateway import LedgerBackend, create_app
+from tests.support.openapi_fuzz import fuzz
 
 CREDS = Credentials.generate()
 PAYMENTS, AUDITOR, OPERATOR = (CREDS.header(r) for r in (Role.PAYMENTS, Role.AUDITOR, Role.OPERATOR))
@@ -119,18 +120,3 @@ def test_openapi_fuzz_with_every_role_finds_no_server_errors() -> None:
                 fuzz(op, headers, calls, failures)
     assert len(calls) > 300 and failures == []
     assert {401, 403} <= set(calls) and any(200 <= c < 300 for c in calls)
-
-
-def fuzz(op: object, headers: dict[str, str], calls: list[int], failures: list[tuple[str, str, int]]) -> None:
-    """Schemathesis cases of one operation, sent with `headers`; 5xx answers land in `failures`."""
-    from hypothesis import HealthCheck, given, settings
-
-    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(case=op.as_strategy())  # type: ignore[attr-defined]
-    def check(case: object) -> None:
-        response = case.call(headers=headers)  # type: ignore[attr-defined]
-        calls.append(response.status_code)
-        if response.status_code >= 500:
-            failures.append((case.method, case.path, response.status_code))  # type: ignore[attr-defined]
-
-    check()

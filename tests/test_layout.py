@@ -104,6 +104,13 @@ def test_no_import_cycles() -> None:
 def test_no_test_module_imports_another() -> None:
     """Shared test code lives in tests/support: a test module imported by another runs its
     module-level setup twice and hides which tests a file holds."""
-    offenders = [p.name for p in sorted((ROOT / "tests").glob("test_*.py"))
-                 if "from tests.test_" in p.read_text() or "import tests.test_" in p.read_text()]
+    def imports_a_test_module(path: Path) -> bool:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.startswith("tests.test_") for n in names):
+                return True
+        return False
+
+    offenders = [p.name for p in sorted((ROOT / "tests").glob("test_*.py")) if imports_a_test_module(p)]
     assert offenders == []

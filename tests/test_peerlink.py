@@ -28,8 +28,7 @@ from load.peerauth import (
 from load.peerlink import PRE_AUTH_MAX, PeerListener, PeerSender, _frame, _read_frame
 from replication.messages import ClientRequest, Heartbeat, PeerFrame
 from replication.wire import encode, encode_peer_frame
-from tests.test_wire import ROOT
-from tests.test_wire import test_no_pickle_anywhere_on_the_codec_or_store_path as _no_pickle
+from tests.support.no_pickle import ROOT, check_no_pickle
 
 PRIVATE, PUBLIC = generate(3)
 KEYS = [PeerKeys.load(r, PRIVATE[r], PUBLIC) for r in range(3)]
@@ -347,4 +346,4 @@ def test_keys_must_match_their_region() -> None:
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "load").glob("*.py")))
 def test_nothing_in_the_live_surface_unpickles(path: str) -> None:
     """The links used to `pickle.loads` every frame: a token holder ran a shell command in a region."""
-    _no_pickle(path)
+    check_no_pickle(path)

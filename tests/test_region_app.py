@@ -99,7 +99,7 @@ def test_a_full_disk_makes_health_fail_and_ends_the_process(tmp_path: Path) -> N
 def test_openapi_fuzz_of_the_region_app_with_every_role_finds_no_server_errors(tmp_path: Path) -> None:
     import schemathesis
 
-    from tests.test_gateway_api import fuzz
+    from tests.support.openapi_fuzz import fuzz
 
     client = region_app(tmp_path, ["solo"])  # one region: its writes commit without peers
     schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)  # it runs the app's lifespan itself
