@@ -15,21 +15,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chaos import Fault
+from chaos import DOWN_FAULTS, Fault
 from simulator.runlog import RunLog
 
-OUTAGES = ("crash", "partition", "pause")
+OUTAGES = ("crash", "node-loss", "partition", "pause")
 """Faults whose region a peer's failure detector should come to suspect."""
 
 
 @dataclass(frozen=True)
 class Crash:
+    """The region's volatile state is lost. `node`: its whole machine went with it (a
+    `node-loss`): a runtime with machines switches the node off, one without kills the region."""
+
     region: int
+    node: bool = False
 
 
 @dataclass(frozen=True)
 class Restart:
+    """The fault is over: the region restarts from its store (`node`: once its machine is back on)."""
+
     region: int
+    node: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,10 @@ class FaultDispatcher:
         elif f.kind == "crash":
             self._timeline(now_s, "fenced", name, detail="process gone: a crashed home accepts no writes")
             actions.append(Crash(r))
+        elif f.kind == "node-loss":
+            self._timeline(now_s, "fenced", name, detail="node lost: the region's machine and every process on it "
+                                                         "are gone; a lost home accepts no writes")
+            actions.append(Crash(r, node=True))
         elif f.kind == "pause":
             actions.append(Pause(r, True, f.end()))
         elif f.kind == "clock-skew":
@@ -116,8 +127,8 @@ class FaultDispatcher:
         r = self.regions.index(name)
         self._timeline(now_s, "healed", name, detail=f"{f.kind} ended")
         actions: list[Action] = []
-        if f.kind == "crash":
-            actions.append(Restart(r))
+        if f.kind in DOWN_FAULTS:
+            actions.append(Restart(r, node=f.kind == "node-loss"))
         elif f.kind == "pause":
             actions.append(Pause(r, False))
         elif f.kind == "clock-skew":
