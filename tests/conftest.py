@@ -11,7 +11,6 @@ the suite would quietly test the pure-Python twin only.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 
 from ledger import Ledger
 from tests.support.clock import FakeClock
-from tests.support.realparts import drop_keyspace, real_parts_required
+from tests.support.realparts import drop_keyspace, fresh_cassandra_url, real_parts_required
 
 TIERS = ("ray", "cassandra", "load", "slow")
 
@@ -61,20 +60,13 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def _cassandra_url() -> str:
-    from tests.support.realparts import require_cassandra
-
-    require_cassandra()
-    return f"cassandra://127.0.0.1:9042/gl_{uuid.uuid4().hex[:16]}?dc=dc1&rf=1&consistency=ONE"
-
-
 @pytest.fixture(params=["memory", "sqlite", "cassandra"])
 def store_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
     if request.param == "memory":
         return "memory://"
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.db'}"
-    return _cassandra_url()
+    return fresh_cassandra_url()
 
 
 @pytest.fixture

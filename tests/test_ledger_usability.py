@@ -1,9 +1,10 @@
 """What a new user runs into: closing, the context manager, clear errors, typing.
 
 A closed ledger refuses reads and writes alike with `LedgerClosedError` (a `LedgerError`
-with a message); `balance_at` names its own parameter; a second writer gets
-`ConcurrentWriterError` and can retry; `get_account_balances` of an account without
-HISTORY is `[]`; and a user's script type-checks against the installed package (py.typed).
+with a message); `balance_at` names its own parameter; a second writer on a shared
+Cassandra keyspace gets `ConcurrentWriterError` and can retry (an SQLite file has one
+writer); `get_account_balances` of an account without HISTORY is `[]`; and a user's
+script type-checks against the installed package (py.typed).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ledger import (
     QueryFilter,
     Transfer,
 )
+from tests.support.realparts import drop_keyspace, fresh_cassandra_url
 
 CALLS: dict[str, Callable[[Ledger], Any]] = {
     "create_accounts": lambda led: led.create_accounts([Account(id=3, ledger=1, code=1)]),
@@ -82,16 +84,22 @@ def test_balance_at_names_its_timestamp_parameter(value: object) -> None:
     assert raised.value.field == "timestamp"
 
 
-def test_a_second_writer_gets_a_typed_error_and_can_retry(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'two.db'}"
+@pytest.mark.cassandra
+def test_a_second_writer_gets_a_typed_error_and_can_retry() -> None:
+    """Two writers on one Cassandra keyspace (no file lock can reach across machines: an
+    SQLite file's second opener is refused at open, see test_ledger_lock.py)."""
+    url = fresh_cassandra_url()
     first, second = Ledger.open(url), Ledger.open(url)
-    assert first.create_accounts([Account(id=1, ledger=1, code=1)]) == [CreateAccountResult.OK]
-    with pytest.raises(ConcurrentWriterError, match="retry"):
-        second.create_accounts([Account(id=2, ledger=1, code=1)])
-    assert [a.id for a in second.lookup_accounts([1, 2])] == [1]  # reloaded; nothing of its own written
-    assert second.create_accounts([Account(id=2, ledger=1, code=1)]) == [CreateAccountResult.OK]
-    first.close()
-    second.close()
+    try:
+        assert first.create_accounts([Account(id=1, ledger=1, code=1)]) == [CreateAccountResult.OK]
+        with pytest.raises(ConcurrentWriterError, match="retry"):
+            second.create_accounts([Account(id=2, ledger=1, code=1)])
+        assert [a.id for a in second.lookup_accounts([1, 2])] == [1]  # reloaded; nothing of its own written
+        assert second.create_accounts([Account(id=2, ledger=1, code=1)]) == [CreateAccountResult.OK]
+    finally:
+        first.close()
+        second.close()
+        drop_keyspace(url)
 
 
 def test_balances_of_an_account_without_history_are_empty() -> None:

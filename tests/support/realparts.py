@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import uuid
 
 import pytest
 
@@ -63,6 +64,12 @@ def require_cassandra() -> None:
     if not _cassandra_up:
         _cassandra_up = cql_answers()
     require(f"Cassandra on {CASSANDRA_HOST}:{CASSANDRA_PORT}", _cassandra_up, CASSANDRA_HOW)
+
+
+def fresh_cassandra_url() -> str:
+    """A store URL for a keyspace of its own on the test Cassandra (which must be up)."""
+    require_cassandra()
+    return f"cassandra://{CASSANDRA_HOST}:{CASSANDRA_PORT}/gl_{uuid.uuid4().hex[:16]}?dc=dc1&rf=1&consistency=ONE"
 
 
 def drop_keyspace(url: str) -> None:
