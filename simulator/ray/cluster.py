@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -35,6 +36,7 @@ HEALTH_CONFIG = {"health_check_initial_delay_ms": 1000, "health_check_period_ms"
 then does it restart the node's actors. A live raylet that is merely slow (a loaded 2-core
 machine) has 5 s per check to answer, so it is not declared dead by mistake."""
 NODE_UP_S = 60.0
+MAIN_THREAD_WAIT_S = 120.0
 OBJECT_STORE_BYTES = 80 << 20  # per node: Ray's floor is 75 MB; actor calls carry everything inline
 
 
@@ -168,13 +170,36 @@ def local_cluster(regions: list[str] | tuple[str, ...], *, cpus_per_node: int = 
 class PowerLine(threading.Thread):
     """The driver's side of the power switch: takes the controller's requests (a long poll)
     and carries each out on the switch, then reports back. Ends when the controller says so
-    (a `None` request) or is gone."""
+    (a `None` request) or is gone.
+
+    Switching off happens on this thread. Switching on is handed to the driver's main thread
+    (`serve`, called by the driver's wait loop): starting a Ray node sets signal handlers,
+    which Python allows only there."""
 
     def __init__(self, controller: Any, switch: PowerSwitch) -> None:
         super().__init__(name="geoledger-power-line", daemon=True)
         self.controller = controller
         self.switch = switch
         self.done: list[dict[str, Any]] = []
+        self.main_jobs: queue.Queue[tuple[str, list[dict[str, Any]], threading.Event]] = queue.Queue()
+
+    def serve(self, timeout: float) -> None:
+        """On the main thread: switch on a node the line handed over, or wait up to `timeout` s."""
+        try:
+            region, out, finished = self.main_jobs.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return
+        out.append(_flip(self.switch.power_on, region))
+        finished.set()
+
+    def _on_main_thread(self, region: str) -> dict[str, Any]:
+        out: list[dict[str, Any]] = []
+        finished = threading.Event()
+        self.main_jobs.put((region, out, finished))
+        if not finished.wait(MAIN_THREAD_WAIT_S):
+            return {"ok": False, "error": f"the driver's main thread did not switch the node on in "
+                                          f"{MAIN_THREAD_WAIT_S:.0f} s"}
+        return out[0]
 
     def run(self) -> None:
         import ray
@@ -186,16 +211,23 @@ class PowerLine(threading.Thread):
                 return
             if req is None:
                 return
-            try:
-                flip = self.switch.power_off if req["op"] == "off" else self.switch.power_on
-                info: dict[str, Any] = {"ok": True, **flip(req["region"])}
-            except Exception as e:  # the controller records it; the run goes on and the checkers judge
-                info = {"ok": False, "error": repr(e)}
+            if req["op"] == "off":
+                info = _flip(self.switch.power_off, req["region"])
+            else:
+                info = self._on_main_thread(req["region"])
             self.done.append({**req, **info})
             try:
                 ray.get(self.controller.power_done.remote(req["id"], info))
             except Exception:
                 return
+
+
+def _flip(switch: Any, region: str) -> dict[str, Any]:
+    """One switch operation as a report: a failure is recorded (the run goes on, the checkers judge)."""
+    try:
+        return {"ok": True, **switch(region)}
+    except Exception as e:
+        return {"ok": False, "error": repr(e)}
 
 
 __all__ = ["HEALTH_CONFIG", "LocalCluster", "PowerLine", "PowerSwitch", "local_cluster"]

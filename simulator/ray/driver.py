@@ -330,7 +330,11 @@ class _RayRun:
                 break
             if now >= end + 30 * self.scale + 30:
                 raise TimeoutError("clients did not finish 30 s after the scenario's end")
-            time.sleep(min(0.25, max(0.01, (tb.wall_of(end) - wall_ns()) / S)))
+            pause = min(0.25, max(0.01, (tb.wall_of(end) - wall_ns()) / S))
+            if self.power_line is not None:
+                self.power_line.serve(pause)  # a node to switch on is started from this thread
+            else:
+                time.sleep(pause)
         self.client_out = ray.get(self.client_refs, timeout=60)
         time.sleep(LIVE_DELAY_S)
         emit(float(horizon))
