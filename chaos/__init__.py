@@ -1,16 +1,19 @@
 """Fault models and schedules (nemeses) that any runtime applies."""
 
 from chaos.faults import (
+    DOWN_FAULTS,
     FAULT_KINDS,
+    FAULT_TITLES,
     GROUP_FAULTS,
     Fault,
     FaultError,
     blocked_links,
     expand_group,
+    fault_title,
     links_of,
     validate_fault,
 )
 from chaos.nemesis import random_schedule
 
-__all__ = ["FAULT_KINDS", "GROUP_FAULTS", "Fault", "FaultError", "blocked_links", "expand_group", "links_of",
-           "random_schedule", "validate_fault"]
+__all__ = ["DOWN_FAULTS", "FAULT_KINDS", "FAULT_TITLES", "GROUP_FAULTS", "Fault", "FaultError", "blocked_links",
+           "expand_group", "fault_title", "links_of", "random_schedule", "validate_fault"]

@@ -27,7 +27,24 @@ FAULT_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
     "reorder": ("1+", {"extra_ms": 30.0}),  # random extra delay, FIFO off on the links
     "clock-skew": ("1", {"offset_ms": 500.0, "drift_ppm": 5000.0}),
     "corrupt": ("1", {"records": 1}),  # stored records damaged; detected by checksum
+    # the region's whole machine is gone (power cut): every process on it, the region's and
+    # anything else it hosts; its disk survives, and the node comes back when the fault ends.
+    # A runtime without machines of its own (the deterministic one) applies it as a crash:
+    # volatile state lost, recovery by replay of the store.
+    "node-loss": ("1", {}),
 }
+
+
+DOWN_FAULTS = ("crash", "node-loss")
+"""Faults that take a region down (volatile state lost) until they end, when it restarts from its store."""
+
+FAULT_TITLES: dict[str, str] = {"node-loss": "node lost"}
+"""How drills and reports name a fault kind, where that differs from the kind itself."""
+
+
+def fault_title(kind: str) -> str:
+    """What a drill or report calls a fault kind: `node lost` for `node-loss`."""
+    return FAULT_TITLES.get(kind, kind)
 
 
 # A fault on a group of regions, expanded before any runtime sees it:
@@ -61,7 +78,7 @@ class Fault:
     def label(self) -> str:
         """What a report calls it: `city-loss beijing` for a crash that is part of one."""
         city = self.params.get("city")
-        return f"city-loss {city}" if city else self.kind
+        return f"city-loss {city}" if city else fault_title(self.kind)
 
     def to_json(self) -> dict[str, Any]:
         return {"at": self.at, "fault": self.kind, "target": list(self.target), "duration": self.duration,

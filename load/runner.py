@@ -155,10 +155,10 @@ class ChaosDriver(threading.Thread):
                 return
             kind, phase = action.split(":")
             try:
-                if kind == "crash" and phase == "start":
+                if kind in ("crash", "node-loss") and phase == "start":  # a region process is its node here
                     self.cluster.kill(region)
                     self.log("killed (kill -9)", region)
-                elif kind == "crash":
+                elif kind in ("crash", "node-loss"):
                     self.cluster.start(region)
                     took = self.cluster.wait_healthy(region)
                     self.log("restarted", region, seconds_to_healthy=round(took, 3))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaos import fault_title
 from replication.config import INVARIANTS
 from simulator.html import esc, fmt_ms, fmt_num, fmt_pct, money
 from simulator.run_view import OUTAGE_FAULTS, fails_over
@@ -107,7 +108,7 @@ def _chaos_labels(sc: dict[str, Any]) -> dict[tuple[float, str], tuple[str, floa
     """(start, first target) -> (label, end) for the scenario's faults (ends clipped to the load)."""
     out = {}
     for f in sc.get("chaos", []):
-        label = f"city-loss {f['city']}" if f.get("city") else f["fault"]
+        label = f"city-loss {f['city']}" if f.get("city") else fault_title(f["fault"])
         out[(round(float(f["at"]), 6), f["target"][0])] = (label, min(f["at"] + f["duration"], sc["duration"]))
     return out
 
@@ -122,7 +123,7 @@ def _rto(result: dict[str, Any]) -> dict[str, Any]:
     labels = _chaos_labels(sc)
     faults = []
     for r in m.get("rto", []):
-        label, end = labels.get((round(float(r["at"]), 6), r["target"][0]), (r["fault"], None))
+        label, end = labels.get((round(float(r["at"]), 6), r["target"][0]), (fault_title(r["fault"]), None))
         faults.append({"fault": label, "target": list(r["target"]), "at": r["at"], "end": end, "rto_s": r["rto_s"]})
     if not faults:
         return {"status": "no-outage", "worst_s": None, "faults": []}
@@ -342,7 +343,7 @@ def tested_by(scenario: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[
 
 
 def _fault_label(f: dict[str, Any]) -> str:
-    return f"city-loss {f['city']}" if f.get("city") else f"{f['fault']} {','.join(f['target'])}"
+    return f"city-loss {f['city']}" if f.get("city") else f"{fault_title(f['fault'])} {','.join(f['target'])}"
 
 
 def promise_matrix(scenario: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:

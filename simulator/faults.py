@@ -15,21 +15,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chaos import Fault
+from chaos import DOWN_FAULTS, Fault
 from simulator.runlog import RunLog
 
-OUTAGES = ("crash", "partition", "pause")
+OUTAGES = ("crash", "node-loss", "partition", "pause")
 """Faults whose region a peer's failure detector should come to suspect."""
 
 
 @dataclass(frozen=True)
 class Crash:
+    """The region's volatile state is lost. `node`: its whole machine went with it (a
+    `node-loss`): a runtime with machines switches the node off, one without kills the region."""
+
     region: int
+    node: bool = False
 
 
 @dataclass(frozen=True)
 class Restart:
+    """The fault is over: the region restarts from its store (`node`: once its machine is back on)."""
+
     region: int
+    node: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ class FaultDispatcher:
         self.log = log
         self.active: list[Fault] = []
         self.watching: dict[int, float] = {}  # faulted region -> fault start (s), until suspected
+        self.lost_nodes: set[int] = set()  # regions whose node an active outage took (they restart on a new one)
 
     def _timeline(self, t: float, event: str, region: str, **detail: object) -> None:
         self.log.timeline.append({"t": round(t, 4), "event": event, "region": region, **detail})
@@ -97,6 +105,11 @@ class FaultDispatcher:
         elif f.kind == "crash" and not self._down(r, but=f):
             self._timeline(now_s, "fenced", name, detail="process gone: a crashed home accepts no writes")
             actions.append(Crash(r))
+        elif f.kind == "node-loss":  # the machine goes even if its process was already gone
+            self._timeline(now_s, "fenced", name, detail="node lost: the region's machine and every process on it "
+                                                         "are gone; a lost home accepts no writes")
+            actions.append(Crash(r, node=True))
+            self.lost_nodes.add(r)
         elif f.kind == "pause":
             actions.append(Pause(r, True, f.end()))
         elif f.kind == "clock-skew":
@@ -116,8 +129,10 @@ class FaultDispatcher:
         r = self.regions.index(name)
         self._timeline(now_s, "healed", name, detail=f"{f.kind} ended")
         actions: list[Action] = []
-        if f.kind == "crash" and not self._down(r):
-            actions.append(Restart(r))
+        if f.kind in DOWN_FAULTS:
+            if not self._down(r):
+                actions.append(Restart(r, node=r in self.lost_nodes))
+                self.lost_nodes.discard(r)
         elif f.kind == "pause":
             actions.append(Pause(r, False))
         elif f.kind == "clock-skew":
@@ -126,12 +141,14 @@ class FaultDispatcher:
         return actions
 
     def _down(self, r: int, but: Fault | None = None) -> bool:
-        """Whether another active crash keeps region `r`'s process down. Overlapping crashes
-        of one region are one outage, their union: a process that is gone cannot crash
-        again, and it comes back when the last of them ends, not when the first does (a
+        """Whether another active crash or node loss keeps region `r` down. Overlapping
+        outages of one region are one outage, their union: a process that is gone cannot crash
+        again, and it comes back (on a new node if any of them took the node) when the last
+        of them ends, not when the first does (a
         restart in the middle of an outage restarted a live node over a step it had in
         flight, and that region never stepped again: fuzz seed 454, quorum)."""
-        return any(a is not but and a.kind == "crash" and self.regions.index(a.target[0]) == r for a in self.active)
+        return any(a is not but and a.kind in DOWN_FAULTS and self.regions.index(a.target[0]) == r
+                   for a in self.active)
 
     def fenced(self, region: int, at_s: float) -> None:
         self._timeline(at_s, "fenced", self.regions[region], detail="write lease expired on the cut-off side")

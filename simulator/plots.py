@@ -39,7 +39,8 @@ RC: Any = {  # rcParams for every report plot
     "legend.frameon": False,
 }
 FAULT_COLORS = {
-    "crash": "#d62728", "partition": "#ff7f0e", "partition-partial": "#ff7f0e", "partition-oneway": "#ff9f4a",
+    "crash": "#d62728", "node-loss": "#7f0000", "partition": "#ff7f0e", "partition-partial": "#ff7f0e",
+    "partition-oneway": "#ff9f4a",
     "partition-bridge": "#e377c2", "pause": "#9467bd", "latency": "#bcbd22", "loss": "#bcbd22",
     "duplicate": "#bcbd22", "reorder": "#bcbd22", "clock-skew": "#17becf", "corrupt": "#8c564b",
 }

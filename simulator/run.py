@@ -185,7 +185,7 @@ def rto(sim: RunResult) -> list[dict[str, Any]]:
     amap = plan.amap
     dunit = amap.customer_unit[np.clip(plan.debit, 0, amap.n_customers)]
     for start, _end, f in sim.fault_windows:
-        if f.kind not in ("crash", "partition", "pause", "partition-bridge", "partition-partial"):
+        if f.kind not in ("crash", "node-loss", "partition", "pause", "partition-bridge", "partition-partial"):
             continue
         targets = {sim.regions.index(x) for x in f.target}
         affected = np.isin(dunit % sim.R, list(targets))

@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from chaos import fault_title
 from replication.outcomes import UNAVAILABLE
 from simulator.html import NOT_RECORDED, fmt_ms, fmt_num, fmt_pct, le, money
 from simulator.run import answered_mask, availability
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "result.schema.json"
-OUTAGE_FAULTS = ("crash", "partition", "pause", "partition-bridge", "partition-partial")
+OUTAGE_FAULTS = ("crash", "node-loss", "partition", "pause", "partition-bridge", "partition-partial")
 """Faults after which writes on the target's units must move (the ones `simulator.run.rto` measures)."""
 NO_FAILOVER = ("async", "escrow")
 """Designs in which every region writes every account: nothing fails over, so they have no RTO."""
@@ -266,7 +267,7 @@ class FaultWindow:
 
     @property
     def label(self) -> str:
-        base = f"{self.kind} {','.join(self.targets)}"
+        base = f"{fault_title(self.kind)} {','.join(self.targets)}"
         return f"{self.cause}: {base}" if self.cause else base
 
     @property

@@ -83,8 +83,9 @@ def make_plan(s: Scenario, rng: np.random.Generator) -> Plan:
     else:
         chosen = np.zeros(0, np.int64)
 
-    by_unit = [np.nonzero((customer_unit == u) & ~reserved)[0] for u in range(n_units)]
-    by_unit = [c[c > 0] for c in by_unit]
+    free = np.nonzero(~reserved)[0]
+    free = free[free > 0]
+    by_unit = group_by(customer_unit[free], n_units, free)
     by_region = [np.nonzero((cust_region == g) & ~reserved)[0] for g in range(r)]
     everyone = np.nonzero(~reserved)[0][1:]
     mix = w.mix
@@ -194,11 +195,10 @@ def _credit_for(debit: np.ndarray, cat: np.ndarray, amap: AccountMap, by_unit: l
         shift = rng.integers(1, r, int(cross_region.sum()))
         target[cross_region] = (dunit[cross_region] + shift) % n_units
     credit = np.empty(len(debit), np.int64)
-    for u in range(n_units):
-        sel = np.nonzero(target == u)[0]
-        pool = by_unit[u]
+    for u, sel in enumerate(group_by(target, n_units)):
         if len(sel) == 0:
             continue
+        pool = by_unit[u]
         credit[sel] = pool[rng.integers(0, len(pool), len(sel))]
     same = credit == debit
     if same.any():
@@ -207,6 +207,17 @@ def _credit_for(debit: np.ndarray, cat: np.ndarray, amap: AccountMap, by_unit: l
             j = int(np.searchsorted(pool, debit[i]))
             credit[i] = pool[(j + 1) % len(pool)] if len(pool) > 1 else (debit[i] % amap.n_customers) + 1
     return credit
+
+
+def group_by(keys: np.ndarray, n_groups: int, values: np.ndarray | None = None) -> list[np.ndarray]:
+    """For each group 0..n_groups-1, the positions of `keys` equal to it (or `values` at those
+    positions), ascending: `[np.nonzero(keys == g)[0] for g in range(n_groups)]`, in one
+    stable sort instead of one pass over every key per group (1,000 units x 1,000,000
+    customers is 10^9 comparisons that way)."""
+    order = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[order], np.arange(n_groups + 1))
+    picked = order if values is None else values[order]
+    return [picked[bounds[g]:bounds[g + 1]] for g in range(n_groups)]
 
 
 def id_unit_tags(s: Scenario, amap: AccountMap, unit_home: np.ndarray, debit: np.ndarray,

@@ -111,6 +111,19 @@ def test_overlapping_crashes_of_one_region_are_one_outage() -> None:
     assert outages(d.end(0, 3.3)) == [("Restart", beijing)]
 
 
+def test_a_node_lost_during_a_crash_comes_back_on_a_new_node_when_the_outage_ends() -> None:
+    from simulator.faults import Crash, FaultDispatcher, Restart
+    from simulator.runlog import RunLog
+
+    faults = [Fault(1.0, "crash", ("beijing",), 3.0), Fault(1.5, "node-loss", ("beijing",), 1.0)]
+    d = FaultDispatcher(list(REGIONS), faults, RunLog())
+    beijing = REGIONS.index("beijing")
+    assert [(type(a).__name__, a.node) for a in d.start(0, 1.0) if isinstance(a, Crash)] == [("Crash", False)]
+    assert [(type(a).__name__, a.node) for a in d.start(1, 1.5) if isinstance(a, Crash)] == [("Crash", True)]
+    assert [a for a in d.end(1, 2.5) if isinstance(a, Restart)] == []  # the crash still holds it down
+    assert [(a.region, a.node) for a in d.end(0, 4.0) if isinstance(a, Restart)] == [(beijing, True)]
+
+
 @pytest.mark.parametrize("mode", ["quorum", "unit+semi-sync"])
 def test_a_region_crashed_twice_over_comes_back_and_keeps_the_promises(mode: str) -> None:
     """Fuzz seed 454 (quorum): a second crash inside the first restarted the region early,

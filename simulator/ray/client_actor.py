@@ -20,6 +20,7 @@ import numpy as np
 from replication.outcomes import EXISTS_CODE
 from simulator.clients import RETRY_BACKOFF_S, Attempt, ClientBook, ClientRules
 from simulator.clock import S
+from simulator.ray.session import current_node_id
 from simulator.ray.timebase import Timebase, swallow, wall_ns
 
 PROGRESS_EVERY_S = 0.5
@@ -59,7 +60,7 @@ class ClientActor:
         self.acked_by_second: dict[int, int] = {}
 
     async def ping(self) -> dict[str, Any]:
-        return {"pid": self.pid}
+        return {"pid": self.pid, "node": current_node_id()}
 
     async def run(self, regions: list[Any], t0_ns: int, controller: Any = None) -> dict[str, Any]:
         sp = self.spec

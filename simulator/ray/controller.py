@@ -5,8 +5,11 @@ after the load), turns each into actions with the shared `simulator.faults`
 dispatcher — the deterministic runtime's own — and carries them out with actor calls:
 a crash is a real `ray.kill` of the region's process (Ray brings a new, dormant process
 back; the controller `start`s it when the fault is over, and it replays its store and
-catches up), a pause holds the region's inbox, a clock-skew changes its clock's rate,
-a corruption damages stored records, link faults go to every region's network layer.
+catches up); a node loss switches the region's whole node off through the driver's power
+switch (`simulator.ray.cluster`) and on again when the fault is over — Ray restarts the
+region's actor on the new node, the only one with the region's resource; a pause holds the
+region's inbox, a clock-skew changes its clock's rate, a corruption damages stored records,
+link faults go to every region's network layer.
 It also collects the telemetry regions push every 250 ms (lag samples, reports,
 counters), so a killed region loses at most that much of it.
 """
@@ -14,6 +17,7 @@ counters), so a killed region loses at most that much of it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +29,7 @@ from simulator.clock import ClockState, S
 from simulator.faults import ClockRate, Corrupt, Crash, FaultDispatcher, Fence, LinkFaults, Pause, Restart
 from simulator.metrics import Histogram
 from simulator.ray.region_actor import RegionSpec
+from simulator.ray.session import current_node_id
 from simulator.ray.timebase import Timebase, swallow, wall_ns
 from simulator.runlog import RunLog, report_event
 
@@ -68,9 +73,13 @@ class Controller:
         self.all_pids: set[int] = {os.getpid()}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.errors: list[str] = []
+        self.power_q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.power_waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.node_off: dict[int, asyncio.Task[Any]] = {}  # region -> its power-off, awaited before power-on
+        self.power_ids = itertools.count()
 
     async def ping(self) -> dict[str, Any]:
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "node": current_node_id()}
 
     # ------------------------------------------------------------------ telemetry
     async def telemetry(self, t: dict[str, Any]) -> None:
@@ -100,6 +109,24 @@ class Controller:
         mine = self.acked_per_s.setdefault(region, {})
         for sec, n in acked.items():
             mine[sec] = mine.get(sec, 0) + n
+
+    # ------------------------------------------------------------------ the power line (driver side)
+    async def power_request(self) -> dict[str, Any] | None:
+        """The next node to switch off or on (`simulator.ray.cluster.PowerLine` long-polls);
+        None: the run is over."""
+        return await self.power_q.get()
+
+    async def power_done(self, req_id: int, info: dict[str, Any]) -> None:
+        fut = self.power_waiting.pop(req_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(info)
+
+    async def _power(self, op: str, r: int) -> dict[str, Any]:
+        req_id = next(self.power_ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.power_waiting[req_id] = fut
+        await self.power_q.put({"id": req_id, "op": op, "region": self.names[r]})
+        return await fut
 
     # ------------------------------------------------------------------ the schedule
     def _start_args(self, r: int) -> tuple[Any, ...]:
@@ -140,10 +167,11 @@ class Controller:
         if self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     def _watch_for_detection(self) -> None:
         for target in self.dispatch.watching:
@@ -164,15 +192,19 @@ class Controller:
                     self.dispatch.fenced(r, st["now_s"] + max(0, st["lease_until"] - st["clock"]) / S)
             elif t is Crash:
                 self.down.add(r)
-                at = next(f.at for f in self.dispatch.active if f.kind == "crash" and f.target[0] == self.names[r])
-                record = {"region": self.names[r], "at": at, "killed_at": self.tb.now_s(), "old_pid": self.pids[r],
-                          "killed_wall_ns": wall_ns()}
+                kind = "node-loss" if a.node else "crash"
+                at = next(f.at for f in self.dispatch.active if f.kind == kind and f.target[0] == self.names[r])
+                record = {"region": self.names[r], "fault": kind, "at": at, "killed_at": self.tb.now_s(),
+                          "old_pid": self.pids[r], "killed_wall_ns": wall_ns()}
                 self.crashes.append(record)
-                ray.kill(self.regions[r], no_restart=False)
-                self._spawn(self._watch_restart(r, record))
+                if a.node:
+                    self.node_off[r] = self._spawn(self._node_off(r, record))
+                else:
+                    ray.kill(self.regions[r], no_restart=False)
+                    self._spawn(self._watch_restart(r, record))
             elif t is Restart:
                 self.incarnation[r] += 1
-                self._spawn(self._restart(r))
+                self._spawn(self._node_back(r) if a.node else self._restart(r))
             elif t is Pause:
                 await self.regions[r].pause.remote(a.paused)
             elif t is ClockRate:
@@ -190,6 +222,29 @@ class Controller:
         await asyncio.sleep(0.2 * self.spec.time_scale)
         await swallow(self.regions[r].scrub.remote())
 
+    async def _node_off(self, r: int, record: dict[str, Any]) -> None:
+        """Switch the region's node off: every process on it dies at once, its actor with them."""
+        info = await self._power("off", r)
+        record["power_off"] = info
+        if not info.get("ok"):
+            self.errors.append(f"node-loss {self.names[r]}: power off failed: {info.get('error')}")
+
+    async def _node_back(self, r: int) -> None:
+        """Fault over: the node back on; Ray restarts the region's actor there (dormant), then
+        it starts as after a crash (replay from its store, catch up)."""
+        off = self.node_off.pop(r, None)
+        if off is not None:
+            await asyncio.gather(off, return_exceptions=True)
+        record = next(c for c in reversed(self.crashes) if c["region"] == self.names[r])
+        record["power_on_at"] = self.tb.now_s()
+        info = await self._power("on", r)
+        record["power_on"] = info
+        if not info.get("ok"):
+            self.errors.append(f"node-loss {self.names[r]}: power on failed: {info.get('error')}")
+            return
+        await self._watch_restart(r, record)
+        await self._restart(r)
+
     async def _watch_restart(self, r: int, record: dict[str, Any]) -> None:
         """When does Ray have the killed region's process back (dormant)?"""
         for _ in range(600):
@@ -200,6 +255,7 @@ class Controller:
                 continue
             if info["pid"] != record["old_pid"]:
                 record["new_pid"] = info["pid"]
+                record["new_node"] = info["node"]
                 self.all_pids.add(info["pid"])
                 record["process_back_wall_s"] = round((wall_ns() - record["killed_wall_ns"]) / S, 3)
                 return
@@ -254,6 +310,7 @@ class Controller:
     async def collect(self) -> dict[str, Any]:
         for t in list(self.tasks):
             t.cancel()
+        await self.power_q.put(None)  # the driver's power line can stop
         return {"fault_log": self.log.faults, "crashes": [{k: v for k, v in c.items() if not k.endswith("_ns")}
                                                           for c in self.crashes],
                 "lag": self.lag, "lag_at": self.lag_at, "transit": self.transit, "timeline": self.log.timeline,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shutil
 import tempfile
 import time
@@ -32,9 +33,10 @@ from simulator.clock import S
 from simulator.metrics import Histogram
 from simulator.plan import client_batches, plan_and_faults
 from simulator.ray.client_actor import ClientActor, ClientSpec
+from simulator.ray.cluster import PowerLine, PowerSwitch, local_cluster
 from simulator.ray.controller import Controller, ControllerSpec
 from simulator.ray.region_actor import RegionActor, RegionSpec
-from simulator.ray.session import RaySession, ray_session, resource_name
+from simulator.ray.session import CONTROL_RESOURCE, RaySession, ray_session, resource_name
 from simulator.ray.timebase import Timebase, wall_ns
 from simulator.result import EngineRows, NetCounters, ReplicaSnapshot, RunResult
 from simulator.runlog import RunLog, report_event
@@ -63,6 +65,7 @@ def run_scenario_ray(
     settle_s: float = SETTLE_S,
     num_cpus: int | None = None,
     store: str | None = None,
+    power: PowerSwitch | None = None,
 ) -> tuple[RunResult, dict[str, Any]]:
     """Run `scenario` on Ray; return (a Simulation-like object, the result dict).
 
@@ -96,12 +99,27 @@ def run_scenario_ray(
     above); a Cassandra URL (``cassandra://host:9042/geoledger?dc=dc1&rf=1``): a keyspace
     ``<keyspace>_<region>`` per region (a Cassandra region store),
     emptied when the run starts and left in place after it; a killed region recovers from it.
+    `power`: the switch a `node-loss` fault uses to take a region's node away and bring it
+    back (`simulator.ray.cluster.LocalCluster` is one). A scenario with a node loss and no
+    `address` runs on a `LocalCluster` started (and stopped) here; joining a cluster by
+    address, it needs `power` for that cluster, and a control node (`geoledger_control`) for
+    the controller and the clients, which must outlive any region's node.
     """
+    import ray
+
     opts = RayOptions(time_scale, duplicate, min_batch_ms, fsync, check_store(store))
     scenario = scenario.with_mode(None)
     wall0 = time.perf_counter()
-    with ray_session(address, num_cpus=num_cpus, regions=scenario.regions) as session:
-        run = _RayRun(scenario, seed, opts, out_dir)
+    with contextlib.ExitStack() as stack:
+        if needs_power(scenario) and power is None:
+            if address or os.environ.get("RAY_ADDRESS") or ray.is_initialized():
+                raise ValueError("a node-loss fault on Ray needs a power switch for the cluster's nodes: pass "
+                                 "power= (simulator.ray.cluster.LocalCluster is one), or run without an address "
+                                 "to have a local multi-node cluster started for the run")
+            cluster = stack.enter_context(local_cluster(scenario.regions))
+            address, power = cluster.address, cluster
+        session = stack.enter_context(ray_session(address, num_cpus=num_cpus, regions=scenario.regions))
+        run = _RayRun(scenario, seed, opts, out_dir, power)
         try:
             run.launch()
             run.wait(progress, on_second)
@@ -111,6 +129,11 @@ def run_scenario_ray(
             run.teardown()
     sim = run.result(time.perf_counter() - wall0, session)
     return sim, ray_result(sim)
+
+
+def needs_power(scenario: Scenario) -> bool:
+    """Whether the scenario's schedule takes a node away (`node-loss`; random faults never do)."""
+    return any(f.kind == "node-loss" for f in scenario.chaos)
 
 
 def check_store(store: str | None) -> str | None:
@@ -160,7 +183,8 @@ class RayOptions:
 class _RayRun:
     """One run's actors and their lifecycle (launch, wait, collect, teardown)."""
 
-    def __init__(self, scenario: Scenario, seed: int, opts: RayOptions, out_dir: str | Path | None) -> None:
+    def __init__(self, scenario: Scenario, seed: int, opts: RayOptions, out_dir: str | Path | None,
+                 power: PowerSwitch | None = None) -> None:
         import ray
 
         self.s, self.seed, self.opts = scenario, seed, opts
@@ -179,7 +203,20 @@ class _RayRun:
             self.store_dir = str(Path(tempfile.gettempdir()) / f"geoledger-ray-{self.run_id}")
             self.local_dir = self.store_dir
         resources = ray.cluster_resources()
+        if needs_power(scenario):  # a node that just joined shows its resources a moment later
+            deadline = time.monotonic() + 30
+            while not self._can_lose_nodes(resources) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                resources = ray.cluster_resources()
         self.pinned = all(resource_name(n) in resources for n in self.names)
+        self.control = CONTROL_RESOURCE in resources
+        if needs_power(scenario) and not (self.pinned and self.control):
+            raise ValueError("a node-loss fault needs every region pinned to a node of its own (a region_<name> "
+                             f"resource each) and a control node ({CONTROL_RESOURCE!r}) for the controller and "
+                             f"the clients; this cluster has {sorted(resources)}")
+        self.power = power
+        self.power_line: PowerLine | None = None
+        self.placement: dict[str, Any] = {}
         self.offsets = clock_offsets(scenario, self.faults)
         self.regions: list[Any] = []
         self.clients: list[Any] = []
@@ -195,11 +232,21 @@ class _RayRun:
         self.launch_s = 0.0
         self.settled: float | None = None
 
+    def _can_lose_nodes(self, resources: dict[str, Any]) -> bool:
+        return CONTROL_RESOURCE in resources and all(resource_name(n) in resources for n in self.names)
+
     def actor_name(self, role: str) -> str:
         return f"geoledger-{self.run_id}-{role}"
 
     def _placement(self, region: str, share: float) -> dict[str, Any]:
         return {"resources": {resource_name(region): share}} if self.pinned else {}
+
+    def _control_placement(self, region: str | None) -> dict[str, Any]:
+        """The controller and the clients: on the control node if there is one (they are the
+        run's eyes and its users, and must outlive a region's node), else with their region."""
+        if self.control:
+            return {"resources": {CONTROL_RESOURCE: 0.01}}
+        return {} if region is None else self._placement(region, CLIENT_SHARE)
 
     def launch(self) -> None:
         import ray
@@ -229,14 +276,21 @@ class _RayRun:
                                 s.duration + s.quiesce, timeout, client_rules(s), self.scale, self.duplicate)
             self.clients.append(client_cls.options(
                 name=self.actor_name(f"client-{name}"), num_cpus=0, max_concurrency=10_000,
-                **self._placement(name, CLIENT_SHARE)).remote(spec_c))
+                **self._control_placement(name)).remote(spec_c))
         self.controller = ctl_cls.options(name=self.actor_name("controller"), num_cpus=0,
-                                          max_concurrency=10_000).remote(
+                                          max_concurrency=10_000, **self._control_placement(None)).remote(
             ControllerSpec(tuple(self.names), tuple(self.faults), s.duration, self.scale, self.seed,
                            tuple(self.offsets), specs))
         pings = ray.get([a.ping.remote() for a in [*self.regions, *self.clients, self.controller]], timeout=120)
         self.pids.update(p["pid"] for p in pings)
         region_pids = [p["pid"] for p in pings[: self.R]]
+        self.placement = {"regions": {n: p["node"] for n, p in zip(self.names, pings[: self.R], strict=True)},
+                          "clients": {n: p["node"] for n, p in zip(self.names, pings[self.R: 2 * self.R],
+                                                                   strict=True)},
+                          "controller": pings[-1]["node"]}
+        if self.power is not None:
+            self.power_line = PowerLine(self.controller, self.power)
+            self.power_line.start()
         # t0 a little ahead: regions start (open stores, first heartbeats, leases) before load
         self.t0_ns = wall_ns() + int(0.5 * S)
         self.start_info = ray.get(self.controller.start_all.remote(self.regions, self.t0_ns, region_pids),
@@ -276,7 +330,11 @@ class _RayRun:
                 break
             if now >= end + 30 * self.scale + 30:
                 raise TimeoutError("clients did not finish 30 s after the scenario's end")
-            time.sleep(min(0.25, max(0.01, (tb.wall_of(end) - wall_ns()) / S)))
+            pause = min(0.25, max(0.01, (tb.wall_of(end) - wall_ns()) / S))
+            if self.power_line is not None:
+                self.power_line.serve(pause)  # a node to switch on is started from this thread
+            else:
+                time.sleep(pause)
         self.client_out = ray.get(self.client_refs, timeout=60)
         time.sleep(LIVE_DELAY_S)
         emit(float(horizon))
@@ -318,6 +376,8 @@ class _RayRun:
         with contextlib.suppress(ray.exceptions.RayError):
             ray.get(self.run_ref, timeout=10)
         self.ctl = ray.get(self.controller.collect.remote(), timeout=30)
+        if self.power_line is not None:
+            self.power_line.join(timeout=30)
         self.pids.update(self.ctl["pids"])
         self.pids.update(s["pid"] for s in snaps if s is not None)
 
@@ -377,6 +437,8 @@ class _RayRun:
         late = [c["submit_late_p99_s"] for c in self.client_out]
         info = {
             "time_scale": self.scale, "address": session.address, "pinned_by_resource": self.pinned,
+            "control_node": self.control, "placement": self.placement,
+            "power": None if self.power_line is None else self.power_line.done,
             "wall_s": round(wall_s, 3), "launch_s": round(self.launch_s, 3), "duplicate": self.duplicate,
             "settle_s": None if self.settled is None else round(self.settled, 3),
             "client_window_ms": round(self.window * 1000, 3), "fsync": self.opts.fsync,

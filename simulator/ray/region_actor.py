@@ -32,6 +32,7 @@ from replication.state import canonical_digest
 from replication.wire import WireError, decode_peer_frame, encode_peer_frame
 from simulator.clock import T0, ClockState, S
 from simulator.network import Network
+from simulator.ray.session import current_node_id
 from simulator.ray.timebase import Timebase, swallow, wall_ns
 from simulator.runtime import transit_net
 
@@ -105,7 +106,8 @@ class RegionActor:
         return self.spec
 
     async def ping(self) -> dict[str, Any]:
-        return {"pid": self.pid, "started": self.live is not None, "incarnation": self.incarnation}
+        return {"pid": self.pid, "started": self.live is not None, "incarnation": self.incarnation,
+                "node": current_node_id()}
 
     async def start(self, spec: RegionSpec, peers: list[Any], controller: Any, t0_ns: int, faults: list[Fault],
                     clock: ClockState, incarnation: int) -> dict[str, Any]:

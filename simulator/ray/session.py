@@ -21,6 +21,10 @@ from typing import Any
 from simulator.scenario import CITIES
 
 RESOURCE_PREFIX = "region_"
+CONTROL_RESOURCE = "geoledger_control"
+"""A node advertising this is the run's control node: the chaos controller and every client
+actor go there (the users' side of the network, which no region's node loss takes with it).
+Without one, clients go with their region, and a `node-loss` cannot be run."""
 LOCAL_HOST = "127.0.0.1"
 LOCAL_SYSTEM_CONFIG = {"max_direct_call_object_size": 4 << 20}
 """A link batch or client batch of up to 4 MB goes inline with the call instead of through the
@@ -51,6 +55,13 @@ class RaySession:
         if self.temp_dir and os.path.exists(self.temp_dir):
             out.append(f"temp dir {self.temp_dir} still there")
         return out
+
+
+def current_node_id() -> str:
+    """The Ray node this process runs on (for placement checks)."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def _ray_init_logging() -> dict[str, Any]:
@@ -113,4 +124,5 @@ def _wait_dead(pids: list[int], timeout: float) -> None:
         time.sleep(0.1)
 
 
-__all__ = ["LOCAL_SYSTEM_CONFIG", "RaySession", "ray_session", "resource_name"]
+__all__ = ["CONTROL_RESOURCE", "LOCAL_SYSTEM_CONFIG", "RaySession", "current_node_id", "ray_session",
+           "resource_name"]

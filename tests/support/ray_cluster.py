@@ -1,0 +1,66 @@
+"""Runs scenarios on a real multi-node Ray cluster on this machine, by address, in a process
+of its own: `python -m tests.support.ray_cluster SPEC.json OUT.json`.
+
+A process of its own because the test session may already have a Ray initialised (the
+`ray_local` fixture lives until the session ends), and a driver joins one cluster. The
+cluster is `simulator.ray.cluster.LocalCluster`: a control node plus one node per region,
+each advertising `region_<name>`. SPEC: `{"regions": [...], "runs": [{"scenario", "mode",
+"duration", "quiesce", "rate", "time_scale", "faults": [[at, kind, target, duration], ...]}]}`.
+OUT: per run the result dict and the region nodes' ids after it; the nodes' ids at the
+start; every process the cluster started (to check none is left once this process exits).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+
+def _scenario(run: dict[str, Any], regions: list[str]) -> Any:
+    from chaos import Fault
+    from simulator.plan import shortened
+    from simulator.scenario import load_scenario
+
+    s = shortened(load_scenario(run["scenario"]), run["duration"], run["quiesce"]).with_mode(run["mode"])
+    if list(s.regions) != regions:
+        raise ValueError(f"{run['scenario']} runs on {list(s.regions)}, the cluster has nodes for {regions}")
+    s = replace(s, workload=replace(s.workload, rate=run["rate"]))
+    if "faults" in run:
+        s = replace(s, chaos=tuple(Fault(float(at), kind, (target,), float(d))
+                                   for at, kind, target, d in run["faults"]))
+    return s
+
+
+def _cluster_pids(cluster: Any) -> list[int]:
+    out = []
+    for node in cluster.cluster.list_all_nodes():
+        for procs in node.all_processes.values():
+            out += [p.process.pid for p in procs if p.process is not None]
+    return out
+
+
+def main(spec_path: str, out_path: str) -> None:
+    from simulator.ray import run_scenario_ray
+    from simulator.ray.cluster import local_cluster
+
+    spec = json.loads(Path(spec_path).read_text())
+    regions = spec["regions"]
+    out: dict[str, Any] = {"runs": [], "pids": []}
+    with local_cluster(regions) as cluster:
+        out["temp_dir"] = cluster.temp_dir
+        out["nodes_before"] = {r: cluster.node_id(r) for r in regions}
+        out["pids"] += _cluster_pids(cluster)
+        for run in spec["runs"]:
+            print(f"run {run['scenario']} {run['mode']} on {cluster.address}", file=sys.stderr, flush=True)
+            _, res = run_scenario_ray(_scenario(run, regions), 1, address=cluster.address, power=cluster,
+                                      time_scale=run.get("time_scale", 1.0))
+            out["pids"] += _cluster_pids(cluster) + res["ray"]["pids"]
+            out["runs"].append({"result": res, "nodes_after": {r: cluster.node_id(r) for r in regions}})
+    Path(out_path).write_text(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

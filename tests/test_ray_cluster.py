@@ -1,0 +1,116 @@
+"""Ray on a real multi-node cluster: one Ray node per region, joined by address, and a
+region's whole node lost (every process on it killed at once) and brought back.
+
+The cluster is `simulator.ray.cluster.LocalCluster` on this machine (a control node for the
+controller and the clients, plus a node per region advertising `region_<name>`), driven
+from a process of its own (`tests/support/ray_cluster.py`: this session may already have
+its own Ray). Two short runs of `node-loss` (Beijing's node off at 2.4 s for 3.2 s), one per
+kind of RPO-0 design (`unit+semi-sync`, `quorum`): every promised invariant holds, nothing
+acknowledged is lost, writes on Beijing's accounts resume (RTO measured), each region's
+actor runs on its own node, and the lost region comes back only on its new node. About a
+minute on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.ray import RAY_HOW, _ray_importable
+from tests.support.realparts import require
+
+pytestmark = pytest.mark.ray
+
+ROOT = Path(__file__).resolve().parent.parent
+REGIONS = ["changchun", "beijing", "shanghai"]
+MODES = ["unit+semi-sync", "quorum"]
+
+
+@pytest.fixture(scope="module")
+def cluster_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    require("Ray", _ray_importable(), RAY_HOW)
+    d = tmp_path_factory.mktemp("ray-cluster")
+    spec = {"regions": REGIONS, "runs": [{"scenario": "node-loss", "mode": m, "duration": 8.0, "quiesce": 4.0,
+                                          "rate": 200} for m in MODES]}
+    (d / "spec.json").write_text(json.dumps(spec))
+    proc = subprocess.run([sys.executable, "-m", "tests.support.ray_cluster", str(d / "spec.json"),
+                           str(d / "out.json")], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((d / "out.json").read_text())  # type: ignore[no-any-return]
+
+
+def _promises_hold(res: dict[str, Any]) -> None:
+    broken = {k: v["first_violation"] for k, v in res["invariants"].items() if v["promised"] and not v["ok"]}
+    assert not broken, broken
+    assert res["violated"] == []
+
+
+@pytest.mark.parametrize("k", range(len(MODES)), ids=MODES)
+def test_a_lost_node_costs_nothing_acknowledged_and_writes_resume(cluster_runs: dict[str, Any], k: int) -> None:
+    res = cluster_runs["runs"][k]["result"]
+    assert res["mode"] == MODES[k] and res["ray"]["controller_errors"] == []
+    _promises_hold(res)
+    assert res["metrics"]["rpo"]["lost_acknowledged"] == 0
+    (rto,) = res["metrics"]["rto"]
+    assert rto["fault"] == "node-loss" and rto["target"] == ["beijing"]
+    assert rto["rto_s"] is not None and 0 < rto["rto_s"] < 8.0 - rto["at"], rto
+    assert any(e["event"] == "fenced" and "node lost" in e.get("detail", "") for e in res["metrics"]["series"]
+               ["timeline"]), "the drill timeline says the node was lost"
+
+
+@pytest.mark.parametrize("k", range(len(MODES)), ids=MODES)
+def test_the_whole_node_goes_and_the_region_comes_back_only_on_its_own_node(cluster_runs: dict[str, Any],
+                                                                            k: int) -> None:
+    run = cluster_runs["runs"][k]
+    ray = run["result"]["ray"]
+    (lost,) = ray["crashes"]
+    assert lost["region"] == "beijing" and lost["fault"] == "node-loss"
+    assert lost["power_off"]["ok"] and lost["power_off"]["killed_pids"] >= 2, "raylet and the region's worker"
+    assert lost["power_on"]["ok"]
+    assert lost["new_pid"] != lost["old_pid"]
+    # Ray restarted the actor on the node that came back (the only one with region_beijing)
+    assert lost["new_node"] == lost["power_on"]["node_id"] == run["nodes_after"]["beijing"]
+    assert lost["new_node"] != lost["power_off"]["node_id"]
+    assert lost["replayed_records"] > 0, "the new process replays the store the node's disk kept"
+    assert lost.get("caught_up_at") is not None
+    assert [p["op"] for p in ray["power"]] == ["off", "on"]
+
+
+def test_each_region_runs_on_its_own_node_and_the_clients_on_the_control_node(cluster_runs: dict[str, Any]) -> None:
+    before = cluster_runs["nodes_before"]
+    assert len(set(before.values())) == len(REGIONS)
+    for k, run in enumerate(cluster_runs["runs"]):
+        ray = run["result"]["ray"]
+        assert ray["pinned_by_resource"] and ray["control_node"] and ray["address"]
+        at_launch = before if k == 0 else cluster_runs["runs"][k - 1]["nodes_after"]
+        assert ray["placement"]["regions"] == at_launch
+        region_nodes = set(at_launch.values())
+        assert not set(ray["placement"]["clients"].values()) & region_nodes, "clients outlive a region's node"
+        assert ray["placement"]["controller"] not in region_nodes
+        assert run["nodes_after"]["changchun"] == before["changchun"]
+        assert run["nodes_after"]["shanghai"] == before["shanghai"]
+
+
+def test_the_cluster_leaves_no_process_or_file_behind(cluster_runs: dict[str, Any]) -> None:
+    import psutil
+
+    alive = [p for p in set(cluster_runs["pids"])
+             if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, alive
+    assert not Path(cluster_runs["temp_dir"]).exists()
+
+
+def test_a_node_loss_without_a_power_switch_is_refused_before_anything_starts() -> None:
+    """Joining a cluster by address with no way to switch its nodes off: a clear error."""
+    from simulator.plan import shortened
+    from simulator.ray import run_scenario_ray
+    from simulator.scenario import load_scenario
+
+    s = shortened(load_scenario("node-loss"), 4.0, 1.0)
+    with pytest.raises(ValueError, match="node-loss fault on Ray needs a power switch"):
+        run_scenario_ray(s, 1, address="127.0.0.1:1")
