@@ -139,6 +139,7 @@ def test_checkpoints_change_no_outcome_of_a_run_with_a_region_crash(mode: str, s
             assert live_state(recovered) == live_state(sim.nodes[r])
 
 
+@pytest.mark.slow
 def test_checkpoints_change_no_outcome_of_a_baseline_run() -> None:
     """The fast twin of the test above: one mode, one seed."""
     plain = run_scenario(scenario("baseline", "unit+semi-sync", 0), 7)[1]

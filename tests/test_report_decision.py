@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from simulator.decision import headline, measure, section, verdicts, worst_of
 from simulator.run_view import HistoryView, load_run, slo_checks
@@ -41,6 +42,7 @@ def test_an_unpromised_overdraft_is_named_with_accounts_and_amount() -> None:
     assert text.startswith("No design broke a promise. Not promised, and broken:")
 
 
+@pytest.mark.slow
 def test_compare_page_opens_with_the_decision() -> None:
     code, out = tiny_compare()
     assert code == 0

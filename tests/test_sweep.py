@@ -94,6 +94,7 @@ def test_a_design_that_misses_an_slo_is_named_where_it_misses() -> None:
     assert "✗ RTO" in html and "✓ meets every SLO" in html
 
 
+@pytest.mark.slow
 def test_violations_are_marked_on_the_plots() -> None:
     _, out = tiny_sweep()
     data = json.loads((out / "sweep.json").read_text())
