@@ -208,11 +208,11 @@ def role_of(request: Request) -> Role | None:
     return request.scope.get(SCOPE_ROLE)
 
 
-def refuse_bank_accounts(request: Request, named: Iterable[tuple[int, str, int]]) -> None:
+def refuse_bank_accounts(role: Role | None, named: Iterable[tuple[int, str, int]]) -> None:
     """The payments rule: (index, field, account id) a request names; 403 naming the first
-    bank-internal one if the caller acts for customers. Other roles pass (an auditor reads
-    the bank's books; no role but payments writes transfers)."""
-    if role_of(request) is not Role.PAYMENTS:
+    bank-internal one if the caller (`role`) acts for customers. Other roles pass (an auditor
+    reads the bank's books; no role but payments writes transfers)."""
+    if role is not Role.PAYMENTS:
         return
     for index, field, account in named:
         if account in BANK_ACCOUNTS:

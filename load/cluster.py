@@ -249,7 +249,10 @@ def _serve_one(config: Path, region: int, http_fd: int, peer_fd: int) -> None:
     cfg = ServeConfig.load(config)
     http, peer = socket.socket(fileno=http_fd), socket.socket(fileno=peer_fd)
     server = uvicorn.Server(uvicorn.Config(build_region_app(cfg, region, private, peer_socket=peer),
-                                           log_level="warning", access_log=False, loop="uvloop", http="httptools"))
+                                           log_level="warning", access_log=False, loop="uvloop", http="httptools",
+                                           # No proxy in front: trust no X-Forwarded-* header, and
+                                           # spend nothing per answer on Server/Date headers.
+                                           proxy_headers=False, server_header=False, date_header=False))
     del private
     server.run(sockets=[http])
 

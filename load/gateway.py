@@ -24,6 +24,7 @@ import numpy as np
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import Field, TypeAdapter
 
 from ledger import (
     Account,
@@ -49,11 +50,14 @@ from load.auth import (
     TokenVerifier,
     check_policies,
     refuse_bank_accounts,
+    role_of,
     roles,
 )
 from load.groupcommit import GroupCommitter
+from load.hotpath import DECIMAL_ID, HotPath, Lane, statement_query
 from load.limits import (
     BATCH_BODY_MAX,
+    BODY_MAX,
     MAX_REQUEST_ITEMS,
     BodyLimit,
     StrictJSONRoute,
@@ -70,6 +74,7 @@ from load.schemas import (
     QueryIn,
     QueryParams,
     ResolveIn,
+    StatementQuery,
     TransferIn,
     TransferOut,
     TransferRecord,
@@ -81,6 +86,7 @@ FOLLOW_MAX_S = 5.0
 cursor, short enough that no proxy (or HTTP client) in between times it out."""
 PathId = Annotated[int, Path(ge=1, lt=U128_MAX)]
 TransferBatch = Annotated[list[TransferIn], Body(min_length=1, max_length=MAX_REQUEST_ITEMS)]
+_TRANSFER_BATCH = TypeAdapter(Annotated[list[TransferIn], Field(min_length=1, max_length=MAX_REQUEST_ITEMS)])
 AccountBatch = Annotated[list[AccountIn], Body(min_length=1, max_length=MAX_REQUEST_ITEMS)]
 BATCH_ROUTES = {"/transfers/batch": BATCH_BODY_MAX, "/accounts": BATCH_BODY_MAX, "/internal/missing": BATCH_BODY_MAX,
                 "/transfers/bulk": bulk.BULK_BODY_MAX}
@@ -91,6 +97,8 @@ BULK_BODY_DOC = {"requestBody": {"required": True, "content": {bulk.MEDIA_TYPE: 
     "type": "string", "format": "binary",
     "description": "1 to 8,190 transfers as 128-byte rows of cext.layout.TRANSFER_DTYPE (TigerBeetle's layout)"}}}}}
 PAYMENTS, AUDITOR, OPERATOR = Role.PAYMENTS, Role.AUDITOR, Role.OPERATOR
+Work = Callable[..., Awaitable[tuple[int, Any]]]
+"""A hot route's work: (HTTP status, JSON body) for a caller's validated request."""
 
 
 class RegionBackend(Protocol):
@@ -187,12 +195,11 @@ def _account_out(a: AccountState) -> AccountOut:
     )
 
 
-def _transfer_out(t: TransferState) -> TransferOut:
-    return TransferOut(
-        id=str(t.id), debit_account_id=str(t.debit_account_id), credit_account_id=str(t.credit_account_id),
-        amount=str(t.amount), pending_id=str(t.pending_id), ledger=t.ledger, code=t.code,
-        flags=int(t.flags), timeout=t.timeout, timestamp=t.timestamp,
-    )
+def _transfer_out(t: TransferState) -> dict[str, Any]:
+    """A `TransferOut`'s fields, in its order (plain JSON: no model per row on a hot route)."""
+    return {"id": str(t.id), "debit_account_id": str(t.debit_account_id), "credit_account_id": str(t.credit_account_id),
+            "amount": str(t.amount), "pending_id": str(t.pending_id), "ledger": t.ledger, "code": t.code,
+            "flags": int(t.flags), "timeout": t.timeout, "timestamp": t.timestamp}
 
 
 def _account_record(a: AccountState) -> AccountRecord:
@@ -204,7 +211,7 @@ def _account_record(a: AccountState) -> AccountRecord:
 
 def _transfer_record(t: TransferState) -> TransferRecord:
     return TransferRecord(
-        **_transfer_out(t).model_dump(), user_data_128=str(t.user_data_128), user_data_64=str(t.user_data_64),
+        **_transfer_out(t), user_data_128=str(t.user_data_128), user_data_64=str(t.user_data_64),
         user_data_32=t.user_data_32, pending_status=t.pending_status.name,
     )
 
@@ -256,9 +263,11 @@ def create_app(
     max_wait: float = 0.002,
     startup: Callable[[], Awaitable[None]] | None = None,
     shutdown: Callable[[], Awaitable[None]] | None = None,
+    hot_path: bool = True,
 ) -> FastAPI:
     """The gateway app; `startup`/`shutdown` run inside the server's event loop. `auth` knows
-    the run's tokens (by digest): every route but `/health` and the API description needs one."""
+    the run's tokens (by digest): every route but `/health` and the API description needs one.
+    `hot_path=False` leaves out the fast lane (`load.hotpath`): what it is compared with."""
     metrics = GatewayMetrics(backend.region)
     transfers: GroupCommitter[Transfer, tuple[CreateTransferResult, str]] = GroupCommitter(
         backend.create_transfers, max_batch=max_batch, max_wait=max_wait,
@@ -314,35 +323,54 @@ def create_app(
             metrics.observe_result(outcome_name(code))
         return [(t, int(code), where) for t, (code, where) in zip(items, results, strict=True)]
 
-    def outcomes(done: list[tuple[Transfer, int, str]]) -> list[Outcome]:
-        return [Outcome(id=str(t.id), result=outcome_name(code), region=where) for t, code, where in done]
+    def outcomes(done: Sequence[tuple[Transfer, int, str]]) -> list[dict[str, str]]:
+        return _outcome_list([(t.id, outcome_name(code), where) for t, code, where in done])
 
     async def create_accounts(body: AccountBatch) -> JSONResponse:
         accounts = await off_loop(_to_domain, body)
         results = await asyncio.to_thread(backend.create_accounts, accounts)
         rows = [(a.id, r.name, where) for a, (r, where) in zip(accounts, results, strict=True)]
-        return await off_loop(_outcome_list, rows)
+        return JSONResponse(await off_loop(_outcome_list, rows))
 
     if backend.creates_accounts:
         app.post("/accounts", response_model=list[Outcome], summary="Create accounts (a batch)",
                  openapi_extra=roles(OPERATOR))(create_accounts)
 
-    @app.post("/transfers", response_model=Outcome, summary="Create one transfer", openapi_extra=roles(PAYMENTS))
-    async def create_transfer(request: Request, body: TransferIn) -> JSONResponse:
-        refuse_bank_accounts(request, _accounts_named([body]))
+    # The hot routes' work, shared by their endpoints below and by the hot path
+    # (`load.hotpath`), which serves their ordinary requests without the framework:
+    # each takes the caller's role and validated input and answers (status, JSON body).
+    async def transfer_one(role: Role | None, body: TransferIn) -> tuple[int, Any]:
+        refuse_bank_accounts(role, _accounts_named([body]))
         done = await commit([body.to_domain()])
         code = done[0][1]
         if code == UNAVAILABLE:
             raise HTTPException(503, "the account's home region is unavailable; retry with the same id")
-        status = 201 if code == CreateTransferResult.OK else 200
-        return JSONResponse(outcomes(done)[0].model_dump(), status_code=status)
+        return (201 if code == CreateTransferResult.OK else 200), outcomes(done)[0]
+
+    async def transfer_batch(role: Role | None, body: Sequence[TransferIn]) -> tuple[int, Any]:
+        refuse_bank_accounts(role, _accounts_named(body))
+        done = await commit(await off_loop(_to_domain, body))
+        return 200, await off_loop(outcomes, done)
+
+    async def resolve(pending_id: int, body: ResolveIn, flag: TransferFlags) -> tuple[int, Any]:
+        # A post's "all of it" default (2^128-1) means nothing to a void, whose amount is 0.
+        amount = 0 if flag is TransferFlags.VOID_PENDING_TRANSFER and body.amount == U128_MAX else body.amount
+        return 200, outcomes(await commit([Transfer(id=body.id, pending_id=pending_id, amount=amount, flags=flag)]))[0]
+
+    async def read_statement(role: Role | None, account_id: int, query: StatementQuery) -> tuple[int, Any]:
+        refuse_bank_accounts(role, [(-1, "account_id", account_id)])
+        rows = backend.get_account_transfers(account_id, **query._asdict())
+        return 200, [_transfer_out(t) for t in rows]
+
+    @app.post("/transfers", response_model=Outcome, summary="Create one transfer", openapi_extra=roles(PAYMENTS))
+    async def create_transfer(request: Request, body: TransferIn) -> JSONResponse:
+        status, answer = await transfer_one(role_of(request), body)
+        return JSONResponse(answer, status_code=status)
 
     @app.post("/transfers/batch", response_model=list[Outcome], summary="Create transfers (a batch)",
               openapi_extra=roles(PAYMENTS))
     async def create_transfers(request: Request, body: TransferBatch) -> JSONResponse:
-        refuse_bank_accounts(request, _accounts_named(body))
-        done = await commit(await off_loop(_to_domain, body))
-        return await off_loop(_outcome_list, [(t.id, outcome_name(code), where) for t, code, where in done])
+        return JSONResponse((await transfer_batch(role_of(request), body))[1])
 
     @app.post("/transfers/bulk", summary="Create transfers from a binary body (the engine's row layout)",
               response_class=Response, openapi_extra={**roles(PAYMENTS), **BULK_BODY_DOC},
@@ -359,7 +387,7 @@ def create_app(
             rows = bulk.decode(await request.body())
         except bulk.BulkRefusal as e:
             return JSONResponse({"detail": e.detail}, status_code=e.status)
-        refuse_bank_accounts(request, bulk.bank_accounts_named(rows))
+        refuse_bank_accounts(role_of(request), bulk.bank_accounts_named(rows))
         metrics.observe_batch(len(rows))
         try:
             if inspect.iscoroutinefunction(backend.create_transfer_rows):
@@ -375,24 +403,18 @@ def create_app(
 
     @app.post("/transfers/{pending_id}/post", response_model=Outcome, summary="Post (part of) a pending transfer",
               openapi_extra=roles(PAYMENTS))
-    async def post_pending(pending_id: PathId, body: ResolveIn) -> Outcome:
-        return outcomes(await commit([
-            Transfer(id=body.id, pending_id=pending_id, amount=body.amount, flags=TransferFlags.POST_PENDING_TRANSFER)
-        ]))[0]
+    async def post_pending(pending_id: PathId, body: ResolveIn) -> JSONResponse:
+        return JSONResponse((await resolve(pending_id, body, TransferFlags.POST_PENDING_TRANSFER))[1])
 
     @app.post("/transfers/{pending_id}/void", response_model=Outcome, summary="Void a pending transfer",
               openapi_extra=roles(PAYMENTS))
-    async def void_pending(pending_id: PathId, body: ResolveIn) -> Outcome:
-        # The body's default (2^128-1, "all of it") is a post's sentinel; a void's is 0.
-        amount = 0 if body.amount == U128_MAX else body.amount
-        return outcomes(await commit([
-            Transfer(id=body.id, pending_id=pending_id, amount=amount, flags=TransferFlags.VOID_PENDING_TRANSFER)
-        ]))[0]
+    async def void_pending(pending_id: PathId, body: ResolveIn) -> JSONResponse:
+        return JSONResponse((await resolve(pending_id, body, TransferFlags.VOID_PENDING_TRANSFER))[1])
 
     @app.get("/accounts/{account_id}", response_model=AccountOut, summary="Look up an account",
              openapi_extra=roles(PAYMENTS, AUDITOR))
     async def get_account(request: Request, account_id: PathId) -> AccountOut:
-        refuse_bank_accounts(request, [(-1, "account_id", account_id)])
+        refuse_bank_accounts(role_of(request), [(-1, "account_id", account_id)])
         found = backend.lookup_accounts([account_id])
         if not found:
             raise HTTPException(404, f"account_id: no account {account_id}")
@@ -400,7 +422,7 @@ def create_app(
 
     @app.get("/transfers/{transfer_id}", response_model=TransferOut, summary="Look up a transfer",
              openapi_extra=roles(PAYMENTS, AUDITOR))
-    async def get_transfer(transfer_id: PathId) -> TransferOut:
+    async def get_transfer(transfer_id: PathId) -> dict[str, Any]:
         found = backend.lookup_transfers([transfer_id])
         if not found:
             raise HTTPException(404, f"transfer_id: no transfer {transfer_id}")
@@ -415,15 +437,13 @@ def create_app(
         reverse: bool = False,
         timestamp_min: Annotated[int, Query(ge=0, le=U64_MAX)] = 0,
         timestamp_max: Annotated[int, Query(ge=0, le=U64_MAX)] = 0,
-    ) -> list[TransferOut]:
-        refuse_bank_accounts(request, [(-1, "account_id", account_id)])
-        rows = backend.get_account_transfers(
-            account_id, limit=limit, reverse=reverse, timestamp_min=timestamp_min, timestamp_max=timestamp_max
-        )
-        return [_transfer_out(t) for t in rows]
+    ) -> JSONResponse:
+        query = StatementQuery(limit, reverse, timestamp_min, timestamp_max)
+        return JSONResponse((await read_statement(role_of(request), account_id, query))[1])
 
     if isinstance(backend, LedgerBackend):
         _add_reader_routes(app, backend)
+
 
     @app.get("/health", summary="Liveness and the region's name (no token needed); 503 once the region failed")
     async def health() -> JSONResponse:
@@ -437,7 +457,27 @@ def create_app(
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(backend.replication_lag()), media_type=METRICS_CONTENT_TYPE)
 
+    if hot_path:
+        _add_hot_path(app, auth, metrics, transfer_one, transfer_batch, resolve, read_statement)
     return app
+
+
+def _add_hot_path(app: FastAPI, auth: TokenVerifier, metrics: GatewayMetrics, transfer_one: Work,
+                  transfer_batch: Work, resolve: Work, read_statement: Work) -> None:
+    """The fast lane (`load.hotpath`) in front of everything else, over the hot routes' work."""
+    app.add_middleware(HotPath, routes=app.routes, verifier=auth, metrics=metrics, lanes=[  # outermost
+        Lane("POST", "/transfers", "/transfers", TransferIn.model_validate,
+             lambda role, _, body: transfer_one(role, body), BODY_MAX),
+        Lane("POST", "/transfers/batch", "/transfers/batch", _TRANSFER_BATCH.validate_python,
+             lambda role, _, body: transfer_batch(role, body), BATCH_BODY_MAX),
+        Lane("POST", "/transfers/{pending_id}/post", f"/transfers/{DECIMAL_ID}/post", ResolveIn.model_validate,
+             lambda _, ids, body: resolve(ids[0], body, TransferFlags.POST_PENDING_TRANSFER), BODY_MAX),
+        Lane("POST", "/transfers/{pending_id}/void", f"/transfers/{DECIMAL_ID}/void", ResolveIn.model_validate,
+             lambda _, ids, body: resolve(ids[0], body, TransferFlags.VOID_PENDING_TRANSFER), BODY_MAX),
+        Lane("GET", "/accounts/{account_id}/transfers", f"/accounts/{DECIMAL_ID}/transfers",
+             lambda raw: StatementQuery(**statement_query(raw, MAX_REQUEST_ITEMS, U64_MAX)),
+             lambda role, ids, query: read_statement(role, ids[0], query), 0, query=True),
+    ])
 
 
 def _add_reader_routes(app: FastAPI, backend: LedgerBackend) -> None:
@@ -517,9 +557,9 @@ def _to_domain(items: Sequence[TransferIn | AccountIn]) -> list[Any]:
     return [item.to_domain() for item in items]
 
 
-def _outcome_list(rows: Sequence[tuple[int, str, str]]) -> JSONResponse:
-    """A batch's outcomes, rendered (the declared `list[Outcome]`, without a model per row)."""
-    return JSONResponse([{"id": str(i), "result": result, "region": where} for i, result, where in rows])
+def _outcome_list(rows: Sequence[tuple[int, str, str]]) -> list[dict[str, str]]:
+    """A batch's outcomes as the declared `list[Outcome]` (plain JSON, no model per row)."""
+    return [{"id": str(i), "result": result, "region": where} for i, result, where in rows]
 
 
 def _accounts_named(transfers: Sequence[TransferIn]) -> list[tuple[int, str, int]]:

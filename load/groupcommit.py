@@ -49,12 +49,18 @@ class GroupCommitter(Generic[Item, Result]):
         self._queue: asyncio.Queue[_Pending[Item, Result]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        """One blocking commit at a time (a `Ledger` is one writer). A coroutine `commit`
+        answers asynchronously and merges concurrent calls itself (a region node's step):
+        holding a lock across it would admit one request per step and fsync."""
+        self._batches_itself = inspect.iscoroutinefunction(commit)
         self._on_batch = on_batch
 
     async def submit(self, items: Sequence[Item], *, alone: bool = False) -> list[Result]:
         if not items:
             return []
         if not self.enabled or len(items) >= self.max_batch:
+            if self._batches_itself:  # no lock: the backend merges concurrent requests on its own
+                return await self._run([list(items)])
             async with self._lock:
                 return await self._run([list(items)])
         if self._queue is None:

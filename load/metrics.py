@@ -43,6 +43,10 @@ class GatewayMetrics:
         self._lag = Gauge("geoledger_replication_lag_seconds", "How far each peer's log trails this region's.",
                           ("region", "peer"), registry=self.registry)
         self._batch_here = self._batch.labels(region)
+        hot = Counter("geoledger_hot_path_requests", "Requests of the hot routes: served by the fast lane, or "
+                      "passed to the full app (anything not ordinary: refusals, odd encodings).",
+                      ("region", "outcome"), registry=self.registry)
+        self._hot = {True: hot.labels(region, "served"), False: hot.labels(region, "passed")}
 
     def observe_request(self, route: str, status: int, seconds: float | None = None) -> None:
         """`route` is the matched route's template (`/accounts/{account_id}`) or `unmatched`,
@@ -51,6 +55,9 @@ class GatewayMetrics:
         self._requests.labels(self.region, route, str(status)).inc()
         if seconds is not None:
             self._latency.labels(self.region, route).observe(seconds)
+
+    def observe_hot(self, served: bool) -> None:
+        self._hot[served].inc()
 
     def observe_result(self, code: str, count: int = 1) -> None:
         self._results.labels(self.region, code).inc(count)

@@ -6,7 +6,7 @@ ledger that guesses what a client meant by a float amount is a ledger nobody sho
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -99,6 +99,15 @@ class TransferOut(BaseModel):
     flags: int
     timeout: int
     timestamp: int
+
+
+class StatementQuery(NamedTuple):
+    """A statement page's filters (`GET /accounts/{id}/transfers`), validated."""
+
+    limit: int = 100
+    reverse: bool = False
+    timestamp_min: int = 0
+    timestamp_max: int = 0
 
 
 class QueryIn(Strict):

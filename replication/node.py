@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from replication.anywhere import AsyncDesign, EscrowDesign
 from replication.checkpoint import CheckpointPolicy
+from replication.coalesce import Coalescer
 from replication.config import Mode, NodeConfig, design_label
 from replication.messages import Checkpoint, Effect, Message
 from replication.quorum import QuorumDesign
@@ -44,6 +45,11 @@ class Design(Protocol):
     replica: Replica
     catching_up: Any  # units this region gained and is still catching up on (a set)
     lease_until: int  # unit design: this region's write lease runs to here (node clock)
+    admits_row_by_row: bool
+    """Whether a row's answer depends only on the rows before it (and the books), never on
+    the rows after it in its batch: then a step's client requests may be admitted as one
+    batch (`replication.coalesce`). Not so where admission checks a whole batch against a
+    local view (async, escrow: a batch's debits are summed before the engine runs)."""
 
     def handle_many(self, messages: Sequence[Any], now: int) -> list[Effect]: ...
 
@@ -93,6 +99,7 @@ class RegionNode:
         self.design: Any = design
         self.replica: Replica = design.replica
         self.checkpoints = CheckpointPolicy(config.checkpoint_every, config.checkpoint_bytes, position, base)
+        self.coalescer = Coalescer(enabled=design.admits_row_by_row)  # a step's requests as one batch
 
     @classmethod
     def recover(cls, config: NodeConfig, store: Any) -> tuple[RegionNode, list[Effect]]:
@@ -127,7 +134,7 @@ class RegionNode:
         """Messages that arrived together, handled as one step: the parts they propose to
         one log become one entry, and the step's effects are persisted before they leave.
         A checkpoint that falls due is asked for last, after the step's records."""
-        effects: list[Effect] = self.design.handle_many(messages, now)
+        effects: list[Effect] = self.coalescer.split(self.design.handle_many(self.coalescer.merge(messages), now))
         if not self.checkpoints.enabled:
             return effects
         self._note(effects)

@@ -143,6 +143,8 @@ def _rng(cfg: NodeConfig, group: int, restarted: bool) -> random.Random:
 class QuorumDesign:
     """The `quorum` design: the region's Raft groups in front of its replica's engine."""
 
+    admits_row_by_row = True  # see `replication.node.Design`
+
     def __init__(self, config: NodeConfig, replica: Replica) -> None:
         self.cfg = cfg = config
         self.replica = replica

@@ -80,6 +80,8 @@ class _StepEntry:
 class LogShipping:
     """One region's replica under log shipping (see the module docstring)."""
 
+    admits_row_by_row = False  # async, escrow: a batch is admitted against a view (`node.Design`)
+
     handlers: ClassVar[dict[type, str]] = {}
     """Message type -> the name of the method that handles it (subclasses extend it)."""
 

@@ -42,6 +42,8 @@ _POST_VOID = int(TransferFlags.POST_PENDING_TRANSFER | TransferFlags.VOID_PENDIN
 class UnitDesign(LeaseFailover):
     """Unit homes, forwarding, semi-sync answers and cross-unit credit legs."""
 
+    admits_row_by_row = True  # see `replication.node.Design`
+
     def __init__(self, config: NodeConfig, replica: Replica) -> None:
         super().__init__(config, replica)
         self.outbox: dict[int, list[Any]] = {}  # debit leg id (u128) -> [seq, credit leg row, last sent]
