@@ -167,21 +167,27 @@ def as_debit_legs(rows: np.ndarray, dunits: np.ndarray, cunits: np.ndarray, amap
     return bad
 
 
+def credit_legs(debit_legs: np.ndarray, amap: AccountMap) -> np.ndarray:
+    """The credit legs some debit legs owe (transit of each beneficiary's unit -> beneficiary),
+    one per row, in order; their ids are derived, so sending one twice is idempotent.
+    Column-wise: a region makes one for every cross-unit transfer it writes or applies."""
+    legs = np.zeros(len(debit_legs), TRANSFER_DTYPE)
+    beneficiary = debit_legs["user_data_128_lo"]  # a customer of the run (legs are made only for those)
+    legs["id_lo"] = debit_legs["id_lo"]
+    legs["id_hi"] = debit_legs["id_hi"] | np.uint64(CREDIT_BIT_HI)
+    legs["debit_account_id_lo"] = np.uint64(TRANSIT_BASE) + amap.units_of(beneficiary).astype(np.uint64)
+    legs["credit_account_id_lo"] = beneficiary
+    legs["amount_lo"] = debit_legs["amount_lo"]
+    legs["amount_hi"] = debit_legs["amount_hi"]
+    legs["user_data_128_lo"] = debit_legs["debit_account_id_lo"]
+    legs["ledger"] = debit_legs["ledger"]
+    legs["code"] = debit_legs["code"]
+    return legs
+
+
 def credit_leg(debit_leg: np.void, amap: AccountMap) -> np.void:
-    """The credit leg a debit leg owes (transit of the beneficiary's unit -> beneficiary); its
-    id is derived, so sending it twice is idempotent."""
-    leg = np.zeros(1, TRANSFER_DTYPE)
-    beneficiary = int(debit_leg["user_data_128_lo"])  # a customer of the run (legs are made only for those)
-    leg["id_lo"] = debit_leg["id_lo"]
-    leg["id_hi"] = int(debit_leg["id_hi"]) | int(CREDIT_BIT_HI)
-    leg["debit_account_id_lo"] = TRANSIT_BASE + amap.unit_of(beneficiary)
-    leg["credit_account_id_lo"] = beneficiary
-    leg["amount_lo"] = debit_leg["amount_lo"]
-    leg["amount_hi"] = debit_leg["amount_hi"]
-    leg["user_data_128_lo"] = debit_leg["debit_account_id_lo"]
-    leg["ledger"] = debit_leg["ledger"]
-    leg["code"] = debit_leg["code"]
-    return leg[0]
+    """The credit leg one debit leg owes (`credit_legs`)."""
+    return credit_legs(np.array([debit_leg], TRANSFER_DTYPE), amap)[0]
 
 
 def is_debit_leg(rows: np.ndarray, n_units: int) -> np.ndarray:

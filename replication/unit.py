@@ -23,7 +23,14 @@ import numpy as np
 
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
-from replication.accounts import TRANSIT_BASE, as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
+from replication.accounts import (
+    TRANSIT_BASE,
+    as_debit_legs,
+    credit_leg,
+    credit_legs,
+    is_debit_leg,
+    owed_debit_legs,
+)
 from replication.admission import fail_chains, writer_units
 from replication.config import NodeConfig, check
 from replication.failover import LeaseFailover
@@ -108,12 +115,11 @@ class UnitDesign(LeaseFailover):
         if not debits.any():
             return
         credit = rows["credit_account_id_lo"][debits]
-        mine = self._homes[(credit - TRANSIT_BASE).astype(np.int64)] == self.me
-        engine = self.replica.engine
-        for row, tid in zip(rows[debits][mine], transfer_ids(rows[debits][mine]), strict=True):
-            if engine.transfer_slot(tid | CREDIT_BIT) >= 0:
-                continue
-            self.outbox[tid] = [seq, credit_leg(row, self.cfg.amap), 0]
+        owed = rows[debits][self._homes[(credit - TRANSIT_BASE).astype(np.int64)] == self.me]
+        slot = self.replica.engine.transfer_slot
+        for tid, leg in zip(transfer_ids(owed), credit_legs(owed, self.cfg.amap), strict=True):
+            if slot(tid | CREDIT_BIT) < 0:
+                self.outbox[tid] = [seq, leg, 0]
 
     def _rebuild_outbox(self) -> None:
         """After a promotion: what this home owes, derived from its replica (own debit legs
@@ -121,8 +127,8 @@ class UnitDesign(LeaseFailover):
         previous = self.outbox
         self.outbox = {}
         owed = owed_debit_legs(self.replica.engine, self._homes == self.me)
-        for row, tid in zip(owed, transfer_ids(owed), strict=True):
-            self.outbox[tid] = previous.get(tid) or [0, credit_leg(row, self.cfg.amap), 0]
+        for tid, leg in zip(transfer_ids(owed), credit_legs(owed, self.cfg.amap), strict=True):
+            self.outbox[tid] = previous.get(tid) or [0, leg, 0]
 
     _after_adopt = _rebuild_outbox
     _on_ready = _rebuild_outbox
