@@ -31,7 +31,7 @@ cross-datacentre traffic has no WAN delay, so EACH_QUORUM's latency here is a fl
 
     python -m bench.dc_loss_bench [--rate 30] [--before 10] [--after 20] [--designs ...]
 
-prints the table, writes `bench/results/dc_loss.json` and `bench/results/dc_loss.md`.
+prints the table, writes `bench/results/dc_loss.json`, `.md` and `.html` (the report: `bench.dc_loss_report`).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from bench.cassandra_dc_bench import ADDR, DCS, REPLICATION, SCRIPT, script
+from bench.dc_loss_report import render
 from cext.codec import transfers_to_rows
 from ledger import Transfer
 from ledger.errors import StoreError
@@ -82,16 +83,25 @@ class Design:
     ship: str
     consistency: str
     storage_replicated: bool  # keyspaces in every datacentre (restore from another) or only its own
+    promise: str  # what the design promises when a datacentre is lost with its region (the report says it)
+    promises_rpo0: bool
 
     def replication(self, dc: str) -> str:
         return REPLICATION if self.storage_replicated else f"{dc}:1"
 
 
 DESIGNS = (
-    Design("unit+async / LOCAL_QUORUM", "unit", "async", "local_quorum", True),
-    Design("unit+async / EACH_QUORUM", "unit", "async", "each_quorum", True),
-    Design("unit+semi-sync", "unit", "semi-sync", "local_quorum", False),
-    Design("quorum", "quorum", "semi-sync", "local_quorum", False),
+    Design("unit+async / LOCAL_QUORUM", "unit", "async", "local_quorum", True,
+           "acknowledged once its own datacentre stored it; the other datacentres' copies trail it, so a write "
+           "acknowledged just before the loss may exist nowhere else (no RPO promise)", False),
+    Design("unit+async / EACH_QUORUM", "unit", "async", "each_quorum", True,
+           "acknowledged once every datacentre stored it (RPO 0), so no write succeeds while one is gone: the "
+           "runbook reopens every store at LOCAL_QUORUM to serve again", True),
+    Design("unit+semi-sync", "unit", "semi-sync", "local_quorum", False,
+           "acknowledged once a second region stored the entry (RPO 0); another region takes the lost "
+           "region's units when its lease runs out", True),
+    Design("quorum", "quorum", "semi-sync", "local_quorum", False,
+           "acknowledged once a majority of regions stored it in Raft (RPO 0); a new leader takes over", True),
 )
 
 
@@ -332,7 +342,8 @@ def measure(run: Run, settle_s: float) -> dict[str, Any]:
                                        if op.home == r and op.t_submit >= run.t_measure and t < run.t_loss])
                for r in range(len(names))}
     return {
-        "design": run.design.label, "acknowledged": len(acked), "submitted": len(run.ops),
+        "design": run.design.label, "promise": run.design.promise, "promises_rpo0": run.design.promises_rpo0,
+        "acknowledged": len(acked), "submitted": len(run.ops),
         "rpo_lost_acknowledged": len(lost),
         "rpo_window_s": round(max(lost) - min(lost), 3) if lost else 0.0,
         "rto_s": round(min(after) - run.t_loss, 3) if after else None,
@@ -418,13 +429,16 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
+    command = "python -m bench.dc_loss_bench " + " ".join(argv or [])
+    out.write_text(json.dumps({"command": command.strip(), "args": vars(args), "results": results}, indent=2) + "\n")
+    report = render(results, command.strip())
+    out.with_suffix(".html").write_text(report)
     out.with_suffix(".md").write_text(
         f"# A region lost with its datacentre\n\n`python -m bench.dc_loss_bench {' '.join(argv or [])}`\n\n"
         f"{md}\n\nRPO: acknowledged transfers missing from a final replica. RTO: loss to the first "
         "acknowledgement to a Changchun customer. p50/p99: client latency of the transfers acknowledged "
         "before the loss, by the paying customer's region.\n")
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    print(f"wrote {out}, {out.with_suffix('.md')} and {out.with_suffix('.html')}")
     return 0
 
 

@@ -275,6 +275,29 @@ def cdf(samples: Mapping[str, np.ndarray], plot_id: str = "latency-cdf", slo_p99
 
 
 @_styled
+def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float | None]], ylabel: str,
+                 plot_id: str) -> str:
+    """One bar per (group, series), grouped along x: a figure per design compared side by
+    side (e.g. p99 per region, a bar per region, a group per design). A missing value
+    (None) leaves its slot empty and is marked "n/a" at the axis, never drawn as zero."""
+    fig = _figure(height=3.0, width=5.6, top_in=0.55)
+    ax = fig.add_subplot()
+    x = np.arange(len(groups), dtype=float)
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        pos = x - 0.4 + width * (i + 0.5)
+        heights = np.array([np.nan if v is None else float(v) for v in values], float)
+        ax.bar(pos, np.nan_to_num(heights), width * 0.92, color=color_for(i), label=name)
+        for p, h in zip(pos, heights, strict=True):
+            if not np.isfinite(h):
+                ax.text(p, 0, "n/a", ha="center", va="bottom", fontsize=7, color="#555")
+    ax.set_xticks(x, list(groups), fontsize=8)
+    ax.set_ylabel(ylabel)
+    _legend(ax, ncols=4)
+    return to_svg(fig, plot_id)
+
+
+@_styled
 def sweep_metric(xs: Sequence[Any], lines: Mapping[str, Mapping[str, Sequence[Any]]], xlabel: str, ylabel: str,
                  plot_id: str, hline: tuple[float, str] | None = None, percent: bool = False) -> str:
     """One metric against one swept parameter: a line per design through the median over

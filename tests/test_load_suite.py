@@ -40,6 +40,19 @@ def test_a_short_load_run_acknowledges_and_verifies(tmp_path: Path) -> None:
     assert saved["files"] == sorted(p.name + ("/" if p.is_dir() else "") for p in tmp_path.iterdir())
 
 
+def test_locust_worker_processes_log_every_acknowledgement(tmp_path: Path) -> None:
+    """With Locust's --processes each worker buffers its acknowledgement log and hands it on
+    as it quits: every OK or EXISTS answer is in the log the verdict reads, exactly once."""
+    opts = LoadOptions(users=8, spawn_rate=8, duration=6, customers=300, out=tmp_path, base_port=0, processes=2)
+    result = run_load(opts)
+    assert result["verdict"] == "ok", result["invariants"]
+    saved = json.loads((tmp_path / "load.json").read_text())
+    workers = [json.loads(line) for line in (tmp_path / "results.log").read_text().splitlines()]
+    assert len({w["pid"] for w in workers}) == 2
+    assert saved["acked"] == saved["results"].get("OK", 0) + saved["results"].get("EXISTS", 0) > 50
+    assert saved["gateway_requests"] == saved["requests"]
+
+
 def test_a_missed_slo_fails_the_verdict(tmp_path: Path) -> None:
     opts = LoadOptions(users=4, spawn_rate=4, duration=4, customers=300, out=tmp_path,
                        base_port=0, slo_min_acked_per_s=1e9)
