@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Protocol
 
@@ -24,7 +24,6 @@ import numpy as np
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from pydantic import Field, TypeAdapter
 
 from ledger import (
     Account,
@@ -54,10 +53,9 @@ from load.auth import (
     roles,
 )
 from load.groupcommit import GroupCommitter
-from load.hotpath import DECIMAL_ID, HotPath, Lane, statement_query
+from load.hotpath import HotPath
 from load.limits import (
     BATCH_BODY_MAX,
-    BODY_MAX,
     MAX_REQUEST_ITEMS,
     BodyLimit,
     StrictJSONRoute,
@@ -79,14 +77,14 @@ from load.schemas import (
     TransferOut,
     TransferRecord,
 )
-from replication.outcomes import UNAVAILABLE, outcome_name
+from load.work import READERS, WRITERS, GatewayWork, off_loop, outcome_list, to_domain, transfer_out
+from replication.outcomes import outcome_name
 
 FOLLOW_MAX_S = 5.0
 """Longest a followed change stream stays open: a long poll the client renews with its
 cursor, short enough that no proxy (or HTTP client) in between times it out."""
 PathId = Annotated[int, Path(ge=1, lt=U128_MAX)]
 TransferBatch = Annotated[list[TransferIn], Body(min_length=1, max_length=MAX_REQUEST_ITEMS)]
-_TRANSFER_BATCH = TypeAdapter(Annotated[list[TransferIn], Field(min_length=1, max_length=MAX_REQUEST_ITEMS)])
 AccountBatch = Annotated[list[AccountIn], Body(min_length=1, max_length=MAX_REQUEST_ITEMS)]
 BATCH_ROUTES = {"/transfers/batch": BATCH_BODY_MAX, "/accounts": BATCH_BODY_MAX, "/internal/missing": BATCH_BODY_MAX,
                 "/transfers/bulk": bulk.BULK_BODY_MAX}
@@ -96,9 +94,7 @@ app's `/internal/missing`; rows for the bulk route); every other body is capped 
 BULK_BODY_DOC = {"requestBody": {"required": True, "content": {bulk.MEDIA_TYPE: {"schema": {
     "type": "string", "format": "binary",
     "description": "1 to 8,190 transfers as 128-byte rows of cext.layout.TRANSFER_DTYPE (TigerBeetle's layout)"}}}}}
-PAYMENTS, AUDITOR, OPERATOR = Role.PAYMENTS, Role.AUDITOR, Role.OPERATOR
-Work = Callable[..., Awaitable[tuple[int, Any]]]
-"""A hot route's work: (HTTP status, JSON body) for a caller's validated request."""
+AUDITOR, OPERATOR = Role.AUDITOR, Role.OPERATOR
 
 
 class RegionBackend(Protocol):
@@ -195,13 +191,6 @@ def _account_out(a: AccountState) -> AccountOut:
     )
 
 
-def _transfer_out(t: TransferState) -> dict[str, Any]:
-    """A `TransferOut`'s fields, in its order (plain JSON: no model per row on a hot route)."""
-    return {"id": str(t.id), "debit_account_id": str(t.debit_account_id), "credit_account_id": str(t.credit_account_id),
-            "amount": str(t.amount), "pending_id": str(t.pending_id), "ledger": t.ledger, "code": t.code,
-            "flags": int(t.flags), "timeout": t.timeout, "timestamp": t.timestamp}
-
-
 def _account_record(a: AccountState) -> AccountRecord:
     return AccountRecord(
         **_account_out(a).model_dump(), user_data_128=str(a.user_data_128), user_data_64=str(a.user_data_64),
@@ -211,7 +200,7 @@ def _account_record(a: AccountState) -> AccountRecord:
 
 def _transfer_record(t: TransferState) -> TransferRecord:
     return TransferRecord(
-        **_transfer_out(t), user_data_128=str(t.user_data_128), user_data_64=str(t.user_data_64),
+        **transfer_out(t), user_data_128=str(t.user_data_128), user_data_64=str(t.user_data_64),
         user_data_32=t.user_data_32, pending_status=t.pending_status.name,
     )
 
@@ -312,68 +301,30 @@ def create_app(
     async def ledger_error(_: Request, exc: LedgerError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    async def commit(items: Sequence[Transfer]) -> list[tuple[Transfer, int, str]]:
-        """(transfer, outcome code, writing region) per item, in order."""
-        alone = bool(items[-1].flags & TransferFlags.LINKED)
-        try:
-            results = await transfers.submit(items, alone=alone)
-        except LedgerError as e:
-            raise HTTPException(503, f"commit failed, retry with the same ids: {e}") from e
-        for code, _ in results:
-            metrics.observe_result(outcome_name(code))
-        return [(t, int(code), where) for t, (code, where) in zip(items, results, strict=True)]
-
-    def outcomes(done: Sequence[tuple[Transfer, int, str]]) -> list[dict[str, str]]:
-        return _outcome_list([(t.id, outcome_name(code), where) for t, code, where in done])
+    work = GatewayWork(transfers, metrics, backend)
 
     async def create_accounts(body: AccountBatch) -> JSONResponse:
-        accounts = await off_loop(_to_domain, body)
+        accounts = await off_loop(to_domain, body)
         results = await asyncio.to_thread(backend.create_accounts, accounts)
         rows = [(a.id, r.name, where) for a, (r, where) in zip(accounts, results, strict=True)]
-        return JSONResponse(await off_loop(_outcome_list, rows))
+        return JSONResponse(await off_loop(outcome_list, rows))
 
     if backend.creates_accounts:
         app.post("/accounts", response_model=list[Outcome], summary="Create accounts (a batch)",
                  openapi_extra=roles(OPERATOR))(create_accounts)
 
-    # The hot routes' work, shared by their endpoints below and by the hot path
-    # (`load.hotpath`), which serves their ordinary requests without the framework:
-    # each takes the caller's role and validated input and answers (status, JSON body).
-    async def transfer_one(role: Role | None, body: TransferIn) -> tuple[int, Any]:
-        refuse_bank_accounts(role, _accounts_named([body]))
-        done = await commit([body.to_domain()])
-        code = done[0][1]
-        if code == UNAVAILABLE:
-            raise HTTPException(503, "the account's home region is unavailable; retry with the same id")
-        return (201 if code == CreateTransferResult.OK else 200), outcomes(done)[0]
-
-    async def transfer_batch(role: Role | None, body: Sequence[TransferIn]) -> tuple[int, Any]:
-        refuse_bank_accounts(role, _accounts_named(body))
-        done = await commit(await off_loop(_to_domain, body))
-        return 200, await off_loop(outcomes, done)
-
-    async def resolve(pending_id: int, body: ResolveIn, flag: TransferFlags) -> tuple[int, Any]:
-        # A post's "all of it" default (2^128-1) means nothing to a void, whose amount is 0.
-        amount = 0 if flag is TransferFlags.VOID_PENDING_TRANSFER and body.amount == U128_MAX else body.amount
-        return 200, outcomes(await commit([Transfer(id=body.id, pending_id=pending_id, amount=amount, flags=flag)]))[0]
-
-    async def read_statement(role: Role | None, account_id: int, query: StatementQuery) -> tuple[int, Any]:
-        refuse_bank_accounts(role, [(-1, "account_id", account_id)])
-        rows = backend.get_account_transfers(account_id, **query._asdict())
-        return 200, [_transfer_out(t) for t in rows]
-
-    @app.post("/transfers", response_model=Outcome, summary="Create one transfer", openapi_extra=roles(PAYMENTS))
+    @app.post("/transfers", response_model=Outcome, summary="Create one transfer", openapi_extra=roles(*WRITERS))
     async def create_transfer(request: Request, body: TransferIn) -> JSONResponse:
-        status, answer = await transfer_one(role_of(request), body)
+        status, answer = await work.transfer_one(role_of(request), body)
         return JSONResponse(answer, status_code=status)
 
     @app.post("/transfers/batch", response_model=list[Outcome], summary="Create transfers (a batch)",
-              openapi_extra=roles(PAYMENTS))
+              openapi_extra=roles(*WRITERS))
     async def create_transfers(request: Request, body: TransferBatch) -> JSONResponse:
-        return JSONResponse((await transfer_batch(role_of(request), body))[1])
+        return JSONResponse((await work.transfer_batch(role_of(request), body))[1])
 
     @app.post("/transfers/bulk", summary="Create transfers from a binary body (the engine's row layout)",
-              response_class=Response, openapi_extra={**roles(PAYMENTS), **BULK_BODY_DOC},
+              response_class=Response, openapi_extra={**roles(*WRITERS), **BULK_BODY_DOC},
               responses={200: {"description": "(index u32, result u32) per transfer not created OK",
                                "content": {bulk.MEDIA_TYPE: {}}}})
     async def create_transfers_bulk(request: Request) -> Response:
@@ -402,17 +353,17 @@ def create_app(
         return Response(bulk.encode_results(codes), media_type=bulk.MEDIA_TYPE)
 
     @app.post("/transfers/{pending_id}/post", response_model=Outcome, summary="Post (part of) a pending transfer",
-              openapi_extra=roles(PAYMENTS))
+              openapi_extra=roles(*WRITERS))
     async def post_pending(pending_id: PathId, body: ResolveIn) -> JSONResponse:
-        return JSONResponse((await resolve(pending_id, body, TransferFlags.POST_PENDING_TRANSFER))[1])
+        return JSONResponse((await work.resolve(pending_id, body, TransferFlags.POST_PENDING_TRANSFER))[1])
 
     @app.post("/transfers/{pending_id}/void", response_model=Outcome, summary="Void a pending transfer",
-              openapi_extra=roles(PAYMENTS))
+              openapi_extra=roles(*WRITERS))
     async def void_pending(pending_id: PathId, body: ResolveIn) -> JSONResponse:
-        return JSONResponse((await resolve(pending_id, body, TransferFlags.VOID_PENDING_TRANSFER))[1])
+        return JSONResponse((await work.resolve(pending_id, body, TransferFlags.VOID_PENDING_TRANSFER))[1])
 
     @app.get("/accounts/{account_id}", response_model=AccountOut, summary="Look up an account",
-             openapi_extra=roles(PAYMENTS, AUDITOR))
+             openapi_extra=roles(*READERS))
     async def get_account(request: Request, account_id: PathId) -> AccountOut:
         refuse_bank_accounts(role_of(request), [(-1, "account_id", account_id)])
         found = backend.lookup_accounts([account_id])
@@ -421,15 +372,15 @@ def create_app(
         return _account_out(found[0])
 
     @app.get("/transfers/{transfer_id}", response_model=TransferOut, summary="Look up a transfer",
-             openapi_extra=roles(PAYMENTS, AUDITOR))
+             openapi_extra=roles(*READERS))
     async def get_transfer(transfer_id: PathId) -> dict[str, Any]:
         found = backend.lookup_transfers([transfer_id])
         if not found:
             raise HTTPException(404, f"transfer_id: no transfer {transfer_id}")
-        return _transfer_out(found[0])
+        return transfer_out(found[0])
 
     @app.get("/accounts/{account_id}/transfers", response_model=list[TransferOut], summary="Account statement (paged)",
-             openapi_extra=roles(PAYMENTS, AUDITOR))
+             openapi_extra=roles(*READERS))
     async def statement(
         request: Request,
         account_id: PathId,
@@ -439,7 +390,7 @@ def create_app(
         timestamp_max: Annotated[int, Query(ge=0, le=U64_MAX)] = 0,
     ) -> JSONResponse:
         query = StatementQuery(limit, reverse, timestamp_min, timestamp_max)
-        return JSONResponse((await read_statement(role_of(request), account_id, query))[1])
+        return JSONResponse((await work.read_statement(role_of(request), account_id, query))[1])
 
     if isinstance(backend, LedgerBackend):
         _add_reader_routes(app, backend)
@@ -457,27 +408,9 @@ def create_app(
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(backend.replication_lag()), media_type=METRICS_CONTENT_TYPE)
 
-    if hot_path:
-        _add_hot_path(app, auth, metrics, transfer_one, transfer_batch, resolve, read_statement)
+    if hot_path:  # outermost: the fast lane for the hot routes' ordinary requests
+        app.add_middleware(HotPath, verifier=auth, metrics=metrics, lanes=work.lanes())
     return app
-
-
-def _add_hot_path(app: FastAPI, auth: TokenVerifier, metrics: GatewayMetrics, transfer_one: Work,
-                  transfer_batch: Work, resolve: Work, read_statement: Work) -> None:
-    """The fast lane (`load.hotpath`) in front of everything else, over the hot routes' work."""
-    app.add_middleware(HotPath, routes=app.routes, verifier=auth, metrics=metrics, lanes=[  # outermost
-        Lane("POST", "/transfers", "/transfers", TransferIn.model_validate,
-             lambda role, _, body: transfer_one(role, body), BODY_MAX),
-        Lane("POST", "/transfers/batch", "/transfers/batch", _TRANSFER_BATCH.validate_python,
-             lambda role, _, body: transfer_batch(role, body), BATCH_BODY_MAX),
-        Lane("POST", "/transfers/{pending_id}/post", f"/transfers/{DECIMAL_ID}/post", ResolveIn.model_validate,
-             lambda _, ids, body: resolve(ids[0], body, TransferFlags.POST_PENDING_TRANSFER), BODY_MAX),
-        Lane("POST", "/transfers/{pending_id}/void", f"/transfers/{DECIMAL_ID}/void", ResolveIn.model_validate,
-             lambda _, ids, body: resolve(ids[0], body, TransferFlags.VOID_PENDING_TRANSFER), BODY_MAX),
-        Lane("GET", "/accounts/{account_id}/transfers", f"/accounts/{DECIMAL_ID}/transfers",
-             lambda raw: StatementQuery(**statement_query(raw, MAX_REQUEST_ITEMS, U64_MAX)),
-             lambda role, ids, query: read_statement(role, ids[0], query), 0, query=True),
-    ])
 
 
 def _add_reader_routes(app: FastAPI, backend: LedgerBackend) -> None:
@@ -537,35 +470,6 @@ def _add_reader_routes(app: FastAPI, backend: LedgerBackend) -> None:
                     await asyncio.sleep(min(poll, max(0.0, until - loop.time())))
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
-
-
-OFF_LOOP_ITEMS = 256
-"""A batch longer than this is converted in a worker thread: the largest (8,190 items) costs
-about 80 ms each way, which the event loop (health checks, the node's heartbeats) must not
-wait for in one piece. The thread still takes the GIL, but the loop gets it back every
-switch interval (5 ms)."""
-
-
-async def off_loop(convert: Callable[[Sequence[Any]], Any], items: Sequence[Any]) -> Any:
-    """`convert(items)`, in a worker thread if the batch is long."""
-    if len(items) > OFF_LOOP_ITEMS:
-        return await asyncio.to_thread(convert, items)
-    return convert(items)
-
-
-def _to_domain(items: Sequence[TransferIn | AccountIn]) -> list[Any]:
-    return [item.to_domain() for item in items]
-
-
-def _outcome_list(rows: Sequence[tuple[int, str, str]]) -> list[dict[str, str]]:
-    """A batch's outcomes as the declared `list[Outcome]` (plain JSON, no model per row)."""
-    return [{"id": str(i), "result": result, "region": where} for i, result, where in rows]
-
-
-def _accounts_named(transfers: Sequence[TransferIn]) -> list[tuple[int, str, int]]:
-    """(index, field, account id) of every account a batch names (for the payments rule)."""
-    return [(i, field, getattr(t, field)) for i, t in enumerate(transfers)
-            for field in ("debit_account_id", "credit_account_id")]
 
 
 def _describe_bearer(app: FastAPI) -> None:

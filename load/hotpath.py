@@ -6,7 +6,7 @@ region's commit did. `HotPath` is a raw ASGI layer in front of the full app that
 request of one of its `Lane`s itself only when everything about it is ordinary:
 
 * the method and a canonical path (ids in plain decimal, no leading zero);
-* a bearer token whose role the route admits (roles read from the full app's own route);
+* a bearer token whose role the route admits (the same roles the full app's route declares);
 * one Content-Length within the route's cap and a JSON content type (or, on a GET, a query
   string of known keys in canonical form, each at most once);
 * a body that `strict_loads` parses and the route's own models validate.
@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from ledger import LedgerError
 from ledger.types import U128_MAX
-from load.auth import ROLES_KEY, Role, TokenVerifier
+from load.auth import Role, TokenVerifier
 from load.limits import OFFLOAD_BYTES, strict_loads
 from load.metrics import GatewayMetrics
 
@@ -50,13 +50,15 @@ class NotOrdinary(Exception):
 
 @dataclass(frozen=True)
 class Lane:
-    """One hot route. `serve(role, path ids, input)` is the route's shared work; `accept`
+    """One hot route, admitting the roles its full-app route declares (`load.work` holds both).
+    `serve(role, path ids, input)` is the route's shared work; `accept`
     turns the parsed JSON body (or, with `query=True`, the raw query string) into its
     validated input, raising `NotOrdinary`, `ValueError` or `ValidationError` otherwise."""
 
     method: str
     template: str
     path: str
+    admitted: frozenset[Role]
     accept: Callable[[Any], Any]
     serve: Callable[[Role, tuple[int, ...], Any], Awaitable[Answer]]
     cap: int
@@ -64,28 +66,14 @@ class Lane:
 
 
 class HotPath:
-    """Raw ASGI middleware; see the module docstring. `routes` is the full app's route list
-    (read at the first request, when every route is there) for each lane's admitted roles."""
+    """Raw ASGI middleware in front of `app` (the full gateway, or a worker's forwarder to
+    it); see the module docstring."""
 
-    def __init__(self, app: Any, *, lanes: Iterable[Lane], routes: list[Any], verifier: TokenVerifier,
-                 metrics: GatewayMetrics) -> None:
+    def __init__(self, app: Any, *, lanes: Iterable[Lane], verifier: TokenVerifier, metrics: GatewayMetrics) -> None:
         self.app = app
         self.verifier = verifier
         self.metrics = metrics
         self._lanes = [(lane, re.compile(lane.path)) for lane in lanes]
-        self._routes = routes
-        self._admitted: dict[str, frozenset[Role]] | None = None
-
-    def _roles(self) -> Mapping[str, frozenset[Role]]:
-        if self._admitted is None:
-            by_template: dict[str, frozenset[Role]] = {}
-            for lane, _ in self._lanes:
-                route = next((r for r in self._routes if getattr(r, "path", None) == lane.template
-                              and lane.method in (getattr(r, "methods", None) or ())), None)
-                names = (getattr(route, "openapi_extra", None) or {}).get(ROLES_KEY, ())
-                by_template[lane.template] = frozenset(Role(n) for n in names)
-            self._admitted = by_template
-        return self._admitted
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -137,7 +125,7 @@ class HotPath:
         if presented is None:
             return None
         role = self.verifier.role_of(presented.decode("latin-1"))
-        return role if role is not None and role in self._roles()[lane.template] else None
+        return role if role is not None and role in lane.admitted else None
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes | None]:
