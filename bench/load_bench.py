@@ -2,8 +2,9 @@
 with group commit on and off in the same run (Locust on the same 2-core machine).
 
 Configurations: three regions (unit+semi-sync over the default WAN latencies) and one
-region (no WAN), each with group commit on and off. The ratios compare on/off within the
-run. p99 is the slowest transfer endpoint's over the whole run, ramp-up included; "steady
+region (no WAN), each with group commit on and off, and one region with an extra HTTP
+worker (`serve --workers 2`: its CPU per transfer beside the single process's). The ratios
+compare on/off within the run. p99 is the slowest transfer endpoint's over the whole run, ramp-up included; "steady
 p99" is the same once the ramp-up has left Locust's 10 s percentile window.
 
 Each configuration also says what limited it (`load.cpu`): the requests in flight by
@@ -23,8 +24,10 @@ from typing import Any
 from bench.publish import publish
 from load.runner import LoadOptions, run_load
 
-CONFIGS = (("three_regions_group_commit_on", 3, True), ("three_regions_group_commit_off", 3, False),
-           ("one_region_group_commit_on", 1, True), ("one_region_group_commit_off", 1, False))
+CONFIGS = (("three_regions_group_commit_on", 3, True, 1), ("three_regions_group_commit_off", 3, False, 1),
+           ("one_region_group_commit_on", 1, True, 1), ("one_region_group_commit_off", 1, False, 1),
+           ("one_region_two_workers", 1, True, 2))
+"""(name, regions, group commit, HTTP processes per region)."""
 FIELDS = ("acked_per_s", "p50_ms", "p99_ms", "p99_steady_ms", "requests_per_s", "failures", "verdict", "limits")
 
 
@@ -33,13 +36,13 @@ def measure(quick: bool, users: int | None = None, only: str | None = None) -> d
                            "command": "python -m bench.load_bench" + (" --quick" if quick else "")
                            + (f" --users {users}" if users else "") + (f" --only {only}" if only else "")}
     out["spawn_rate"] = max(60, out["users"] // 2)
-    for key, regions, group_commit in CONFIGS:
+    for key, regions, group_commit, workers in CONFIGS:
         if only and not key.startswith(only):
             continue
         with tempfile.TemporaryDirectory(prefix="geoledger-loadbench-") as tmp:
             result = run_load(LoadOptions(
                 users=out["users"], spawn_rate=out["spawn_rate"], duration=out["duration_s"], customers=1200,
-                regions=regions, out=Path(tmp), base_port=0, group_commit=group_commit,
+                regions=regions, out=Path(tmp), base_port=0, group_commit=group_commit, workers=workers,
             ))
         out[key] = {k: result[k] for k in FIELDS}
     for prefix in ("three_regions", "one_region"):
@@ -53,7 +56,7 @@ def table(result: dict[str, Any]) -> str:
     lines = [f"{'configuration':31} {'acked/s':>8} {'req/s':>7} {'p50':>5} {'p99':>5} {'steady':>6} {'fail':>5} "
              f"{'users':>5} {'in flight':>9} {'CPU busy':>8} {'bound':>5} {'CPU s/1k acked: regions':>24} "
              f"{'locust':>6}  verdict"]
-    for key, _, _ in CONFIGS:
+    for key, _, _, _ in CONFIGS:
         if key not in result:
             continue
         r, lim = result[key], result[key]["limits"]

@@ -64,6 +64,10 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--customers", type=int, default=1000, help="customer accounts 1..N (default: %(default)s)")
     serve.add_argument("--data", default="serve-data", help="directory of the region stores (default: %(default)s)")
     serve.add_argument("--no-group-commit", action="store_true", help="one commit per request (for comparison)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="HTTP processes per region, 1-16: the region's own and N-1 workers on the "
+                            "same port that parse, validate and batch writes for it (a region past one core of "
+                            "HTTP); kill -9 of a worker loses nothing acknowledged (default: %(default)s)")
     serve.set_defaults(func=cmd_serve)
 
     load = subparsers.add_parser(
@@ -85,6 +89,8 @@ def register(subparsers: Any) -> None:
     load.add_argument("--chaos", default=None, help="scenario whose chaos schedule to apply, e.g. region-outage")
     load.add_argument("--shape", choices=("ramp", "spike", "soak"), default=None, help="a Locust load shape")
     load.add_argument("--processes", type=int, default=1, help="Locust worker processes (bigger machines)")
+    load.add_argument("--workers", type=int, default=1,
+                      help="HTTP processes per region, as `serve --workers` (default: %(default)s)")
     load.add_argument("--base-port", type=int, default=8100,
                       help="first region's HTTP port; peer links use BASE+50+i; 0 = free ports (default: "
                            "%(default)s)")
@@ -102,13 +108,15 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from load.cluster import Cluster, ClusterError, default_config
+    from load.cluster import MAX_WORKERS, Cluster, ClusterError, default_config
 
     mode, ship, groups = _mode(args.mode)
     try:
+        if not 1 <= args.workers <= MAX_WORKERS:
+            raise ValueError(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}")
         cfg = default_config(args.regions, mode=mode, ship=ship, quorum_groups=groups, base_port=args.base_port,
                              customers=args.customers, data_dir=str(Path(args.data).resolve()),
-                             group_commit=not args.no_group_commit)
+                             group_commit=not args.no_group_commit, workers=args.workers)
         cluster = Cluster(cfg, Path(args.data).resolve())
     except (ValueError, ClusterError) as e:
         Console(stderr=True).print(f"[red]error:[/red] {e}")
@@ -173,7 +181,8 @@ def cmd_load(args: argparse.Namespace) -> int:
         users=args.users, spawn_rate=args.spawn_rate, duration=args.duration, regions=args.regions, mode=mode,
         ship=ship, quorum_groups=groups, customers=args.customers, chaos=args.chaos, shape=args.shape, out=out,
         base_port=args.base_port, group_commit=not args.no_group_commit, processes=args.processes,
-        slo_p99_ms=args.slo_p99_ms, slo_min_acked_per_s=args.slo_min_acked_per_s, hostile=args.hostile,
+        workers=args.workers, slo_p99_ms=args.slo_p99_ms, slo_min_acked_per_s=args.slo_min_acked_per_s,
+        hostile=args.hostile,
     )
     console = Console()
     try:

@@ -30,10 +30,15 @@ import httpx
 
 from load import peerauth
 from load.auth import Credentials, Role
+from load.intake import socket_path
 from load.region import PEER_PORT_OFFSET, ServeConfig
 from load.supervisor import Supervisor
 
 LISTEN_BACKLOG = 1024
+MAX_WORKERS = 16
+"""HTTP processes per region at most (`serve --workers`)."""
+Process = int | tuple[int, int]
+"""A region's own process (its index), or one of its HTTP workers ((region, k), k >= 1)."""
 
 REGION_NAMES = ["changchun", "beijing", "shanghai", "shenzhen", "chengdu", "wuhan", "xian", "hangzhou"]
 
@@ -100,6 +105,13 @@ class Cluster:
             raise
         cfg.http_ports = [h.getsockname()[1] for h, _ in self.sockets]
         cfg.peer_ports = [p.getsockname()[1] for _, p in self.sockets]
+        if cfg.workers > 1:  # the intake's Unix socket must fit its path: refuse before anything starts
+            try:
+                for r in range(len(cfg.regions)):
+                    socket_path(cfg.data_dir, r)
+            except ValueError as e:
+                self.close_sockets()
+                raise ClusterError(str(e)) from None
         self.credentials = Credentials.generate()
         cfg.token_digests = self.credentials.digests()
         self._peer_private, cfg.peer_keys = peerauth.generate(len(cfg.regions))
@@ -107,17 +119,25 @@ class Cluster:
         self.credentials.save(self.credentials_path, [cfg.url(r) for r in range(len(cfg.regions))])
         self.config_path = workdir / "serve.json"
         cfg.save(self.config_path)
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.expected_down: set[int] = set()
-        self._lifelines: dict[int, IO[bytes]] = {}
+        self.procs: dict[Process, subprocess.Popen[bytes]] = {}
+        self.expected_down: set[Process] = set()
+        self._lifelines: dict[Process, IO[bytes]] = {}
         self._lock = threading.RLock()  # start/kill/stop from the chaos driver and the supervisor
         self.supervisor: Supervisor | None = None
 
     def headers(self, role: Role = Role.OPERATOR) -> dict[str, str]:
         return self.credentials.header(role)
 
-    def region_name(self, region: int) -> str:
-        return self.cfg.regions[region]
+    def region_name(self, key: Process) -> str:
+        if isinstance(key, tuple):
+            return f"{self.cfg.regions[key[0]]} worker {key[1]}"
+        return self.cfg.regions[key]
+
+    def worker_pids(self, region: int) -> dict[int, int]:
+        """k -> pid of the region's running HTTP workers."""
+        with self._lock:
+            return {key[1]: p.pid for key, p in self.procs.items()
+                    if isinstance(key, tuple) and key[0] == region and p.poll() is None}
 
     def close_sockets(self) -> None:
         for http, peer in self.sockets:
@@ -125,7 +145,12 @@ class Cluster:
             peer.close()
         self.sockets = []
 
-    def start(self, region: int) -> None:
+    def start(self, key: Process) -> None:
+        """Start a region's process (`key` its index) or one of its HTTP workers ((region, k))."""
+        if isinstance(key, tuple):
+            self._start_worker(*key)
+            return
+        region = key
         http, peer = self.sockets[region]
         with self._lock:
             old = self._lifelines.pop(region, None)
@@ -146,17 +171,41 @@ class Cluster:
             self.procs[region] = proc
             self.expected_down.discard(region)
 
+    def _start_worker(self, region: int, k: int) -> None:
+        """An extra HTTP worker of `region` (`load.intake`), accepting on the region's own
+        listening socket; it holds no key, its stdin is only its lifeline."""
+        http, _ = self.sockets[region]
+        with self._lock:
+            old = self._lifelines.pop((region, k), None)
+            if old is not None:
+                old.close()
+            log = open(self.workdir / f"region-{region}-worker-{k}.log", "ab")  # noqa: SIM115 - owned by the child
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "load.cluster", "--config", str(self.config_path), "--region", str(region),
+                 "--worker", str(k), "--http-fd", str(http.fileno())],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
+                pass_fds=(http.fileno(),),
+            )
+            log.close()
+            assert proc.stdin is not None
+            self._lifelines[(region, k)] = proc.stdin
+            self.procs[(region, k)] = proc
+            self.expected_down.discard((region, k))
+
     def start_all(self, timeout: float = 60.0, *, supervise: bool = True) -> None:
         for r in range(len(self.cfg.regions)):
             self.start(r)
         for r in range(len(self.cfg.regions)):
             self.wait_healthy(r, timeout)
+        for r in range(len(self.cfg.regions)):
+            for k in range(1, self.cfg.workers):
+                self.start((r, k))
         if supervise and self.supervisor is None:
             self.supervisor = Supervisor(self)
             self.supervisor.start()
 
-    def exited_unexpectedly(self) -> list[tuple[int, int]]:
-        """(region, exit code) of every region process that ended while nobody asked it to."""
+    def exited_unexpectedly(self) -> list[tuple[Process, int]]:
+        """(process, exit code) of every region process or worker that ended while nobody asked it to."""
         with self._lock:
             return [(r, p.returncode) for r, p in self.procs.items()
                     if r not in self.expected_down and p.poll() is not None]
@@ -257,11 +306,33 @@ def _serve_one(config: Path, region: int, http_fd: int, peer_fd: int) -> None:
     server.run(sockets=[http])
 
 
+def _serve_worker(config: Path, region: int, http_fd: int) -> None:
+    """One of a region's extra HTTP workers, on the socket its region's process serves too."""
+    import uvicorn
+
+    from load.region import build_worker_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _watch_lifeline(sys.stdin.buffer)
+    cfg = ServeConfig.load(config)
+    http = socket.socket(fileno=http_fd)
+    server = uvicorn.Server(uvicorn.Config(build_worker_app(cfg, region), log_level="warning", access_log=False,
+                                           loop="uvloop", http="httptools", lifespan="on", proxy_headers=False,
+                                           server_header=False, date_header=False))
+    server.run(sockets=[http])
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="one region gateway process (started by geoledger serve/load)")
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--region", type=int, required=True)
     parser.add_argument("--http-fd", type=int, required=True, help="the gateway's listening socket (inherited)")
-    parser.add_argument("--peer-fd", type=int, required=True, help="the peer links' listening socket (inherited)")
+    parser.add_argument("--peer-fd", type=int, help="the peer links' listening socket (inherited; not for a worker)")
+    parser.add_argument("--worker", type=int, default=0, help="k >= 1: the region's k-th extra HTTP worker")
     args = parser.parse_args()
-    _serve_one(args.config, args.region, args.http_fd, args.peer_fd)
+    if args.worker:
+        _serve_worker(args.config, args.region, args.http_fd)
+    elif args.peer_fd is None:
+        parser.error("a region's own process needs --peer-fd")
+    else:
+        _serve_one(args.config, args.region, args.http_fd, args.peer_fd)

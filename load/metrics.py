@@ -47,6 +47,9 @@ class GatewayMetrics:
                       "passed to the full app (anything not ordinary: refusals, odd encodings).",
                       ("region", "outcome"), registry=self.registry)
         self._hot = {True: hot.labels(region, "served"), False: hot.labels(region, "passed")}
+        self._intake = Counter("geoledger_intake_calls", "Calls from the region's HTTP workers (`serve --workers`): "
+                               "rows to commit, and requests forwarded to this process's full app.",
+                               ("region", "kind"), registry=self.registry)
 
     def observe_request(self, route: str, status: int, seconds: float | None = None) -> None:
         """`route` is the matched route's template (`/accounts/{account_id}`) or `unmatched`,
@@ -58,6 +61,9 @@ class GatewayMetrics:
 
     def observe_hot(self, served: bool) -> None:
         self._hot[served].inc()
+
+    def observe_intake(self, kind: str) -> None:
+        self._intake.labels(self.region, kind).inc()
 
     def observe_result(self, code: str, count: int = 1) -> None:
         self._results.labels(self.region, code).inc(count)

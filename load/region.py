@@ -33,14 +33,18 @@ from ledger.queries import StatementIndex, account_transfers, lookup_accounts, l
 from ledger.types import U128_MAX
 from load.auth import Role, TokenVerifier, roles
 from load.gateway import create_app
+from load.groupcommit import GroupCommitter
+from load.hotpath import HotPath
+from load.intake import Forwarder, IntakeBackend, IntakeClient, IntakeServer, socket_path, writer_outcomes
 from load.limits import MAX_REQUEST_ITEMS
+from load.metrics import GatewayMetrics
 from load.peerauth import PeerKeys
 from load.peerlink import PeerListener, PeerSender
+from load.work import GatewayWork
 from region.driver import LiveRegion
 from region.sqlite import SqliteRegionStore
 from replication.accounts import AccountMap
 from replication.config import Grouping, Mode, NodeConfig, Ship
-from replication.outcomes import Outcome
 from replication.state import canonical_digest
 
 BALANCES = ("debits_pending", "debits_posted", "credits_pending", "credits_posted")
@@ -66,6 +70,7 @@ class ServeConfig:
     rtt_ms: list[list[float]] = field(default_factory=lambda: [row[:] for row in DEFAULT_RTT_MS])
     data_dir: str = "serve-data"
     group_commit: bool = True
+    workers: int = 1  # HTTP processes per region: the region's own, and workers - 1 more (`load.intake`)
     token_digests: dict[str, str] = field(default_factory=dict)  # role -> SHA-256 of its token (`load.auth`)
     peer_keys: list[str] = field(default_factory=list)  # each region's Ed25519 public key, hex (`load.peerauth`)
     http_ports: list[int] = field(default_factory=list)  # as bound by the cluster (empty: from base_port)
@@ -156,12 +161,14 @@ class NodeBackend:
     async def create_transfers(self, transfers: list[Transfer]) -> list[tuple[Any, str]]:
         """Each row's outcome and the region whose answer it is (the writer that committed
         it: the unit's home, the Raft leader of its log, or this region)."""
-        reply = await self.live.submit(transfers_to_rows(transfers))
-        codes = reply.results.tolist()
-        writers = reply.writers.tolist() if reply.writers is not None else [self.me] * len(codes)
-        names = self.cfg.regions
-        return [(Outcome(c), names[w] if 0 <= w < len(names) else self.region)
-                for c, w in zip(codes, writers, strict=True)]
+        results, writers = await self.submit_rows(transfers_to_rows(transfers))
+        return writer_outcomes(results, writers, self.cfg.regions, self.me)
+
+    async def submit_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(result, writer) per row, through the node: for this gateway and its workers."""
+        reply = await self.live.submit(rows)
+        writers = reply.writers if reply.writers is not None else np.full(len(rows), self.me, np.int16)
+        return reply.results, writers
 
     async def create_transfer_rows(self, rows: np.ndarray) -> np.ndarray:
         """A bulk body's rows, straight to the node's step (it merges them with what else
@@ -247,6 +254,11 @@ def build_region_app(cfg: ServeConfig, me: int, peer_private: str, peer_socket: 
         listener = PeerListener(keys, live.deliver_many)
         await listener.start(cfg.peer_port(me), sock=peer_socket)
         holder.update(transport=transport, live=live, listener=listener)
+        if cfg.workers > 1:  # the region's other HTTP workers hand it rows and requests here
+            intake = IntakeServer(socket_path(cfg.data_dir, me), backend.submit_rows, app,
+                                  on_call=app.state.metrics.observe_intake)
+            await intake.start()
+            holder["intake"] = intake
         # Start-up (imports, the app, the recovered node) leaves ~10^6 long-lived objects; a full
         # collection walking them under load stalled every request for hundreds of ms.
         gc.collect()
@@ -256,6 +268,8 @@ def build_region_app(cfg: ServeConfig, me: int, peer_private: str, peer_socket: 
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
     async def stop() -> None:
+        if "intake" in holder:
+            await holder["intake"].close()
         if "listener" in holder:
             await holder["listener"].close()
         if "transport" in holder:
@@ -311,3 +325,14 @@ def build_region_app(cfg: ServeConfig, me: int, peer_private: str, peer_socket: 
         return {"missing": [i for i in ids if engine.transfer_slot(i) < 0]}
 
     return app
+
+
+def build_worker_app(cfg: ServeConfig, me: int) -> HotPath:
+    """One of a region's extra HTTP workers (`load.intake`): the fast lane for the writes,
+    committed through the region's intake, and every other request forwarded to the region."""
+    client = IntakeClient(socket_path(cfg.data_dir, me))
+    metrics = GatewayMetrics(cfg.regions[me])
+    committer: GroupCommitter[Transfer, tuple[Any, str]] = GroupCommitter(
+        IntakeBackend(client, cfg.regions, me).create_transfers, enabled=False)
+    return HotPath(Forwarder(client), lanes=GatewayWork(committer, metrics).lanes(),
+                   verifier=TokenVerifier(cfg.token_digests), metrics=metrics)

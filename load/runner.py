@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from load.cluster import Cluster, default_config
+from load.cluster import MAX_WORKERS, Cluster, default_config
 from load.cpu import CpuMeter, limits
 from replication.accounts import TRANSIT_BASE
 from replication.config import DESIGN_LABELS, Mode, Ship, design_label, promises
@@ -84,6 +84,7 @@ class LoadOptions:
     base_port: int = 8100
     group_commit: bool = True
     processes: int = 1
+    workers: int = 1  # HTTP processes per region (`serve --workers`)
     slo_p99_ms: float | None = None
     slo_min_acked_per_s: float | None = None
     quiesce: float = 30.0
@@ -107,6 +108,8 @@ class LoadOptions:
             problems.append("--customers must be at least 10 per region")
         if self.shape not in (None, "ramp", "spike", "soak"):
             problems.append("--shape must be ramp, spike or soak")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            problems.append(f"--workers must be between 1 and {MAX_WORKERS}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -438,7 +441,7 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
     opts.out.mkdir(parents=True, exist_ok=True)
     cfg = default_config(opts.regions, mode=opts.mode, ship=opts.ship, quorum_groups=opts.quorum_groups,
                          customers=opts.customers,
-                         base_port=opts.base_port, group_commit=opts.group_commit,
+                         base_port=opts.base_port, group_commit=opts.group_commit, workers=opts.workers,
                          data_dir=str(opts.out / "data"))
     schedule = _chaos_schedule(opts.chaos, cfg.regions) if opts.chaos else []
     cluster = Cluster(cfg, opts.out)
@@ -451,15 +454,15 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
         driver = ChaosDriver(cluster, schedule, opts.events)
         driver.start()
         started = time.monotonic()
-        meter = CpuMeter({cfg.regions[r]: p.pid for r, p in cluster.procs.items()})
+        meter = CpuMeter({cluster.region_name(r): p.pid for r, p in cluster.procs.items()})
         meter.start()
         _locust(opts, cluster, ack_log)
         elapsed = time.monotonic() - started
-        cpu = meter.read({cfg.regions[r]: p.pid for r, p in cluster.procs.items()})
+        cpu = meter.read({cluster.region_name(r): p.pid for r, p in cluster.procs.items()})
         driver.stop.set()
         driver.join(timeout=5)
-        for r, proc in cluster.procs.items():  # a region still down at the end comes back to heal
-            if proc.poll() is not None:
+        for r, proc in list(cluster.procs.items()):  # a region still down at the end comes back to heal
+            if proc.poll() is not None and isinstance(r, int):
                 cluster.start(r)
                 cluster.wait_healthy(r)
         states, quiesced = _quiesce(cluster, opts.quiesce)

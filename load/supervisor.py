@@ -21,13 +21,14 @@ log = logging.getLogger(__name__)
 
 
 class Supervised(Protocol):
-    """What the supervisor needs from a cluster (`load.cluster.Cluster`)."""
+    """What the supervisor needs from a cluster (`load.cluster.Cluster`): processes by key
+    (a region's index, or (region, k) for one of its HTTP workers)."""
 
-    def exited_unexpectedly(self) -> list[tuple[int, int]]: ...
+    def exited_unexpectedly(self) -> list[tuple[Any, int]]: ...
 
-    def start(self, region: int) -> None: ...
+    def start(self, key: Any) -> None: ...
 
-    def region_name(self, region: int) -> str: ...
+    def region_name(self, key: Any) -> str: ...
 
 
 class Supervisor(threading.Thread):
@@ -39,8 +40,8 @@ class Supervisor(threading.Thread):
         self.window = window
         self.stopping = threading.Event()
         self.events: list[dict[str, Any]] = []
-        self.gave_up: set[int] = set()
-        self._recent: dict[int, deque[float]] = {}
+        self.gave_up: set[Any] = set()
+        self._recent: dict[Any, deque[float]] = {}
         self._t0 = time.monotonic()
 
     def run(self) -> None:
@@ -50,7 +51,7 @@ class Supervisor(threading.Thread):
                     continue
                 self._restart(region, code)
 
-    def _restart(self, region: int, code: int) -> None:
+    def _restart(self, region: Any, code: int) -> None:
         now = time.monotonic()
         recent = self._recent.setdefault(region, deque())
         while recent and now - recent[0] > self.window:
