@@ -40,6 +40,17 @@ def test_out_inside_the_source_package_is_refused_before_anything_starts(capsys:
     assert not (PACKAGE / "run1").exists()
 
 
+@pytest.mark.parametrize("workers", ["0", "17", "-1"])
+def test_a_worker_count_out_of_range_is_refused_before_anything_starts(workers: str, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    assert main(["serve", "--workers", workers, "--data", str(data), "--base-port", "0"]) == 2
+    assert "--workers must be between 1 and 16" in capsys.readouterr().err
+    assert main(["load", "--workers", workers, "--out", str(tmp_path / "run"), "--duration", "1s"]) == 2
+    assert "--workers must be between 1 and 16" in capsys.readouterr().err
+    assert not data.exists() and not (tmp_path / "run" / "data").exists()
+
+
 def test_serve_prints_the_exact_locust_command(tmp_path: Path) -> None:
     creds = tmp_path / "credentials.json"
     text = usage(creds, "http://127.0.0.1:18900", customers=300, units=2)
