@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from eventsourcing.persistence import DatabaseError
 
 from bench.cassandra_dc_bench import ADDR, DCS, REPLICATION, SCRIPT, script
 from bench.dc_loss_report import render
@@ -72,6 +73,8 @@ LOST = 0
 NEVER = 10**9 * MS
 """A suspicion timeout that never fires: storage-level designs do not fail over."""
 LEDGER = 156
+SCHEMA_RETRIES = 5
+"""Tries to create a region's keyspace while a restarted node catches up on the schema."""
 
 
 @dataclass(frozen=True)
@@ -159,9 +162,15 @@ class Run:
 
     def open_region(self, r: int, via: str, *, fresh: bool = False) -> LiveRegion:
         name = self.cfg.regions[r]
-        store = CassandraRegionStore(store_url(self.base, self.design, name, via, self.consistency), name,
-                                     fresh=fresh)
-        return self._live(r, store)
+        url = store_url(self.base, self.design, name, via, self.consistency)
+        for attempt in range(SCHEMA_RETRIES):
+            try:
+                return self._live(r, CassandraRegionStore(url, name, fresh=fresh))
+            except (StoreError, DatabaseError) as e:  # a restarted node may not agree on the schema yet
+                if "Unknown CF" not in str(e) or attempt == SCHEMA_RETRIES - 1:
+                    raise
+                time.sleep(2.0)
+        raise AssertionError("unreachable")
 
     def _live(self, r: int, store: CassandraRegionStore) -> LiveRegion:
         def fatal(error: BaseException) -> None:
