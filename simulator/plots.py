@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import io
 import re
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec
 
@@ -291,7 +292,7 @@ def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float | No
         for p, h in zip(pos, heights, strict=True):
             if not np.isfinite(h):
                 ax.text(p, 0, "n/a", ha="center", va="bottom", fontsize=7, color="#555")
-    ax.set_xticks(x, list(groups), fontsize=8)
+    ax.set_xticks(x, [textwrap.fill(g, 16) for g in groups], fontsize=8)  # long design names on two lines
     ax.set_ylabel(ylabel)
     _legend(ax, ncols=4)
     return to_svg(fig, plot_id)
