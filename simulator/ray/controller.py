@@ -7,7 +7,8 @@ a crash is a real `ray.kill` of the region's process (Ray brings a new, dormant 
 back; the controller `start`s it when the fault is over, and it replays its store and
 catches up); a node loss switches the region's whole node off through the driver's power
 switch (`simulator.ray.cluster`) and on again when the fault is over — Ray restarts the
-region's actor on the new node, the only one with the region's resource; a pause holds the
+region's actor on the new node, the only one with the region's resource (a node lost for
+good, `returns = false`, stays off and its region is never started again); a pause holds the
 region's inbox, a clock-skew changes its clock's rate, a corruption damages stored records,
 link faults go to every region's network layer.
 It also collects the telemetry regions push every 250 ms (lag samples, reports,
@@ -197,7 +198,10 @@ class Controller:
                 record = {"region": self.names[r], "fault": kind, "at": at, "killed_at": self.tb.now_s(),
                           "old_pid": self.pids[r], "killed_wall_ns": wall_ns()}
                 self.crashes.append(record)
-                if a.node:
+                if a.node and r in self.dispatch.gone:
+                    record["returns"] = False
+                    self.node_off[r] = self._spawn(self._node_gone(r, record))
+                elif a.node:
                     self.node_off[r] = self._spawn(self._node_off(r, record))
                 else:
                     ray.kill(self.regions[r], no_restart=False)
@@ -228,6 +232,13 @@ class Controller:
         record["power_off"] = info
         if not info.get("ok"):
             self.errors.append(f"node-loss {self.names[r]}: power off failed: {info.get('error')}")
+
+    async def _node_gone(self, r: int, record: dict[str, Any]) -> None:
+        """Switch the region's node off for good. Nothing starts the region again; whether
+        Ray brings its (dormant) process back anyway, and where, is recorded: pinned to its
+        node's resource it cannot (no node has it), unpinned it lands on another node."""
+        await self._node_off(r, record)
+        await self._watch_restart(r, record)
 
     async def _node_back(self, r: int) -> None:
         """Fault over: the node back on; Ray restarts the region's actor there (dormant), then
