@@ -512,6 +512,8 @@ def runbook(view: RunView) -> list[Incident]:
         steps: list[RunbookStep] = [RunbookStep("fault began", "fault", w.start, ",".join(w.targets), w.label)]
         if w.outage:
             for event, wording in RUNBOOK_STEPS[1:5] + RUNBOOK_STEPS[6:]:
+                if event == "rejoined" and not w.returns:
+                    continue  # a node lost for good: its old home never comes back to rejoin
                 ev = next((e for e in view.events if e.event == event and w.start <= e.t < nxt), None)
                 if ev is not None:
                     steps.append(RunbookStep(wording, event, ev.t, ev.region, ev.detail))

@@ -176,4 +176,4 @@ def test_drills_and_reports_say_not_restored() -> None:
     (incident,) = runbook(view)
     assert incident.window.label == "node lost (not restored) beijing"
     assert any(s.step.startswith("not restored") for s in incident.steps)
-    assert not any(s.step == "fault healed" for s in incident.steps)
+    assert not any(s.step == "fault healed" or s.event == "rejoined" for s in incident.steps)
