@@ -276,10 +276,11 @@ class _RayRun:
         one node (the local one) has no node of a region's own, and nothing to check."""
         if not any(self.region_nodes.values()):
             return {"checked": False, "held": True, "off_own_node": {}}
-        off = {n: node for n, node in self.placement.get("regions", {}).items() if node not in self.region_nodes[n]}
+        own = self.region_nodes  # a region no node of its own was seen for is not judged
+        off = {n: node for n, node in self.placement.get("regions", {}).items() if own[n] and node not in own[n]}
         for c in crashes:
             node = c.get("new_node")
-            if node is not None and node not in self.region_nodes[c["region"]]:
+            if node is not None and own[c["region"]] and node not in own[c["region"]]:
                 off[c["region"]] = node
         return {"checked": True, "held": not off, "off_own_node": off}
 
