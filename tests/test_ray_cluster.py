@@ -9,10 +9,10 @@ kind of RPO-0 design (`unit+semi-sync`, `quorum`): every promised invariant hold
 acknowledged is lost, writes on Beijing's accounts resume (RTO measured), each region's
 actor runs on its own node, and the lost region comes back only on its new node. Then two
 shorter runs of `node-lost-for-good` (Beijing's node off for good, `returns = false`): in
-`quorum` pinned as always, where Ray cannot bring the region back anywhere, and in
-`unit+semi-sync` with the region pinning turned off (test-only), where Ray restarts the lost
-region's actor on another node and the placement check says so. In both the survivors keep
-every promise. The cluster is started once for the four runs.
+`quorum`, pinned as always, the survivors keep every promise and Ray cannot bring the region
+back anywhere; in `unit+semi-sync` with the region pinning turned off (test-only), Ray puts
+the region actors where it likes (measured: all on one node), and the placement check and
+the verdicts report what that cost. The cluster is started once for the four runs.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ def cluster_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     d = tmp_path_factory.mktemp("ray-cluster")
     spec = {"regions": REGIONS, "runs": [{"scenario": "node-loss", "mode": m, "duration": 8.0, "quiesce": 4.0,
                                           "rate": 200} for m in MODES]
-            + [{"scenario": "node-lost-for-good", "mode": "quorum", "duration": 6.0, "quiesce": 3.0, "rate": 200},
-               # long enough after the loss (2.4 s) for the GCS to declare the node dead (~5 s) and
-               # restart the unpinned actor elsewhere
-               {"scenario": "node-lost-for-good", "mode": "unit+semi-sync", "duration": 8.0, "quiesce": 4.0,
-                "rate": 200, "pin": False}]}
+            + [{"scenario": "node-lost-for-good", "mode": "quorum", "duration": 5.0, "quiesce": 2.0, "rate": 200},
+               # the unpinned run may end with regions down (it did when Ray packed them onto
+               # Beijing's node): short, and no long wait for replicas that will not settle
+               {"scenario": "node-lost-for-good", "mode": "unit+semi-sync", "duration": 4.0, "quiesce": 1.0,
+                "rate": 200, "pin": False, "settle_s": 2.0}]}
     (d / "spec.json").write_text(json.dumps(spec))
     proc = subprocess.run([sys.executable, "-m", "tests.support.ray_cluster", str(d / "spec.json"),
                            str(d / "out.json")], cwd=ROOT, capture_output=True, text=True, timeout=400)
@@ -99,7 +99,10 @@ def test_each_region_runs_on_its_own_node_and_the_clients_on_the_control_node(cl
         assert ray["pinned_by_resource"] == (k != LOST_UNPINNED) and ray["control_node"] and ray["address"]
         at_launch = run["nodes_at_start"]
         assert None not in at_launch.values() and len(set(at_launch.values())) == len(REGIONS)
-        assert ray["placement"]["regions"] == at_launch, "unpinned too: a soft affinity to its node at launch"
+        if k == LOST_UNPINNED:
+            continue  # unpinned: where Ray put them is the subject of its own test below
+        assert ray["placement"]["regions"] == at_launch
+        assert ray["placement"]["check"] == {"checked": True, "held": True, "off_own_node": {}}
         region_nodes = set(at_launch.values())
         assert not set(ray["placement"]["clients"].values()) & region_nodes, "clients outlive a region's node"
         assert ray["placement"]["controller"] not in region_nodes
@@ -127,10 +130,8 @@ def test_a_node_loss_without_a_power_switch_is_refused_before_anything_starts() 
         run_scenario_ray(s, 1, address="127.0.0.1:1")
 
 
-@pytest.mark.parametrize("k", [LOST_PINNED, LOST_UNPINNED], ids=["quorum-pinned", "semi-sync-unpinned"])
-def test_a_node_lost_for_good_stays_off_and_the_survivors_keep_every_promise(cluster_runs: dict[str, Any],
-                                                                            k: int) -> None:
-    run = cluster_runs["runs"][k]
+def test_a_node_lost_for_good_stays_off_and_the_survivors_keep_every_promise(cluster_runs: dict[str, Any]) -> None:
+    run = cluster_runs["runs"][LOST_PINNED]
     res = run["result"]
     ray = res["ray"]
     assert res["scenario"]["name"] == "node-lost-for-good" and ray["controller_errors"] == []
@@ -157,14 +158,27 @@ def test_pinned_a_region_lost_for_good_is_not_restarted_anywhere(cluster_runs: d
     assert ray["placement"]["check"] == {"checked": True, "held": True, "off_own_node": {}}
 
 
-def test_unpinned_a_lost_region_is_restarted_on_another_node_and_the_placement_check_says_so(
+def test_unpinned_the_placement_check_and_the_verdicts_report_where_ray_put_the_regions(
         cluster_runs: dict[str, Any]) -> None:
-    """Pinning off (test-only): Ray restarts the lost region's actor on a node that is not
-    its own — its store would be on another machine — and the placement check reports it."""
+    """Pinning off (test-only): Ray places the region actors with no constraint. Whatever it
+    chose, the placement check agrees with where each region really ran (at launch, and
+    where Ray restarted Beijing's); a region that shared Beijing's node went down with it and
+    is reported down at the end (the verdict fails, as it must); and if Beijing's actor was
+    not on Beijing's node, cutting that node's power did not touch its process."""
     run = cluster_runs["runs"][LOST_UNPINNED]
-    ray = run["result"]["ray"]
+    res, ray = run["result"], run["result"]["ray"]
+    assert not ray["pinned_by_resource"] and ray["controller_errors"] == []
+    own = run["nodes_at_start"]
+    placed = ray["placement"]["regions"]
     (lost,) = ray["crashes"]
-    assert lost["new_pid"] != lost["old_pid"]
-    others = {run["nodes_at_start"]["changchun"], run["nodes_at_start"]["shanghai"], ray["placement"]["controller"]}
-    assert lost["new_node"] != lost["power_off"]["node_id"] and lost["new_node"] in others, lost
-    assert ray["placement"]["check"] == {"checked": True, "held": False, "off_own_node": {"beijing": lost["new_node"]}}
+    assert lost["power_off"]["ok"] and lost["power_off"]["node_id"] == own["beijing"]
+    expected = {r: n for r, n in placed.items() if n != own[r]}
+    if lost.get("new_node") is not None and lost["new_node"] != own["beijing"]:
+        expected["beijing"] = lost["new_node"]
+    assert ray["placement"]["check"] == {"checked": True, "held": not expected, "off_own_node": expected}
+    sharers = [r for r in ("changchun", "shanghai") if placed[r] == own["beijing"]]
+    if sharers:  # they lost their process with Beijing's node, and nobody restarts them
+        first = res["invariants"]["conservation"]["first_violation"]
+        assert first is not None and first["problem"] == "region down at the end" and first["region"] in sharers
+    if placed["beijing"] != own["beijing"]:
+        assert "new_pid" not in lost, "the process survived the loss of a node it was not on"

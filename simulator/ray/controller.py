@@ -73,6 +73,7 @@ class Controller:
         self.counters = dict.fromkeys(("sent", "dropped", "bytes", "handled", "calls"), 0)
         self.all_pids: set[int] = {os.getpid()}
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.watchers: set[asyncio.Future[Any]] = set()  # open-ended watches, cancelled at collect
         self.errors: list[str] = []
         self.power_q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.power_waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -238,7 +239,8 @@ class Controller:
         Ray brings its (dormant) process back anyway, and where, is recorded: pinned to its
         node's resource it cannot (no node has it), unpinned it lands on another node."""
         await self._node_off(r, record)
-        await self._watch_restart(r, record)
+        # not one of `tasks`, which the schedule waits for: pinned, this watch never ends
+        self.watchers.add(asyncio.ensure_future(self._watch_restart(r, record)))
 
     async def _node_back(self, r: int) -> None:
         """Fault over: the node back on; Ray restarts the region's actor there (dormant), then
@@ -319,7 +321,7 @@ class Controller:
                 "events": self._timeline_since(seen), "seen": (len(self.log.timeline), len(self.log.reports))}
 
     async def collect(self) -> dict[str, Any]:
-        for t in list(self.tasks):
+        for t in [*self.tasks, *self.watchers]:
             t.cancel()
         await self.power_q.put(None)  # the driver's power line can stop
         return {"fault_log": self.log.faults, "crashes": [{k: v for k, v in c.items() if not k.endswith("_ns")}
