@@ -60,6 +60,9 @@ def main() -> None:
             _, res = run_scenario_ray(base.with_mode(mode), 1, address=cluster.address, power=cluster)
             rows.append(row(mode, res))
             print(json.dumps(rows[-1]), flush=True)
+            for region in base.regions:  # lost for good in that run: the next design needs the node
+                if cluster.node_id(region) is None:
+                    cluster.power_on(region)
     out = Path(a.out or f"bench/results/{a.scenario.replace('-', '_')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"scenario": base.to_json(), "rows": rows}, indent=2))
