@@ -34,7 +34,7 @@ def row(mode: str, res: dict[str, Any]) -> dict[str, Any]:
             "node_on_wall_s": lost.get("power_on", {}).get("on_wall_s"),
             "actor_back_wall_s": lost.get("process_back_wall_s"), "replay_s": lost.get("replay_s"),
             "down_wall_s": lost.get("down_wall_s"), "caught_up": lost.get("caught_up_at") is not None,
-            "on_the_new_node": lost.get("new_node") == lost.get("power_on", {}).get("node_id"),
+            "on_the_new_node": lost.get("new_node") == lost["power_on"].get("node_id") if "power_on" in lost else None,
             "restored": "power_on" in lost, "placement_held": res["ray"]["placement"]["check"]["held"],
             "errors": res["ray"]["controller_errors"]}
 
