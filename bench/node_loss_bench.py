@@ -8,6 +8,10 @@ Beijing's accounts, scenario seconds, from the client histories), and the wall-c
 of the outage: the power cut, the node back, the actor back on it, replay, caught up.
 
     python -m bench.node_loss_bench [--modes unit+semi-sync,quorum] [--duration 12] [--rate 300] [--out FILE]
+                                    [--scenario node-lost-for-good]
+
+`--scenario node-lost-for-good`: the node is switched off and never on (`returns = false`):
+the same columns, with no node or actor back (`restored` false) and the survivors judged.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ def row(mode: str, res: dict[str, Any]) -> dict[str, Any]:
             "node_on_wall_s": lost.get("power_on", {}).get("on_wall_s"),
             "actor_back_wall_s": lost.get("process_back_wall_s"), "replay_s": lost.get("replay_s"),
             "down_wall_s": lost.get("down_wall_s"), "caught_up": lost.get("caught_up_at") is not None,
-            "on_the_new_node": lost.get("new_node") == lost.get("power_on", {}).get("node_id"),
+            "on_the_new_node": lost.get("new_node") == lost["power_on"].get("node_id") if "power_on" in lost else None,
+            "restored": "power_on" in lost, "placement_held": res["ray"]["placement"]["check"]["held"],
             "errors": res["ray"]["controller_errors"]}
 
 
@@ -44,9 +49,10 @@ def main() -> None:
     p.add_argument("--modes", default=",".join(RPO0_MODES))
     p.add_argument("--duration", type=float, default=12.0)
     p.add_argument("--rate", type=float, default=300.0, help="transfers/s per region")
-    p.add_argument("--out", default="bench/results/node_loss.json")
+    p.add_argument("--out", default=None, help="default bench/results/<scenario with _>.json")
+    p.add_argument("--scenario", default="node-loss", choices=["node-loss", "node-lost-for-good"])
     a = p.parse_args()
-    base = shortened(load_scenario("node-loss"), a.duration, 5.0)
+    base = shortened(load_scenario(a.scenario), a.duration, 5.0)
     base = replace(base, workload=replace(base.workload, rate=a.rate))
     rows = []
     with local_cluster(base.regions) as cluster:
@@ -54,7 +60,10 @@ def main() -> None:
             _, res = run_scenario_ray(base.with_mode(mode), 1, address=cluster.address, power=cluster)
             rows.append(row(mode, res))
             print(json.dumps(rows[-1]), flush=True)
-    out = Path(a.out)
+            for region in base.regions:  # lost for good in that run: the next design needs the node
+                if cluster.node_id(region) is None:
+                    cluster.power_on(region)
+    out = Path(a.out or f"bench/results/{a.scenario.replace('-', '_')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"scenario": base.to_json(), "rows": rows}, indent=2))
     cols = list(rows[0]) if rows else []

@@ -5,15 +5,18 @@ from chaos.faults import (
     FAULT_KINDS,
     FAULT_TITLES,
     GROUP_FAULTS,
+    NOT_RESTORED,
     Fault,
     FaultError,
     blocked_links,
     expand_group,
     fault_title,
     links_of,
+    stays_down,
     validate_fault,
 )
 from chaos.nemesis import random_schedule
 
-__all__ = ["DOWN_FAULTS", "FAULT_KINDS", "FAULT_TITLES", "GROUP_FAULTS", "Fault", "FaultError", "blocked_links",
-           "expand_group", "fault_title", "links_of", "random_schedule", "validate_fault"]
+__all__ = ["DOWN_FAULTS", "FAULT_KINDS", "FAULT_TITLES", "GROUP_FAULTS", "NOT_RESTORED", "Fault", "FaultError",
+           "blocked_links", "expand_group", "fault_title", "links_of", "random_schedule", "stays_down",
+           "validate_fault"]

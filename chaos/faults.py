@@ -8,6 +8,7 @@ virtual time. Any runtime applies them; this module only describes and validates
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +31,10 @@ FAULT_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
     # the region's whole machine is gone (power cut): every process on it, the region's and
     # anything else it hosts; its disk survives, and the node comes back when the fault ends.
     # A runtime without machines of its own (the deterministic one) applies it as a crash:
-    # volatile state lost, recovery by replay of the store.
-    "node-loss": ("1", {}),
+    # volatile state lost, recovery by replay of the store. `returns = false`: the machine
+    # never comes back within the run (the region stays down to the end; its survivors carry
+    # on without it); `duration` is then how long the drill calls it an outage in progress.
+    "node-loss": ("1", {"returns": True}),
 }
 
 
@@ -42,9 +45,22 @@ FAULT_TITLES: dict[str, str] = {"node-loss": "node lost"}
 """How drills and reports name a fault kind, where that differs from the kind itself."""
 
 
-def fault_title(kind: str) -> str:
-    """What a drill or report calls a fault kind: `node lost` for `node-loss`."""
+NOT_RESTORED = "node lost (not restored)"
+"""What drills and reports call a node loss with `returns = false`."""
+
+
+def fault_title(kind: str, params: Mapping[str, Any] | None = None) -> str:
+    """What a drill or report calls a fault kind: `node lost` for `node-loss`, and `node lost
+    (not restored)` for one whose `params` (a fault's, or its JSON form) say `returns = false`."""
+    if kind == "node-loss" and params is not None and params.get("returns") is False:
+        return NOT_RESTORED
     return FAULT_TITLES.get(kind, kind)
+
+
+def stays_down(f: Fault) -> bool:
+    """Whether the fault takes its region away for the rest of the run (a node loss with
+    `returns = false`): no runtime restarts it, and the checkers do not expect it back."""
+    return f.kind == "node-loss" and f.params.get("returns") is False
 
 
 # A fault on a group of regions, expanded before any runtime sees it:
@@ -78,7 +94,7 @@ class Fault:
     def label(self) -> str:
         """What a report calls it: `city-loss beijing` for a crash that is part of one."""
         city = self.params.get("city")
-        return f"city-loss {city}" if city else fault_title(self.kind)
+        return f"city-loss {city}" if city else fault_title(self.kind, self.params)
 
     def to_json(self) -> dict[str, Any]:
         return {"at": self.at, "fault": self.kind, "target": list(self.target), "duration": self.duration,
@@ -94,6 +110,10 @@ def validate_fault(f: Fault, regions: list[str], where: str = "chaos") -> None:
         if name not in allowed:
             raise FaultError(f"{where}.{name}: unknown parameter for {f.kind!r} (expected one of {sorted(allowed)})")
         default = allowed[name]
+        if isinstance(default, bool):  # before int: a bool is an int to isinstance, and 1 is not `true`
+            if type(value) is not bool:
+                raise FaultError(f"{where}.{name}: expected true or false, got {value!r}")
+            continue
         if isinstance(default, str):
             ok = isinstance(value, str)
         elif isinstance(default, int):

@@ -1,7 +1,11 @@
 """Invariant checkers: each returns its verdict and the first counter-example.
 
 They read the final replicas (after heal and quiesce), the durable stores and the
-client history — never the nodes' own opinion of themselves. A verdict is
+client history — never the nodes' own opinion of themselves. A region the schedule takes
+away for good (a node loss with `returns = false`) is down at the end by design: the
+checkers judge the survivors (they must converge and hold every acknowledged transfer)
+and still verify its store's chain where the run kept it; any other region down at the
+end is a violation. A verdict is
 `{"ok", "promised", "first_violation"}`; a counter-example names the seed, a virtual time
 and the transfer ids, so `geoledger simulate --seed N` replays it.
 """
@@ -21,6 +25,7 @@ from replication.ids import CREDIT_BIT, CREDIT_BIT_HI, ids_of
 from replication.node import RegionNode
 from replication.state import canonical_digest
 from simulator.clients import OUT_OK
+from simulator.faults import lost_for_good
 from simulator.result import RunResult
 from simulator.workload import KIND_READ
 
@@ -38,6 +43,12 @@ def _verdict(name: str, promised: dict[str, bool], violation: dict[str, Any] | N
 
 def _engines(sim: RunResult) -> list[Any]:
     return [n.engine if n is not None else None for n in sim.nodes]
+
+
+def _survivors(sim: RunResult) -> list[int]:
+    """The regions expected up at the end: every region but those lost for good."""
+    gone = lost_for_good(sim.faults, sim.regions)
+    return [r for r in range(sim.R) if r not in gone]
 
 
 def _client_ids(tr: np.ndarray) -> set[int]:
@@ -74,7 +85,9 @@ def conservation(sim: RunResult, t_end: float) -> dict[str, Any] | None:
     amap = sim.plan.amap
     n_units, n_cust = amap.n_units, amap.n_customers
     supply = n_cust * sim.s.workload.opening_balance
-    for r, eng in enumerate(_engines(sim)):
+    engines = _engines(sim)
+    for r in _survivors(sim):
+        eng = engines[r]
         if eng is None:
             return {"region": sim.regions[r], "t": t_end, "problem": "region down at the end"}
         for ledger_id, t in ledger_totals(eng.accounts).items():
@@ -200,23 +213,26 @@ def exactly_once(sim: RunResult, t_end: float) -> dict[str, Any] | None:
 
 
 def convergence(sim: RunResult, t_end: float) -> dict[str, Any] | None:
-    """After heal and quiesce, every replica holds the same books (canonical digest)."""
+    """After heal and quiesce, every replica holds the same books (canonical digest): every
+    surviving one, when the schedule took a region away for good (it cannot converge)."""
     engines = _engines(sim)
-    digests = [canonical_digest(e) if e is not None else None for e in engines]
+    survivors = _survivors(sim)
+    digests = {r: canonical_digest(engines[r]) if engines[r] is not None else None for r in survivors}
     for r, node in enumerate(sim.nodes):
         if node is not None and node.anomalies:
             origin, seq, row, code = node.anomalies[0]
             return {"region": sim.regions[r], "t": t_end, "origin": sim.regions[origin], "seq": seq,
                     "problem": f"replica rejected a shipped row (result {code})"}
-    for r in range(1, len(digests)):
-        if digests[r] != digests[0]:
-            a, b = engines[0], engines[r]
+    first = survivors[0]
+    for r in survivors[1:]:
+        if digests[r] != digests[first]:
+            a, b = engines[first], engines[r]
             if a is None or b is None:
                 return {"t": t_end, "problem": "a region is down at the end"}
             ia, ib = _client_ids(a.transfers), _client_ids(b.transfers)
-            return {"t": t_end, "regions": [sim.regions[0], sim.regions[r]],
+            return {"t": t_end, "regions": [sim.regions[first], sim.regions[r]],
                     "only_in_first": sorted(ia - ib)[:10], "only_in_second": sorted(ib - ia)[:10],
-                    "heads": [sim.nodes[0].heads, sim.nodes[r].heads]}
+                    "heads": [sim.nodes[first].heads, sim.nodes[r].heads]}
     return None
 
 

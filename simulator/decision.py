@@ -108,7 +108,7 @@ def _chaos_labels(sc: dict[str, Any]) -> dict[tuple[float, str], tuple[str, floa
     """(start, first target) -> (label, end) for the scenario's faults (ends clipped to the load)."""
     out = {}
     for f in sc.get("chaos", []):
-        label = f"city-loss {f['city']}" if f.get("city") else fault_title(f["fault"])
+        label = f"city-loss {f['city']}" if f.get("city") else fault_title(f["fault"], f)
         out[(round(float(f["at"]), 6), f["target"][0])] = (label, min(f["at"] + f["duration"], sc["duration"]))
     return out
 
@@ -343,7 +343,7 @@ def tested_by(scenario: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[
 
 
 def _fault_label(f: dict[str, Any]) -> str:
-    return f"city-loss {f['city']}" if f.get("city") else f"{fault_title(f['fault'])} {','.join(f['target'])}"
+    return f"city-loss {f['city']}" if f.get("city") else f"{fault_title(f['fault'], f)} {','.join(f['target'])}"
 
 
 def promise_matrix(scenario: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:

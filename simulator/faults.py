@@ -1,7 +1,8 @@
 """One fault dispatcher for every runtime: a fault's start and end become actions.
 
 A fault schedule means the same thing whichever runtime applies it: a crash loses the
-region's volatile state and restarts it from its store when the fault ends, a pause holds
+region's volatile state and restarts it from its store when the fault ends (a node loss
+with `returns = false` never does: its region stays down to the end of the run), a pause holds
 its inbox and timers, a clock-skew changes its clock's rate for the window, a corruption
 damages stored records (then a scrub finds them), and link faults are handed to the
 network layer. The dispatcher is sans-IO: `start`/`end` record the fault and its timeline
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chaos import DOWN_FAULTS, Fault
+from chaos import DOWN_FAULTS, NOT_RESTORED, Fault, stays_down
 from simulator.runlog import RunLog
 
 OUTAGES = ("crash", "node-loss", "partition", "pause")
@@ -86,6 +87,7 @@ class FaultDispatcher:
         self.active: list[Fault] = []
         self.watching: dict[int, float] = {}  # faulted region -> fault start (s), until suspected
         self.lost_nodes: set[int] = set()  # regions whose node an active outage took (they restart on a new one)
+        self.gone: set[int] = set()  # regions whose node is lost for good (`returns = false`): never restarted
 
     def _timeline(self, t: float, event: str, region: str, **detail: object) -> None:
         self.log.timeline.append({"t": round(t, 4), "event": event, "region": region, **detail})
@@ -96,7 +98,8 @@ class FaultDispatcher:
         self.log.faults.append((now_s, "start", f))
         name = f.target[0]
         r = self.regions.index(name)
-        self._timeline(now_s, "fault", name, fault=f.kind, target=list(f.target), end=round(f.end(), 4))
+        detail = {"returns": False} if stays_down(f) else {}
+        self._timeline(now_s, "fault", name, fault=f.kind, target=list(f.target), end=round(f.end(), 4), **detail)
         if f.kind in OUTAGES:
             self.watching[r] = now_s
         actions: list[Action] = []
@@ -105,11 +108,14 @@ class FaultDispatcher:
         elif f.kind == "crash" and not self._down(r, but=f):
             self._timeline(now_s, "fenced", name, detail="process gone: a crashed home accepts no writes")
             actions.append(Crash(r))
-        elif f.kind == "node-loss":  # the machine goes even if its process was already gone
-            self._timeline(now_s, "fenced", name, detail="node lost: the region's machine and every process on it "
-                                                         "are gone; a lost home accepts no writes")
+        elif f.kind == "node-loss" and r not in self.gone:  # the machine goes even if its process was gone
+            what = (f"{NOT_RESTORED}: the region's machine and every process on it are gone for the rest of "
+                    "the run" if stays_down(f) else "node lost: the region's machine and every process on it are gone")
+            self._timeline(now_s, "fenced", name, detail=f"{what}; a lost home accepts no writes")
             actions.append(Crash(r, node=True))
             self.lost_nodes.add(r)
+            if stays_down(f):
+                self.gone.add(r)
         elif f.kind == "pause":
             actions.append(Pause(r, True, f.end()))
         elif f.kind == "clock-skew":
@@ -121,8 +127,8 @@ class FaultDispatcher:
 
     def end(self, i: int, now_s: float) -> list[Action]:
         f = self.faults[i]
-        if f not in self.active:
-            return []
+        if f not in self.active or stays_down(f):
+            return []  # a node lost for good stays an active fault: nothing of it ends within the run
         self.active.remove(f)
         self.log.faults.append((now_s, "end", f))
         name = f.target[0]
@@ -147,8 +153,8 @@ class FaultDispatcher:
         of them ends, not when the first does (a
         restart in the middle of an outage restarted a live node over a step it had in
         flight, and that region never stepped again: fuzz seed 454, quorum)."""
-        return any(a is not but and a.kind in DOWN_FAULTS and self.regions.index(a.target[0]) == r
-                   for a in self.active)
+        return r in self.gone or any(a is not but and a.kind in DOWN_FAULTS and self.regions.index(a.target[0]) == r
+                                     for a in self.active)
 
     def fenced(self, region: int, at_s: float) -> None:
         self._timeline(at_s, "fenced", self.regions[region], detail="write lease expired on the cut-off side")
@@ -167,5 +173,11 @@ class FaultDispatcher:
                        detail="caught up with the log heads its peers had at restart")
 
 
+def lost_for_good(faults: list[Fault] | tuple[Fault, ...], regions: list[str]) -> set[int]:
+    """The regions a run's schedule takes away for good (a node loss with `returns = false`):
+    down at the end by design, so the checkers judge the survivors without them."""
+    return {regions.index(f.target[0]) for f in faults if stays_down(f)}
+
+
 __all__ = ["OUTAGES", "Action", "ClockRate", "Corrupt", "Crash", "Fence", "FaultDispatcher", "LinkFaults", "Pause",
-           "Restart"]
+           "Restart", "lost_for_good"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from chaos import fault_title
+from chaos import NOT_RESTORED, fault_title
 from replication.outcomes import UNAVAILABLE
 from simulator.html import NOT_RECORDED, fmt_ms, fmt_num, fmt_pct, le, money
 from simulator.run import answered_mask, availability
@@ -264,10 +264,11 @@ class FaultWindow:
     kind: str
     targets: tuple[str, ...]
     cause: str = ""  # the group fault this one is part of ("city-loss beijing"), if any
+    returns: bool = True  # False: a node lost for good (`returns = false`), down to the end of the run
 
     @property
     def label(self) -> str:
-        base = f"{fault_title(self.kind)} {','.join(self.targets)}"
+        base = f"{fault_title(self.kind, {'returns': self.returns})} {','.join(self.targets)}"
         return f"{self.cause}: {base}" if self.cause else base
 
     @property
@@ -421,15 +422,19 @@ def fault_windows(view: RunView) -> list[FaultWindow]:
               for f in view.scenario.get("chaos", []) if f.get("city")}
     timeline = view.series("timeline")
     if timeline is not None:
-        return [FaultWindow(float(e["t"]), float(e["end"]), e["fault"], tuple(e.get("target") or [e["region"]]),
-                            causes.get((round(float(e["t"]), 6), (e.get("target") or [e["region"]])[0]), ""))
+        return [FaultWindow(float(e["t"]), view.duration if e.get("returns") is False else float(e["end"]), e["fault"],
+                            tuple(e.get("target") or [e["region"]]),
+                            causes.get((round(float(e["t"]), 6), (e.get("target") or [e["region"]])[0]), ""),
+                            e.get("returns") is not False)
                 for e in timeline if e["event"] == "fault"]
     out = []
     for f in view.scenario.get("chaos", []):
         if f["at"] >= view.duration:
             continue
-        out.append(FaultWindow(float(f["at"]), float(min(f["at"] + f["duration"], view.duration)), f["fault"],
-                               tuple(f["target"]), causes.get((round(float(f["at"]), 6), f["target"][0]), "")))
+        returns = f.get("returns") is not False
+        out.append(FaultWindow(float(f["at"]), float(min(f["at"] + f["duration"], view.duration)) if returns
+                               else float(view.duration), f["fault"], tuple(f["target"]),
+                               causes.get((round(float(f["at"]), 6), f["target"][0]), ""), returns))
     if view.scenario.get("random_faults"):
         view.notes.append(f"{view.scenario['random_faults']} fault(s) were drawn at random from the seed; "
                           "result.json does not list them (no metrics.series.timeline), so they are not shaded.")
@@ -447,7 +452,8 @@ def timeline_events(view: RunView) -> list[Event]:
     events: list[Event] = []
     for w in view.windows:
         events.append(Event(w.start, "fault", w.targets[0], w.label, "derived"))
-        events.append(Event(w.end, "healed", w.targets[0], w.label, "derived"))
+        if w.returns:
+            events.append(Event(w.end, "healed", w.targets[0], w.label, "derived"))
     for p in view.metrics.get("promotions", []):
         moves = p.get("moves") or {}
         by_home: dict[str, list[str]] = {}
@@ -469,7 +475,8 @@ def timeline_events(view: RunView) -> list[Event]:
 def _detail_text(e: dict[str, Any]) -> str:
     d = e.get("detail")
     if e["event"] == "fault":
-        base = f"{e['fault']} {','.join(e.get('target') or [e.get('region') or ''])}"
+        kind = NOT_RESTORED if e["fault"] == "node-loss" and e.get("returns") is False else e["fault"]
+        base = f"{kind} {','.join(e.get('target') or [e.get('region') or ''])}"
         return f"{base}: {d}" if d else base
     if d is None:
         return ""
@@ -505,13 +512,17 @@ def runbook(view: RunView) -> list[Incident]:
         steps: list[RunbookStep] = [RunbookStep("fault began", "fault", w.start, ",".join(w.targets), w.label)]
         if w.outage:
             for event, wording in RUNBOOK_STEPS[1:5] + RUNBOOK_STEPS[6:]:
+                if event == "rejoined" and not w.returns:
+                    continue  # a node lost for good: its old home never comes back to rejoin
                 ev = next((e for e in view.events if e.event == event and w.start <= e.t < nxt), None)
                 if ev is not None:
                     steps.append(RunbookStep(wording, event, ev.t, ev.region, ev.detail))
                 else:
                     why = "not observed in the recorded timeline" if view.timeline_recorded else NOT_RECORDED
                     steps.append(RunbookStep(wording, event, None, None, why))
-        steps.append(RunbookStep("fault healed", "healed", w.end, ",".join(w.targets), w.label))
+        steps.append(RunbookStep("fault healed", "healed", w.end, ",".join(w.targets), w.label) if w.returns else
+                     RunbookStep("not restored: the node stays lost to the end of the run", "healed", w.end,
+                                 ",".join(w.targets), w.label))
         known = sorted((s for s in steps if s.t is not None), key=lambda s: s.t)  # type: ignore[arg-type, return-value]
         unknown = [s for s in steps if s.t is None]
         matches = [r for m in members for r in rtos if abs(float(r["at"]) - m.start) < 1e-6

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from chaos import GROUP_FAULTS, Fault, FaultError, expand_group, validate_fault
+from chaos import GROUP_FAULTS, Fault, FaultError, expand_group, stays_down, validate_fault
 from replication.config import DESIGN_LABELS, Grouping, Ship, design_label, parse_design
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -304,6 +304,9 @@ def parse_scenario(data: dict[str, Any], name: str = "scenario") -> Scenario:
     faults: list[Fault] = []
     for i, item in enumerate(chaos_list):
         faults += _faults_of(item, f"chaos[{i}]", s)
+    if {f.target[0] for f in faults if stays_down(f)} >= set(s.regions):
+        raise ScenarioError("chaos: every region's node is lost for good (returns = false): nobody would be "
+                            "left to serve or to judge")
     return replace(s, chaos=tuple(sorted(faults, key=lambda f: f.at)))
 
 

@@ -7,8 +7,12 @@ from a process of its own (`tests/support/ray_cluster.py`: this session may alre
 its own Ray). Two short runs of `node-loss` (Beijing's node off at 2.4 s for 3.2 s), one per
 kind of RPO-0 design (`unit+semi-sync`, `quorum`): every promised invariant holds, nothing
 acknowledged is lost, writes on Beijing's accounts resume (RTO measured), each region's
-actor runs on its own node, and the lost region comes back only on its new node. About a
-minute on a 2-core machine.
+actor runs on its own node, and the lost region comes back only on its new node. Then two
+shorter runs of `node-lost-for-good` (Beijing's node off for good, `returns = false`): in
+`quorum`, pinned as always, the survivors keep every promise and Ray cannot bring the region
+back anywhere; in `unit+semi-sync` with the region pinning turned off (test-only), Ray puts
+the region actors where it likes (measured: all on one node), and the placement check and
+the verdicts report what that cost. The cluster is started once for the four runs.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parent.parent
 REGIONS = ["changchun", "beijing", "shanghai"]
 MODES = ["unit+semi-sync", "quorum"]
+LOST_PINNED, LOST_UNPINNED = 2, 3  # the runs of node-lost-for-good
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +41,12 @@ def cluster_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     require("Ray", _ray_importable(), RAY_HOW)
     d = tmp_path_factory.mktemp("ray-cluster")
     spec = {"regions": REGIONS, "runs": [{"scenario": "node-loss", "mode": m, "duration": 8.0, "quiesce": 4.0,
-                                          "rate": 200} for m in MODES]}
+                                          "rate": 200} for m in MODES]
+            + [{"scenario": "node-lost-for-good", "mode": "quorum", "duration": 5.0, "quiesce": 2.0, "rate": 200},
+               # the unpinned run may end with regions down (it did when Ray packed them onto
+               # Beijing's node): short, and no long wait for replicas that will not settle
+               {"scenario": "node-lost-for-good", "mode": "unit+semi-sync", "duration": 4.0, "quiesce": 1.0,
+                "rate": 200, "pin": False, "settle_s": 2.0}]}
     (d / "spec.json").write_text(json.dumps(spec))
     proc = subprocess.run([sys.executable, "-m", "tests.support.ray_cluster", str(d / "spec.json"),
                            str(d / "out.json")], cwd=ROOT, capture_output=True, text=True, timeout=400)
@@ -86,9 +96,13 @@ def test_each_region_runs_on_its_own_node_and_the_clients_on_the_control_node(cl
     assert len(set(before.values())) == len(REGIONS)
     for k, run in enumerate(cluster_runs["runs"]):
         ray = run["result"]["ray"]
-        assert ray["pinned_by_resource"] and ray["control_node"] and ray["address"]
-        at_launch = before if k == 0 else cluster_runs["runs"][k - 1]["nodes_after"]
+        assert ray["pinned_by_resource"] == (k != LOST_UNPINNED) and ray["control_node"] and ray["address"]
+        at_launch = run["nodes_at_start"]
+        assert None not in at_launch.values() and len(set(at_launch.values())) == len(REGIONS)
+        if k == LOST_UNPINNED:
+            continue  # unpinned: where Ray put them is the subject of its own test below
         assert ray["placement"]["regions"] == at_launch
+        assert ray["placement"]["check"] == {"checked": True, "held": True, "off_own_node": {}}
         region_nodes = set(at_launch.values())
         assert not set(ray["placement"]["clients"].values()) & region_nodes, "clients outlive a region's node"
         assert ray["placement"]["controller"] not in region_nodes
@@ -114,3 +128,57 @@ def test_a_node_loss_without_a_power_switch_is_refused_before_anything_starts() 
     s = shortened(load_scenario("node-loss"), 4.0, 1.0)
     with pytest.raises(ValueError, match="node-loss fault on Ray needs a power switch"):
         run_scenario_ray(s, 1, address="127.0.0.1:1")
+
+
+def test_a_node_lost_for_good_stays_off_and_the_survivors_keep_every_promise(cluster_runs: dict[str, Any]) -> None:
+    run = cluster_runs["runs"][LOST_PINNED]
+    res = run["result"]
+    ray = res["ray"]
+    assert res["scenario"]["name"] == "node-lost-for-good" and ray["controller_errors"] == []
+    _promises_hold(res)
+    assert res["invariants"]["convergence"]["ok"], "the survivors converge without the lost region"
+    assert res["metrics"]["rpo"]["lost_acknowledged"] == 0
+    (rto,) = res["metrics"]["rto"]
+    assert rto["rto_s"] is not None and rto["rto_s"] > 0, rto
+    assert any(e["event"] == "fenced" and "node lost (not restored)" in e.get("detail", "")
+               for e in res["metrics"]["series"]["timeline"])
+    assert ray["lost_for_good"] == ["beijing"]
+    assert [p["op"] for p in ray["power"]] == ["off"], "switched off, never on"
+    assert run["nodes_after"]["beijing"] is None
+    (lost,) = ray["crashes"]
+    assert lost["returns"] is False and lost["power_off"]["ok"] and "power_on" not in lost
+    assert "restart_at" not in lost and "caught_up_at" not in lost, "nobody starts the region again"
+
+
+def test_pinned_a_region_lost_for_good_is_not_restarted_anywhere(cluster_runs: dict[str, Any]) -> None:
+    """Its actor needs `region_beijing`, and no live node has it: Ray keeps it pending."""
+    ray = cluster_runs["runs"][LOST_PINNED]["result"]["ray"]
+    (lost,) = ray["crashes"]
+    assert "new_pid" not in lost and "new_node" not in lost
+    assert ray["placement"]["check"] == {"checked": True, "held": True, "off_own_node": {}}
+
+
+def test_unpinned_the_placement_check_and_the_verdicts_report_where_ray_put_the_regions(
+        cluster_runs: dict[str, Any]) -> None:
+    """Pinning off (test-only): Ray places the region actors with no constraint. Whatever it
+    chose, the placement check agrees with where each region really ran (at launch, and
+    where Ray restarted Beijing's); a region that shared Beijing's node went down with it and
+    is reported down at the end (the verdict fails, as it must); and if Beijing's actor was
+    not on Beijing's node, cutting that node's power did not touch its process."""
+    run = cluster_runs["runs"][LOST_UNPINNED]
+    res, ray = run["result"], run["result"]["ray"]
+    assert not ray["pinned_by_resource"] and ray["controller_errors"] == []
+    own = run["nodes_at_start"]
+    placed = ray["placement"]["regions"]
+    (lost,) = ray["crashes"]
+    assert lost["power_off"]["ok"] and lost["power_off"]["node_id"] == own["beijing"]
+    expected = {r: n for r, n in placed.items() if n != own[r]}
+    if lost.get("new_node") is not None and lost["new_node"] != own["beijing"]:
+        expected["beijing"] = lost["new_node"]
+    assert ray["placement"]["check"] == {"checked": True, "held": not expected, "off_own_node": expected}
+    sharers = [r for r in ("changchun", "shanghai") if placed[r] == own["beijing"]]
+    if sharers:  # they lost their process with Beijing's node, and nobody restarts them
+        first = res["invariants"]["conservation"]["first_violation"]
+        assert first is not None and first["problem"] == "region down at the end" and first["region"] in sharers
+    if placed["beijing"] != own["beijing"]:
+        assert "new_pid" not in lost, "the process survived the loss of a node it was not on"

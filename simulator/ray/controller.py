@@ -7,7 +7,8 @@ a crash is a real `ray.kill` of the region's process (Ray brings a new, dormant 
 back; the controller `start`s it when the fault is over, and it replays its store and
 catches up); a node loss switches the region's whole node off through the driver's power
 switch (`simulator.ray.cluster`) and on again when the fault is over — Ray restarts the
-region's actor on the new node, the only one with the region's resource; a pause holds the
+region's actor on the new node, the only one with the region's resource (a node lost for
+good, `returns = false`, stays off and its region is never started again); a pause holds the
 region's inbox, a clock-skew changes its clock's rate, a corruption damages stored records,
 link faults go to every region's network layer.
 It also collects the telemetry regions push every 250 ms (lag samples, reports,
@@ -72,6 +73,7 @@ class Controller:
         self.counters = dict.fromkeys(("sent", "dropped", "bytes", "handled", "calls"), 0)
         self.all_pids: set[int] = {os.getpid()}
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.watchers: set[asyncio.Future[Any]] = set()  # open-ended watches, cancelled at collect
         self.errors: list[str] = []
         self.power_q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.power_waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -197,7 +199,10 @@ class Controller:
                 record = {"region": self.names[r], "fault": kind, "at": at, "killed_at": self.tb.now_s(),
                           "old_pid": self.pids[r], "killed_wall_ns": wall_ns()}
                 self.crashes.append(record)
-                if a.node:
+                if a.node and r in self.dispatch.gone:
+                    record["returns"] = False
+                    self.node_off[r] = self._spawn(self._node_gone(r, record))
+                elif a.node:
                     self.node_off[r] = self._spawn(self._node_off(r, record))
                 else:
                     ray.kill(self.regions[r], no_restart=False)
@@ -228,6 +233,14 @@ class Controller:
         record["power_off"] = info
         if not info.get("ok"):
             self.errors.append(f"node-loss {self.names[r]}: power off failed: {info.get('error')}")
+
+    async def _node_gone(self, r: int, record: dict[str, Any]) -> None:
+        """Switch the region's node off for good. Nothing starts the region again; whether
+        Ray brings its (dormant) process back anyway, and where, is recorded: pinned to its
+        node's resource it cannot (no node has it), unpinned it lands on another node."""
+        await self._node_off(r, record)
+        # not one of `tasks`, which the schedule waits for: pinned, this watch never ends
+        self.watchers.add(asyncio.ensure_future(self._watch_restart(r, record)))
 
     async def _node_back(self, r: int) -> None:
         """Fault over: the node back on; Ray restarts the region's actor there (dormant), then
@@ -308,7 +321,7 @@ class Controller:
                 "events": self._timeline_since(seen), "seen": (len(self.log.timeline), len(self.log.reports))}
 
     async def collect(self) -> dict[str, Any]:
-        for t in list(self.tasks):
+        for t in [*self.tasks, *self.watchers]:
             t.cancel()
         await self.power_q.put(None)  # the driver's power line can stop
         return {"fault_log": self.log.faults, "crashes": [{k: v for k, v in c.items() if not k.endswith("_ns")}

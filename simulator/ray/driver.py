@@ -30,6 +30,7 @@ from region.store import GENESIS, MemoryRegionStore
 from replication.log import Record
 from simulator.clients import OpState
 from simulator.clock import S
+from simulator.faults import lost_for_good
 from simulator.metrics import Histogram
 from simulator.plan import client_batches, plan_and_faults
 from simulator.ray.client_actor import ClientActor, ClientSpec
@@ -66,6 +67,7 @@ def run_scenario_ray(
     num_cpus: int | None = None,
     store: str | None = None,
     power: PowerSwitch | None = None,
+    pin_regions: bool = True,
 ) -> tuple[RunResult, dict[str, Any]]:
     """Run `scenario` on Ray; return (a Simulation-like object, the result dict).
 
@@ -103,11 +105,16 @@ def run_scenario_ray(
     back (`simulator.ray.cluster.LocalCluster` is one). A scenario with a node loss and no
     `address` runs on a `LocalCluster` started (and stopped) here; joining a cluster by
     address, it needs `power` for that cluster, and a control node (`geoledger_control`) for
-    the controller and the clients, which must outlive any region's node.
+    the controller and the clients, which must outlive any region's node. A node loss with
+    `returns = false` is switched off and never on again: the lost region is left out of the
+    settling and of the final snapshots (its books are gone with its node).
+    `pin_regions`: test-only. False places the region actors without their `region_<name>`
+    resource (anywhere Ray likes, at launch and at a restart): the result's
+    `ray.placement.check` shows where they went (`off_own_node`, `held`).
     """
     import ray
 
-    opts = RayOptions(time_scale, duplicate, min_batch_ms, fsync, check_store(store))
+    opts = RayOptions(time_scale, duplicate, min_batch_ms, fsync, check_store(store), pin_regions)
     scenario = scenario.with_mode(None)
     wall0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -172,6 +179,7 @@ class RayOptions:
     min_batch_ms: float = MIN_BATCH_MS
     fsync: bool = True
     store_url: str | None = None  # None: SQLite files; else a Cassandra URL
+    pin: bool = True  # test-only False: no region_<name> resource on the region actors (see run_scenario_ray)
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
@@ -208,9 +216,11 @@ class _RayRun:
             while not self._can_lose_nodes(resources) and time.monotonic() < deadline:
                 time.sleep(0.2)
                 resources = ray.cluster_resources()
-        self.pinned = all(resource_name(n) in resources for n in self.names)
+        self.pinned = opts.pin and all(resource_name(n) in resources for n in self.names)
         self.control = CONTROL_RESOURCE in resources
-        if needs_power(scenario) and not (self.pinned and self.control):
+        self.gone = lost_for_good(self.faults, self.names)  # never back: not settled, not snapshotted
+        self.region_nodes: dict[str, set[str]] = {n: set() for n in self.names}  # nodes advertising region_<n>
+        if needs_power(scenario) and not self._can_lose_nodes(resources):
             raise ValueError("a node-loss fault needs every region pinned to a node of its own (a region_<name> "
                              f"resource each) and a control node ({CONTROL_RESOURCE!r}) for the controller and "
                              f"the clients; this cluster has {sorted(resources)}")
@@ -239,7 +249,36 @@ class _RayRun:
         return f"geoledger-{self.run_id}-{role}"
 
     def _placement(self, region: str, share: float) -> dict[str, Any]:
+        # Unpinned (test-only, or a cluster without the resources), Ray places the actor where
+        # it likes. Measured on LocalCluster: it packs a run's region actors onto one node, and
+        # a soft node affinity to the region's node is not kept either (Ray 2's actor
+        # scheduler spills it), so "unpinned" is simply no constraint.
         return {"resources": {resource_name(region): share}} if self.pinned else {}
+
+    def _see_region_nodes(self) -> None:
+        """Which nodes advertise each region's resource (every one seen in the run, for the
+        placement check: a node that came back is a new node with the same resource)."""
+        import ray
+
+        for n in ray.nodes():
+            mine = [name for name in self.names if resource_name(name) in n.get("Resources", {})]
+            if len(mine) == 1:  # a node of one region's own (a local Ray advertises them all on one node)
+                self.region_nodes[mine[0]].add(str(n["NodeID"]))
+
+    def placement_check(self, crashes: list[dict[str, Any]]) -> dict[str, Any]:
+        """Where every region's process ran, against the nodes advertising its resource: a
+        region restarted on a node that is not its own (another region's, the control node)
+        is `off_own_node`; `held` is whether none was. A Ray with every region's resource on
+        one node (the local one) has no node of a region's own, and nothing to check."""
+        if not any(self.region_nodes.values()):
+            return {"checked": False, "held": True, "off_own_node": {}}
+        own = self.region_nodes  # a region no node of its own was seen for is not judged
+        off = {n: node for n, node in self.placement.get("regions", {}).items() if own[n] and node not in own[n]}
+        for c in crashes:
+            node = c.get("new_node")
+            if node is not None and own[c["region"]] and node not in own[c["region"]]:
+                off[c["region"]] = node
+        return {"checked": True, "held": not off, "off_own_node": off}
 
     def _control_placement(self, region: str | None) -> dict[str, Any]:
         """The controller and the clients: on the control node if there is one (they are the
@@ -253,6 +292,7 @@ class _RayRun:
 
         began = time.perf_counter()
         s = self.s
+        self._see_region_nodes()
         region_cls = ray.remote(RegionActor)
         client_cls = ray.remote(ClientActor)
         ctl_cls = ray.remote(Controller)
@@ -346,7 +386,7 @@ class _RayRun:
         began = time.perf_counter()
         while True:
             sts = []
-            for ref in [r.settle_status.remote() for r in self.regions]:
+            for ref in [r.settle_status.remote() for k, r in enumerate(self.regions) if k not in self.gone]:
                 try:
                     sts.append(ray.get(ref, timeout=5))
                 except ray.exceptions.RayError:
@@ -363,13 +403,14 @@ class _RayRun:
     def collect(self) -> None:
         import ray
 
-        refs = [r.finish.remote(self.keep) for r in self.regions]
+        refs = [None if k in self.gone else r.finish.remote(self.keep) for k, r in enumerate(self.regions)]
         snaps: list[dict[str, Any] | None] = []
         for ref in refs:
             try:
-                snaps.append(ray.get(ref, timeout=60))
+                snaps.append(None if ref is None else ray.get(ref, timeout=60))
             except ray.exceptions.RayError:
                 snaps.append(None)
+        self._see_region_nodes()
         self.snapshots = snaps
         tel = [s["telemetry"] for s in snaps if s is not None]
         ray.get(self.controller.take_telemetry.remote(tel), timeout=30)
@@ -437,7 +478,9 @@ class _RayRun:
         late = [c["submit_late_p99_s"] for c in self.client_out]
         info = {
             "time_scale": self.scale, "address": session.address, "pinned_by_resource": self.pinned,
-            "control_node": self.control, "placement": self.placement,
+            "control_node": self.control,
+            "placement": {**self.placement, "check": self.placement_check(ctl["crashes"])},
+            "lost_for_good": [self.names[r] for r in sorted(self.gone)],
             "power": None if self.power_line is None else self.power_line.done,
             "wall_s": round(wall_s, 3), "launch_s": round(self.launch_s, 3), "duplicate": self.duplicate,
             "settle_s": None if self.settled is None else round(self.settled, 3),

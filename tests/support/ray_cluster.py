@@ -5,9 +5,12 @@ A process of its own because the test session may already have a Ray initialised
 `ray_local` fixture lives until the session ends), and a driver joins one cluster. The
 cluster is `simulator.ray.cluster.LocalCluster`: a control node plus one node per region,
 each advertising `region_<name>`. SPEC: `{"regions": [...], "runs": [{"scenario", "mode",
-"duration", "quiesce", "rate", "time_scale", "faults": [[at, kind, target, duration], ...]}]}`.
-OUT: per run the result dict and the region nodes' ids after it; the nodes' ids at the
-start; every process the cluster started (to check none is left once this process exits).
+"duration", "quiesce", "rate", "time_scale", "faults": [[at, kind, target, duration], ...],
+"pin": true, "settle_s": 15}]}` (`pin` false: `run_scenario_ray(pin_regions=False)`, test-only).
+OUT: per run the result dict and the region nodes' ids at its start and after it (None: off, a node lost for
+good; it is switched back on before the next run, which needs the whole cluster); the nodes'
+ids at the start; every process the cluster started (to check none is left once this
+process exits).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def _cluster_pids(cluster: Any) -> list[int]:
 def main(spec_path: str, out_path: str) -> None:
     from simulator.ray import run_scenario_ray
     from simulator.ray.cluster import local_cluster
+    from simulator.ray.driver import SETTLE_S
 
     spec = json.loads(Path(spec_path).read_text())
     regions = spec["regions"]
@@ -55,10 +59,17 @@ def main(spec_path: str, out_path: str) -> None:
         out["pids"] += _cluster_pids(cluster)
         for run in spec["runs"]:
             print(f"run {run['scenario']} {run['mode']} on {cluster.address}", file=sys.stderr, flush=True)
+            at_start = {r: cluster.node_id(r) for r in regions}
             _, res = run_scenario_ray(_scenario(run, regions), 1, address=cluster.address, power=cluster,
-                                      time_scale=run.get("time_scale", 1.0))
+                                      time_scale=run.get("time_scale", 1.0), pin_regions=run.get("pin", True),
+                                      settle_s=run.get("settle_s", SETTLE_S))
             out["pids"] += _cluster_pids(cluster) + res["ray"]["pids"]
-            out["runs"].append({"result": res, "nodes_after": {r: cluster.node_id(r) for r in regions}})
+            out["runs"].append({"result": res, "nodes_at_start": at_start,
+                                "nodes_after": {r: cluster.node_id(r) for r in regions}})
+            for r in regions:
+                if cluster.node_id(r) is None:  # lost for good in that run: the next one needs it
+                    cluster.power_on(r)
+                    out["pids"] += _cluster_pids(cluster)
     Path(out_path).write_text(json.dumps(out, default=str))
 
 

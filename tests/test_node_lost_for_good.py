@@ -1,0 +1,179 @@
+"""A node loss that stays off (`returns = false`), on the deterministic runtime.
+
+The scenario field is validated like every other (a wrong type or a stray key is refused,
+naming it); the shared fault dispatcher never restarts the region, whichever runtime asks;
+the RPO-0 designs keep every acknowledged transfer and the survivors take over the lost
+region's units (RTO measured); the checkers judge the survivors without the lost region —
+and still fail when a survivor diverges, or when a region that was *not* lost for good is
+down at the end. The Ray side (a real node switched off for good) is
+`tests/test_ray_cluster.py`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from chaos import NOT_RESTORED, Fault, stays_down
+from simulator.checkers import check_all, convergence
+from simulator.faults import Crash, FaultDispatcher, Restart, lost_for_good
+from simulator.result import EngineRows, ReplicaSnapshot, RunResult
+from simulator.runlog import RunLog
+from simulator.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+
+REGIONS = ["changchun", "beijing", "shanghai"]
+BASE = 'name = "t"\n[regions]\nnames = ["changchun", "beijing", "shanghai"]\n'
+LOST = 1  # beijing
+MODES = ["unit+semi-sync", "quorum"]
+
+
+def _parse(text: str) -> Scenario:
+    return parse_scenario(tomllib.loads(text), "t")
+
+
+def _node_loss(extra: str, target: str = "beijing") -> str:
+    return f'[[chaos]]\nat = 2.0\nduration = 3.0\nfault = "node-loss"\ntarget = "{target}"\n{extra}\n'
+
+
+def test_returns_false_loads_and_is_called_node_lost_not_restored() -> None:
+    (f,) = _parse(BASE + _node_loss("returns = false")).chaos
+    assert stays_down(f) and f.label == NOT_RESTORED == "node lost (not restored)"
+    assert f.to_json()["returns"] is False
+    (back,) = _parse(BASE + _node_loss("returns = true")).chaos
+    assert not stays_down(back) and back.label == "node lost"
+    (plain,) = _parse(BASE + _node_loss("")).chaos
+    assert not stays_down(plain) and plain.params == {}, "the default adds nothing to the fault (or its digest)"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("returns = 0", r"chaos\[0\].returns: expected true or false, got 0"),
+    ("returns = 1", r"chaos\[0\].returns: expected true or false, got 1"),
+    ('returns = "no"', r"chaos\[0\].returns: expected true or false, got 'no'"),
+    ("returns = [false]", r"chaos\[0\].returns: expected true or false"),
+    ("return = false", r"chaos\[0\].return: unknown parameter for 'node-loss' \(expected one of \['returns'\]\)"),
+])
+def test_a_bad_returns_is_refused_naming_the_key(extra: str, message: str) -> None:
+    with pytest.raises(ScenarioError, match=message):
+        _parse(BASE + _node_loss(extra))
+
+
+def test_only_a_node_loss_takes_returns() -> None:
+    with pytest.raises(ScenarioError, match=r"chaos\[0\].returns: unknown parameter for 'crash'"):
+        _parse(BASE + '[[chaos]]\nat = 2.0\nduration = 3.0\nfault = "crash"\ntarget = "beijing"\nreturns = false\n')
+
+
+def test_losing_every_region_for_good_is_refused() -> None:
+    text = BASE + "".join(_node_loss("returns = false", t) for t in REGIONS)
+    with pytest.raises(ScenarioError, match="every region's node is lost for good"):
+        _parse(text)
+    _parse(BASE + "".join(_node_loss("returns = false", t) for t in REGIONS[:2]))  # one survivor is enough
+
+
+def test_the_dispatcher_never_restarts_a_node_lost_for_good() -> None:
+    """Neither its own end nor the end of an overlapping crash brings the region back."""
+    log = RunLog()
+    faults = [Fault(1.0, "node-loss", ("beijing",), 2.0, {"returns": False}),
+              Fault(2.0, "crash", ("beijing",), 3.0)]
+    d = FaultDispatcher(REGIONS, faults, log)
+    assert Crash(LOST, node=True) in d.start(0, 1.0)
+    assert not any(isinstance(a, Crash) for a in d.start(1, 2.0)), "a gone process cannot crash again"
+    assert d.end(0, 3.0) == [], "a node lost for good does not end within the run"
+    assert not any(isinstance(a, Restart) for a in d.end(1, 5.0))
+    assert any(e["event"] == "fenced" and NOT_RESTORED in e["detail"] for e in log.timeline)
+    assert not any(e["event"] == "healed" and e["region"] == "beijing" and "node-loss" in e["detail"]
+                   for e in log.timeline)
+    assert [e.get("returns") for e in log.timeline if e["event"] == "fault"] == [False, None]
+    assert lost_for_good(faults, REGIONS) == {LOST}
+
+
+def test_a_returning_node_loss_still_comes_back() -> None:
+    """The switch changes nothing for a node loss that returns (the default)."""
+    d = FaultDispatcher(REGIONS, [Fault(1.0, "node-loss", ("beijing",), 2.0)], RunLog())
+    d.start(0, 1.0)
+    assert Restart(LOST, node=True) in d.end(0, 3.0)
+
+
+_RUNS: dict[str, tuple[RunResult, dict[str, Any]]] = {}
+
+
+def _run(mode: str) -> tuple[RunResult, dict[str, Any]]:
+    if mode not in _RUNS:
+        from simulator.plan import shortened
+        from simulator.run import run_scenario
+
+        s = shortened(load_scenario("node-lost-for-good"), 4.0, 2.0).with_mode(mode)
+        s = replace(s, workload=replace(s.workload, rate=150, customers=600))
+        _RUNS[mode] = run_scenario(s, 1)
+    return _RUNS[mode]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_node_lost_for_good_costs_nothing_acknowledged_and_the_survivors_take_over(mode: str) -> None:
+    sim, res = _run(mode)
+    assert res["violated"] == [] and all(v["ok"] for v in res["invariants"].values() if v["promised"])
+    assert res["invariants"]["convergence"]["ok"] and res["invariants"]["durability"]["ok"]
+    assert res["metrics"]["rpo"]["lost_acknowledged"] == 0
+    (rto,) = res["metrics"]["rto"]
+    assert rto["fault"] == "node-loss" and rto["target"] == ["beijing"]
+    assert rto["rto_s"] is not None and rto["rto_s"] > 0, "writes on Beijing's accounts resumed on the survivors"
+    assert sim.nodes[LOST] is None, "the region stays down to the end of the run"
+    assert all(sim.nodes[r] is not None for r in range(3) if r != LOST)
+    assert sim.stores[LOST].records, "its disk (store) is still there and its chain was audited"
+    timeline = res["metrics"]["series"]["timeline"]
+    assert any(e["event"] == "fenced" and NOT_RESTORED in e.get("detail", "") for e in timeline)
+    assert not any(e["event"] == "rejoined" and e["region"] == "beijing" for e in timeline)
+
+
+def _diverged(sim: RunResult, r: int) -> RunResult:
+    """`sim` with region `r`'s final books missing their last client transfer."""
+    import numpy as np
+
+    from replication.ids import CREDIT_BIT_HI
+
+    node = sim.nodes[r]
+    tr = node.engine.transfers
+    last = int(np.nonzero((tr["id_hi"] & CREDIT_BIT_HI) == 0)[0][-1])
+    books = EngineRows(node.engine.accounts, np.delete(tr, last))
+    nodes = list(sim.nodes)
+    nodes[r] = ReplicaSnapshot(books, list(node.anomalies), list(node.heads), {})
+    return replace(sim, nodes=nodes)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_convergence_still_fails_when_a_survivor_diverges(mode: str) -> None:
+    sim, _ = _run(mode)
+    assert convergence(sim, 1.0) is None
+    bad = convergence(_diverged(sim, 2), 1.0)
+    assert bad is not None and bad["regions"] == ["changchun", "shanghai"] and len(bad["only_in_first"]) == 1, bad
+
+
+def test_a_region_down_at_the_end_that_was_not_lost_for_good_still_fails() -> None:
+    """The checkers excuse only what the schedule took away for good: the same run judged as
+    if the node were meant to come back has a region down at the end, and fails."""
+    sim, _ = _run("unit+semi-sync")
+    returning = replace(sim, faults=[replace(f, params={}) for f in sim.faults])
+    verdicts = check_all(returning)
+    assert not verdicts["conservation"]["ok"]
+    assert verdicts["conservation"]["first_violation"]["problem"] == "region down at the end"
+    assert verdicts["convergence"]["first_violation"]["problem"] == "a region is down at the end"
+
+
+def test_drills_and_reports_say_not_restored() -> None:
+    from simulator.decision import _fault_label
+    from simulator.run_view import FaultWindow, runbook, view_of
+
+    w = FaultWindow(2.0, 5.0, "node-loss", ("beijing",), returns=False)
+    assert w.label == "node lost (not restored) beijing"
+    assert _fault_label({"fault": "node-loss", "target": ["beijing"], "returns": False}) == \
+        "node lost (not restored) beijing"
+    _, res = _run("unit+semi-sync")
+    view = view_of(res, history=False)
+    (win,) = view.windows
+    assert not win.returns and win.end == view.duration, "shaded to the end of the load: it never healed"
+    (incident,) = runbook(view)
+    assert incident.window.label == "node lost (not restored) beijing"
+    assert any(s.step.startswith("not restored") for s in incident.steps)
+    assert not any(s.step == "fault healed" or s.event == "rejoined" for s in incident.steps)
