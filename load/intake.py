@@ -44,7 +44,9 @@ from load.limits import BATCH_BODY_MAX, MAX_REQUEST_ITEMS
 from replication.outcomes import Outcome
 
 SUBMIT, FORWARD, ANSWER, RESPONSE, REFUSED = 1, 2, 3, 4, 5
-MAX_FRAME = BATCH_BODY_MAX + (64 << 10)
+ENVELOPE = 64 << 10
+"""Room in a frame for what travels with a body: method, path, query, headers."""
+MAX_FRAME = BATCH_BODY_MAX + ENVELOPE
 """Largest frame either side sends or accepts: the largest request body, plus its envelope."""
 _LEN = struct.Struct(">I")
 RECONNECT_S = 0.2
@@ -326,7 +328,7 @@ class Forwarder:
             if message["type"] != "http.request":
                 return
             body += message.get("body", b"")
-            if len(body) > MAX_FRAME - (64 << 10):
+            if len(body) > BATCH_BODY_MAX:  # what a frame can carry (the region's own caps are smaller)
                 await _send(send, 413, [(b"content-type", b"application/json")],
                             b'{"detail":"request body too large"}')
                 return
