@@ -516,11 +516,10 @@ class QuorumDesign:
         paid = rows[legs & done]
         for payer, tid in zip(paid["user_data_128_lo"].tolist(), ids_of(paid), strict=True):
             self.outbox[int(self.unit_group[amap.unit_of(payer)])].pop(tid & ~CREDIT_BIT, None)
-        engine = self.replica.engine
         owing = np.nonzero(debits & done)[0]
+        owing = owing[self.replica.transfer_slots(rows[owing], credit_legs=True) < 0]
         for i, tid in zip(owing.tolist(), ids_of(rows[owing]), strict=True):
-            if engine.transfer_slot(tid | CREDIT_BIT) < 0:
-                self.outbox[g][tid] = [rows[i].copy(), 0]  # the debit leg; its credit leg is built when sent
+            self.outbox[g][tid] = [rows[i].copy(), 0]  # the debit leg; its credit leg is built when sent
 
     def _rebuild_outbox(self, g: int) -> None:
         """After a snapshot replaced the group's books: what they owe, from the engine."""

@@ -116,10 +116,9 @@ class UnitDesign(LeaseFailover):
             return
         credit = rows["credit_account_id_lo"][debits]
         owed = rows[debits][self._homes[(credit - TRANSIT_BASE).astype(np.int64)] == self.me]
-        slot = self.replica.engine.transfer_slot
+        owed = owed[self.replica.transfer_slots(owed, credit_legs=True) < 0]
         for tid, leg in zip(transfer_ids(owed), credit_legs(owed, self.cfg.amap), strict=True):
-            if slot(tid | CREDIT_BIT) < 0:
-                self.outbox[tid] = [seq, leg, 0]
+            self.outbox[tid] = [seq, leg, 0]
 
     def _rebuild_outbox(self) -> None:
         """After a promotion: what this home owes, derived from its replica (own debit legs
