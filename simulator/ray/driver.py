@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from chaos import check_after_loss
 from region.store import GENESIS, MemoryRegionStore
 from replication.log import Record
 from simulator.clients import OpState
@@ -116,6 +117,7 @@ def run_scenario_ray(
 
     opts = RayOptions(time_scale, duplicate, min_batch_ms, fsync, check_store(store), pin_regions)
     scenario = scenario.with_mode(None)
+    check_after_loss(scenario.chaos)  # before any cluster starts (random faults: `plan_and_faults` checks them)
     wall0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if needs_power(scenario) and power is None:
