@@ -12,7 +12,9 @@ shorter runs of `node-lost-for-good` (Beijing's node off for good, `returns = fa
 `quorum`, pinned as always, the survivors keep every promise and Ray cannot bring the region
 back anywhere; in `unit+semi-sync` with the region pinning turned off (test-only), Ray puts
 the region actors where it likes (measured: all on one node), and the placement check and
-the verdicts report what that cost. The cluster is started once for the four runs.
+the verdicts report what that cost. The store of a region lost for good is audited from the
+disk its node left (and a damaged entry written there after the loss fails that audit). The
+cluster is started once for the four runs.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def cluster_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     d = tmp_path_factory.mktemp("ray-cluster")
     spec = {"regions": REGIONS, "runs": [{"scenario": "node-loss", "mode": m, "duration": 8.0, "quiesce": 4.0,
                                           "rate": 200} for m in MODES]
-            + [{"scenario": "node-lost-for-good", "mode": "quorum", "duration": 5.0, "quiesce": 2.0, "rate": 200},
+            + [{"scenario": "node-lost-for-good", "mode": "quorum", "duration": 5.0, "quiesce": 2.0, "rate": 200,
+                "damage_lost_store": True},
                # the unpinned run may end with regions down (it did when Ray packed them onto
                # Beijing's node): short, and no long wait for replicas that will not settle
                {"scenario": "node-lost-for-good", "mode": "unit+semi-sync", "duration": 4.0, "quiesce": 1.0,
@@ -148,6 +151,28 @@ def test_a_node_lost_for_good_stays_off_and_the_survivors_keep_every_promise(clu
     (lost,) = ray["crashes"]
     assert lost["returns"] is False and lost["power_off"]["ok"] and "power_on" not in lost
     assert "restart_at" not in lost and "caught_up_at" not in lost, "nobody starts the region again"
+
+
+def test_the_store_of_a_region_lost_for_good_is_audited_from_the_disk_its_node_left(
+        cluster_runs: dict[str, Any]) -> None:
+    """Its actor is gone with its node, so the driver reads its SQLite file (read-only, as an
+    operator reads a dead server's disk) and `audit_chain` verifies it like any store. Then,
+    with a damaged entry written into that file after the loss, the same read fails the
+    audit at that record; with the audit off (the lost region's store left empty, as before)
+    the damage goes unseen."""
+    run = cluster_runs["runs"][LOST_PINNED]
+    res = run["result"]
+    (name, audit), = res["ray"]["lost_store_audit"].items()
+    assert name == "beijing" and audit["store"].endswith("/stores/region-1-beijing.db"), audit
+    assert audit["ok"] and audit["first_bad_record"] is None and audit["problem"] is None, audit
+    assert audit["records"] > 0, "the records Beijing's node wrote before it went"
+    assert res["invariants"]["audit_chain"]["ok"]
+    damaged = run["damaged"]
+    assert 0 < damaged["record"] < audit["records"] and damaged["entries"] > 0
+    found = damaged["audit_chain"]
+    assert found is not None and found["region"] == "beijing" and found["record"] == damaged["record"], found
+    assert found["problem"] == "hash chain or checksum"
+    assert damaged["audit_off"] is None, "without the audit the damaged disk passes"
 
 
 def test_pinned_a_region_lost_for_good_is_not_restarted_anywhere(cluster_runs: dict[str, Any]) -> None:
