@@ -16,6 +16,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chaos import NOT_RESTORED, Fault, stays_down
 from simulator.checkers import check_all, convergence
@@ -323,3 +325,51 @@ def test_without_the_check_the_dispatcher_would_act_on_the_gone_region(monkeypat
     assert on_gone[0] == Crash(LOST, node=True), "the loss itself"
     after = on_gone[1:]
     assert [type(a) for a in after] == [Pause, Pause] and [a.paused for a in after] == [True, False], on_gone
+
+
+_KINDS = ["crash", "node-loss", "pause", "clock-skew", "corrupt", "partition", "partition-partial", "latency"]
+
+
+@st.composite
+def _schedules(draw: st.DrawFn) -> list[Fault]:
+    """A loss for good of Beijing plus up to six faults of any kind, anywhere, any time."""
+    loss = Fault(draw(st.sampled_from([2.0, 3.0, 4.0])), "node-loss", ("beijing",), 3.0, {"returns": False})
+    faults = [loss]
+    for _ in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(_KINDS))
+        n = 2 if kind == "partition-partial" else 1
+        target = tuple(draw(st.permutations(REGIONS))[:n])
+        faults.append(Fault(float(draw(st.integers(0, 12)) / 2), kind, target, float(draw(st.integers(1, 8)) / 2)))
+    return sorted(faults, key=lambda f: f.at)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_schedules(), st.booleans())
+def test_an_accepted_schedule_never_acts_on_a_region_after_it_is_lost_for_good(faults: list[Fault],
+                                                                              ends_first: bool) -> None:
+    """What the check guarantees both runtimes: once a region is gone, the shared dispatcher
+    hands them no action for it (whichever of a start and an end at the same instant a
+    runtime takes first)."""
+    from chaos import FaultError, check_after_loss
+
+    try:
+        check_after_loss(faults)
+    except FaultError:
+        return
+    d = FaultDispatcher(REGIONS, faults, RunLog())
+    order = 0 if ends_first else 1
+    events = sorted([(f.at, 1 - order, i) for i, f in enumerate(faults)]
+                    + [(f.end(), order, i) for i, f in enumerate(faults)])
+    for t, kind, i in events:
+        gone = set(d.gone)
+        is_end = kind == order
+        acts = d.end(i, t) if is_end else d.start(i, t)
+        assert not [a for a in acts if getattr(a, "region", None) in gone], (faults, t, acts)
+
+
+def test_with_the_check_off_hypothesis_finds_an_action_on_a_gone_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The property above with the check turned off: hypothesis finds a schedule (a pause
+    ending the instant the node is lost, say) whose action lands on the gone region."""
+    monkeypatch.setattr("chaos.check_after_loss", lambda *a, **k: None)
+    with pytest.raises(AssertionError):
+        test_an_accepted_schedule_never_acts_on_a_region_after_it_is_lost_for_good()
