@@ -97,7 +97,7 @@ def check_after_loss(faults: Sequence[Fault], where: Sequence[str] | None = None
             if k is None or k == i:
                 continue
             loss = faults[k]
-            lost = (f"{region}'s node is lost for good at {loss.at:g} s ({names[k]}, returns = false)")
+            lost = f"{region}'s node is lost for good at {loss.at:g} s ({names[k]}, returns = false)"
             kind = f.label if f.params.get("city") else repr(f.kind)  # a city-loss is a crash per datacentre
             if f.kind in PROCESS_FAULTS and f.end() >= loss.at:
                 raise FaultError(

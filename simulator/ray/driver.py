@@ -484,7 +484,7 @@ class _RayRun:
         for c in self.client_out:
             ops.put(c["ops"], c["state"])
         nodes: list[ReplicaSnapshot | None] = []
-        stores: list[MemoryRegionStore] = []
+        stores: list[Any] = []  # a StoreView per region
         for r, snap in enumerate(self.snapshots):
             if snap is None:  # down at the end: a region lost for good's disk was read for the audit
                 nodes.append(None)
