@@ -519,8 +519,8 @@ class QuorumDesign:
             self.outbox[int(self.unit_group[amap.unit_of(payer)])].settle(tid & ~CREDIT_BIT)
         owing = np.nonzero(debits & done)[0]
         owing = owing[self.replica.transfer_slots(rows[owing], credit_legs=True) < 0]
-        for i, tid in zip(owing.tolist(), ids_of(rows[owing]), strict=True):
-            self.outbox[g].owe(tid, 0, rows[i].copy())  # the debit leg; its credit leg is built when sent
+        debit_legs = rows[owing]  # a copy; a leg's credit leg is built when it is sent
+        self.outbox[g].owe(0, zip(ids_of(debit_legs), debit_legs, strict=True))
 
     def _rebuild_outbox(self, g: int) -> None:
         """After a snapshot replaced the group's books: what they owe, from the engine."""

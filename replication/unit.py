@@ -118,8 +118,7 @@ class UnitDesign(LeaseFailover):
         credit = rows["credit_account_id_lo"][debits]
         owed = rows[debits][self._homes[(credit - TRANSIT_BASE).astype(np.int64)] == self.me]
         owed = owed[self.replica.transfer_slots(owed, credit_legs=True) < 0]
-        for tid, leg in zip(transfer_ids(owed), credit_legs(owed, self.cfg.amap), strict=True):
-            self.outbox.owe(tid, seq, leg)
+        self.outbox.owe(seq, zip(transfer_ids(owed), credit_legs(owed, self.cfg.amap), strict=True))
 
     def _rebuild_outbox(self) -> None:
         """After a promotion: what this home owes, derived from its replica (own debit legs
@@ -142,7 +141,7 @@ class UnitDesign(LeaseFailover):
             slot = engine.transfer_slot(tid)
             if slot < 0:
                 raise ValueError(f"a snapshot owes the credit leg of {tid:#x}, whose debit leg its books lack")
-            self.outbox.owe(tid, seq, credit_leg(engine.transfers[slot], self.cfg.amap))
+            self.outbox.owe(seq, [(tid, credit_leg(engine.transfers[slot], self.cfg.amap))])
 
     def _send_credit_legs(self, now: int, out: list[Effect]) -> None:
         if not self.outbox or self.rebuilding:  # books being rebuilt: what is owed is not known yet

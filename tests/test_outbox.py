@@ -48,7 +48,7 @@ class ScanOutbox:
 
 
 operation = st.one_of(
-    st.tuples(st.just("owe"), st.integers(1, 12), st.integers(0, 6)),
+    st.tuples(st.just("owe"), st.lists(st.integers(1, 12), max_size=4), st.integers(0, 6)),
     st.tuples(st.just("settle"), st.integers(1, 12)),
     st.tuples(st.just("replace"), st.lists(st.integers(1, 14), unique=True, max_size=8)),
     st.tuples(st.just("tick"), st.integers(0, 12), st.integers(0, 6)),
@@ -59,8 +59,9 @@ def run_both(ops: list[tuple[Any, ...]], outbox: CreditOutbox) -> None:
     ref, now = ScanOutbox(), 0
     for op in ops:
         if op[0] == "owe":
-            ref.owe(op[1], op[2], ("row", op[1], op[2]))
-            outbox.owe(op[1], op[2], ("row", op[1], op[2]))
+            for tid in op[1]:
+                ref.owe(tid, op[2], ("row", tid, op[2]))
+            outbox.owe(op[2], [(tid, ("row", tid, op[2])) for tid in op[1]])
         elif op[0] == "settle":
             ref.settle(op[1])
             outbox.settle(op[1])
@@ -88,7 +89,7 @@ class UnorderedOutbox(CreditOutbox):
 
 
 def test_the_comparison_catches_legs_sent_out_of_order() -> None:
-    ops: list[tuple[Any, ...]] = [("owe", 1, 0), ("owe", 2, 0), ("tick", 1, 0)]
+    ops: list[tuple[Any, ...]] = [("owe", [1], 0), ("owe", [2], 0), ("tick", 1, 0)]
     with pytest.raises(AssertionError):
         run_both(ops, UnorderedOutbox())
     run_both(ops, CreditOutbox())
@@ -96,7 +97,7 @@ def test_the_comparison_catches_legs_sent_out_of_order() -> None:
 
 def test_a_leg_waits_for_durability_then_for_its_resend_interval() -> None:
     box = CreditOutbox()
-    box.owe(7, 3, "leg")
+    box.owe(3, [(7, "leg")])
     assert box.due(100, 2, EVERY) == []  # entry 3 not durable yet
     assert box.due(101, 3, EVERY) == ["leg"]
     assert box.due(110, 3, EVERY) == []  # sent at 101: not again before 111
