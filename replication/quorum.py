@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 
-from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
 from replication.accounts import as_debit_legs, credit_legs, is_debit_leg, owed_debit_legs
 from replication.admission import DEFENCES, fail_chains, screen
@@ -520,7 +519,7 @@ class QuorumDesign:
         owing = np.nonzero(debits & done)[0]
         owing = owing[self.replica.transfer_slots(rows[owing], credit_legs=True) < 0]
         debit_legs = rows[owing]  # a copy; a leg's credit leg is built when it is sent
-        self.outbox[g].owe(0, zip(ids_of(debit_legs), debit_legs, strict=True))
+        self.outbox[g].owe(0, ids_of(debit_legs), debit_legs)
 
     def _rebuild_outbox(self, g: int) -> None:
         """After a snapshot replaced the group's books: what they owe, from the engine."""
@@ -528,7 +527,7 @@ class QuorumDesign:
         owned[self.group_units[g]] = True
         owed = owed_debit_legs(self.replica.engine, owned)
         self.outbox[g] = CreditOutbox()  # nothing was sent yet by this leader
-        self.outbox[g].replace(zip(ids_of(owed), owed, strict=True))
+        self.outbox[g].replace(ids_of(owed), owed)
 
     def _send_credit_legs(self, now: int, out: list[Effect]) -> None:
         amap, every = self.cfg.amap, self.cfg.credit_resend_every
@@ -536,9 +535,9 @@ class QuorumDesign:
             if raft.role != LEADER or not self.outbox[g]:
                 continue
             debits = self.outbox[g].due(now, 0, every)
-            if not debits:
+            if debits is None:
                 continue
-            legs = credit_legs(np.array(debits, TRANSFER_DTYPE), amap)
+            legs = credit_legs(debits, amap)
             targets = self.unit_group[amap.units_of(legs["credit_account_id_lo"], legs["credit_account_id_hi"])]
             for target_group in np.unique(targets).tolist():
                 rows = legs[targets == target_group]

@@ -21,12 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
 from replication.accounts import (
     TRANSIT_BASE,
     as_debit_legs,
-    credit_leg,
     credit_legs,
     is_debit_leg,
     owed_debit_legs,
@@ -118,14 +116,13 @@ class UnitDesign(LeaseFailover):
         credit = rows["credit_account_id_lo"][debits]
         owed = rows[debits][self._homes[(credit - TRANSIT_BASE).astype(np.int64)] == self.me]
         owed = owed[self.replica.transfer_slots(owed, credit_legs=True) < 0]
-        self.outbox.owe(seq, zip(transfer_ids(owed), credit_legs(owed, self.cfg.amap), strict=True))
+        self.outbox.owe(seq, transfer_ids(owed), credit_legs(owed, self.cfg.amap))
 
     def _rebuild_outbox(self) -> None:
         """After a promotion: what this home owes, derived from its replica (own debit legs
         keep their sequence number: they are released only once stored on a majority)."""
         owed = owed_debit_legs(self.replica.engine, self._homes == self.me)
-        legs = credit_legs(owed, self.cfg.amap)
-        self.outbox.replace(zip(transfer_ids(owed), legs, strict=True))
+        self.outbox.replace(transfer_ids(owed), credit_legs(owed, self.cfg.amap))
 
     _after_adopt = _rebuild_outbox
     _on_ready = _rebuild_outbox
@@ -141,15 +138,14 @@ class UnitDesign(LeaseFailover):
             slot = engine.transfer_slot(tid)
             if slot < 0:
                 raise ValueError(f"a snapshot owes the credit leg of {tid:#x}, whose debit leg its books lack")
-            self.outbox.owe(seq, [(tid, credit_leg(engine.transfers[slot], self.cfg.amap))])
+            self.outbox.owe(seq, [tid], credit_legs(engine.transfers[slot:slot + 1], self.cfg.amap))
 
     def _send_credit_legs(self, now: int, out: list[Effect]) -> None:
         if not self.outbox or self.rebuilding:  # books being rebuilt: what is owed is not known yet
             return
-        legs = self.outbox.due(now, self.durable_seq, self.cfg.credit_resend_every)
-        if not legs:
+        due = self.outbox.due(now, self.durable_seq, self.cfg.credit_resend_every)
+        if due is None:
             return
-        due = np.array(legs, TRANSFER_DTYPE)
         homes = self._homes[self.cfg.amap.units_of(due["credit_account_id_lo"], due["credit_account_id_hi"])]
         for home in np.unique(homes).tolist():
             rows = due[homes == home]

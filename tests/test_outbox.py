@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +18,11 @@ from hypothesis import strategies as st
 from replication.outbox import CreditOutbox
 
 EVERY = 10
+ROW = np.dtype([("tid", "<i8"), ("seq", "<i8")])  # stands for a leg's row: which leg, owed by which entry
+
+
+def rows(*legs: tuple[int, int]) -> np.ndarray:
+    return np.array(list(legs), ROW)
 
 
 class ScanOutbox:
@@ -34,7 +40,7 @@ class ScanOutbox:
     def replace(self, tids: list[int]) -> None:
         previous, self.legs = self.legs, {}
         for tid in tids:
-            self.legs[tid] = previous.get(tid) or [0, ("row", tid), 0]
+            self.legs[tid] = previous.get(tid) or [0, (tid, -1), 0]
 
     def due(self, now: int, durable_seq: int, every: int) -> list[Any]:
         out = []
@@ -60,16 +66,17 @@ def run_both(ops: list[tuple[Any, ...]], outbox: CreditOutbox) -> None:
     for op in ops:
         if op[0] == "owe":
             for tid in op[1]:
-                ref.owe(tid, op[2], ("row", tid, op[2]))
-            outbox.owe(op[2], [(tid, ("row", tid, op[2])) for tid in op[1]])
+                ref.owe(tid, op[2], (tid, op[2]))
+            outbox.owe(op[2], op[1], rows(*((tid, op[2]) for tid in op[1])))
         elif op[0] == "settle":
             ref.settle(op[1])
             outbox.settle(op[1])
         elif op[0] == "replace":
             ref.replace(op[1])
-            outbox.replace((tid, ("row", tid)) for tid in op[1])
+            outbox.replace(op[1], rows(*((tid, -1) for tid in op[1])))
         else:
-            assert outbox.due(now, op[2], EVERY) == ref.due(now, op[2], EVERY), (now, op)
+            due = outbox.due(now, op[2], EVERY)
+            assert ([] if due is None else due.tolist()) == ref.due(now, op[2], EVERY), (now, op)
             now += op[1]  # the first tick is at instant 0
         assert list(outbox) == list(ref.legs) and len(outbox) == len(ref.legs)
         assert list(outbox.owed()) == sorted((t, leg[0]) for t, leg in ref.legs.items())
@@ -84,8 +91,9 @@ def test_due_legs_are_what_a_scan_of_every_leg_finds(ops: list[tuple[Any, ...]])
 class UnorderedOutbox(CreditOutbox):
     """A broken twin: the due legs in heap order rather than the order first owed."""
 
-    def due(self, now: int, durable_seq: int, every: int) -> list[Any]:
-        return sorted(super().due(now, durable_seq, every), key=repr, reverse=True)
+    def due(self, now: int, durable_seq: int, every: int) -> np.ndarray | None:
+        due = super().due(now, durable_seq, every)
+        return None if due is None else due[::-1]
 
 
 def test_the_comparison_catches_legs_sent_out_of_order() -> None:
@@ -97,10 +105,10 @@ def test_the_comparison_catches_legs_sent_out_of_order() -> None:
 
 def test_a_leg_waits_for_durability_then_for_its_resend_interval() -> None:
     box = CreditOutbox()
-    box.owe(3, [(7, "leg")])
-    assert box.due(100, 2, EVERY) == []  # entry 3 not durable yet
-    assert box.due(101, 3, EVERY) == ["leg"]
-    assert box.due(110, 3, EVERY) == []  # sent at 101: not again before 111
-    assert box.due(111, 3, EVERY) == ["leg"]
+    box.owe(3, [7], rows((7, 3)))
+    assert box.due(100, 2, EVERY) is None  # entry 3 not durable yet
+    assert box.due(101, 3, EVERY).tolist() == [(7, 3)]
+    assert box.due(110, 3, EVERY) is None  # sent at 101: not again before 111
+    assert box.due(111, 3, EVERY).tolist() == [(7, 3)]
     box.settle(7)
-    assert box.due(200, 3, EVERY) == [] and not box and 7 not in box
+    assert box.due(200, 3, EVERY) is None and not box and 7 not in box
