@@ -621,8 +621,11 @@ cdef class CyEngine:
     def snapshot(self) -> bytes:
         return pack_snapshot(self.accounts, self.transfers, self.meta, self.history, self.failed)
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data) -> None:
         """Replace the state with a snapshot's; raises ValueError if it is not one.
+
+        `data` is the snapshot's bytes or any buffer holding them (a store hands a view of
+        the blob it read, not a copy); its rows are copied once, into the engine's own.
 
         Everything that can fail (parsing, allocation) happens before the state is
         touched, so a failed restore leaves the engine as it was.

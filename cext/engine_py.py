@@ -610,8 +610,9 @@ class PyEngine:
     def snapshot(self) -> bytes:
         return pack_snapshot(self.accounts, self.transfers, self.meta, self.history, self.failed)
 
-    def restore(self, data: bytes) -> None:
-        """Replace the state with a snapshot's; raises ValueError if it is not one."""
+    def restore(self, data: bytes | memoryview) -> None:
+        """Replace the state with a snapshot's (its bytes, or a view of them: the rows are
+        copied); raises ValueError if it is not one."""
         n_accounts, n_transfers, n_history, parts, failed = parse_snapshot_all(data)
         self.__init__()  # type: ignore[misc]
         self._accounts, self._transfers, self._meta, self._history = (np.array(p) for p in parts)
