@@ -462,6 +462,9 @@ cdef class _Rows:
 # that outgrows its reservation moves to one twice its size (one copy).
 cdef Py_ssize_t RESERVE_ROWS = 1 << 26
 cdef Py_ssize_t RESERVE_ACCOUNT_ROWS = 1 << 24
+# Bytes a restore copies between calls of its `give_back` (the snapshot's buffer returns
+# each step's pages while the next is copied: the books are not held twice).
+cdef Py_ssize_t RESTORE_STEP = 1 << 26
 
 
 def _set_reservation(rows: int, account_rows: int) -> tuple[int, int]:

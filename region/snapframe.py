@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import mmap
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from ledger.errors import CorruptStoreError
+from replication.snapbuffer import HandedOverBuffer, handed_over
 from replication.snapshot import NodeSnapshot
 from replication.wire import WireError, decode, encode
 
@@ -135,7 +135,8 @@ def read_snapshot(header: SnapshotHeader, chunks: Iterable[bytes], where: str) -
     into one buffer: first the meta frame, which is decoded at once (`replication.wire`
     refuses hostile bytes with WireError; what it gives is a copy), then, over it, the
     engine's snapshot. The snapshot's `engine` is a read-only view of that buffer, which the
-    engine copies once into its own rows. Nothing is used, and no error but a missing or
+    engine copies once into its own rows, giving the buffer's pages back as it goes
+    (`replication.snapbuffer`). Nothing is used, and no error but a missing or
     damaged chunk's is reported, before the last chunk is in and the digest is checked:
     a damaged snapshot is refused, with the errors in the order the header, the chunks, the
     digest, the framing and the decoding are checked, before any of it reaches a node."""
@@ -182,14 +183,15 @@ def read_snapshot(header: SnapshotHeader, chunks: Iterable[bytes], where: str) -
     return snap
 
 
-def _buffer(length: int, refuse: Callable[[str], CorruptStoreError]) -> mmap.mmap | bytearray:
+def _buffer(length: int, refuse: Callable[[str], CorruptStoreError]) -> HandedOverBuffer | bytearray:
     """Zeroed, writable memory of `length` bytes, its pages touched only as they are
-    written: an anonymous map (a bytearray when it is empty: a map cannot be). A header
-    that claims more than the host can map is refused, not an OSError."""
+    written: an anonymous map whose pages the engine's restore gives back as it copies
+    them (`replication.snapbuffer`; a bytearray when it is empty: a map cannot be). A
+    header that claims more than the host can map is refused, not an OSError."""
     if not length:
         return bytearray()
     try:
-        return mmap.mmap(-1, length)
+        return handed_over(length)
     except (OSError, OverflowError, ValueError) as e:
         raise refuse(f"its header claims {length:,} bytes, more than can be held ({e})") from None
 
