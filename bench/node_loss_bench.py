@@ -36,6 +36,8 @@ def row(mode: str, res: dict[str, Any]) -> dict[str, Any]:
             "down_wall_s": lost.get("down_wall_s"), "caught_up": lost.get("caught_up_at") is not None,
             "on_the_new_node": lost.get("new_node") == lost["power_on"].get("node_id") if "power_on" in lost else None,
             "restored": "power_on" in lost, "placement_held": res["ray"]["placement"]["check"]["held"],
+            "lost_store_audit": {region: "ok" if a["ok"] else f"BAD at record {a['first_bad_record']}"
+                                 for region, a in res["ray"].get("lost_store_audit", {}).items()} or None,
             "errors": res["ray"]["controller_errors"]}
 
 

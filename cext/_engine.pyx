@@ -221,6 +221,20 @@ cdef class CyEngine:
         """The row of a transfer id, or -1."""
         return self._slot(&self.tidx, transfer_id)
 
+    def transfer_slots(self, id_lo: np.ndarray, id_hi: np.ndarray) -> np.ndarray:
+        """Rows of many transfer ids as u64 words (-1 where absent): one call a batch, not per id."""
+        cdef const uint64_t[::1] lo = np.ascontiguousarray(id_lo, np.uint64)
+        cdef const uint64_t[::1] hi = np.ascontiguousarray(id_hi, np.uint64)
+        cdef Py_ssize_t i, n = lo.shape[0]
+        if hi.shape[0] != n:
+            raise ValueError("transfer_slots: id_lo and id_hi differ in length")
+        out = np.empty(n, np.int64)
+        cdef int64_t[::1] o = out
+        with nogil:
+            for i in range(n):
+                o[i] = idx_find(&self.tidx, lo[i], hi[i]) if (lo[i] | hi[i]) else -1
+        return out
+
     cdef int64_t _slot(self, IdIndex* ix, object id_, int shift=ROW_SHIFT) except? -2:
         cdef object v = operator.index(id_)  # numpy integers too, as dict lookups allow
         cdef uint64_t lo, hi

@@ -131,6 +131,15 @@ class PyEngine:
     def transfer_slot(self, transfer_id: int) -> int:
         return self._transfer_index.get(transfer_id, -1)
 
+    def transfer_slots(self, id_lo: np.ndarray, id_hi: np.ndarray) -> np.ndarray:
+        """`transfer_slot` of each id given as its u64 words (int64, -1 where absent)."""
+        if len(id_lo) != len(id_hi):
+            raise ValueError("transfer_slots: id_lo and id_hi differ in length")
+        get = self._transfer_index.get
+        ids = (lo | hi << 64 for lo, hi in zip(np.asarray(id_lo, np.uint64).tolist(),
+                                                           np.asarray(id_hi, np.uint64).tolist(), strict=True))
+        return np.fromiter((get(i, -1) for i in ids), np.int64, len(id_lo))
+
     def failed_slot(self, transfer_id: int) -> int:
         return self._failed_index.get(transfer_id, -1)
 

@@ -6,9 +6,11 @@ from chaos.faults import (
     FAULT_TITLES,
     GROUP_FAULTS,
     NOT_RESTORED,
+    PROCESS_FAULTS,
     Fault,
     FaultError,
     blocked_links,
+    check_after_loss,
     expand_group,
     fault_title,
     links_of,
@@ -17,6 +19,6 @@ from chaos.faults import (
 )
 from chaos.nemesis import random_schedule
 
-__all__ = ["DOWN_FAULTS", "FAULT_KINDS", "FAULT_TITLES", "GROUP_FAULTS", "NOT_RESTORED", "Fault", "FaultError",
-           "blocked_links", "expand_group", "fault_title", "links_of", "random_schedule", "stays_down",
-           "validate_fault"]
+__all__ = ["DOWN_FAULTS", "FAULT_KINDS", "FAULT_TITLES", "GROUP_FAULTS", "NOT_RESTORED", "PROCESS_FAULTS", "Fault",
+           "FaultError", "blocked_links", "check_after_loss", "expand_group", "fault_title", "links_of",
+           "random_schedule", "stays_down", "validate_fault"]

@@ -8,7 +8,7 @@ virtual time. Any runtime applies them; this module only describes and validates
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,53 @@ def stays_down(f: Fault) -> bool:
     """Whether the fault takes its region away for the rest of the run (a node loss with
     `returns = false`): no runtime restarts it, and the checkers do not expect it back."""
     return f.kind == "node-loss" and f.params.get("returns") is False
+
+
+PROCESS_FAULTS = ("crash", "node-loss", "pause", "clock-skew", "corrupt")
+"""Faults a runtime applies through the region's own process (kill it, hold it, change its
+clock, damage its store and have it scrub): the others act on links between regions."""
+
+
+def check_after_loss(faults: Sequence[Fault], where: Sequence[str] | None = None) -> None:
+    """Refuse a schedule with a fault on a region at or after its node is lost for good.
+
+    A region lost for good (`returns = false`) has no process from the loss on: a fault on
+    its process (`PROCESS_FAULTS`) must be over before the loss, because its start or its end
+    would act on a process that is gone: on Ray a call to an actor that can never start
+    again (the controller waits for it for ever), in the deterministic runtime a restart or
+    a clock change nobody runs, or damage to a disk nobody scrubs. A link fault that *starts*
+    at or after the loss and names the region acts on nothing of it either way; both
+    runtimes would apply it harmlessly (a down region's fence and link filters are skipped),
+    but the drill would then report a partition, and an RTO, of a region that was already
+    gone: it is refused too, and the same links among the survivors are a fault naming only
+    them. A link fault that began before the loss (a cut, then the power) stays: it acted on
+    a live region, and its end changes only the survivors' links. `where` names each fault
+    (`chaos[3]`; by default its place in `faults`); the error names it, its kind, the region
+    and the loss (FaultError)."""
+    names = list(where) if where is not None else [f"chaos[{i}]" for i in range(len(faults))]
+    losses: dict[str, int] = {}  # region -> index of its first loss for good
+    for i, f in enumerate(faults):
+        if stays_down(f):
+            first = losses.get(f.target[0])
+            if first is None or f.at < faults[first].at:
+                losses[f.target[0]] = i
+    for i, f in enumerate(faults):
+        for region in f.target:
+            k = losses.get(region)
+            if k is None or k == i:
+                continue
+            loss = faults[k]
+            lost = f"{region}'s node is lost for good at {loss.at:g} s ({names[k]}, returns = false)"
+            kind = f.label if f.params.get("city") else repr(f.kind)  # a city-loss is a crash per datacentre
+            if f.kind in PROCESS_FAULTS and f.end() >= loss.at:
+                raise FaultError(
+                    f"{names[i]}: {kind} on {region} from {f.at:g} s to {f.end():g} s acts on its process, "
+                    f"but {lost}: no process of it is left to act on. A fault on a region lost for good must "
+                    "end before the loss")
+            if f.kind not in PROCESS_FAULTS and f.at >= loss.at:
+                raise FaultError(
+                    f"{names[i]}: {kind} from {f.at:g} s names {region}, but {lost}: a link fault cannot "
+                    "act on a region that is gone. Name only surviving regions")
 
 
 # A fault on a group of regions, expanded before any runtime sees it:

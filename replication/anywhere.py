@@ -110,15 +110,14 @@ class AsyncDesign(LogShipping):
         debit = ids_of(rows, "debit_account_id")  # u128 all the way: an id or amount above 2^64 is
         amount = ids_of(rows, "amount") if DEFENCES["u128"] else rows["amount_lo"].tolist()  # exactly itself
         flags = rows["flags"].tolist()
-        tids = ids_of(rows)
-        engine = self.replica.engine
+        held = self.replica.have_transfers(rows).tolist()
         spent: dict[int, int] = {}
         short: dict[int, int] = {}
         for i in range(n):
             a = debit[i]
             if a < 1 or a > n_cust or flags[i] & _POST_VOID:
                 continue
-            if engine.transfer_slot(tids[i]) >= 0:
+            if held[i]:
                 continue  # a retry: the engine answers EXISTS
             avail = self._available(a, spent)
             if avail is None:

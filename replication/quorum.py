@@ -51,7 +51,7 @@ import numpy as np
 
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
-from replication.accounts import as_debit_legs, credit_leg, is_debit_leg, owed_debit_legs
+from replication.accounts import as_debit_legs, credit_legs, is_debit_leg, owed_debit_legs
 from replication.admission import DEFENCES, fail_chains, screen
 from replication.batches import ClientBatches
 from replication.config import Grouping, NodeConfig, check
@@ -69,6 +69,7 @@ from replication.messages import (
     SetTimer,
     Tick,
 )
+from replication.outbox import CreditOutbox
 from replication.outcomes import CROSS_UNIT_TWO_PHASE, ID_IN_RESERVED_RANGE, ID_MUST_NAME_ITS_UNIT, UNAVAILABLE
 from replication.raft import LEADER, RAFT_MESSAGES, RaftConfig, RaftGroupState, RaftNode
 from replication.replica import Replica, no_balances
@@ -173,7 +174,7 @@ class QuorumDesign:
         self.held: dict[int, list[tuple[np.ndarray, np.ndarray, Target]]] = {}
         self.reported_term = [1] * len(self.groups)  # a first term's election is the start-up, not a failover
         # per group we lead: debit legs applied whose credit leg is not yet -> [debit leg row, when last sent]
-        self.outbox: list[dict[int, list[Any]]] = [{} for _ in self.groups]
+        self.outbox = [CreditOutbox() for _ in self.groups]  # per group: debit legs whose credit leg is owed
         self.leading = [False] * len(self.groups)
 
     # -------------------------------------------------------------- dispatch
@@ -502,7 +503,7 @@ class QuorumDesign:
                 if leads:
                     self._rebuild_outbox(g)
                 else:
-                    self.outbox[g] = {}
+                    self.outbox[g] = CreditOutbox()
 
     def _track_legs(self, g: int, rows: np.ndarray, res: np.ndarray) -> None:
         """Applied debit legs owe a credit leg (tracked by the debit unit's leader); an applied
@@ -515,34 +516,32 @@ class QuorumDesign:
         done = res == 0
         paid = rows[legs & done]
         for payer, tid in zip(paid["user_data_128_lo"].tolist(), ids_of(paid), strict=True):
-            self.outbox[int(self.unit_group[amap.unit_of(payer)])].pop(tid & ~CREDIT_BIT, None)
-        engine = self.replica.engine
+            self.outbox[int(self.unit_group[amap.unit_of(payer)])].settle(tid & ~CREDIT_BIT)
         owing = np.nonzero(debits & done)[0]
+        owing = owing[self.replica.transfer_slots(rows[owing], credit_legs=True) < 0]
         for i, tid in zip(owing.tolist(), ids_of(rows[owing]), strict=True):
-            if engine.transfer_slot(tid | CREDIT_BIT) < 0:
-                self.outbox[g][tid] = [rows[i].copy(), 0]  # the debit leg; its credit leg is built when sent
+            self.outbox[g].owe(tid, 0, rows[i].copy())  # the debit leg; its credit leg is built when sent
 
     def _rebuild_outbox(self, g: int) -> None:
         """After a snapshot replaced the group's books: what they owe, from the engine."""
         owned = np.zeros(self.cfg.amap.n_units, bool)
         owned[self.group_units[g]] = True
         owed = owed_debit_legs(self.replica.engine, owned)
-        self.outbox[g] = {tid: [row, 0] for row, tid in zip(owed, ids_of(owed), strict=True)}
+        self.outbox[g] = CreditOutbox()  # nothing was sent yet by this leader
+        self.outbox[g].replace(zip(ids_of(owed), owed, strict=True))
 
     def _send_credit_legs(self, now: int, out: list[Effect]) -> None:
         amap, every = self.cfg.amap, self.cfg.credit_resend_every
         for g, raft in enumerate(self.groups):
             if raft.role != LEADER or not self.outbox[g]:
                 continue
-            due: dict[int, list[Any]] = {}
-            for item in self.outbox[g].values():
-                if item[1] and now - item[1] < every:
-                    continue
-                item[1] = now
-                leg = credit_leg(item[0], amap)
-                due.setdefault(int(self.unit_group[amap.unit_of(int(leg["credit_account_id_lo"]))]), []).append(leg)
-            for target_group, legs in sorted(due.items()):
-                rows = np.array(legs, TRANSFER_DTYPE)
+            debits = self.outbox[g].due(now, 0, every)
+            if not debits:
+                continue
+            legs = credit_legs(np.array(debits, TRANSFER_DTYPE), amap)
+            targets = self.unit_group[amap.units_of(legs["credit_account_id_lo"], legs["credit_account_id_hi"])]
+            for target_group in np.unique(targets).tolist():
+                rows = legs[targets == target_group]
                 target = self.groups[target_group]
                 if target.role == LEADER:
                     self._propose(target_group, rows, _NO_READS, None, now, out)

@@ -17,7 +17,7 @@ from ledger.totals import unbalanced
 from ledger.types import TransferFlags
 from replication.accounts import genesis
 from replication.config import Mode, NodeConfig, check
-from replication.ids import ids_of
+from replication.ids import CREDIT_BIT_HI
 from replication.snapbuffer import give_back_of
 
 if TYPE_CHECKING:
@@ -145,10 +145,15 @@ class Replica:
     def has_transfer(self, tid: int) -> bool:
         return bool(self.engine.transfer_slot(tid) >= 0)
 
+    def transfer_slots(self, rows: np.ndarray, *, credit_legs: bool = False) -> np.ndarray:
+        """The rows of `rows`' ids in these books, -1 where absent (one engine call for them
+        all); with `credit_legs`, of the ids of their credit legs (the credit bit set)."""
+        hi = rows["id_hi"] | np.uint64(CREDIT_BIT_HI) if credit_legs else rows["id_hi"]
+        return self.engine.transfer_slots(rows["id_lo"], hi)  # type: ignore[no-any-return]
+
     def have_transfers(self, rows: np.ndarray) -> np.ndarray:
         """Which rows' ids these books already hold (u128 ids)."""
-        slot = self.engine.transfer_slot
-        return np.fromiter((slot(t) >= 0 for t in ids_of(rows)), bool, len(rows))
+        return self.transfer_slots(rows) >= 0
 
     def invariants(self) -> None:
         """The books balance on this replica, per ledger (money in transit included: the

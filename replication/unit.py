@@ -38,6 +38,7 @@ from replication.ids import CREDIT_BIT, CREDIT_BIT_HI
 from replication.ids import ids_of as transfer_ids
 from replication.log import Entry
 from replication.messages import CreditLegs, Effect, Send
+from replication.outbox import CreditOutbox
 from replication.outcomes import CROSS_UNIT_TWO_PHASE, ID_MUST_NAME_ITS_UNIT, UNAVAILABLE
 from replication.replica import Replica
 from replication.snapshot import ShippingState
@@ -53,7 +54,7 @@ class UnitDesign(LeaseFailover):
 
     def __init__(self, config: NodeConfig, replica: Replica) -> None:
         super().__init__(config, replica)
-        self.outbox: dict[int, list[Any]] = {}  # debit leg id (u128) -> [seq, credit leg row, last sent]
+        self.outbox = CreditOutbox()
 
     def _admit_and_apply(self, rows: np.ndarray, now: int, out: list[Effect]) -> tuple[np.ndarray, int]:
         """Rows whose id names a unit homed here (under a lease, caught up) go to the engine;
@@ -110,25 +111,22 @@ class UnitDesign(LeaseFailover):
         is_leg = (rows["id_hi"] & CREDIT_BIT_HI) != 0
         if is_leg.any():
             for tid in transfer_ids(rows[is_leg]):
-                self.outbox.pop(tid & ~CREDIT_BIT, None)
+                self.outbox.settle(tid & ~CREDIT_BIT)
         debits = is_debit_leg(rows, self.cfg.amap.n_units)
         if not debits.any():
             return
         credit = rows["credit_account_id_lo"][debits]
         owed = rows[debits][self._homes[(credit - TRANSIT_BASE).astype(np.int64)] == self.me]
-        slot = self.replica.engine.transfer_slot
+        owed = owed[self.replica.transfer_slots(owed, credit_legs=True) < 0]
         for tid, leg in zip(transfer_ids(owed), credit_legs(owed, self.cfg.amap), strict=True):
-            if slot(tid | CREDIT_BIT) < 0:
-                self.outbox[tid] = [seq, leg, 0]
+            self.outbox.owe(tid, seq, leg)
 
     def _rebuild_outbox(self) -> None:
         """After a promotion: what this home owes, derived from its replica (own debit legs
         keep their sequence number: they are released only once stored on a majority)."""
-        previous = self.outbox
-        self.outbox = {}
         owed = owed_debit_legs(self.replica.engine, self._homes == self.me)
-        for tid, leg in zip(transfer_ids(owed), credit_legs(owed, self.cfg.amap), strict=True):
-            self.outbox[tid] = previous.get(tid) or [0, leg, 0]
+        legs = credit_legs(owed, self.cfg.amap)
+        self.outbox.replace(zip(transfer_ids(owed), legs, strict=True))
 
     _after_adopt = _rebuild_outbox
     _on_ready = _rebuild_outbox
@@ -136,7 +134,7 @@ class UnitDesign(LeaseFailover):
 
     def _export_extra(self) -> dict[str, Any]:
         """The credit legs owed, by debit leg id (their rows are rebuilt from the books)."""
-        return {"owed": tuple((tid, int(item[0])) for tid, item in sorted(self.outbox.items()))}
+        return {"owed": tuple(self.outbox.owed())}
 
     def _restore_extra(self, state: ShippingState) -> None:
         engine = self.replica.engine
@@ -144,21 +142,18 @@ class UnitDesign(LeaseFailover):
             slot = engine.transfer_slot(tid)
             if slot < 0:
                 raise ValueError(f"a snapshot owes the credit leg of {tid:#x}, whose debit leg its books lack")
-            self.outbox[tid] = [seq, credit_leg(engine.transfers[slot], self.cfg.amap), 0]
+            self.outbox.owe(tid, seq, credit_leg(engine.transfers[slot], self.cfg.amap))
 
     def _send_credit_legs(self, now: int, out: list[Effect]) -> None:
         if not self.outbox or self.rebuilding:  # books being rebuilt: what is owed is not known yet
             return
-        due: dict[int, list[Any]] = {}
-        for item in self.outbox.values():
-            seq, row, last = item
-            if (seq and seq > self.durable_seq) or (last and now - last < self.cfg.credit_resend_every):
-                continue
-            item[2] = now
-            unit = self.cfg.amap.unit_of(int(row["credit_account_id_lo"]))
-            due.setdefault(int(self._homes[unit]), []).append(row)
-        for home, legs in sorted(due.items()):
-            rows = np.array(legs, TRANSFER_DTYPE)
+        legs = self.outbox.due(now, self.durable_seq, self.cfg.credit_resend_every)
+        if not legs:
+            return
+        due = np.array(legs, TRANSFER_DTYPE)
+        homes = self._homes[self.cfg.amap.units_of(due["credit_account_id_lo"], due["credit_account_id_hi"])]
+        for home in np.unique(homes).tolist():
+            rows = due[homes == home]
             if home == self.me:
                 self._commit(rows, now, out)
             else:

@@ -289,11 +289,13 @@ def atomic_chains(sim: RunResult, t_end: float) -> dict[str, Any] | None:
 
 
 def audit_chain(sim: RunResult, t_end: float) -> dict[str, Any] | None:
-    """Each region's store verifies as a hash chain, and replaying it gives the live books."""
+    """Each region's store verifies as a hash chain, and replaying it gives the live books (a
+    region down at the end, lost for good, has no books: its store is only verified)."""
     for r, store in enumerate(sim.stores):
         ok, bad = store.verify_chain()
-        if not ok:
-            return {"region": sim.regions[r], "t": t_end, "record": bad, "problem": "hash chain or checksum"}
+        if not ok:  # a store read for an audit (`region.audit`) says what it found
+            return {"region": sim.regions[r], "t": t_end, "record": bad,
+                    "problem": getattr(store, "problem", None) or "hash chain or checksum"}
         node = sim.nodes[r]
         if node is None:
             continue

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from chaos import Fault, random_schedule
+from chaos import Fault, check_after_loss, random_schedule
 from simulator.scenario import Scenario
 from simulator.workload import Plan, make_plan
 
@@ -24,7 +24,14 @@ def plan_and_faults(scenario: Scenario, rng: np.random.Generator) -> tuple[Plan,
     faults = list(scenario.chaos)
     if scenario.random_faults:
         faults += random_schedule(rng, list(scenario.regions), scenario.duration, scenario.random_faults)
-    return plan, [f for f in faults if f.at < scenario.duration]
+    n = len(scenario.chaos)
+    kept = [(f, f"chaos[{i}]" if i < n else f"random fault {i - n}") for i, f in enumerate(faults)
+            if f.at < scenario.duration]
+    # A scenario built in code (not parsed), or with random faults, gets the refusal a
+    # scenario file gets: no fault may act on a region after its node is lost for good.
+    check_after_loss([f for f, _ in kept], [w for _, w in kept])
+    faults = [f for f, _ in kept]
+    return plan, faults
 
 
 def client_batches(plan: Plan, region: int, window: float) -> tuple[np.ndarray, np.ndarray]:

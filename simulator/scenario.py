@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from chaos import GROUP_FAULTS, Fault, FaultError, expand_group, stays_down, validate_fault
+from chaos import GROUP_FAULTS, Fault, FaultError, check_after_loss, expand_group, stays_down, validate_fault
 from replication.config import DESIGN_LABELS, Grouping, Ship, design_label, parse_design
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -302,11 +302,22 @@ def parse_scenario(data: dict[str, Any], name: str = "scenario") -> Scenario:
     if not isinstance(chaos_list, list):
         raise ScenarioError("chaos: expected an array of tables ([[chaos]])")
     faults: list[Fault] = []
+    where: list[str] = []
     for i, item in enumerate(chaos_list):
-        faults += _faults_of(item, f"chaos[{i}]", s)
+        expanded = _faults_of(item, f"chaos[{i}]", s)
+        faults += expanded
+        where += [f"chaos[{i}]"] * len(expanded)
+    lost = [w for f, w in zip(faults, where, strict=True) if stays_down(f)]
     if {f.target[0] for f in faults if stays_down(f)} >= set(s.regions):
         raise ScenarioError("chaos: every region's node is lost for good (returns = false): nobody would be "
                             "left to serve or to judge")
+    if lost and s.random_faults:
+        raise ScenarioError(f"random_faults: not with a node lost for good ({lost[0]}, returns = false): a random "
+                            "fault may land on the lost region after it is gone; list the faults in [[chaos]]")
+    try:
+        check_after_loss(faults, where)
+    except FaultError as e:
+        raise ScenarioError(str(e)) from None
     return replace(s, chaos=tuple(sorted(faults, key=lambda f: f.at)))
 
 

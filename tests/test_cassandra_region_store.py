@@ -136,3 +136,24 @@ def test_region_outage_on_ray_recovers_the_killed_region_from_cassandra(
             assert store.verify_chain() == (True, None)
         finally:
             store.close()
+
+
+def test_a_lost_regions_keyspace_is_read_for_the_audit(cassandra: list[str]) -> None:
+    """What the Ray driver does with the store of a region lost for good on a Cassandra store
+    (`region.audit.read_for_audit`): the keyspace is read as the region reads it, and an entry
+    damaged in it is the first bad record."""
+    from region.audit import read_for_audit
+    from region.cassandra import CassandraRegionStore
+    from tests.support.records import every_record_kind
+
+    cassandra.append("audited")
+    store = CassandraRegionStore(URL, "audited", fresh=True)
+    for p in every_record_kind():
+        store.append(p)
+    store.close()
+    found = read_for_audit("unused.db", URL, "audited")
+    assert found.verify_chain() == (True, None) and len(found.records) == len(every_record_kind())
+    store = CassandraRegionStore(URL, "audited")
+    store.corrupt(2)
+    store.close()
+    assert read_for_audit("unused.db", URL, "audited").verify_chain() == (False, 2)

@@ -90,9 +90,14 @@ def assert_same_state(py: Engine, cy: Engine, where: object = "") -> None:
     assert py.digest() == cy.digest(), where
     for i in [*ACCOUNT_IDS, *ODD_ACCOUNT_IDS, 8, 9]:
         assert py.account_slot(i) == cy.account_slot(i), (where, i)
-    for i in [*range(1, 60), *SPECIAL_TRANSFER_IDS]:
+    ids = [0, *range(1, 60), *SPECIAL_TRANSFER_IDS]
+    for i in ids[1:]:
         assert py.transfer_slot(i) == cy.transfer_slot(i), (where, i)
         assert py.failed_slot(i) == cy.failed_slot(i), (where, i)
+    lo = np.array([i & U64_MAX for i in ids], np.uint64)
+    hi = np.array([i >> 64 for i in ids], np.uint64)
+    slots = [py.transfer_slot(i) if i else -1 for i in ids]
+    assert py.transfer_slots(lo, hi).tolist() == cy.transfer_slots(lo, hi).tolist() == slots, where
     assert py.failed.tobytes() == cy.failed.tobytes(), where
     assert py.next_expiry() == cy.next_expiry(), where
 
@@ -694,3 +699,10 @@ def test_many_transfers_agree(reserve_rows: int | None) -> None:
         np.testing.assert_array_equal(py.create_transfers(rows, ts), cy.create_transfers(rows, ts))
         assert py.expire_pending(now) == cy.expire_pending(now)
         assert_same_state(py, cy, batch)
+
+
+@parametrize_engines
+def test_transfer_slots_refuses_words_of_different_lengths(engine_cls: type) -> None:
+    """A caller's mismatched id words are an error, never a read past the shorter array."""
+    with pytest.raises(ValueError, match="differ in length"):
+        engine_cls().transfer_slots(np.zeros(3, np.uint64), np.zeros(2, np.uint64))

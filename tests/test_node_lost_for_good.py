@@ -16,6 +16,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chaos import NOT_RESTORED, Fault, stays_down
 from simulator.checkers import check_all, convergence
@@ -177,3 +179,197 @@ def test_drills_and_reports_say_not_restored() -> None:
     assert incident.window.label == "node lost (not restored) beijing"
     assert any(s.step.startswith("not restored") for s in incident.steps)
     assert not any(s.step == "fault healed" or s.event == "rejoined" for s in incident.steps)
+
+
+# ------------------------------------------------------------------ faults after the loss
+# Beijing's node is lost for good at t=6 (chaos[0]); chaos[1] is the fault under test.
+_LOSS = '[[chaos]]\nat = 6.0\nduration = 4.0\nfault = "node-loss"\ntarget = "beijing"\nreturns = false\n'
+
+
+def _second(fault: str, target: str, at: float, duration: float, extra: str = "") -> str:
+    targets = "[" + ", ".join(f'"{t}"' for t in target.split(",")) + "]"
+    return f'[[chaos]]\nat = {at}\nduration = {duration}\nfault = "{fault}"\ntarget = {targets}\n{extra}\n'
+
+
+PROCESS_AFTER = [  # a fault on Beijing's process that has not ended by the loss
+    ("pause", 7.0, 1.0, ""), ("pause", 5.0, 2.0, ""), ("clock-skew", 8.0, 2.0, ""), ("clock-skew", 4.0, 3.0, ""),
+    ("crash", 7.0, 1.0, ""), ("crash", 5.0, 3.0, ""), ("crash", 4.0, 2.0, ""),  # ending at the loss: refused
+    ("corrupt", 7.0, 1.0, "records = 2"), ("node-loss", 8.0, 1.0, ""), ("node-loss", 8.0, 1.0, "returns = false"),
+    ("node-loss", 3.0, 4.0, ""), ("city-loss", 7.0, 1.0, ""),
+]
+
+
+@pytest.mark.parametrize("fault, at, duration, extra", PROCESS_AFTER,
+                         ids=[f"{k}@{a:g}+{d:g}{'-' + e.split()[0] if e else ''}" for k, a, d, e in PROCESS_AFTER])
+def test_a_fault_on_the_process_of_a_region_lost_for_good_is_refused(fault: str, at: float, duration: float,
+                                                                      extra: str) -> None:
+    """Its start or its end would act on a process that is gone (on Ray: a call to an actor
+    that never starts again); the error names the key, the kind, the region and the loss."""
+    kind = "crash" if fault == "city-loss" else fault
+    with pytest.raises(ScenarioError) as e:
+        _parse(BASE + _LOSS + _second(fault, "beijing", at, duration, extra))
+    msg = str(e.value)
+    assert msg.startswith("chaos[1]: ") and "on beijing" in msg and (f"'{kind}'" in msg or "city-loss" in msg), msg
+    assert "beijing's node is lost for good at 6 s (chaos[0], returns = false)" in msg
+    assert "must end before the loss" in msg
+
+
+LINK_AFTER = [("partition", "beijing"), ("partition", "shanghai,beijing"), ("partition-partial", "beijing,shanghai"),
+              ("partition-oneway", "changchun,beijing"), ("partition-bridge", "beijing"), ("latency", "beijing"),
+              ("loss", "changchun,beijing"), ("duplicate", "beijing"), ("reorder", "beijing")]
+
+
+@pytest.mark.parametrize("fault, target", LINK_AFTER, ids=[f"{k}-{t}" for k, t in LINK_AFTER])
+def test_a_link_fault_naming_a_region_already_lost_for_good_is_refused(fault: str, target: str) -> None:
+    """Harmless to both runtimes, but the drill would report a partition (and an RTO) of a
+    region that was already gone; the same cut among the survivors names only them."""
+    with pytest.raises(ScenarioError, match=rf"^chaos\[1\]: '{fault}' from 6 s names beijing, but beijing's node is "
+                       r"lost for good at 6 s \(chaos\[0\], returns = false\).*Name only surviving regions"):
+        _parse(BASE + _LOSS + _second(fault, target, 6.0, 2.0))
+
+
+@pytest.mark.parametrize("fault, target, at, duration", [
+    ("pause", "beijing", 2.0, 3.5),  # over before the loss
+    ("crash", "beijing", 1.0, 2.0),
+    ("clock-skew", "beijing", 0.5, 5.0),
+    ("corrupt", "beijing", 3.0, 1.0),
+    ("partition", "beijing", 4.0, 5.0),  # a cut, then the power: it acted on a live region
+    ("latency", "beijing,shanghai", 5.0, 6.0),
+    ("pause", "shanghai", 7.0, 2.0),  # the survivors may have any fault
+    ("partition", "shanghai", 7.0, 2.0),
+    ("partition-partial", "changchun,shanghai", 8.0, 1.0),
+])
+def test_faults_over_before_the_loss_or_on_the_survivors_are_accepted(fault: str, target: str, at: float,
+                                                                      duration: float) -> None:
+    s = _parse(BASE + _LOSS + _second(fault, target, at, duration))
+    assert len(s.chaos) == 2
+
+
+def test_the_first_loss_for_good_is_the_one_that_counts() -> None:
+    """Listed after a later one, the earlier loss still refuses the later (a region is lost once)."""
+    with pytest.raises(ScenarioError, match=r"^chaos\[0\]: 'node-loss' on beijing from 8 s.*lost for good at 6 s "
+                                            r"\(chaos\[1\]"):
+        _parse(BASE + _second("node-loss", "beijing", 8.0, 1.0, "returns = false") + _LOSS)
+
+
+def test_random_faults_with_a_node_lost_for_good_are_refused() -> None:
+    with pytest.raises(ScenarioError, match=r"^random_faults: not with a node lost for good \(chaos\[0\]"):
+        _parse('random_faults = 2\n' + BASE + _LOSS)
+    assert _parse('random_faults = 2\n' + BASE + _node_loss("")).random_faults == 2, "a returning loss is fine"
+
+
+def _hostile_in_code() -> Scenario:
+    """The shipped scenario with a pause on Beijing after its loss, built in code (no parse)."""
+    from simulator.plan import shortened
+
+    s = shortened(load_scenario("node-lost-for-good"), 4.0, 1.0)
+    (loss,) = [f for f in s.chaos if stays_down(f)]
+    return replace(s, chaos=(*s.chaos, Fault(loss.at + 0.5, "pause", ("beijing",), 0.5)))
+
+
+def test_both_runtimes_refuse_a_hostile_schedule_built_in_code_before_anything_starts() -> None:
+    """The check is shared: the deterministic runtime's plan (`plan_and_faults`) and the Ray
+    driver (before any cluster or session starts) refuse the same schedule."""
+    import ray
+
+    from chaos import FaultError
+    from simulator.ray import run_scenario_ray
+    from simulator.run import run_scenario
+
+    s = _hostile_in_code()
+    with pytest.raises(FaultError, match=r"chaos\[1\]: 'pause' on beijing .* lost for good"):
+        run_scenario(s, 1)
+    was = ray.is_initialized()
+    with pytest.raises(FaultError, match=r"chaos\[1\]: 'pause' on beijing .* lost for good"):
+        run_scenario_ray(s, 1)  # no address: it would start a local multi-node cluster
+    assert ray.is_initialized() == was, "no Ray session was started or joined"
+
+
+@pytest.mark.parametrize("command", ["simulate", "drill"])
+def test_the_cli_refuses_it_with_the_key_and_writes_nothing(command: str, tmp_path: Any,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from geoledger.cli import main
+
+    path = tmp_path / "hostile.toml"
+    path.write_text('extends = "node-lost-for-good"\nname = "hostile"\n[[chaos]]\nat = 6.0\nduration = 8.0\n'
+                    'fault = "node-loss"\ntarget = "beijing"\nreturns = false\n'
+                    '[[chaos]]\nat = 9.0\nduration = 1.0\nfault = "clock-skew"\ntarget = "beijing"\n')
+    out = tmp_path / "out"
+    args = [command, str(path), "--out", str(out)] + (["--runtime", "deterministic"] if command == "drill" else [])
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    text = " ".join((captured.out + captured.err).split())
+    assert "scenario error" in text and "chaos[1]: 'clock-skew' on beijing" in text, text
+    assert not out.exists()
+
+
+def test_without_the_check_the_dispatcher_would_act_on_the_gone_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The defence turned off: the shared dispatcher hands a runtime a pause, and its end,
+    for Beijing after its node is gone. The Ray controller awaits those as calls to Beijing's
+    actor, which can never start again (no live node has `region_beijing`): the run hangs."""
+    import numpy as np
+
+    from chaos import FaultError
+    from simulator.faults import Pause
+    from simulator.plan import plan_and_faults
+
+    s = _hostile_in_code()
+    with pytest.raises(FaultError):
+        plan_and_faults(s, np.random.default_rng(1))
+    monkeypatch.setattr("simulator.plan.check_after_loss", lambda *a, **k: None)
+    _, faults = plan_and_faults(s, np.random.default_rng(1))
+    d = FaultDispatcher(list(s.regions), faults, RunLog())
+    events = sorted([(f.at, 0, i) for i, f in enumerate(faults)] + [(f.end(), 1, i) for i, f in enumerate(faults)])
+    on_gone = [a for t, end, i in events for a in (d.end(i, t) if end else d.start(i, t))
+               if getattr(a, "region", None) in d.gone]
+    assert on_gone[0] == Crash(LOST, node=True), "the loss itself"
+    after = on_gone[1:]
+    assert [type(a) for a in after] == [Pause, Pause] and [a.paused for a in after] == [True, False], on_gone
+
+
+_KINDS = ["crash", "node-loss", "pause", "clock-skew", "corrupt", "partition", "partition-partial", "latency"]
+
+
+@st.composite
+def _schedules(draw: st.DrawFn) -> list[Fault]:
+    """A loss for good of Beijing plus up to six faults of any kind, anywhere, any time."""
+    loss = Fault(draw(st.sampled_from([2.0, 3.0, 4.0])), "node-loss", ("beijing",), 3.0, {"returns": False})
+    faults = [loss]
+    for _ in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(_KINDS))
+        n = 2 if kind == "partition-partial" else 1
+        target = tuple(draw(st.permutations(REGIONS))[:n])
+        faults.append(Fault(float(draw(st.integers(0, 12)) / 2), kind, target, float(draw(st.integers(1, 8)) / 2)))
+    return sorted(faults, key=lambda f: f.at)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_schedules(), st.booleans())
+def test_an_accepted_schedule_never_acts_on_a_region_after_it_is_lost_for_good(faults: list[Fault],
+                                                                              ends_first: bool) -> None:
+    """What the check guarantees both runtimes: once a region is gone, the shared dispatcher
+    hands them no action for it (whichever of a start and an end at the same instant a
+    runtime takes first)."""
+    from chaos import FaultError, check_after_loss
+
+    try:
+        check_after_loss(faults)
+    except FaultError:
+        return
+    d = FaultDispatcher(REGIONS, faults, RunLog())
+    order = 0 if ends_first else 1
+    events = sorted([(f.at, 1 - order, i) for i, f in enumerate(faults)]
+                    + [(f.end(), order, i) for i, f in enumerate(faults)])
+    for t, kind, i in events:
+        gone = set(d.gone)
+        is_end = kind == order
+        acts = d.end(i, t) if is_end else d.start(i, t)
+        assert not [a for a in acts if getattr(a, "region", None) in gone], (faults, t, acts)
+
+
+def test_with_the_check_off_hypothesis_finds_an_action_on_a_gone_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The property above with the check turned off: hypothesis finds a schedule (a pause
+    ending the instant the node is lost, say) whose action lands on the gone region."""
+    monkeypatch.setattr("chaos.check_after_loss", lambda *a, **k: None)
+    with pytest.raises(AssertionError):
+        test_an_accepted_schedule_never_acts_on_a_region_after_it_is_lost_for_good()

@@ -7,12 +7,14 @@ from a process of its own (`tests/support/ray_cluster.py`: this session may alre
 its own Ray). Two short runs of `node-loss` (Beijing's node off at 2.4 s for 3.2 s), one per
 kind of RPO-0 design (`unit+semi-sync`, `quorum`): every promised invariant holds, nothing
 acknowledged is lost, writes on Beijing's accounts resume (RTO measured), each region's
-actor runs on its own node, and the lost region comes back only on its new node. Then two
+actor runs on its own node, and the lost region comes back only on its new node. Then three
 shorter runs of `node-lost-for-good` (Beijing's node off for good, `returns = false`): in
-`quorum`, pinned as always, the survivors keep every promise and Ray cannot bring the region
-back anywhere; in `unit+semi-sync` with the region pinning turned off (test-only), Ray puts
-the region actors where it likes (measured: all on one node), and the placement check and
-the verdicts report what that cost. The cluster is started once for the four runs.
+`quorum` and in `unit+semi-sync`, pinned as always, the survivors keep every promise and Ray
+cannot bring the region back anywhere; in `unit+semi-sync` with the region pinning turned
+off (test-only), Ray puts the region actors where it likes (measured: all on one node), and
+the placement check and the verdicts report what that cost. The store of a region lost for good is audited from the
+disk its node left (and a damaged entry written there after the loss fails that audit). The
+cluster is started once for the five runs.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parent.parent
 REGIONS = ["changchun", "beijing", "shanghai"]
 MODES = ["unit+semi-sync", "quorum"]
-LOST_PINNED, LOST_UNPINNED = 2, 3  # the runs of node-lost-for-good
+LOST_PINNED, LOST_UNPINNED, LOST_SEMI = 2, 3, 4  # the runs of node-lost-for-good
+PINNED_LOST = {"quorum": LOST_PINNED, "unit+semi-sync": LOST_SEMI}
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +45,15 @@ def cluster_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     d = tmp_path_factory.mktemp("ray-cluster")
     spec = {"regions": REGIONS, "runs": [{"scenario": "node-loss", "mode": m, "duration": 8.0, "quiesce": 4.0,
                                           "rate": 200} for m in MODES]
-            + [{"scenario": "node-lost-for-good", "mode": "quorum", "duration": 5.0, "quiesce": 2.0, "rate": 200},
+            + [{"scenario": "node-lost-for-good", "mode": "quorum", "duration": 5.0, "quiesce": 2.0, "rate": 200,
+                "damage_lost_store": True},
                # the unpinned run may end with regions down (it did when Ray packed them onto
                # Beijing's node): short, and no long wait for replicas that will not settle
                {"scenario": "node-lost-for-good", "mode": "unit+semi-sync", "duration": 4.0, "quiesce": 1.0,
-                "rate": 200, "pin": False, "settle_s": 2.0}]}
+                "rate": 200, "pin": False, "settle_s": 2.0},
+               # pinned, the promotion on the synchronous copy (the bench's other design)
+               {"scenario": "node-lost-for-good", "mode": "unit+semi-sync", "duration": 5.0, "quiesce": 1.5,
+                "rate": 200}]}
     (d / "spec.json").write_text(json.dumps(spec))
     proc = subprocess.run([sys.executable, "-m", "tests.support.ray_cluster", str(d / "spec.json"),
                            str(d / "out.json")], cwd=ROOT, capture_output=True, text=True, timeout=400)
@@ -130,11 +137,13 @@ def test_a_node_loss_without_a_power_switch_is_refused_before_anything_starts() 
         run_scenario_ray(s, 1, address="127.0.0.1:1")
 
 
-def test_a_node_lost_for_good_stays_off_and_the_survivors_keep_every_promise(cluster_runs: dict[str, Any]) -> None:
-    run = cluster_runs["runs"][LOST_PINNED]
+@pytest.mark.parametrize("mode", PINNED_LOST)
+def test_a_node_lost_for_good_stays_off_and_the_survivors_keep_every_promise(cluster_runs: dict[str, Any],
+                                                                             mode: str) -> None:
+    run = cluster_runs["runs"][PINNED_LOST[mode]]
     res = run["result"]
     ray = res["ray"]
-    assert res["scenario"]["name"] == "node-lost-for-good" and ray["controller_errors"] == []
+    assert res["scenario"]["name"] == "node-lost-for-good" and res["mode"] == mode and ray["controller_errors"] == []
     _promises_hold(res)
     assert res["invariants"]["convergence"]["ok"], "the survivors converge without the lost region"
     assert res["metrics"]["rpo"]["lost_acknowledged"] == 0
@@ -150,9 +159,32 @@ def test_a_node_lost_for_good_stays_off_and_the_survivors_keep_every_promise(clu
     assert "restart_at" not in lost and "caught_up_at" not in lost, "nobody starts the region again"
 
 
-def test_pinned_a_region_lost_for_good_is_not_restarted_anywhere(cluster_runs: dict[str, Any]) -> None:
+def test_the_store_of_a_region_lost_for_good_is_audited_from_the_disk_its_node_left(
+        cluster_runs: dict[str, Any]) -> None:
+    """Its actor is gone with its node, so the driver reads its SQLite file (read-only, as an
+    operator reads a dead server's disk) and `audit_chain` verifies it like any store. Then,
+    with a damaged entry written into that file after the loss, the same read fails the
+    audit at that record; with the audit off (the lost region's store left empty, as before)
+    the damage goes unseen."""
+    run = cluster_runs["runs"][LOST_PINNED]
+    res = run["result"]
+    (name, audit), = res["ray"]["lost_store_audit"].items()
+    assert name == "beijing" and audit["store"].endswith("/stores/region-1-beijing.db"), audit
+    assert audit["ok"] and audit["first_bad_record"] is None and audit["problem"] is None, audit
+    assert audit["records"] > 0, "the records Beijing's node wrote before it went"
+    assert res["invariants"]["audit_chain"]["ok"]
+    damaged = run["damaged"]
+    assert 0 < damaged["record"] < audit["records"] and damaged["entries"] > 0
+    found = damaged["audit_chain"]
+    assert found is not None and found["region"] == "beijing" and found["record"] == damaged["record"], found
+    assert found["problem"] == "hash chain or checksum"
+    assert damaged["audit_off"] is None, "without the audit the damaged disk passes"
+
+
+@pytest.mark.parametrize("mode", PINNED_LOST)
+def test_pinned_a_region_lost_for_good_is_not_restarted_anywhere(cluster_runs: dict[str, Any], mode: str) -> None:
     """Its actor needs `region_beijing`, and no live node has it: Ray keeps it pending."""
-    ray = cluster_runs["runs"][LOST_PINNED]["result"]["ray"]
+    ray = cluster_runs["runs"][PINNED_LOST[mode]]["result"]["ray"]
     (lost,) = ray["crashes"]
     assert "new_pid" not in lost and "new_node" not in lost
     assert ray["placement"]["check"] == {"checked": True, "held": True, "off_own_node": {}}

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from chaos import check_after_loss
 from region.store import GENESIS, MemoryRegionStore
 from replication.log import Record
 from simulator.clients import OpState
@@ -107,7 +108,9 @@ def run_scenario_ray(
     address, it needs `power` for that cluster, and a control node (`geoledger_control`) for
     the controller and the clients, which must outlive any region's node. A node loss with
     `returns = false` is switched off and never on again: the lost region is left out of the
-    settling and of the final snapshots (its books are gone with its node).
+    settling and of the final snapshots (its books are gone with its node); its store is read
+    from the disk the node left (`_RayRun.audit_lost_stores`) for the `audit_chain` checker,
+    and the result's `ray.lost_store_audit` says what that read found.
     `pin_regions`: test-only. False places the region actors without their `region_<name>`
     resource (anywhere Ray likes, at launch and at a restart): the result's
     `ray.placement.check` shows where they went (`off_own_node`, `held`).
@@ -116,6 +119,7 @@ def run_scenario_ray(
 
     opts = RayOptions(time_scale, duplicate, min_batch_ms, fsync, check_store(store), pin_regions)
     scenario = scenario.with_mode(None)
+    check_after_loss(scenario.chaos)  # before any cluster starts (random faults: `plan_and_faults` checks them)
     wall0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if needs_power(scenario) and power is None:
@@ -238,12 +242,18 @@ class _RayRun:
         self.start_info: list[dict[str, Any]] = []
         self.client_out: list[dict[str, Any]] = []
         self.snapshots: list[dict[str, Any] | None] = []
+        self.lost_stores: dict[int, Any] = {}  # region lost for good -> its store, read for the audit
+        self.lost_audit: dict[str, Any] = {}
         self.ctl: dict[str, Any] = {}
         self.launch_s = 0.0
         self.settled: float | None = None
 
     def _can_lose_nodes(self, resources: dict[str, Any]) -> bool:
         return CONTROL_RESOURCE in resources and all(resource_name(n) in resources for n in self.names)
+
+    def store_path(self, r: int) -> str:
+        """Region `r`'s SQLite file (unused with a Cassandra store)."""
+        return str(Path(self.store_dir) / f"region-{r}-{self.names[r]}.db")
 
     def actor_name(self, role: str) -> str:
         return f"geoledger-{self.run_id}-{role}"
@@ -300,7 +310,7 @@ class _RayRun:
         timeout = s.workload.client_timeout_ms / 1000
         specs = tuple(
             RegionSpec(r, tuple(self.names), self.cfgs[r], rtt, s.jitter_ms, s.bandwidth_mbps, self.seed,
-                       str(Path(self.store_dir) / f"region-{r}-{name}.db"), self.scale, self.duplicate,
+                       self.store_path(r), self.scale, self.duplicate,
                        2 * timeout * self.scale + 1.0, tuple(self.offsets), self.opts.fsync,
                        self.opts.store_url)
             for r, name in enumerate(self.names))
@@ -412,6 +422,7 @@ class _RayRun:
                 snaps.append(None)
         self._see_region_nodes()
         self.snapshots = snaps
+        self.audit_lost_stores()
         tel = [s["telemetry"] for s in snaps if s is not None]
         ray.get(self.controller.take_telemetry.remote(tel), timeout=30)
         with contextlib.suppress(ray.exceptions.RayError):
@@ -421,6 +432,31 @@ class _RayRun:
             self.power_line.join(timeout=30)
         self.pids.update(self.ctl["pids"])
         self.pids.update(s["pid"] for s in snaps if s is not None)
+
+    def audit_lost_stores(self) -> None:
+        """Read the store of every region lost for good, for the `audit_chain` checker.
+
+        Its node is gone and so is its actor: nothing of the region can hand its records
+        over (`finish`), and the deterministic runtime, whose store object is the disk,
+        audits a lost region's chain all the same. So the driver reads the disk the node
+        left behind, as an operator does with a dead server's disk: mounted elsewhere, read
+        only (`region.audit`: no lock, nothing written, damage reported rather than raised).
+        A store "lives on its node", and on this machine every node's files are the one
+        filesystem, so the file is at the path the region wrote it to; on a cluster of real
+        machines that is the path of the node's disk once mounted where the driver runs
+        (or shared storage; a Cassandra store is the database's, read as the region reads
+        it). Done in `collect`, before `teardown` removes a temporary store directory."""
+        from region.audit import read_for_audit
+
+        for r in sorted(self.gone):
+            began = time.perf_counter()
+            store = read_for_audit(self.store_path(r), self.opts.store_url, self.names[r])
+            ok, bad = store.verify_chain()
+            self.lost_stores[r] = store
+            self.lost_audit[self.names[r]] = {
+                "store": "cassandra" if self.opts.store_url else self.store_path(r), "records": len(store.records),
+                "ok": ok, "first_bad_record": bad, "problem": getattr(store, "problem", None),
+                "read_s": round(time.perf_counter() - began, 4)}
 
     def teardown(self) -> None:
         import ray
@@ -448,11 +484,11 @@ class _RayRun:
         for c in self.client_out:
             ops.put(c["ops"], c["state"])
         nodes: list[ReplicaSnapshot | None] = []
-        stores: list[MemoryRegionStore] = []
-        for snap in self.snapshots:
-            if snap is None:
+        stores: list[Any] = []  # a StoreView per region
+        for r, snap in enumerate(self.snapshots):
+            if snap is None:  # down at the end: a region lost for good's disk was read for the audit
                 nodes.append(None)
-                stores.append(MemoryRegionStore())
+                stores.append(self.lost_stores.get(r, MemoryRegionStore()))
                 continue
             nodes.append(ReplicaSnapshot(EngineRows(snap["accounts"], snap["transfers"]), snap["anomalies"],
                                          snap["heads"], snap["status"]))
@@ -481,6 +517,7 @@ class _RayRun:
             "control_node": self.control,
             "placement": {**self.placement, "check": self.placement_check(ctl["crashes"])},
             "lost_for_good": [self.names[r] for r in sorted(self.gone)],
+            "lost_store_audit": self.lost_audit,
             "power": None if self.power_line is None else self.power_line.done,
             "wall_s": round(wall_s, 3), "launch_s": round(self.launch_s, 3), "duplicate": self.duplicate,
             "settle_s": None if self.settled is None else round(self.settled, 3),
