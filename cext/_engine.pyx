@@ -638,13 +638,7 @@ cdef class CyEngine:
     def restore(self, data, give_back=None) -> None:
         """Replace the state with a snapshot's; raises ValueError if it is not one.
 
-        `data` is the snapshot's bytes or any buffer holding them (a store hands a view of
-        the blob it read, not a copy); its rows are copied once, into the engine's own.
-        `give_back(start, length)`, if given, is called once bytes `start` .. of `data`
-        are copied (every `RESTORE_STEP` bytes), so that the buffer can return them to
-        the system while the rest is copied (`replication.snapbuffer`): the caller gives
-        `data` up.
-
+        `data`: its bytes or any buffer of them, copied once into the rows (`copy_rows`).
         Everything that can fail (parsing, allocation) happens before the state is
         touched, so a failed restore leaves the engine as it was.
         """
@@ -663,20 +657,10 @@ cdef class CyEngine:
         reserves = (RESERVE_ACCOUNT_ROWS, RESERVE_ROWS, RESERVE_ROWS, RESERVE_ROWS)
         dtypes = (ACCOUNT_DTYPE, TRANSFER_DTYPE, META_DTYPE, HISTORY_DTYPE)
         blocks, arrays = [], []
-        cdef Py_ssize_t at = len(data) - sum(p.nbytes for p in parts) - failed.nbytes  # the header's size
-        cdef Py_ssize_t done, step
-        cdef const char* src
+        at = len(data) - sum(p.nbytes for p in parts) - failed.nbytes  # the header's size
         for part, n, reserve_rows, dtype in zip(parts, sizes, reserves, dtypes):
             block = _Rows(max(16, n) * dtype.itemsize, max(reserve_rows, 2 * n) * dtype.itemsize)
-            src = <const char*>cnp.PyArray_DATA(<cnp.ndarray>np.ascontiguousarray(part))
-            done = 0
-            while done < n * dtype.itemsize:
-                step = min(RESTORE_STEP, n * dtype.itemsize - done)
-                memcpy((<_Rows>block).data + done, src + done, step)
-                if give_back is not None:
-                    give_back(at + done, step)
-                done += step
-            at += n * dtype.itemsize
+            at = copy_rows(block, np.ascontiguousarray(part), n * dtype.itemsize, give_back, at)
             blocks.append(block)
             arrays.append(np.frombuffer(block, dtype, (<_Rows>block).nbytes // dtype.itemsize))
         meta = arrays[2][:n_transfers]  # the copy: `data` may have been given back
