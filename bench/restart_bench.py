@@ -17,7 +17,7 @@ and check of those bytes (sha256) plus the tail, and memory holds the books plus
 rest; a restart from every record replays the history and keeps every record and applied
 entry in memory besides.
 
-    python -m bench.restart_bench                      # 100k, 1M, 10M (about 4 minutes here)
+    python -m bench.restart_bench                      # 100k, 1M, 10M (about 2 minutes here)
     python -m bench.restart_bench --sizes 20000,100000 # a quick look
 
 The table goes to stdout, the figures to `--out` (JSON).

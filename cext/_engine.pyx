@@ -635,9 +635,10 @@ cdef class CyEngine:
     def snapshot(self) -> bytes:
         return pack_snapshot(self.accounts, self.transfers, self.meta, self.history, self.failed)
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data, give_back=None) -> None:
         """Replace the state with a snapshot's; raises ValueError if it is not one.
 
+        `data`: its bytes or any buffer of them, copied once into the rows (`copy_rows`).
         Everything that can fail (parsing, allocation) happens before the state is
         touched, so a failed restore leaves the engine as it was.
         """
@@ -656,14 +657,13 @@ cdef class CyEngine:
         reserves = (RESERVE_ACCOUNT_ROWS, RESERVE_ROWS, RESERVE_ROWS, RESERVE_ROWS)
         dtypes = (ACCOUNT_DTYPE, TRANSFER_DTYPE, META_DTYPE, HISTORY_DTYPE)
         blocks, arrays = [], []
+        at = len(data) - sum(p.nbytes for p in parts) - failed.nbytes  # the header's size
         for part, n, reserve_rows, dtype in zip(parts, sizes, reserves, dtypes):
             block = _Rows(max(16, n) * dtype.itemsize, max(reserve_rows, 2 * n) * dtype.itemsize)
-            if n:
-                memcpy((<_Rows>block).data, cnp.PyArray_DATA(<cnp.ndarray>np.ascontiguousarray(part)),
-                       n * dtype.itemsize)
+            at = copy_rows(block, np.ascontiguousarray(part), n * dtype.itemsize, give_back, at)
             blocks.append(block)
             arrays.append(np.frombuffer(block, dtype, (<_Rows>block).nbytes // dtype.itemsize))
-        meta = parts[2]
+        meta = arrays[2][:n_transfers]  # the copy: `data` may have been given back
         n_expiring = int(np.count_nonzero((meta["status"] == STATUS_PENDING) & (meta["expires_at"] != 0)))
         heap_cap = max(16, n_expiring)
         heap_items = <HeapEntry*>malloc(heap_cap * sizeof(HeapEntry))

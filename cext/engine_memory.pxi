@@ -462,6 +462,25 @@ cdef class _Rows:
 # that outgrows its reservation moves to one twice its size (one copy).
 cdef Py_ssize_t RESERVE_ROWS = 1 << 26
 cdef Py_ssize_t RESERVE_ACCOUNT_ROWS = 1 << 24
+# Bytes a restore copies between calls of its `give_back` (the snapshot's buffer returns
+# each step's pages while the next is copied: the books are not held twice).
+cdef Py_ssize_t RESTORE_STEP = 1 << 26
+
+
+cdef Py_ssize_t copy_rows(_Rows block, cnp.ndarray part, Py_ssize_t nbytes, object give_back,
+                          Py_ssize_t at) except -1:
+    """Copy a snapshot part's `nbytes` (at byte `at` of the snapshot) into `block`, a
+    `RESTORE_STEP` at a time, telling `give_back(start, length)` (if not None) after each:
+    a store's buffer then returns those pages (`replication.snapbuffer`). The next part's `at`."""
+    cdef const char* src = <const char*>cnp.PyArray_DATA(part)
+    cdef Py_ssize_t done = 0, step
+    while done < nbytes:
+        step = min(RESTORE_STEP, nbytes - done)
+        memcpy(block.data + done, src + done, step)
+        if give_back is not None:
+            give_back(at + done, step)
+        done += step
+    return at + nbytes
 
 
 def _set_reservation(rows: int, account_rows: int) -> tuple[int, int]:

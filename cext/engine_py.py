@@ -22,6 +22,7 @@ import against the batch's timestamp.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -619,11 +620,20 @@ class PyEngine:
     def snapshot(self) -> bytes:
         return pack_snapshot(self.accounts, self.transfers, self.meta, self.history, self.failed)
 
-    def restore(self, data: bytes) -> None:
-        """Replace the state with a snapshot's; raises ValueError if it is not one."""
+    def restore(self, data: bytes | memoryview, give_back: Callable[[int, int], None] | None = None) -> None:
+        """Replace the state with a snapshot's (its bytes, or a view of them: the rows are
+        copied); raises ValueError if it is not one. `give_back(start, length)` is told
+        each part's bytes of `data` once they are copied (see `CyEngine.restore`)."""
         n_accounts, n_transfers, n_history, parts, failed = parse_snapshot_all(data)
         self.__init__()  # type: ignore[misc]
-        self._accounts, self._transfers, self._meta, self._history = (np.array(p) for p in parts)
+        copies = []
+        at = len(data) - sum(p.nbytes for p in parts) - failed.nbytes  # the header's size
+        for p in parts:
+            copies.append(np.array(p))
+            if give_back is not None and p.nbytes:
+                give_back(at, p.nbytes)
+            at += p.nbytes
+        self._accounts, self._transfers, self._meta, self._history = copies
         self.n_accounts, self.n_transfers, self.n_history = n_accounts, n_transfers, n_history
         for slot in range(n_accounts):
             self._account_index[join(self._accounts[slot]["id_lo"], self._accounts[slot]["id_hi"])] = slot

@@ -34,8 +34,9 @@ def pack_snapshot(
     return b"".join([head, *parts, failed.tobytes()])
 
 
-def parse_snapshot_all(data: bytes) -> tuple[int, int, int, list[np.ndarray], np.ndarray]:
-    """Counts, the four row arrays and the failed ids (read-only views); ValueError if not one."""
+def parse_snapshot_all(data: bytes | memoryview) -> tuple[int, int, int, list[np.ndarray], np.ndarray]:
+    """Counts, the four row arrays and the failed ids (views of `data`, which may itself be a
+    view: nothing is copied); ValueError if not one."""
     magic = bytes(data[:8])
     if magic == _MAGIC_V1:
         head = _HEAD_V1
@@ -69,7 +70,7 @@ def parse_snapshot_all(data: bytes) -> tuple[int, int, int, list[np.ndarray], np
     return n_accounts, n_transfers, n_history, arrays[:4], arrays[4]
 
 
-def parse_snapshot(data: bytes) -> tuple[int, int, int, list[np.ndarray]]:
+def parse_snapshot(data: bytes | memoryview) -> tuple[int, int, int, list[np.ndarray]]:
     """Split an engine snapshot into its counts and four row arrays (read-only views)."""
     n_accounts, n_transfers, n_history, parts, _ = parse_snapshot_all(data)
     return n_accounts, n_transfers, n_history, parts

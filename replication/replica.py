@@ -18,6 +18,7 @@ from ledger.types import TransferFlags
 from replication.accounts import genesis
 from replication.config import Mode, NodeConfig, check
 from replication.ids import CREDIT_BIT_HI
+from replication.snapbuffer import give_back_of
 
 if TYPE_CHECKING:
     from replication.snapshot import NodeSnapshot
@@ -59,9 +60,18 @@ class Replica:
     def restore(self, base: NodeSnapshot) -> None:
         """The books of a snapshot: its engine and its anomalies (`last_ts` is the caller's).
         ValueError, and the books unchanged, if its engine is not an engine snapshot or not
-        of this run's accounts (every replica creates them in one order from genesis)."""
+        of this run's accounts (every replica creates them in one order from genesis).
+
+        A snapshot a durable store read hands its engine's bytes over in a buffer that gives
+        its pages back as the engine copies them (`replication.snapbuffer`): that snapshot's
+        `engine` is then spent, and emptied here, so it cannot be restored from twice."""
         engine = Engine()
-        engine.restore(base.engine)
+        give_back = give_back_of(base.engine)
+        try:
+            engine.restore(base.engine, give_back)
+        finally:
+            if give_back is not None:
+                base.engine = b""
         acc, want = engine.accounts, self.accounts_genesis
         if len(acc) != len(want) or not (np.array_equal(acc["id_lo"], want["id_lo"])
                                          and np.array_equal(acc["id_hi"], want["id_hi"])):

@@ -205,7 +205,11 @@ def _array(owner: type, name: str) -> Decoder:
         if len(raw) != n * dt.itemsize:
             raise WireError(f"array of {tuple(shape)} x {dt.itemsize} bytes holds {len(raw)} bytes")
         # A bytearray copy is a memcpy (ndarray.copy of a structured dtype goes field by field).
-        return np.frombuffer(bytearray(raw), dt, n).reshape(shape)
+        out = np.frombuffer(bytearray(raw), dt, n).reshape(shape)
+        # The unpacked frame's copy goes now, not with the whole frame: a frame of many arrays
+        # (a region snapshot's retained entries: gigabytes) holds one array twice at a time.
+        v[2] = raw = None
+        return out
     return dec
 
 

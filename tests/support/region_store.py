@@ -339,6 +339,23 @@ class DurableRegionStoreTestCase(RegionStoreTestCase):
         self.delete_chunk(4, 2)
         self.refused_on_open("the snapshot at record 4 cannot be loaded: 2 of its 3 chunks .* are there")
 
+    def test_damage_anywhere_is_refused_for_its_checksum_once_every_chunk_is_read(self) -> None:
+        """The blob is read and hashed as a stream (never held whole), and its meta frame is
+        decoded before the engine's bytes arrive: still, damage in the last chunk, and damage
+        in the meta frame that decodes or fails to, is refused for the checksum."""
+        s, snap = self.snapshotted()
+        s.close()
+        chunks = self.stored_chunks(4)
+        meta_len = int.from_bytes(chunks[0][4:12], "little")
+        for k, at in ((2, len(chunks[2]) - 1), (0, 12 + meta_len // 2), (0, 12), (0, 5)):
+            c = chunks[k]
+            self.write_chunk(4, k, c[:at] + bytes([c[at] ^ 0x41]) + c[at + 1:])
+            self.refused_on_open("the snapshot at record 4 cannot be loaded: its stored bytes fail their checksum")
+            self.write_chunk(4, k, c)
+        again = self.open()  # repaired: it opens, and its snapshot is the one saved
+        assert same_snapshot(again.load_snapshot(), snap)
+        again.close()
+
     def test_a_snapshot_that_is_not_one_is_never_unpickled(self) -> None:
         s, snap = self.snapshotted(4, b"engine")
         s.close()
