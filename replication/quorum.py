@@ -172,7 +172,6 @@ class QuorumDesign:
         # per group: what arrived while its leadership was being handed over (rows, reads, target)
         self.held: dict[int, list[tuple[np.ndarray, np.ndarray, Target]]] = {}
         self.reported_term = [1] * len(self.groups)  # a first term's election is the start-up, not a failover
-        # per group we lead: debit legs applied whose credit leg is not yet -> [debit leg row, when last sent]
         self.outbox = [CreditOutbox() for _ in self.groups]  # per group: debit legs whose credit leg is owed
         self.leading = [False] * len(self.groups)
 
