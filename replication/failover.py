@@ -13,6 +13,13 @@
   majority, and a region votes at most once per version. A voter whose grant has not yet
   expired refuses with the time its grant has left; the decider drops a proposal that can
   no longer win and proposes again exactly then.
+* A proposal is sent again, every few heartbeats, to the voters that have not answered, and
+  a voter answers a proposal it already voted for with the same vote (the heads it had when
+  it voted, never newer ones): a vote may take longer than any fixed timeout (seconds, on
+  a loaded machine), and a decider that gave up on each proposal after a fixed wait and
+  proposed a new version never counted the late votes, so it never promoted. A proposal
+  is dropped only when it can no longer win, when its decider stops being the decider, when
+  a home it demotes is heard from again or a region it moves units to falls silent.
 * The new home takes writes only after it has caught up with the old home's log up to
   the fork point (the highest sequence any voter had applied); the old home's entries
   past it are void, reported as `divergence` wherever they were applied, and dropped.
@@ -137,8 +144,15 @@ class LeaseFailover(LogShipping):
         return not any(p < self.me for p in live)
 
     def _maybe_promote(self, now: int, out: list[Effect]) -> None:
-        if self.proposal is not None:
-            if now - self.proposal.sent < 4 * self.cfg.heartbeat_every:
+        prop = self.proposal
+        if prop is not None:
+            still = all(self.suspects(h, now) for h in prop.demoted) and not any(
+                self.suspects(t, now) for t in set(prop.moves.values()) - {self.me})
+            if still and self.is_decider(now):
+                if now - prop.sent >= 4 * self.cfg.heartbeat_every:  # ask again who has not answered
+                    prop.sent = now
+                    for v in sorted(prop.asked - prop.refused - set(prop.votes)):
+                        out.append(Send(v, Propose(self.me, prop.table)))
                 return
             self._abandon_proposal(out)
         if now < self.propose_not_before or not self.is_decider(now):
@@ -161,6 +175,10 @@ class LeaseFailover(LogShipping):
 
     def _on_propose(self, m: Propose, now: int, out: list[Effect]) -> None:
         t = m.table
+        cast = self.votes_cast.get(t.version)
+        if cast is not None and cast[0] == m.sender:  # asked again: the same vote, as cast
+            out.append(Send(m.sender, Vote(self.me, t.version, True, cast[3], 0)))
+            return
         demoted = {h for u, h in enumerate(self.routing.homes) if t.homes[u] != h}
         yes = (
             t.version > self.routing.version

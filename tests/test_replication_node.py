@@ -408,3 +408,46 @@ def test_quorum_never_lets_one_batchs_open_chain_swallow_the_next_batchs_rows():
     answers = {r.batch_id: [CreateTransferResult(int(c)).name for c in r.results] for r in of(effects, Reply)}
     assert answers == {1: ["LINKED_EVENT_CHAIN_OPEN"], 2: ["OK"]}
     assert n.engine.transfer_slot(tid(1, 3)) < 0 and n.engine.transfer_slot(tid(2, 6)) >= 0
+
+
+class _SlowLinks:
+    """Every message between the live regions arrives `delay` after it was sent, in order."""
+
+    def __init__(self, nodes: dict[int, RegionNode], delay: int) -> None:
+        self.nodes, self.delay = nodes, delay
+        self.in_flight: list[tuple[int, int, int, object]] = []  # (due, order, to, message)
+        self.order = 0
+
+    def step(self, now: int, tick: bool = True) -> None:
+        due = sorted(m for m in self.in_flight if m[0] <= now)
+        self.in_flight = [m for m in self.in_flight if m[0] > now]
+        sends = [e for n in self.nodes.values() for e in of(n.handle(Tick(), now), Send)] if tick else []
+        for _, _, to, msg in due:
+            sends.extend(of(self.nodes[to].handle(msg, now), Send))
+        for send in sends:
+            if send.to in self.nodes:
+                self.order += 1
+                self.in_flight.append((now + self.delay, self.order, send.to, send.message))
+
+
+@pytest.mark.parametrize("delay_ms", [150, 1500, 4000])
+def test_votes_slower_than_the_proposal_resend_still_elect_a_new_home(delay_ms: int) -> None:
+    """Region 1 dies; every message between regions 0 and 2 takes `delay_ms` (a loaded
+    machine: Ray actor calls took seconds under CI). The decider keeps its proposal and
+    asks again, the voter answers a repeated proposal with the vote it cast, so a vote that
+    arrives seconds late still counts: region 1's unit moves. (A decider that dropped each
+    proposal after a fixed 400 ms and proposed a new version never counted a late vote.)"""
+    nodes = {0: node(0), 2: node(2)}
+    links = _SlowLinks(nodes, delay_ms * MS)
+    now = T
+    while now < T + 30_000 * MS and nodes[0].design.routing.homes[1] == 1:
+        now += 10 * MS
+        links.step(now)
+    decided = nodes[0].design.routing
+    assert decided.homes[1] != 1, f"no promotion within 30 s at {delay_ms} ms per message"
+    assert now - T < 8 * links.delay + 5_000 * MS, "the first proposal that reaches a majority wins"
+    for _ in range(2 * delay_ms // 10 + 2):  # the decider's routing update reaches the voter
+        now += 10 * MS
+        links.step(now, tick=False)
+    assert nodes[2].design.routing.version == decided.version
+    assert nodes[2].design.routing.homes == decided.homes
