@@ -91,6 +91,21 @@ def test_region_outage_on_ray_kills_the_actor_and_recovers_from_sqlite(ray_local
     assert crash.get("caught_up_at") is not None, "and catches up from its peers"
 
 
+def test_a_crash_shorter_than_rays_restart_still_brings_the_region_back(ray_local: dict[str, Any]) -> None:
+    """The fault ends (0.2 s) long before Ray has the killed process back (a second or
+    more): starting the new incarnation must wait for Ray, not fail as "actor unavailable"
+    and leave the region dark for the rest of the run with the error lost in a log."""
+    s = _short("region-outage", 6.0, 3.0, 300)
+    s = replace(s, chaos=(replace(s.chaos[0], duration=0.2),))
+    _, res = _run(ray_local, s)
+    _assert_promises_hold(res)
+    assert res["ray"]["controller_errors"] == []
+    (crash,) = res["ray"]["crashes"]
+    assert crash["new_pid"] != crash["old_pid"]
+    assert crash["restart_at"] < crash["at"] + crash["process_back_wall_s"], "the fault ended first"
+    assert crash.get("caught_up_at") is not None, "the region is back and caught up"
+
+
 def test_quorum_on_ray_survives_killing_the_leaders_process(ray_local: dict[str, Any]) -> None:
     """The same scenario file under `quorum`: Changchun (the first Raft leader) is killed for
     real; the leader moves, nothing acknowledged is lost, and the new process rebuilds its

@@ -172,8 +172,15 @@ class Controller:
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._spawned_done)
         return task
+
+    def _spawned_done(self, task: asyncio.Task[Any]) -> None:
+        """A fault's task that failed is in the run's result (`controller_errors`), not lost
+        as an asyncio "exception was never retrieved" line in a worker's log."""
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.errors.append(f"{getattr(task.get_coro(), '__qualname__', 'fault task')}: {task.exception()!r}")
 
     def _watch_for_detection(self) -> None:
         for target in self.dispatch.watching:
@@ -279,7 +286,7 @@ class Controller:
         record = next(c for c in reversed(self.crashes) if c["region"] == self.names[r])
         record["restart_at"] = self.tb.now_s()
         began = wall_ns()
-        info = await self.regions[r].start.remote(*self._start_args(r))
+        info = await self._start_when_back(r)
         self.down.discard(r)
         self.pids[r] = info["pid"]
         self.all_pids.add(info["pid"])
@@ -301,6 +308,21 @@ class Controller:
                 record["down_wall_s"] = round((wall_ns() - record["killed_wall_ns"]) / S, 3)
                 return
             await asyncio.sleep(0.05)
+
+    async def _start_when_back(self, r: int) -> dict[str, Any]:
+        """Start the region's new incarnation. Ray may still be restarting the killed actor
+        when the fault ends (4 s and more on a loaded machine): a call then fails as
+        unavailable, and the region would stay dark for the rest of the run. Ask again
+        until Ray has it back (a minute at most, then the run reports the error)."""
+        import ray
+
+        for _ in range(1200):
+            try:
+                info: dict[str, Any] = await self.regions[r].start.remote(*self._start_args(r))
+                return info
+            except ray.exceptions.ActorUnavailableError:
+                await asyncio.sleep(0.05)
+        raise TimeoutError(f"region {self.names[r]}: its actor was not back within a minute of the fault's end")
 
     # ------------------------------------------------------------------ results
     def _timeline_since(self, seen: tuple[int, int]) -> list[dict[str, Any]]:
