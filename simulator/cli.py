@@ -10,6 +10,7 @@ import argparse
 import multiprocessing
 import shlex
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +281,17 @@ def _fuzz_one(job: tuple[str, str | None, int, bool]) -> tuple[int, list[str], s
     return seed, result["violated"], result["digest"], firsts
 
 
+def fuzz_results(jobs: list[tuple[str, str | None, int, bool]],
+                 workers: int) -> Iterator[tuple[int, list[str], str, dict[str, Any]]]:
+    """Each job's (seed, violated promises, digest, first violations), as its run ends: on
+    `workers` spawned processes, since the runs are CPU-bound and share nothing."""
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(_fuzz_one, jobs)
+        return
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+        yield from pool.imap_unordered(_fuzz_one, jobs)
+
+
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from simulator.scenario import ScenarioError
 
@@ -295,15 +307,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                TextColumn("failures: {task.fields[failures]}"))
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(args.mode, total=len(jobs), failures=0)
-        if args.jobs > 1:
-            with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-                results = pool.imap_unordered(_fuzz_one, jobs)
-                for seed, violated, _, firsts in results:
-                    _record(progress, task, console, args, seed, violated, firsts, failures)
-        else:
-            for job in jobs:
-                seed, violated, _, firsts = _fuzz_one(job)
-                _record(progress, task, console, args, seed, violated, firsts, failures)
+        for seed, violated, _, firsts in fuzz_results(jobs, args.jobs):
+            _record(progress, task, console, args, seed, violated, firsts, failures)
     console.print(f"{len(jobs)} seeds, {len(failures)} with a violated promise ({args.mode})")
     return 1 if failures else 0
 

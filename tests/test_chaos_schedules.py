@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chaos import FAULT_KINDS, Fault, FaultError, blocked_links, random_schedule, validate_fault
-from simulator.cli import _fuzz_one
+from simulator.cli import fuzz_results
 from simulator.run import run_scenario
 from simulator.scenario import load_scenario
 
@@ -54,9 +54,9 @@ def test_corrupted_record_is_detected_and_repaired_from_a_peer():
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["unit+semi-sync", "escrow"])
 def test_small_fuzz_finds_no_violation(mode):  # type: ignore[no-untyped-def]
-    for seed in range(1, 11):
-        seed_, violated, _, firsts = _fuzz_one(("fuzz", mode, seed, True))
-        assert violated == [], (seed_, firsts, f"replay: geoledger simulate fuzz --seed {seed} --mode {mode}")
+    jobs = [("fuzz", mode, seed, True) for seed in range(1, 11)]
+    for seed, violated, _, firsts in fuzz_results(jobs, workers=2):
+        assert violated == [], (seed, firsts, f"replay: geoledger simulate fuzz --seed {seed} --mode {mode}")
 
 
 KINDS = sorted(FAULT_KINDS)

@@ -23,7 +23,7 @@ from replication.log import Entry
 from replication.messages import Persist, Send
 from replication.raft import LEADER, RaftConfig, RaftNode, Snapshot
 from simulator.checkers import promises
-from simulator.cli import MODE_CHOICES, _fuzz_one
+from simulator.cli import MODE_CHOICES, fuzz_results
 from simulator.run import run_scenario
 from simulator.scenario import load_scenario
 
@@ -427,8 +427,8 @@ def test_coarser_logs_keep_every_promise(groups: str, n_logs: int) -> None:
 
 @pytest.mark.slow
 def test_fuzz_twenty_seeds_no_violation():
-    for seed in range(1, 21):
-        _, violated, _, firsts = _fuzz_one(("fuzz", "quorum", seed, True))
+    jobs = [("fuzz", "quorum", seed, True) for seed in range(1, 21)]
+    for seed, violated, _, firsts in fuzz_results(jobs, workers=2):
         assert violated == [], (seed, firsts, f"replay: geoledger simulate fuzz --seed {seed} --mode quorum")
 
 
