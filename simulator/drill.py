@@ -173,14 +173,21 @@ class DrillOutcome:
         return [c for c in self.checks if c.ok is False]
 
     @property
+    def runtime_errors(self) -> list[str]:
+        """What the runtime failed to do of the scenario (a region it could not restart, a
+        node it could not power off): a drill whose faults did not happen as written
+        proves nothing, whatever its invariants say."""
+        return list((self.view.result.get("ray") or {}).get("controller_errors") or [])
+
+    @property
     def passed(self) -> bool:
-        return not self.violated and not self.missed
+        return not self.violated and not self.missed and not self.runtime_errors
 
     def to_json(self) -> dict[str, Any]:
         r = self.view.result
         return {
             "scenario": r["scenario"]["name"], "mode": r["mode"], "seed": r["seed"], "runtime": r.get("runtime"),
-            "passed": self.passed, "violated": self.violated,
+            "passed": self.passed, "violated": self.violated, "runtime_errors": self.runtime_errors,
             "slo": [asdict(c) for c in self.checks],
             "incidents": [{"fault": inc.window.label, "at": inc.window.start, "end": inc.window.end,
                            "rto_s": inc.rto_s, "steps": [asdict(s) for s in inc.steps]} for inc in self.incidents],
@@ -249,8 +256,12 @@ def print_outcome(console: Console, o: DrillOutcome) -> None:
                       f"{', '.join(o.view.not_promised_violations)}")
     if o.violated:
         console.print(f"[red bold]VIOLATED (promised): {', '.join(o.violated)}[/red bold]")
+    for e in o.runtime_errors:
+        console.print(f"[red bold]RUNTIME ERROR:[/red bold] {e}", soft_wrap=True, highlight=False)
     verdict = "[green bold]DRILL PASSED[/green bold]" if o.passed else "[red bold]DRILL FAILED[/red bold]"
     why = []
+    if o.runtime_errors:
+        why.append(f"the runtime did not carry out the scenario ({len(o.runtime_errors)} error(s))")
     if o.missed:
         why.append("SLO missed: " + ", ".join(c.name for c in o.missed))
     if o.violated:
@@ -292,6 +303,12 @@ def junit_xml(o: DrillOutcome) -> str:
         elif c.ok is None:
             skipped += 1
             ET.SubElement(case, "skipped", message=f"{c.measured}; target {c.target}")
+    case = ET.SubElement(suite, "testcase", classname=f"{name}.runtime", name="scenario carried out", time="0")
+    tests += 1
+    if o.runtime_errors:
+        failures += 1
+        ET.SubElement(case, "failure", type="RuntimeError",
+                      message=f"{len(o.runtime_errors)} fault action(s) failed").text = "\n".join(o.runtime_errors)
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", "0")

@@ -66,13 +66,26 @@ class CorruptingRuntime:
     def run(self, scenario: Any, seed: int, out: Path, on_progress: drill_mod.ProgressFn) -> Path:
         shutil.copytree(tiny_run(), out, dirs_exist_ok=True)
         r = with_series(result_of(out))
-        r["invariants"]["conservation"].update(ok=False, first_violation={"t": 3.0, "region": "beijing",
-                                                                           "problem": "debits != credits"})
-        r["violated"] = ["conservation"]
+        self.spoil(r)
         (out / "result.json").write_text(json.dumps(r))
         for snap in drill_mod.snapshots(load_run(out)):  # a live runtime reports as it goes
             on_progress(snap)
         return out / "result.json"
+
+    def spoil(self, r: dict[str, Any]) -> None:
+        r["invariants"]["conservation"].update(ok=False, first_violation={"t": 3.0, "region": "beijing",
+                                                                           "problem": "debits != credits"})
+        r["violated"] = ["conservation"]
+
+
+class FaultlessRuntime(CorruptingRuntime):
+    """Every invariant held, but the runtime could not carry out a fault (Ray reported the
+    region's restart failed): the drill did not test what its scenario says."""
+
+    name = "faultless"
+
+    def spoil(self, r: dict[str, Any]) -> None:
+        r.setdefault("ray", {})["controller_errors"] = ["Controller._restart: ActorUnavailableError('restarting')"]
 
 
 def test_drill_fails_on_a_violation_from_any_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,3 +126,22 @@ def test_drill_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
         cli("drill", str(tiny_scenario()), "--runtime", "no-such-runtime")
     assert e.value.code == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_drill_fails_when_the_runtime_could_not_carry_out_a_fault(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(drill_mod.RUNTIMES, "faultless", FaultlessRuntime)
+    junit = tmp_path / "drill.xml"
+    console = Console(file=open(tmp_path / "out.txt", "w"), width=120)  # noqa: SIM115
+    code = drill_mod.drill(str(tiny_scenario()), runtime="faultless", out=tmp_path / "run", junit=junit,
+                           console=console)
+    console.file.close()
+    assert code == 1
+    text = (tmp_path / "out.txt").read_text()
+    assert "RUNTIME ERROR: Controller._restart" in text and "DRILL FAILED" in text
+    assert "VIOLATED" not in text, "every invariant held: the failure is the runtime's"
+    j = _junit(junit)
+    assert j["suite"].get("failures") == "1"
+    failure = j["cases"]["scenario carried out"].find("failure")
+    assert failure is not None and "ActorUnavailableError" in (failure.text or "")
+    assert json.loads((tmp_path / "run" / "drill.json").read_text())["runtime_errors"]
