@@ -622,9 +622,14 @@ class QuorumDesign:
         q.groups = [RaftNode.restore(config.me, config.n_regions, raft.cfg, _rng(config, g, True), by_group[g],
                                      group=g, base=states[g]) for g, raft in enumerate(q.groups)]
         q.started = True
-        for state in states:
-            for e in state.log if state is not None else ():
-                if e.intact():
+        for state, raft in zip(states, q.groups, strict=True):
+            if state is None:
+                continue
+            # RaftNode.restore checked the checksum of each entry its log kept: not twice
+            log = raft.log if raft.offset == state.offset else []
+            for i, e in enumerate(state.log):
+                kept = i < len(log) and log[i] is e
+                if e.seq not in raft.damaged if kept else e.intact():
                     q.persisted.setdefault((e.group, e.seq), []).append(e)
         effects: list[Effect] = []
         for index, rec in enumerate(records, start=first):

@@ -125,6 +125,8 @@ def test_checkpoints_change_no_outcome_of_a_run_with_a_region_crash(mode: str, s
     """The same seed with checkpoints every few records gives the same trace digest (every
     reply, every report) as without; the crashed region restarts from a snapshot and its
     records after it; at the end every region's store recovers its live state."""
+    if mode == "quorum":  # each checkpoint rebuilds the Raft logs kept for the down region:
+        every = max(every, 15)  # one every 3 of its ~15k records takes minutes, not seconds
     plain, plain_result = run_scenario(scenario("region-outage", mode, 0), seed)
     sim, result = run_scenario(scenario("region-outage", mode, every), seed)
     assert result["digest"] == plain_result["digest"]
