@@ -88,15 +88,20 @@ class FaultlessRuntime(CorruptingRuntime):
         r.setdefault("ray", {})["controller_errors"] = ["Controller._restart: ActorUnavailableError('restarting')"]
 
 
-def test_drill_fails_on_a_violation_from_any_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(drill_mod.RUNTIMES, "corrupting", CorruptingRuntime)
-    junit = tmp_path / "drill.xml"
+def _drill_on(runtime: type[CorruptingRuntime], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """`geoledger drill` of the tiny scenario on a stand-in runtime: exit code, terminal text."""
+    monkeypatch.setitem(drill_mod.RUNTIMES, runtime.name, runtime)
     console = Console(file=open(tmp_path / "out.txt", "w"), width=120)  # noqa: SIM115
-    code = drill_mod.drill(str(tiny_scenario()), runtime="corrupting", out=tmp_path / "run", junit=junit,
-                           console=console)
+    code = drill_mod.drill(str(tiny_scenario()), runtime=runtime.name, out=tmp_path / "run",
+                           junit=tmp_path / "drill.xml", console=console)
     console.file.close()
+    return code, (tmp_path / "out.txt").read_text()
+
+
+def test_drill_fails_on_a_violation_from_any_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, text = _drill_on(CorruptingRuntime, tmp_path, monkeypatch)
+    junit = tmp_path / "drill.xml"
     assert code == 1
-    text = (tmp_path / "out.txt").read_text()
     assert "VIOLATED (promised): conservation" in text and "DRILL FAILED" in text
     # the recorded timeline fills in every runbook step
     assert "heartbeats missed" in text and "caught up to v2" in text and "not recorded" not in text
@@ -130,14 +135,9 @@ def test_drill_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_drill_fails_when_the_runtime_could_not_carry_out_a_fault(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(drill_mod.RUNTIMES, "faultless", FaultlessRuntime)
+    code, text = _drill_on(FaultlessRuntime, tmp_path, monkeypatch)
     junit = tmp_path / "drill.xml"
-    console = Console(file=open(tmp_path / "out.txt", "w"), width=120)  # noqa: SIM115
-    code = drill_mod.drill(str(tiny_scenario()), runtime="faultless", out=tmp_path / "run", junit=junit,
-                           console=console)
-    console.file.close()
     assert code == 1
-    text = (tmp_path / "out.txt").read_text()
     assert "RUNTIME ERROR: Controller._restart" in text and "DRILL FAILED" in text
     assert "VIOLATED" not in text, "every invariant held: the failure is the runtime's"
     j = _junit(junit)
