@@ -78,6 +78,9 @@ class Controller:
         self.power_q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.power_waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.node_off: dict[int, asyncio.Task[Any]] = {}  # region -> its power-off, awaited before power-on
+        # region -> the watch for Ray's restart of its killed process, awaited before its start:
+        # under load Ray takes longer than a short fault lasts, and a restarting actor's calls fail
+        self.coming_back: dict[int, asyncio.Task[Any]] = {}
         self.power_ids = itertools.count()
 
     async def ping(self) -> dict[str, Any]:
@@ -213,7 +216,7 @@ class Controller:
                     self.node_off[r] = self._spawn(self._node_off(r, record))
                 else:
                     ray.kill(self.regions[r], no_restart=False)
-                    self._spawn(self._watch_restart(r, record))
+                    self.coming_back[r] = self._spawn(self._watch_restart(r, record))
             elif t is Restart:
                 self.incarnation[r] += 1
                 self._spawn(self._node_back(r) if a.node else self._restart(r))
@@ -266,7 +269,7 @@ class Controller:
         await self._restart(r)
 
     async def _watch_restart(self, r: int, record: dict[str, Any]) -> None:
-        """When does Ray have the killed region's process back (dormant)?"""
+        """When does Ray have the killed region's process back (dormant)? `_restart` waits for it."""
         for _ in range(600):
             try:
                 info = await asyncio.wait_for(self.regions[r].ping.remote(), 5.0)
@@ -285,8 +288,11 @@ class Controller:
         """Fault over: start the new incarnation (replay from its store), then time its catch-up."""
         record = next(c for c in reversed(self.crashes) if c["region"] == self.names[r])
         record["restart_at"] = self.tb.now_s()
+        back = self.coming_back.pop(r, None)
+        if back is not None:
+            await asyncio.gather(back, return_exceptions=True)
         began = wall_ns()
-        info = await self._start_when_back(r)
+        info = await self.regions[r].start.remote(*self._start_args(r))
         self.down.discard(r)
         self.pids[r] = info["pid"]
         self.all_pids.add(info["pid"])
@@ -308,21 +314,6 @@ class Controller:
                 record["down_wall_s"] = round((wall_ns() - record["killed_wall_ns"]) / S, 3)
                 return
             await asyncio.sleep(0.05)
-
-    async def _start_when_back(self, r: int) -> dict[str, Any]:
-        """Start the region's new incarnation. Ray may still be restarting the killed actor
-        when the fault ends (4 s and more on a loaded machine): a call then fails as
-        unavailable, and the region would stay dark for the rest of the run. Ask again
-        until Ray has it back (a minute at most, then the run reports the error)."""
-        import ray
-
-        for _ in range(1200):
-            try:
-                info: dict[str, Any] = await self.regions[r].start.remote(*self._start_args(r))
-                return info
-            except ray.exceptions.ActorUnavailableError:
-                await asyncio.sleep(0.05)
-        raise TimeoutError(f"region {self.names[r]}: its actor was not back within a minute of the fault's end")
 
     # ------------------------------------------------------------------ results
     def _timeline_since(self, seen: tuple[int, int]) -> list[dict[str, Any]]:
