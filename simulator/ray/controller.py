@@ -81,10 +81,16 @@ class Controller:
         # region -> the watch for Ray's restart of its killed process, awaited before its start:
         # under load Ray takes longer than a short fault lasts, and a restarting actor's calls fail
         self.coming_back: dict[int, asyncio.Task[Any]] = {}
+        # regions restarted whose catch-up is not yet seen: the driver's settle waits for them,
+        # or the run could end between a region catching up and this controller seeing it
+        self.rejoining: set[int] = set()
         self.power_ids = itertools.count()
 
     async def ping(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "node": current_node_id()}
+
+    async def rejoining_regions(self) -> list[str]:
+        return [self.names[r] for r in sorted(self.rejoining)]
 
     # ------------------------------------------------------------------ telemetry
     async def telemetry(self, t: dict[str, Any]) -> None:
@@ -286,6 +292,13 @@ class Controller:
 
     async def _restart(self, r: int) -> None:
         """Fault over: start the new incarnation (replay from its store), then time its catch-up."""
+        self.rejoining.add(r)
+        try:
+            await self._rejoin(r)
+        finally:
+            self.rejoining.discard(r)
+
+    async def _rejoin(self, r: int) -> None:
         record = next(c for c in reversed(self.crashes) if c["region"] == self.names[r])
         record["restart_at"] = self.tb.now_s()
         back = self.coming_back.pop(r, None)

@@ -390,7 +390,8 @@ class _RayRun:
         emit(float(horizon))
 
     def settle(self, limit_s: float) -> None:
-        """Wait (bounded) until every replica holds the same books and owes nothing."""
+        """Wait (bounded) until every replica holds the same books and owes nothing, and the
+        controller has seen every restarted region catch up (its catch-up time is a figure)."""
         import ray
 
         began = time.perf_counter()
@@ -401,7 +402,11 @@ class _RayRun:
                     sts.append(ray.get(ref, timeout=5))
                 except ray.exceptions.RayError:
                     sts.append(None)
-            if all(st is not None for st in sts):
+            try:
+                rejoining = ray.get(self.controller.rejoining_regions.remote(), timeout=5)
+            except ray.exceptions.RayError:
+                rejoining = ["?"]
+            if all(st is not None for st in sts) and not rejoining:
                 digests = {st["digest"] for st in sts}
                 if len(digests) == 1 and not any(st["outbox"] or st["catching_up"] for st in sts):
                     self.settled = time.perf_counter() - began
