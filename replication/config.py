@@ -92,6 +92,10 @@ class NodeConfig:
     ship: Ship = Ship.ASYNC
     heartbeat_every: int = 100 * MS
     suspect_after: int = 600 * MS
+    # the failure detector adapts to the gaps it hears (replication.detector), up to this
+    # silence (suspect_after or less: a fixed timeout), over the gaps of the last suspect_memory
+    suspect_max: int = 5000 * MS
+    suspect_memory: int = 10_000 * MS
     lease: int = 1000 * MS
     drift: float = 0.01
     tick_every: int = 50 * MS
@@ -117,6 +121,8 @@ class NodeConfig:
             raise ValueError(f"me must be a region index below {self.n_regions}, got {self.me}")
         if self.lease <= self.heartbeat_every:
             raise ValueError("lease must be longer than the heartbeat interval")
+        if self.suspect_after <= 0 or self.suspect_memory <= 0:
+            raise ValueError("suspect_after and suspect_memory must be positive")
         if self.checkpoint_every < 0 or self.checkpoint_bytes < 0:
             raise ValueError("checkpoint_every and checkpoint_bytes must be >= 0 (0: no such limit)")
 

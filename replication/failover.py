@@ -1,7 +1,9 @@
 """Failover for unit homes: leases, a decider, votes, fork points (the `unit` design).
 
 * Every region heartbeats every other; a region *suspects* a peer it has not heard for
-  `suspect_after`.
+  `suspect_after`, or longer when that peer was lately heard after longer gaps
+  (`replication.detector`: survivors whose loops stall for seconds must not suspect
+  each other in turn).
 * A home may write only under a **lease**: it counts heartbeat acks with `grant=True`
   from a majority; the lease lasts `lease*(1-drift)` from the send time of that round.
   A region grants only while it has not voted to demote that home, and votes to demote

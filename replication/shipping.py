@@ -29,6 +29,7 @@ from ledger.types import CreateTransferResult
 from replication.admission import screen
 from replication.batches import ClientBatches
 from replication.config import NodeConfig, Ship, check
+from replication.detector import FailureDetector
 from replication.log import Entry, Grant
 from replication.messages import (
     ClientRequest,
@@ -106,7 +107,7 @@ class LogShipping:
         self.peer_based: dict[int, tuple[int, ...]] = {}  # per peer: what its store's snapshot covers
         self.buffer: list[dict[int, Entry]] = [{} for _ in range(r)]
         self.next_seq = 1
-        self.last_heard: dict[int, int] = {}
+        self.detector = FailureDetector(config.suspect_after, config.suspect_max, config.suspect_memory)
         self.lease_until = 0
         self.hb_round = 0
         self.hb_last = -(1 << 62)
@@ -296,7 +297,7 @@ class LogShipping:
         if not self.started:
             self.started = True
             for p in self.peers:
-                self.last_heard.setdefault(p, now)
+                self.detector.start(p, now)
         handler = self._handlers.get(type(m))
         if handler is None:  # a message this design never exchanges: refuse it, stay up
             out.append(Report("rejected_message", {"region": self.me, "type": type(m).__name__}))
@@ -561,10 +562,10 @@ class LogShipping:
         """A hook: the design's periodic work (promotions, resends)."""
 
     def suspects(self, p: int, now: int) -> bool:
-        return now - self.last_heard.get(p, now) > self.cfg.suspect_after
+        return self.detector.suspects(p, now)
 
     def _on_heartbeat(self, m: Heartbeat, now: int, out: list[Effect]) -> None:
-        self.last_heard[m.sender] = now
+        self.detector.heard(m.sender, now)
         if len(m.heads) == len(self.heads):
             self.peer_heads[m.sender] = m.heads
         if len(m.based) == len(self.heads):
@@ -584,7 +585,7 @@ class LogShipping:
         return False
 
     def _on_heartbeat_ack(self, m: HeartbeatAck, now: int, out: list[Effect]) -> None:
-        self.last_heard[m.sender] = now
+        self.detector.heard(m.sender, now)
 
     def acked_head(self, o: int) -> int:
         """How far we vouch for `o`'s log (acks, heartbeat heads). Void entries are never

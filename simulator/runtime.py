@@ -71,7 +71,8 @@ def node_configs(scenario: Scenario, plan: Plan, seed: int = 0) -> list[NodeConf
     p = scenario.node
     return [NodeConfig(len(scenario.regions), r, Mode(scenario.mode), plan.amap, scenario.workload.opening_balance,
                        ship=Ship(scenario.ship), heartbeat_every=int(p.heartbeat_ms * MS),
-                       suspect_after=int(p.suspect_ms * MS), lease=int(p.lease_ms * MS), drift=p.drift,
+                       suspect_after=int(p.suspect_ms * MS),
+                       suspect_max=int(p.suspect_max_ms * MS), lease=int(p.lease_ms * MS), drift=p.drift,
                        tick_every=int(p.tick_ms * MS), seed=seed, replicas=scenario.replicas,
                        quorum_groups=Grouping(p.quorum_groups), snapshot_every=p.snapshot_every,
                        checkpoint_every=p.checkpoint_every)

@@ -111,6 +111,8 @@ class Workload:
 class NodeParams:
     heartbeat_ms: float = 100.0
     suspect_ms: float = 600.0
+    # the detector adapts to the gaps it hears, up to this silence (<= suspect_ms: fixed)
+    suspect_max_ms: float = 5000.0
     lease_ms: float = 1000.0
     drift: float = 0.01
     tick_ms: float = 50.0
@@ -498,6 +500,9 @@ def _validate(s: Scenario) -> None:
     if s.node.suspect_ms <= s.node.heartbeat_ms:
         raise ScenarioError(f"node.suspect_ms: must be longer than node.heartbeat_ms ({s.node.heartbeat_ms:g}): "
                             f"a peer is suspected after it missed heartbeats, got {s.node.suspect_ms:g}")
+    if s.node.suspect_max_ms > 600_000:
+        raise ScenarioError(f"node.suspect_max_ms: the longest silence the failure detector may learn to wait "
+                            f"out, at most 600000 (<= suspect_ms: a fixed timeout), got {s.node.suspect_max_ms:g}")
     if s.node.drift >= 1:
         raise ScenarioError("node.drift: a clock rate error bound, must be < 1")
     _check_choice(s.node.quorum_groups, tuple(g.value for g in Grouping), "node.quorum_groups")

@@ -175,6 +175,8 @@ def test_fault_times_must_be_numbers(at: str) -> None:
 @pytest.mark.parametrize("extra, message", [
     ("[node]\nsuspect_ms = 50.0\n", "node.suspect_ms: must be longer than node.heartbeat_ms"),
     ("[node]\nheartbeat_ms = 0.0\n", "node.heartbeat_ms: must be >= 1 ms"),
+    ("[node]\nsuspect_max_ms = -1.0\n", r"node.suspect_max_ms: must be a finite number >= 0"),
+    ("[node]\nsuspect_max_ms = 1e9\n", r"node.suspect_max_ms: .* got 1e\+09"),
     ("[node]\ntick_ms = 0.01\n", "node.tick_ms: must be >= 1 ms"),
     ("duration = 80000.0\nquiesce = 10000.0\n", "duration: load plus quiesce at most 86,400 s"),
     ("duration = 3600.0\n[workload]\nrate = 10000\n", "workload.rate: rate x duration x regions = 108,000,000"),

@@ -314,10 +314,12 @@ class Controller:
         await swallow(self.regions[r].set_faults.remote(list(self.dispatch.active)))
         # caught up = holds every entry its peers held when it came back
         peers = [p for p in range(len(self.names)) if p != r and p not in self.down]
-        statuses = await asyncio.gather(*(_status(self.regions[p]) for p in peers))
-        target = np.max([s["heads"] for s in statuses if s], axis=0) if any(statuses) else None
-        if target is None:
-            return
+        if not peers:
+            return  # nobody to catch up from
+        answered: list[dict[str, Any]] = []
+        while not answered:  # a status call times out under load: ask again (settle waits for this)
+            answered = [s for s in await asyncio.gather(*(_status(self.regions[p]) for p in peers)) if s]
+        target = np.max([s["heads"] for s in answered], axis=0)
         while True:
             st = await _status(self.regions[r])
             if st is not None and np.all(np.asarray(st["heads"]) >= target):
