@@ -13,7 +13,7 @@ from replication.config import MS, NodeConfig
 from replication.detector import FailureDetector
 from replication.messages import Message, Send, Tick
 from replication.node import RegionNode
-from tests.test_replication_node import AMAP, T, of
+from tests.support.nodes import AMAP, T, of
 
 BASE, CAP, MEMORY = 600 * MS, 5000 * MS, 10_000 * MS
 

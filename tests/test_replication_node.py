@@ -8,7 +8,7 @@ import pytest
 from cext.layout import TRANSFER_DTYPE
 from ledger.types import CreateTransferResult, TransferFlags
 from region.store import MemoryRegionStore
-from replication.accounts import CREDIT_BIT_HI, AccountMap
+from replication.accounts import CREDIT_BIT_HI
 from replication.config import MS, NodeConfig
 from replication.ids import transfer_id
 from replication.log import Entry
@@ -32,11 +32,9 @@ from replication.node import RegionNode
 from replication.outcomes import UNAVAILABLE
 from replication.routing import RoutingTable
 from replication.state import canonical_digest
+from tests.support.nodes import AMAP, N_UNITS, T, of
 
-T = 1_700_000_000_000_000_000
 M64 = (1 << 64) - 1
-N_UNITS = 3  # one per region: unit u is homed at region u
-AMAP = AccountMap(N_UNITS, np.arange(13) % N_UNITS)  # customers 1..12; customer c is in unit c % 3
 
 
 def node(me: int, mode: str = "unit", ship: str = "async") -> RegionNode:
@@ -59,10 +57,6 @@ def rows(*transfers: tuple[int, int, int, int], unit: int | None = None) -> np.n
         out[i]["credit_account_id_lo"], out[i]["amount_lo"] = credit, amount
         out[i]["ledger"], out[i]["code"] = 156, 1
     return out
-
-
-def of(effects, kind):  # type: ignore[no-untyped-def]
-    return [e for e in effects if isinstance(e, kind)]
 
 
 def with_lease(n: RegionNode, now: int) -> None:
