@@ -235,9 +235,12 @@ class Grid:
             yield {p.key: v for p, v in zip(self.params, combo, strict=True)}
 
     def document(self, point: dict[str, Any], base: Any) -> dict[str, Any]:
+        """The scenario document with the point's values in place (a point may name only some
+        of the parameters: each value is first checked alone)."""
         doc = copy.deepcopy(self.doc)
         for p in self.params:
-            apply_override(doc, p.path, point[p.key], base)
+            if p.key in point:
+                apply_override(doc, p.path, point[p.key], base)
         return doc
 
 

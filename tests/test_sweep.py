@@ -167,6 +167,8 @@ def test_topology_keys_reach_every_datacentre() -> None:
     (["--param", "regions.rtt_ms[0][7]=5"], "indices must be two different regions"),
     (["--param", "regions.rtt_ms[0][1]=-5"], r"regions.rtt_ms\[0\]\[1\]: must be a number >= 0"),
     (["--param", "regions.rtt_ms.beijing-mars=5"], "not two known names"),
+    (["--param", "node.heartbeat_ms=100,400", "--param", "node.suspect_ms=300,600"],
+     r"node.heartbeat_ms=400.*node.suspect_ms=300: node.suspect_ms: must be longer than node.heartbeat_ms"),
     (["--param", "mode=async,unit"], "cannot be swept \\(use --modes\\)"),
     (["--param", "seed=1,2"], "cannot be swept \\(use --seeds\\)"),
     (["--param", "node.quorum_groups=unit,ledger"], "use --modes quorum\\+unit"),
@@ -197,6 +199,17 @@ def test_an_unwritable_out_exits_2_before_running(tmp_path: Path, capsys: pytest
 def test_unknown_scenario_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("sweep", "no-such-scenario", "--param", "node.suspect_ms=300") == 2
     assert "scenario 'no-such-scenario' not found" in capsys.readouterr().err
+
+
+def test_two_keys_sweep_every_combination() -> None:
+    grid = build_grid(str(tiny_scenario()), ["node.suspect_max_ms=0,5000", "node.commit_ms=0,500,1000"], "async", 1)
+    points = list(grid.points())
+    assert len(points) == grid.n_points == 6
+    from simulator.scenario import parse_scenario
+
+    got = {(s.node.suspect_max_ms, s.node.commit_ms)
+           for s in (parse_scenario(grid.document(p, None), grid.name) for p in points)}
+    assert got == {(a, b) for a in (0, 5000) for b in (0, 500, 1000)}
 
 
 def test_huge_grids_are_refused_unless_forced(monkeypatch: pytest.MonkeyPatch) -> None:
