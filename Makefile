@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CASSANDRA_DCS ?= changchun,beijing,shanghai
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=20
 
 .PHONY: run test test-fast install lint bench cassandra-start cassandra-stop clean
 

@@ -132,7 +132,7 @@ def metrics(sim: RunResult, invariants: dict[str, Any]) -> dict[str, Any]:
                        for t, r, k, d in sim.log.reports if k == "promotion"],
         "network": {"messages": sim.net.sent, "dropped": sim.net.dropped, "bytes": sim.net.bytes},
         "series": series(sim, secs),
-        "sim": {"events": sim.log.events, "virtual_s": virtual, "wall_s": round(wall, 3),
+        "sim": {"events": sim.log.events, "virtual_s": virtual, "wall_s": round(wall, 3), "settle_s": sim.log.settle_s,
                 "virtual_to_wall": round(virtual / wall, 2) if wall else None,
                 "transfers_per_wall_s": round(float(transfers.sum()) / wall, 1) if wall else None},
     }

@@ -25,6 +25,9 @@ class RunLog:
     diverged: set[int] = field(default_factory=set)  # transfer ids of void (reported) entries
     events: int = 0  # runtime events handled (deterministic) or messages handled (Ray)
     wall_s: float = 0.0
+    # deterministic runtime: virtual s past the quiesce until every replica settled (None: never,
+    # within simulator.runtime.SETTLE_MAX_S; judged as it stood)
+    settle_s: float | None = None
 
 
 REPORT_EVENTS = {"promotion": "promoted", "ready": "writes_resumed", "divergence": "divergence"}

@@ -156,3 +156,31 @@ def test_shipped_scenarios_load():
                                                   "wuhan", "xian", "shenzhen"]}})
     rtt = eight.rtt_matrix()
     assert len(rtt) == 8 and rtt[0][1] < rtt[0][3]  # Changchun-Beijing closer than Changchun-Guangzhou
+
+
+def _slow_store_run(settle_max_s: int, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """region-outage, shortened, over a store whose group commits take 700 ms (virtual): the
+    backlog is still draining when its 2 s quiesce ends."""
+    import simulator.runtime as runtime
+    from simulator.plan import shortened
+
+    monkeypatch.setattr(runtime, "SETTLE_MAX_S", settle_max_s)
+    s = shortened(small("region-outage", "unit+semi-sync", rate=40), 8.0, 2.0)
+    return run_scenario(replace(s, node=replace(s.node, commit_ms=700.0)), 1)[1]
+
+
+def test_a_run_is_judged_once_drained_not_mid_backlog(monkeypatch: pytest.MonkeyPatch) -> None:
+    drained = _slow_store_run(30, monkeypatch)
+    assert drained["violated"] == []
+    settle = drained["metrics"]["sim"]["settle_s"]  # type: ignore[index]
+    assert 0 < settle <= 30 and drained["metrics"]["sim"]["virtual_s"] == 10.0 + settle  # type: ignore[index]
+    # judged at the quiesce's end (the settle off), the same run reads as money stuck in transit
+    cut = _slow_store_run(0, monkeypatch)
+    assert cut["metrics"]["sim"]["settle_s"] is None  # type: ignore[index]
+    assert "conservation" in cut["violated"]  # type: ignore[operator]
+    assert "transit" in cut["invariants"]["conservation"]["first_violation"]["problem"]  # type: ignore[index]
+
+
+def test_a_quiesce_long_enough_needs_no_settle() -> None:
+    _, result = run_scenario(replace(small("region-outage", "unit+semi-sync", rate=40), duration=8.0), 1)
+    assert result["violated"] == [] and result["metrics"]["sim"]["settle_s"] == 0.0

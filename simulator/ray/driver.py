@@ -93,9 +93,9 @@ def run_scenario_ray(
     (survives a killed process, which is what a Ray crash is; no fsync on the hot path).
     `settle_s`: after the quiesce, wait up to this many wall seconds for the replicas to
     settle (equal log heads, no credit leg owed, nobody catching up) before the final state
-    is taken. The deterministic runtime's quiesce is exact; a real one on a loaded machine
-    may need longer, and a check that fails only because the snapshot came too early says
-    nothing about the design. How long it took is `ray.settle_s`; if it never settles the
+    is taken (the deterministic runtime settles the same way, on virtual time): a quiesce on
+    a loaded machine may need longer, and a check that fails only because the snapshot came
+    too early says nothing about the design. How long it took is `ray.settle_s`; if it never settles the
     checkers judge the state as it is.
     `num_cpus`: for a local Ray started here (default: every core).
     `store`: each region's durable store. None or "sqlite": an SQLite file per region (as
