@@ -317,8 +317,11 @@ class Controller:
         if not peers:
             return  # nobody to catch up from
         answered: list[dict[str, Any]] = []
-        while not answered:  # a status call times out under load: ask again (settle waits for this)
+        while True:  # a status call times out under load: ask again (settle waits for this)
             answered = [s for s in await asyncio.gather(*(_status(self.regions[p]) for p in peers)) if s]
+            if answered:
+                break
+            await asyncio.sleep(0.05)  # a peer that died answers at once: no busy loop
         target = np.max([s["heads"] for s in answered], axis=0)
         while True:
             st = await _status(self.regions[r])
