@@ -9,6 +9,7 @@ and the sorted set of transfer ids: equal canonical digests, equal books.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 
@@ -45,3 +46,20 @@ def balances(engine) -> dict[int, dict[str, int]]:  # type: ignore[no-untyped-de
     for i, a in enumerate(ids):
         out[(ids_hi[i] << 64) | a] = {f: (cols[f][1][i] << 64) | cols[f][0][i] for f in BALANCE_FIELDS}
     return out
+
+
+def settle_status(node) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """What a run waits on before it is judged, for one region's node: its books' digest,
+    the credit legs it still owes, whether it is catching up on units it gained."""
+    return {"digest": canonical_digest(node.engine), "outbox": node.credit_legs_owed,
+            "catching_up": bool(node.catching_up)}
+
+
+def all_settled(statuses: list[dict[str, Any] | None]) -> bool:
+    """Settled: every region expected up answered (None: down, or no answer), all hold the
+    same books, and none owes a credit leg or is catching up. Both runtimes judge a run
+    only once this holds (or their bounded wait ran out)."""
+    if any(st is None for st in statuses):
+        return False
+    return (len({st["digest"] for st in statuses if st is not None}) <= 1
+            and not any(st["outbox"] or st["catching_up"] for st in statuses if st is not None))

@@ -50,7 +50,7 @@ from replication.messages import (
 )
 from replication.node import RegionNode
 from replication.raft import Role
-from replication.state import canonical_digest
+from replication.state import all_settled, settle_status
 from simulator.clients import RETRY_BACKOFF_S, Attempt, ClientBook, ClientRules
 from simulator.clock import ClockState, S
 from simulator.faults import (
@@ -203,10 +203,8 @@ class Simulation:
         """Every region expected up holds the same books and owes nothing: what the checkers
         judge is the design's end state, not a backlog the quiesce was too short to drain."""
         gone = lost_for_good(self.faults, self.regions)
-        live = [self.nodes[r] for r in range(self.R) if r not in gone]
-        if any(n is None or n.credit_legs_owed or n.catching_up for n in live):
-            return False
-        return len({canonical_digest(n.engine) for n in live if n is not None}) <= 1
+        return all_settled([None if self.nodes[r] is None else settle_status(self.nodes[r])
+                            for r in range(self.R) if r not in gone])
 
     def result(self) -> RunResult:
         return RunResult(self.s, self.seed, self.regions, self.plan, self.clients.st, list(self.nodes),

@@ -29,6 +29,7 @@ import numpy as np
 from chaos import check_after_loss
 from region.store import GENESIS, MemoryRegionStore
 from replication.log import Record
+from replication.state import all_settled
 from simulator.clients import OpState
 from simulator.clock import S
 from simulator.faults import lost_for_good
@@ -95,8 +96,8 @@ def run_scenario_ray(
     settle (equal log heads, no credit leg owed, nobody catching up) before the final state
     is taken (the deterministic runtime settles the same way, on virtual time): a quiesce on
     a loaded machine may need longer, and a check that fails only because the snapshot came
-    too early says nothing about the design. How long it took is `ray.settle_s`; if it never settles the
-    checkers judge the state as it is.
+    too early says nothing about the design. How long it took is `ray.settle_s`; if it never
+    settles the checkers judge the state as it is.
     `num_cpus`: for a local Ray started here (default: every core).
     `store`: each region's durable store. None or "sqlite": an SQLite file per region (as
     above); a Cassandra URL (``cassandra://host:9042/geoledger?dc=dc1&rf=1``): a keyspace
@@ -403,14 +404,12 @@ class _RayRun:
                 except ray.exceptions.RayError:
                     sts.append(None)
             try:
-                rejoining = ray.get(self.controller.rejoining_regions.remote(), timeout=5)
+                rejoining = bool(ray.get(self.controller.rejoining_regions.remote(), timeout=5))
             except ray.exceptions.RayError:
-                rejoining = ["?"]
-            if all(st is not None for st in sts) and not rejoining:
-                digests = {st["digest"] for st in sts}
-                if len(digests) == 1 and not any(st["outbox"] or st["catching_up"] for st in sts):
-                    self.settled = time.perf_counter() - began
-                    return
+                rejoining = True  # no answer: not known to be done
+            if not rejoining and all_settled(sts):
+                self.settled = time.perf_counter() - began
+                return
             if time.perf_counter() - began >= limit_s:
                 return
             time.sleep(0.2)

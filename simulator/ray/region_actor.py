@@ -28,7 +28,7 @@ from chaos import Fault
 from replication.config import MS, NodeConfig
 from replication.log import Entry
 from replication.messages import Report
-from replication.state import canonical_digest
+from replication.state import settle_status
 from replication.wire import WireError, decode_peer_frame, encode_peer_frame
 from simulator.clock import T0, ClockState, S
 from simulator.network import Network
@@ -257,11 +257,7 @@ class RegionActor:
 
     async def settle_status(self) -> dict[str, Any] | None:
         """What `settle` waits for: the books' canonical digest, credit legs owed, catch-up."""
-        if self.live is None:
-            return None
-        node = self.live.node
-        return {"digest": canonical_digest(node.engine), "outbox": node.credit_legs_owed,
-                "catching_up": bool(node.catching_up)}
+        return None if self.live is None else settle_status(self.live.node)
 
     async def status(self) -> dict[str, Any] | None:
         if self.live is None:
