@@ -103,3 +103,10 @@ def test_short_stalls_promote_with_either_detector() -> None:
     """Stalls shorter than `suspect_after` are what the fixed timeout was sized for."""
     assert promoted_within(0, 400, 2000) is not None
     assert promoted_within(5000 * MS, 400, 2000) is not None
+
+
+@pytest.mark.parametrize("field", ["suspect_after", "suspect_memory"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_node_refuses_a_detector_that_cannot_wait(field: str, value: int) -> None:
+    with pytest.raises(ValueError, match="suspect_after and suspect_memory must be positive"):
+        NodeConfig(3, 0, "unit", AMAP, 1000, **{field: value})  # type: ignore[arg-type]
