@@ -32,7 +32,8 @@ from replication.anywhere import AsyncDesign, EscrowDesign
 from replication.checkpoint import CheckpointPolicy
 from replication.coalesce import Coalescer
 from replication.config import Mode, NodeConfig, design_label
-from replication.messages import Checkpoint, Effect, Message
+from replication.messages import Checkpoint, Effect, Message, Report
+from replication.peercheck import PeerCheck
 from replication.quorum import QuorumDesign
 from replication.replica import Anomaly, Replica
 from replication.snapshot import NodeSnapshot
@@ -100,6 +101,7 @@ class RegionNode:
         self.replica: Replica = design.replica
         self.checkpoints = CheckpointPolicy(config.checkpoint_every, config.checkpoint_bytes, position, base)
         self.coalescer = Coalescer(enabled=design.admits_row_by_row)  # a step's requests as one batch
+        self.peer_check = PeerCheck(config.n_regions, config.amap, len(getattr(design, "groups", ())))
 
     @classmethod
     def recover(cls, config: NodeConfig, store: Any) -> tuple[RegionNode, list[Effect]]:
@@ -134,7 +136,12 @@ class RegionNode:
         """Messages that arrived together, handled as one step: the parts they propose to
         one log become one entry, and the step's effects are persisted before they leave.
         A checkpoint that falls due is asked for last, after the step's records."""
+        refused = self._refuse_misfits(messages)
+        if refused:
+            messages = [msg for i, msg in enumerate(messages) if i not in refused]
         effects: list[Effect] = self.coalescer.split(self.design.handle_many(self.coalescer.merge(messages), now))
+        if refused:
+            effects[:0] = refused.values()
         if not self.checkpoints.enabled:
             return effects
         self._note(effects)
@@ -142,6 +149,18 @@ class RegionNode:
         if at is not None:
             effects.append(Checkpoint(at, self.design.retain_from()))
         return effects
+
+    def _refuse_misfits(self, messages: Sequence[Message | Any]) -> dict[int, Report]:
+        """Peer messages that do not fit this node's configuration (`replication.peercheck`),
+        by position, each with the report that says so: they are handled no further."""
+        refused: dict[int, Report] = {}
+        why_refused = self.peer_check.why_refused
+        for i, msg in enumerate(messages):
+            why = why_refused(msg)
+            if why is not None:
+                refused[i] = Report("peer_message_refused", {"region": self.me, "from": getattr(msg, "sender", None),
+                                                             "message": type(msg).__name__, "why": why})
+        return refused
 
     def _note(self, effects: list[Effect]) -> None:
         self.checkpoints.note(effects, voidable=self.cfg.mode is Mode.UNIT)

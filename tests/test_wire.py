@@ -306,6 +306,7 @@ def test_every_message_and_record_of_a_simulated_run_round_trips(mode: str, monk
     def handle_many(self: RegionNode, messages: Any, now: int) -> list[Any]:
         for m in messages:
             assert same(decode(encode(m), wire.MESSAGE_TYPES), m), m
+            assert self.peer_check.why_refused(m) is None, m  # what same-configured peers send fits
         effects = real(self, messages, now)
         for e in effects:
             if type(e) is Send:
