@@ -217,3 +217,37 @@ def test_no_peer_message_of_any_shape_makes_a_step_raise(mode: str, messages: li
     for k in range(1, 4):
         n.handle(Tick(), T + k * 200 * MS)
     n.invariants()
+
+
+# ------------------------------------------------------------------ well shaped, out of place
+def votes(effects: list[Any]) -> list[Vote]:
+    return [e.message for e in effects if type(getattr(e, "message", None)) is Vote]
+
+
+def test_out_of_place_proposals_win_no_vote_and_move_nothing() -> None:
+    """A proposal that fits our shape but not the protocol's rules: one that demotes the
+    voter itself, one for a version already in force, a second proposer for a version
+    already voted for, one while we still grant the demoted home its lease."""
+    base = RoutingTable.initial(3, 3)
+    demote = {u: (h + 1) % 3 for u, h in enumerate(base.homes) if h == 1}  # region 1's units to region 2
+
+    n = node("unit")
+    [vote] = votes(n.handle(Propose(1, base.promote({0: 1}, {}, 2)), T + MS))  # moves our own unit away
+    assert not vote.yes and n.design.routing == base
+
+    n = node("unit")
+    [vote] = votes(n.handle(Propose(2, base.promote(demote, {}, 1)), T + MS))  # the version in force
+    assert not vote.yes and n.design.routing == base
+
+    n = node("unit")
+    assert votes(n.handle(Propose(2, base.promote(demote, {}, 2)), T + MS))[0].yes
+    [vote] = votes(n.handle(Propose(1, base.promote({2: 0}, {}, 2)), T + 2 * MS))  # same version, another proposer
+    assert not vote.yes and n.design.routing == base
+    [again] = votes(n.handle(Propose(2, base.promote(demote, {}, 2)), T + 3 * MS))  # the first asks again
+    assert again.yes and again.heads == votes(n.handle(Propose(2, base.promote(demote, {}, 2)), T + 4 * MS))[0].heads
+
+    n = node("unit")
+    acks = n.handle(Heartbeat(1, 1, 1, (0, 0, 0)), T + MS)  # we grant region 1 its lease
+    assert any(type(getattr(e, "message", None)) is HeartbeatAck and e.message.grant for e in acks)
+    [vote] = votes(n.handle(Propose(2, base.promote(demote, {}, 2)), T + 2 * MS))
+    assert not vote.yes and vote.retry_in > 0 and n.design.routing == base
