@@ -127,6 +127,11 @@ class RegionBackend(Protocol):
 
     def replication_lag(self) -> dict[str, float]: ...
 
+    def region_reports(self) -> dict[str, int]:
+        """What the region node reported since start, by kind (promotions, refused peer
+        messages, divergence, ...); empty for a gateway without a region node."""
+        ...
+
     def failure(self) -> str | None:
         """Why the region can no longer serve (it is stopping), or None while it can."""
         ...
@@ -164,6 +169,9 @@ class LedgerBackend:
         return self.ledger.get_account_transfers(account_id, **filters)
 
     def replication_lag(self) -> dict[str, float]:
+        return {}
+
+    def region_reports(self) -> dict[str, int]:
         return {}
 
     def failure(self) -> str | None:
@@ -406,7 +414,8 @@ def create_app(
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (prometheus_client)",
              openapi_extra=roles(AUDITOR, OPERATOR))
     async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(backend.replication_lag()), media_type=METRICS_CONTENT_TYPE)
+        body = metrics.render(backend.replication_lag(), backend.region_reports())
+        return PlainTextResponse(body, media_type=METRICS_CONTENT_TYPE)
 
     if hot_path:  # outermost: the fast lane for the hot routes' ordinary requests
         app.add_middleware(HotPath, verifier=auth, metrics=metrics, lanes=work.lanes())

@@ -42,6 +42,9 @@ class GatewayMetrics:
                                 ("region",), buckets=BATCH_BUCKETS, registry=self.registry)
         self._lag = Gauge("geoledger_replication_lag_seconds", "How far each peer's log trails this region's.",
                           ("region", "peer"), registry=self.registry)
+        self._reports = Gauge("geoledger_region_reports", "What the region node reported since it started, by kind "
+                              "(promotion, divergence, peer_message_refused, ...).", ("region", "kind"),
+                              registry=self.registry)
         self._batch_here = self._batch.labels(region)
         hot = Counter("geoledger_hot_path_requests", "Requests of the hot routes: served by the fast lane, or "
                       "passed to the full app (anything not ordinary: refusals, odd encodings).",
@@ -75,9 +78,13 @@ class GatewayMetrics:
         """Serve the event loop's histograms (`load.loopwatch`) from this registry too."""
         self.registry.register(_LoopCollector(loop_watch, self.region))
 
-    def render(self, lag: dict[str, float]) -> str:
+    def render(self, lag: dict[str, float], reports: dict[str, int] | None = None) -> str:
+        """The /metrics body; `reports`: the node's report counts by kind (kinds are the
+        node's own fixed names, never a client's or a peer's words)."""
         for peer, seconds in lag.items():
             self._lag.labels(self.region, peer).set(seconds)
+        for kind, count in (reports or {}).items():
+            self._reports.labels(self.region, kind).set(count)
         return generate_latest(self.registry).decode()
 
 

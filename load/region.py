@@ -189,6 +189,9 @@ class NodeBackend:
         lag = self.live.stats.lag_ms
         return {"p99": float(np.percentile(lag, 99)) / 1000} if lag else {}
 
+    def region_reports(self) -> dict[str, int]:
+        return {} if self._live is None else dict(self._live.stats.report_counts)
+
     def failure(self) -> str | None:
         if self._live is None:
             return "starting: the region node is not running yet"

@@ -86,7 +86,8 @@ class RegionStopped(Exception):
 class LiveStats:
     """What operators watch: committed batches, reports, replication lag samples."""
 
-    reports: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)
+    reports: list[tuple[float, str, dict[str, Any]]] = field(default_factory=list)  # the last 1,000
+    report_counts: dict[str, int] = field(default_factory=dict)  # every report since start, by kind
     lag_ms: list[float] = field(default_factory=list)
     handled: int = 0  # messages (peer, client, timer) handed to the node
     steps: int = 0  # group-commit steps (one transaction each at most)
@@ -394,10 +395,20 @@ class LiveRegion:
             elif t is SetTimer:
                 self._loop.call_later(e.after / 1e9 * self.time_scale, self._tick)
             elif t is Report:
-                if self.on_report is not None:
-                    self.on_report(e)
-                else:
-                    self.stats.reports.append((time.time(), e.kind, e.detail))
+                self._note_report(e)
+
+    def _note_report(self, report: Report) -> None:
+        """Count every report; keep the last 1,000 (a peer that keeps sending what we refuse
+        must not grow memory); log a refused peer message at its 1st, 2nd, 4th, ... time."""
+        counts = self.stats.report_counts
+        n = counts[report.kind] = counts.get(report.kind, 0) + 1
+        if report.kind == "peer_message_refused" and n & (n - 1) == 0:
+            log.warning("region %d refused a peer message (%d so far): %s", self.cfg.me, n, report.detail)
+        if self.on_report is not None:
+            self.on_report(report)
+            return
+        self.stats.reports.append((time.time(), report.kind, report.detail))
+        del self.stats.reports[:-1000]
 
     def _note_entry(self, record: object) -> None:
         if type(record) is not Entry or record.origin == self.cfg.me:

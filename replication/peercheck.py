@@ -98,7 +98,7 @@ class PeerCheck:
 
     def _heads(self, what: str, heads: tuple[int, ...], *, empty_ok: bool = False) -> str | None:
         if len(heads) != self.n_regions and not (empty_ok and not heads):
-            return f"{what} has {len(heads)} values for {self.n_regions} regions"
+            return f"{what} has {len(heads)} values, one per region wanted ({self.n_regions})"
         return next((self._natural(what, h) for h in heads if not 0 <= h <= MAX_NATURAL), None)
 
     def _table(self, t: RoutingTable) -> str | None:

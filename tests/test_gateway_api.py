@@ -120,3 +120,12 @@ def test_openapi_fuzz_with_every_role_finds_no_server_errors() -> None:
                 fuzz(op, headers, calls, failures)
     assert len(calls) > 300 and failures == []
     assert {401, 403} <= set(calls) and any(200 <= c < 300 for c in calls)
+
+
+def test_region_reports_are_a_metric_by_kind() -> None:
+    """The node's report counts (a region gateway's `region_reports`) are served by kind."""
+    from load.metrics import GatewayMetrics
+
+    text = GatewayMetrics("beijing").render({}, {"peer_message_refused": 3, "promotion": 1})
+    assert 'geoledger_region_reports{kind="peer_message_refused",region="beijing"} 3.0' in text
+    assert 'geoledger_region_reports{kind="promotion",region="beijing"} 1.0' in text

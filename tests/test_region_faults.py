@@ -152,3 +152,31 @@ def test_an_unknown_message_is_reported_not_fatal(tmp_path: Path) -> None:
         live.close()
 
     asyncio.run(main())
+
+
+def test_a_peer_flooding_misfits_is_counted_logged_sparingly_and_costs_no_memory(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """3,000 heartbeats with heads for five regions (a peer configured for another
+    topology; this region is alone in its own): each refused, the region keeps paying, the
+    report list stays bounded, the count is exact, and the log has a line at the 1st, 2nd,
+    4th, ... refusal only."""
+    from replication.messages import Heartbeat
+
+    async def main() -> None:
+        live = LiveRegion(CFG.node_config(0), SqliteRegionStore(tmp_path / "r.db"), lambda *_: None,
+                          group_commit=True)
+        await until_writable(live)
+        for _ in range(30):
+            live.deliver_many([Heartbeat(1, 1, 1, (0, 0, 0, 0, 0)) for _ in range(100)])
+            await asyncio.sleep(0)
+        assert await pay(live, 1) == Outcome.OK
+        assert live.failure is None
+        assert live.stats.report_counts["peer_message_refused"] == 3000
+        assert len(live.stats.reports) <= 1000
+        live.close()
+
+    with caplog.at_level(logging.WARNING, logger="region.driver"):
+        asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records if "refused a peer message" in r.getMessage()]
+    assert [int(line.split("(")[1].split()[0]) for line in lines] == [2**k for k in range(12)]
+    assert "heads has 5 values, one per region wanted (1)" in lines[0]
