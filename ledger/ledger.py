@@ -42,6 +42,7 @@ from ledger.journal import GENESIS, JOURNAL_ID, KIND_ACCOUNTS, KIND_TRANSFERS, J
 from ledger.lock import WriterLock
 from ledger.query_index import QueryIndex
 from ledger.replay import CommittedBatch, apply_batch, expired_ids, id_rows, is_imported
+from ledger.stores.sqlite_file import create_with_large_pages
 from ledger.totals import ledger_totals
 from ledger.types import (
     TIMESTAMP_MAX,
@@ -127,6 +128,8 @@ class Ledger:
         path = env.get("SQLITE_DBNAME", "")
         lock = WriterLock(f"{path}.lock", f"sqlite ledger store {path}") if path and ":memory:" not in path else None
         try:
+            if lock is not None:
+                create_with_large_pages(path)
             led = cls(clock=clock, _env=env)
         except BaseException:
             if lock is not None:

@@ -12,7 +12,6 @@ keys; a region's private key reaches its process through a pipe, never a file.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import socket
@@ -41,6 +40,7 @@ from load.metrics import GatewayMetrics
 from load.peerauth import PeerKeys
 from load.peerlink import PeerListener, PeerSender
 from load.work import GatewayWork
+from region.collector import settle_after_start
 from region.driver import LiveRegion
 from region.sqlite import SqliteRegionStore
 from replication.accounts import AccountMap
@@ -216,8 +216,6 @@ TransferIds = Annotated[list[Annotated[int, Field(ge=0, le=U128_MAX, strict=True
                         Body(max_length=MAX_REQUEST_ITEMS)]
 
 
-GC_YOUNG_THRESHOLD = 20_000
-"""Allocations between two young-generation collections in a region process (CPython: 700)."""
 EXIT_REGION_FAILED = 70
 """The exit code of a region process whose region stopped (EX_SOFTWARE): restart me."""
 FATAL_EXIT_DELAY = 0.5
@@ -262,13 +260,7 @@ def build_region_app(cfg: ServeConfig, me: int, peer_private: str, peer_socket: 
                                   on_call=app.state.metrics.observe_intake)
             await intake.start()
             holder["intake"] = intake
-        # Start-up (imports, the app, the recovered node) leaves ~10^6 long-lived objects; a full
-        # collection walking them under load stalled every request for hundreds of ms.
-        gc.collect()
-        gc.freeze()
-        # Each request leaves a few hundred short-lived containers; collecting the young
-        # generation every 700 allocations cost ~5% of a loaded gateway's CPU.
-        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        settle_after_start()  # region.collector: no full collections walking start-up's objects
 
     async def stop() -> None:
         if "intake" in holder:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ledger.errors import StoreError
+from ledger.stores.sqlite_file import use_large_pages
 from region.buffered import BufferedRegionStore, Row
 from region.lock import WriterLock
 from region.snapframe import SnapshotHeader
@@ -45,6 +46,7 @@ class SqliteRegionStore(BufferedRegionStore):
             self._lock.release()
             raise StoreError(f"{self.where}: cannot open ({e})") from e
         try:
+            use_large_pages(self._conn)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             for ddl in _SCHEMA:

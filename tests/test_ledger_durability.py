@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ledger.ledger as ledger_module
+import ledger.stores.sqlite_file as sqlite_file
 from ledger import (
     Account,
     CorruptStoreError,
@@ -27,6 +28,7 @@ from ledger import (
     StoreURLError,
     Transfer,
 )
+from ledger.stores.sqlite_file import PAGE_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,6 +178,41 @@ def test_verify_catches_a_live_state_that_drifted_from_the_log(tmp_path: Path) -
     report = led.verify()
     assert not report.ok and report.problem == "live state differs from the replayed log"
     led.close()
+
+
+def _page_size(path: Path) -> int:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        (size,) = conn.execute("PRAGMA page_size").fetchone()
+    return int(size)
+
+
+def test_a_new_file_gets_large_pages_and_a_file_from_before_keeps_its_own(tmp_path: Path) -> None:
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:  # as a ledger created before this release would be
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("PRAGMA journal_mode=WAL")
+    for path in (new, old):
+        led = _populated(path, batches=3)
+        digest = led.digest()
+        led.close()
+        led = Ledger.open(f"sqlite:///{path}")
+        assert led.digest() == digest and led.verify().ok
+        led.close()
+    assert _page_size(new) == PAGE_SIZE
+    assert _page_size(old) == 4096
+
+
+def test_a_file_that_cannot_be_created_is_a_store_error_and_holds_no_lock(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_failure(*args: object, **kwargs: object) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    path = tmp_path / "ledger.db"
+    with monkeypatch.context() as m:
+        m.setattr(sqlite_file.sqlite3, "connect", disk_failure)
+        with pytest.raises(StoreError, match="cannot create sqlite store .*disk I/O error"):
+            Ledger.open(f"sqlite:///{path}")
+    Ledger.open(f"sqlite:///{path}").close()  # the failed open released the writer lock
 
 
 def test_reopen_from_a_snapshot_plus_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

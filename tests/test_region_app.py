@@ -84,7 +84,7 @@ def test_a_full_disk_makes_health_fail_and_ends_the_process(tmp_path: Path) -> N
         conn = backend.live.store._conn
         (pages,) = conn.execute("PRAGMA page_count").fetchone()
         conn.execute(f"PRAGMA max_page_count = {pages}")
-        for local in range(1000, 1100):  # until a flush needs a new page
+        for local in range(1000, 3000):  # until a flush needs a new page (64 KiB: a few hundred payments)
             r = pay(local)
             if r.status_code != 201:
                 break

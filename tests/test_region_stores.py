@@ -22,12 +22,13 @@ from typing import Any
 import pytest
 
 from ledger.errors import StoreError, StoreLockedError
+from ledger.stores.sqlite_file import PAGE_SIZE
 from region.cassandra import CassandraRegionStore, cassandra_settings, drop_region_keyspaces
 from region.snapframe import SnapshotHeader
 from region.sqlite import SqliteRegionStore
 from region.store import MemoryRegionStore, RegionStore
 from tests.support.realparts import CASSANDRA_HOST, CASSANDRA_PORT, require_cassandra
-from tests.support.records import entry, every_record_kind, extreme_rows
+from tests.support.records import entry, every_record_kind, extreme_rows, same_payload
 from tests.support.region_store import DurableRegionStoreTestCase, RegionStoreTestCase
 
 CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:{CASSANDRA_PORT}/glrs{uuid.uuid4().hex[:8]}?dc=dc1&rf=1"
@@ -106,7 +107,7 @@ class TestSqliteRegionStore(DurableRegionStoreTestCase):
         n = len(s.records)
         with self.failing_writes(s):
             for k in range(5):
-                s.append(entry(10 + k, rows=extreme_rows(64)))
+                s.append(entry(10 + k, rows=extreme_rows(256)))  # 160 KB: more than the free pages
             with pytest.raises(StoreError, match="database or disk is full"):
                 s.flush()
             assert self._sql("SELECT COUNT(*) FROM records") == [(n,)], "none of the failed flush is on disk"
@@ -130,6 +131,17 @@ class TestSqliteRegionStore(DurableRegionStoreTestCase):
                 holder.kill()
                 holder.wait(10)
         assert len(self.open().records) == len(every_record_kind())
+
+    def test_a_new_file_gets_large_pages_and_a_file_from_before_keeps_its_own(self) -> None:
+        self.filled().close()
+        assert self._sql("PRAGMA page_size") == [(PAGE_SIZE,)]
+        self.path = self.tmp_path / "old.db"
+        with sqlite3.connect(self.path) as conn:  # as a region created before this release would be
+            conn.execute("PRAGMA page_size=4096")
+            conn.execute("PRAGMA journal_mode=WAL")
+        self.filled().close()
+        assert self._sql("PRAGMA page_size") == [(4096,)]
+        assert all(same_payload(r.payload, p) for r, p in zip(self.open().records, every_record_kind(), strict=True))
 
     def test_a_file_that_is_not_a_store_is_a_store_error(self) -> None:
         self.path.write_bytes(b"not an sqlite file" * 100)

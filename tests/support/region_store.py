@@ -299,7 +299,7 @@ class DurableRegionStoreTestCase(RegionStoreTestCase):
 
     def test_a_failed_flush_keeps_its_records_pending_and_a_later_flush_writes_them_once(self) -> None:
         s = self.filled()
-        extra = [entry(10 + k, rows=extreme_rows(64)) for k in range(5)]
+        extra = [entry(10 + k, rows=extreme_rows(256)) for k in range(5)]  # 160 KB: more than the free pages
         with self.failing_writes(s):
             for e in extra:
                 s.append(e)
