@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import queue
 import struct
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
@@ -78,49 +76,14 @@ class FramedSnapshot:
             yield b"".join(pending)
 
 
-_HASH_AHEAD = 8
-"""Chunks read but not hashed yet, at most (8 MiB): the reader waits for the hasher beyond."""
-
-
-class _Hasher:
-    """The sha256 of the chunks in the order given, computed on a thread of its own while
-    the reader fetches and copies the next ones: hashlib releases the GIL on large buffers,
-    and hashing was a third of a restart's time (`python -m bench.restart_bench`)."""
-
-    def __init__(self) -> None:
-        self._sha = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(_HASH_AHEAD)
-        self._thread = threading.Thread(target=self._run, name="snapshot-sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self._sha.update(chunk)
-
-    def update(self, chunk: bytes) -> None:
-        """Hash `chunk` after the ones before it; a buffer the caller may reuse is copied."""
-        self._queue.put(chunk if type(chunk) is bytes else bytes(chunk))
-
-    def close(self) -> None:
-        """Hash what was given and end the thread (idempotent)."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def digest(self) -> bytes:
-        self.close()
-        return self._sha.digest()
-
-
 class _Stream:
     """The blob a snapshot's chunks hold, read front to back and hashed as it passes: no
-    chunk is kept (beyond the few waiting for the hasher), so the blob is never in memory
-    as a list of chunks. `close` ends the hasher whatever happened."""
+    chunk is kept, so the blob is never in memory as a list of chunks."""
 
     def __init__(self, header: SnapshotHeader, chunks: Iterable[bytes],
                  refuse: Callable[[str], CorruptStoreError]) -> None:
         self._header, self._chunks, self._refuse = header, iter(chunks), refuse
-        self._digest = _Hasher()
+        self._digest = hashlib.sha256()
         self._rest = memoryview(b"")  # the part of the newest chunk not read yet
         self._count = self._at = 0  # chunks and bytes that came
 
@@ -161,9 +124,6 @@ class _Stream:
         if self._digest.digest() != h.digest:
             raise self._refuse("its stored bytes fail their checksum")
 
-    def close(self) -> None:
-        self._digest.close()
-
 
 def read_snapshot(header: SnapshotHeader, chunks: Iterable[bytes], where: str) -> NodeSnapshot:
     """The snapshot `chunks` (in order) hold; CorruptStoreError naming `where` and the
@@ -186,13 +146,6 @@ def read_snapshot(header: SnapshotHeader, chunks: Iterable[bytes], where: str) -
     if not 0 <= header.length <= header.chunks * CHUNK_BYTES or header.chunks != -(-header.length // CHUNK_BYTES):
         raise refuse(f"its header claims {header.chunks} chunks for {header.length} bytes")
     stream = _Stream(header, chunks, refuse)
-    try:
-        return _read(header, stream, refuse)
-    finally:
-        stream.close()
-
-
-def _read(header: SnapshotHeader, stream: _Stream, refuse: Callable[[str], CorruptStoreError]) -> NodeSnapshot:
     head = bytearray(len(MAGIC) + _LEN.size)
     meta_len = engine_len = 0
     wrong: str | None = None  # why the framing is wrong: said once the digest is known

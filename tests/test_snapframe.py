@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import mmap
-import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -57,39 +55,6 @@ def test_a_blob_with_a_byte_too_many_or_too_few_is_refused() -> None:
         read_snapshot(header, [*chunks[:2], chunks[2][:-1]], "test")
     with pytest.raises(CorruptStoreError, match="1 of its 3 chunks"):
         read_snapshot(header, chunks[:1], "test")  # the engine's bytes never come
-
-
-def _hashers() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "snapshot-sha256"]
-
-
-def test_the_chunks_are_hashed_on_a_thread_that_ends_with_the_read_whatever_happens() -> None:
-    """Hashing runs beside the reading (a third of a restart was hashing); a refused or
-    failed read must not leave its hasher waiting for chunks that never come."""
-    blob, header, snap = _framed()
-    chunks = [blob[i:i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)]
-    seen: list[str] = []
-
-    def watched(parts: list[bytes]) -> Iterator[bytes]:
-        for part in parts:
-            seen.extend(t.name for t in _hashers())
-            yield part
-
-    assert same_snapshot(read_snapshot(header, watched(chunks), "test"), snap)
-    assert seen and not _hashers()
-    damaged = [chunks[0], bytes([chunks[1][0] ^ 1]) + chunks[1][1:], chunks[2]]
-    with pytest.raises(CorruptStoreError, match="fail their checksum"):
-        read_snapshot(header, damaged, "test")
-    with pytest.raises(CorruptStoreError, match="more than the 3 chunks"):
-        read_snapshot(header, [*chunks, b"x"], "test")
-
-    def failing_store() -> Iterator[bytes]:
-        yield chunks[0]
-        raise OSError("disk I/O error")
-
-    with pytest.raises(OSError, match="disk I/O error"):
-        read_snapshot(header, failing_store(), "test")
-    assert not _hashers()
 
 
 def test_a_header_claiming_more_than_can_be_mapped_is_refused() -> None:
