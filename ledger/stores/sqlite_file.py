@@ -3,14 +3,13 @@
 A record is a batch — hundreds to thousands of transfers, tens to hundreds of KB — so with
 SQLite's default 4 KiB pages every commit writes it as dozens of overflow pages, each its
 own write into the WAL and again at the WAL's checkpoint. With 64 KiB pages a commit is a
-few large writes: on the development machine a region store committed 150 KB records 1.8x
-as fast with 57% less system CPU, and `python -m bench.bulk_bench` went from 460k to 702k
-durable transfers/s over a `Ledger` gateway (README, Benchmarks). The price is paid by
-small commits: a commit of one small record writes a whole 64 KiB page to the WAL, 25-60%
-more CPU per commit than with 4 KiB pages. With group commit (the default) that was within
-noise in `python -m bench.load_bench --only one_region` (3,923 against 3,990 acknowledged/s);
-with one commit per request, 7% fewer. A page size is fixed when a file is created, so an
-existing file keeps its own and opens as before.
+few large writes: `python -m bench.bulk_bench` went from 460k to 702k durable transfers/s
+over a `Ledger` gateway and from 563k to 706k over a region node (README, Benchmarks). The
+price is paid by small commits: a commit of one small record writes a whole 64 KiB page to
+the WAL. With group commit (the default) that was within noise in `python -m
+bench.load_bench --only one_region` (3,923 against 3,990 acknowledged/s); with one commit
+per request, 7% fewer (1,103 against 1,189). A page size is fixed when a file is created, so
+an existing file keeps its own and opens as before.
 """
 
 from __future__ import annotations
