@@ -112,7 +112,6 @@ class RegionActor:
     async def start(self, spec: RegionSpec, peers: list[Any], controller: Any, t0_ns: int, faults: list[Fault],
                     clock: ClockState, incarnation: int) -> dict[str, Any]:
         """Open the store, replay it (`RegionNode.recover`) and start the node and its links."""
-        from region.collector import settle_after_start
         from region.driver import LiveRegion
         from region.sqlite import SqliteRegionStore
 
@@ -144,7 +143,6 @@ class RegionActor:
             time_scale=sp.time_scale, group_commit=True, on_entry=self._on_entry, on_report=self._on_report,
         )
         replay_s = time.perf_counter() - began
-        settle_after_start()  # as an HTTP region does (region.collector)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._flusher()), loop.create_task(self._telemetry_loop()),
                        loop.create_task(self._loop_monitor()), loop.create_task(self._observer())]
