@@ -125,10 +125,11 @@ class RegionStore(ABC):
         """The indices of the entries the store holds (what chaos may damage)."""
         return [i for i, r in enumerate(list(self.records), self.base) if isinstance(r.payload, Entry)]
 
-    def scrub(self) -> list[tuple[int, int, int, int]]:
-        """(index, origin, seq, group) of every entry whose checksum no longer matches."""
+    def scrub(self) -> list[tuple[int, int, int, int, bytes]]:
+        """(index, origin, seq, group, stored checksum) of every entry whose checksum no longer
+        matches: the checksum says which copy repairs it (`replace` takes only that one)."""
         return [
-            (i, r.payload.origin, r.payload.seq, r.payload.group)
+            (i, r.payload.origin, r.payload.seq, r.payload.group, r.payload.checksum)
             for i, r in enumerate(list(self.records), self.base)
             if isinstance(r.payload, Entry) and not r.payload.intact()
         ]

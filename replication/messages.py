@@ -159,7 +159,7 @@ class QuotaRequest:
 class Corrupted:
     """The store found records whose checksum fails (from a scrub or a read)."""
 
-    records: list[tuple[int, int, int, int]]  # (store index, origin, seq, group)
+    records: list[tuple[int, int, int, int, bytes]]  # (store index, origin, seq, group, stored checksum)
 
 
 @dataclass(slots=True)

@@ -167,7 +167,9 @@ class QuorumDesign:
         self.forwards: dict[int, tuple[int, np.ndarray, np.ndarray, int]] = {}
         self.fwd_next = 1
         self.persisted: dict[tuple[int, int], list[Entry]] = {}  # (group, index) -> copies we stored
-        self.damaged_records: dict[int, bytes] = {}  # store index -> checksum of the damaged record
+        # store index -> [checksum of the damaged record, group, seq, when peers were last asked
+        # (None: at recovery, before this process's clock started)]
+        self.damaged_records: dict[int, list[Any]] = {}
         self.started = False
         # per group: what arrived while its leadership was being handed over (rows, reads, target)
         self.held: dict[int, list[tuple[np.ndarray, np.ndarray, Target]]] = {}
@@ -209,6 +211,7 @@ class QuorumDesign:
             for raft in self.groups:
                 raft.tick(now, out)
             self._send_credit_legs(now, out)
+            self._retry_repairs(now, out)
         elif t is RaftBundle:
             for msg in m.messages:
                 self._step(msg, now, out)
@@ -230,7 +233,7 @@ class QuorumDesign:
             if 0 <= m.group < len(self.groups) and self.groups[m.group].role == LEADER:
                 self._propose(m.group, m.rows, _NO_READS, None, now, out)
         elif t is Corrupted:
-            self._on_corrupted(m, out)
+            self._on_corrupted(m, now, out)
         elif t is RepairRequest:  # in this mode a RepairRequest's `origin` names the group
             for e in self.persisted.get((m.origin, m.seq), []):
                 if e.intact():
@@ -238,7 +241,7 @@ class QuorumDesign:
         elif t is RepairData:
             want = self.damaged_records.get(m.index)
             e = m.entry
-            if want is not None and e.checksum == want and e.intact() and 0 <= e.group < len(self.groups):
+            if want is not None and e.checksum == want[0] and e.intact() and 0 <= e.group < len(self.groups):
                 del self.damaged_records[m.index]
                 out.append(PersistRepair(m.index, e))
                 self.groups[e.group].repair(e)
@@ -289,7 +292,11 @@ class QuorumDesign:
         return ()
 
     def on_checkpointed(self, heads: Sequence[int]) -> None:
-        """Nothing to drop: each log compacts itself (`snapshot_every`)."""
+        """The store's snapshot now covers each log up to `heads` (its commit there): the
+        copies of entries both covered and compacted out of the log go, as no store record
+        needs them for a repair any more (the log keeps the others itself)."""
+        for key in [k for k in self.persisted if k[1] <= min(heads[k[0]], self.groups[k[0]].offset)]:
+            del self.persisted[key]
 
     def rebuild(self, base: NodeSnapshot) -> None:
         raise RuntimeError("quorum mode never rebuilds its books from a snapshot (no LoadBase)")
@@ -574,8 +581,9 @@ class QuorumDesign:
                 raft.compact(export_units(engine, amap, self.group_units[g]), out)
                 for key in [k for k in self.waiters if k[0] == g and k[1] <= raft.snap_index]:
                     del self.waiters[key]
-                for key in [k for k in self.persisted if k[0] == g and k[1] <= raft.offset]:
-                    del self.persisted[key]  # the log no longer holds them: repairs come from its snapshot
+                # `persisted` keeps the compacted entries: the store still holds their records,
+                # and a record damaged later is repaired from a copy (ours or a peer's) until a
+                # store checkpoint covers it (`on_checkpointed`)
 
     def _record_persists(self, out: list[Effect]) -> None:
         for eff in out:
@@ -584,18 +592,29 @@ class QuorumDesign:
                 self.persisted.setdefault((rec.group, rec.seq), []).append(rec)
 
     # -------------------------------------------------------------- storage faults
-    def _on_corrupted(self, m: Corrupted, out: list[Effect]) -> None:
-        for index, _origin, seq, group in m.records:
-            if not 0 <= group < len(self.groups):
+    def _on_corrupted(self, m: Corrupted, now: int, out: list[Effect]) -> None:
+        """A damaged record is rewritten from a copy with its checksum: ours if the entry is
+        still in memory, else a peer's (asked until one answers: the request or the answer
+        can be lost, and a compacted log has no copy to give)."""
+        for index, _origin, seq, group, checksum in m.records:
+            if not 0 <= group < len(self.groups) or index in self.damaged_records:
                 continue
-            cands = [e for e in self.persisted.get((group, seq), []) if e.intact()]
-            cur = self.groups[group].term_at(seq)
-            cands.sort(key=lambda e: e.rv == cur)
+            cands = [e for e in self.persisted.get((group, seq), []) if e.checksum == checksum and e.intact()]
             if cands:
                 out.append(PersistRepair(index, cands[-1]))  # our own memory still holds it
             else:
+                self.damaged_records[index] = [checksum, group, seq, now]
                 for p in self.peers:
                     out.append(Send(p, RepairRequest(self.me, group, seq, index)))
+
+    def _retry_repairs(self, now: int, out: list[Effect]) -> None:
+        for index, item in self.damaged_records.items():
+            _, group, seq, asked = item
+            if asked is None or now - asked >= 5 * self.cfg.tick_every:
+                item[3] = now
+                if asked is not None:
+                    for p in self.peers:
+                        out.append(Send(p, RepairRequest(self.me, group, seq, index)))
 
     # -------------------------------------------------------------- recovery
     @classmethod
@@ -637,7 +656,7 @@ class QuorumDesign:
                 if rec.intact():
                     q.persisted.setdefault((rec.group, rec.seq), []).append(rec)
                 else:
-                    q.damaged_records[index] = rec.checksum
+                    q.damaged_records[index] = [rec.checksum, rec.group, rec.seq, None]
                     for p in q.peers:
                         effects.append(Send(p, RepairRequest(q.me, rec.group, rec.seq, index)))
         q._apply_committed(None)

@@ -604,11 +604,10 @@ class LogShipping:
 
     # ================================================================== storage faults
     def _on_corrupted(self, m: Corrupted, now: int, out: list[Effect]) -> None:
-        for index, origin, seq, _group in m.records:
-            e = self.entry_at(origin, seq)
-            if index in self.repairing or e is None:
+        for index, origin, seq, _group, checksum in m.records:
+            if index in self.repairing or self.entry_at(origin, seq) is None:
                 continue
-            self.repairing[index] = [origin, seq, now, e.checksum]
+            self.repairing[index] = [origin, seq, now, checksum]
             out.append(Report("corruption", {"region": self.me, "index": index, "origin": origin, "seq": seq}))
             for p in self.peers:
                 out.append(Send(p, RepairRequest(self.me, origin, seq, index)))

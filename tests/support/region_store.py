@@ -169,10 +169,12 @@ class RegionStoreTestCase(ABC):
 
     def test_corrupt_is_found_by_scrub_and_survives_reopen_as_repairable_damage(self) -> None:
         s = self.filled()
+        stored = s.records[5].payload.checksum
         s.corrupt(5)
-        assert s.scrub() == [(5, 2, 1, 3)]
+        # what it names is the record, its entry, and the checksum a repair must carry
+        assert s.scrub() == [(5, 2, 1, 3, stored)]
         again = self.reopen(s)  # opens: the record decodes, only the entry's own checksum fails
-        assert again.scrub() == [(5, 2, 1, 3)]
+        assert again.scrub() == [(5, 2, 1, 3, stored)]
         assert again.verify_chain() == (False, 5)
         with pytest.raises(ValueError, match="not an entry"):
             again.corrupt(0)
