@@ -214,6 +214,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     table.add_row("machine CPU busy", f"{limits['machine_busy_fraction']:.0%}" if limits["machine_busy_fraction"]
                   is not None else "—")
     table.add_row("bound by", limits["bound_by"])
+    for name, fraction in limits["process_busy_fraction"].items():
+        table.add_row(f"{name} busy", "—" if fraction is None else f"{fraction:.0%} of a core")
     for name, inv in result["invariants"].items():
         verdict = "holds" if inv["ok"] else ("VIOLATED" if inv["promised"] else "violated (not promised)")
         table.add_row(f"invariant {name}", verdict)

@@ -42,8 +42,9 @@ EXPLAIN = {
              "durability invariant checks on every replica",
     "acked_per_s": "acked / the run's wall-clock load time",
     "limits": "what bounded the run: Little's law (in-flight requests = requests/s x mean latency, at most the "
-              "users), how busy the machine's CPUs were (bound_by: cpu from 90%), and CPU seconds per 1,000 "
-              "acknowledged transfers for each region process and for Locust",
+              "users), how busy the machine's CPUs were (bound_by: cpu from 90%; locust when its processes each "
+              "kept 90% of a core busy), and CPU seconds per 1,000 acknowledged transfers for each region process "
+              "and for Locust",
     "gateway_requests": "client requests the gateways counted (their /metrics, every region; None when a "
                         "region restarted during the run and lost its counters)",
 }
@@ -355,25 +356,25 @@ def _locust_summary(out: Path) -> dict[str, Any]:
                 "p50_ms": max((e["p50_ms"] for e in posts), default=None),
                 "p99_ms": max((e["p99_ms"] for e in posts), default=None),
                 "requests_by_name": {e["name"]: e["requests"] for e in stats["by_name"]}}
-    return _csv_summary(out)
+    return csv_summary(out)
 
 
-def _csv_summary(out: Path) -> dict[str, Any]:
+def csv_summary(out: Path) -> dict[str, Any]:
     stats = out / "locust_stats.csv"
     if not stats.exists():
-        return {"requests": 0, "failures": 0, "p50_ms": None, "p99_ms": None, "requests_per_s": 0.0}
+        return {"requests": 0, "failures": 0, "p50_ms": None, "p99_ms": None, "requests_per_s": 0.0, "avg_ms": None}
     with open(stats) as f:
         rows = list(csv.DictReader(f))
     agg = next((r for r in rows if r["Name"] == "Aggregated"), None)
     transfers = [r for r in rows if r["Type"] == "POST"]
     if agg is None:
-        return {"requests": 0, "failures": 0, "p50_ms": None, "p99_ms": None, "requests_per_s": 0.0}
+        return {"requests": 0, "failures": 0, "p50_ms": None, "p99_ms": None, "requests_per_s": 0.0, "avg_ms": None}
     p99 = max((float(r["99%"]) for r in transfers if r["99%"] not in ("", "N/A")), default=None)
     p50 = max((float(r["50%"]) for r in transfers if r["50%"] not in ("", "N/A")), default=None)
     by_name = {r["Name"]: int(r["Request Count"]) for r in rows if r["Name"] != "Aggregated"}
     return {"requests": int(agg["Request Count"]), "failures": int(agg["Failure Count"]),
             "p50_ms": p50, "p99_ms": p99, "requests_per_s": round(float(agg["Requests/s"]), 1),
-            "requests_by_name": by_name}
+            "avg_ms": float(agg["Average Response Time"]), "requests_by_name": by_name}
 
 
 def _results(path: Path) -> dict[str, int]:
@@ -498,7 +499,8 @@ def run_load(opts: LoadOptions) -> dict[str, Any]:
         "failures": summary["failures"],
         "requests_per_s": summary["requests_per_s"],
         "gateway_requests": counted,
-        "limits": limits(opts.users, summary.get("avg_ms"), summary["requests_per_s"], cpu, len(acked)),
+        "limits": limits(opts.users, summary.get("avg_ms"), summary["requests_per_s"], cpu, len(acked),
+                         opts.processes),
         "results": _results(opts.out / "results.log"),
         "requests_by_name": summary.get("requests_by_name", {}),
         "hostile_weight": opts.hostile,

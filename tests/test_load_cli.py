@@ -110,6 +110,15 @@ def test_limits_say_what_bounded_a_run() -> None:
     assert lim["in_flight_requests"] == 300.0 and lim["bound_by"] == "cpu"
     assert lim["cpu_s_per_1000_acked"] == {"region beijing": 1.0, "region shanghai": None, "locust": 2.0}
     assert limits(400, 50.0, 6000.0, {**cpu, "machine_busy_fraction": 0.5}, 3000)["bound_by"] == "users"
+    # Locust kept its one core busy (28.5 CPU s in 30 s) on a machine half idle: Locust was the limit,
+    # but not with two processes sharing that time.
+    locust_bound = {**cpu, "machine_busy_fraction": 0.6, "locust": 28.5, "wall_s": 30.0}
+    assert limits(400, 50.0, 6000.0, locust_bound, 3000)["bound_by"] == "locust"
+    assert limits(400, 50.0, 6000.0, locust_bound, 3000)["process_busy_fraction"]["locust"] == 0.95
+    assert limits(400, 50.0, 6000.0, locust_bound, 3000, locust_processes=2)["bound_by"] == "users"
+    # A region's one process near its core (26 of 30 s), Locust on two processes: that region was the limit.
+    region_bound = {**locust_bound, "regions": {"beijing": 26.0, "shanghai": None}}
+    assert limits(400, 50.0, 6000.0, region_bound, 3000, locust_processes=2)["bound_by"] == "region beijing"
     assert limits(1, None, 0.0, cpu, 0)["in_flight_requests"] is None
     import os
 
@@ -120,3 +129,4 @@ def test_limits_say_what_bounded_a_run() -> None:
     assert read["regions"]["me"] is not None and read["regions"]["me"] >= 0
     assert meter.read({"me": -1})["regions"]["me"] is None  # restarted: no figure rather than a wrong one
     assert 0 <= read["machine_busy_fraction"] <= 1
+    assert read["wall_s"] > 0

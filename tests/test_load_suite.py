@@ -218,3 +218,17 @@ def test_free_ports_are_bound_by_the_cluster_and_recorded_for_every_process(tmp_
         assert [saved.url(r) for r in range(3)] == [f"http://127.0.0.1:{p}" for p in cluster.cfg.http_ports]
     finally:
         cluster.stop_all()
+
+
+def test_the_no_op_ceiling_is_measured_with_real_locust_against_the_gateways_server_stack() -> None:
+    """The load bench's ceiling: real Locust against the no-op endpoint. Every request it
+    made was answered (no failure), and the figures that read a gateway's run against it —
+    requests/s, both processes' CPU per 1,000 requests, what bounded it — are all there."""
+    from bench.http_ceiling import measure
+
+    ceiling = measure(users=10, spawn_rate=10, duration_s=3)
+    assert ceiling["requests"] > 0 and ceiling["failures"] == 0
+    assert ceiling["requests_per_s"] > 0 and ceiling["p50_ms"] is not None
+    per_k = ceiling["limits"]["cpu_s_per_1000_acked"]
+    assert per_k["region noop"] is not None and per_k["region noop"] > 0 and per_k["locust"] > 0
+    assert ceiling["limits"]["bound_by"] in ("cpu", "locust", "users")
