@@ -40,6 +40,7 @@ import numpy as np
 import psutil
 
 from bench.publish import publish
+from bench.servers import free_socket, wait_healthy
 from cext.layout import TRANSFER_DTYPE
 from load import bulk
 from load.auth import Credentials, Role
@@ -133,41 +134,19 @@ def measure_target(target: Target, transfers: int, json_transfers: int, connecti
     return out
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer /health within {timeout:.0f} s")
-
-
 @contextmanager
 def ledger_target(workdir: Path, customers: int) -> Iterator[Target]:
     """A gateway process over a durable SQLite `Ledger`, with `customers` accounts."""
     creds = Credentials.generate()
     digests = workdir / "digests.json"
     digests.write_text(json.dumps(creds.digests()))
-    sock = _free_socket()
+    sock = free_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.bulk_bench", "--serve-ledger", f"sqlite:///{workdir / 'ledger.db'}",
          "--fd", str(sock.fileno()), "--digests", str(digests)], pass_fds=(sock.fileno(),))
     try:
-        _wait_healthy(url, proc)
+        wait_healthy(url, proc)
         accounts = [{"id": i, "ledger": LEDGER, "code": 1} for i in range(1, customers + 1)]
         httpx.post(f"{url}/accounts", json=accounts, headers=creds.header(Role.OPERATOR),
                    timeout=60).raise_for_status()

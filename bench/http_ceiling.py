@@ -20,11 +20,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from bench.servers import free_socket, wait_healthy
 from load.cpu import CpuMeter, limits
 from load.runner import csv_summary, steady_p99_ms
 
@@ -38,55 +38,42 @@ Message = MutableMapping[str, Any]
 
 async def noop_app(scope: Message, receive: Callable[[], Awaitable[Message]],
                    send: Callable[[Message], Awaitable[None]]) -> None:
-    """Reads the request (its whole body) and answers 201 with `ANSWER`: no parsing, no work."""
+    """Reads the request (its whole body) and answers `ANSWER` (201 to a POST, as a payment
+    is answered; 200 to a GET, as the bench's wait for /health wants): no parsing, no work."""
     more = True
     while more:
         more = (await receive()).get("more_body", False)
-    await send({"type": "http.response.start", "status": 201, "headers": HEADERS})
+    await send({"type": "http.response.start", "status": 201 if scope["method"] == "POST" else 200,
+                "headers": HEADERS})
     await send({"type": "http.response.body", "body": ANSWER})
 
 
-def _serve(port: int) -> None:
+def _serve(fd: int) -> None:
     import uvicorn
 
-    uvicorn.run(noop_app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="uvloop",
-                http="httptools", lifespan="off", proxy_headers=False, server_header=False, date_header=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_listening(port: int, server: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the no-op server exited with {server.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the no-op server did not listen on {port} within {timeout_s:.0f} s")
+    server = uvicorn.Server(uvicorn.Config(noop_app, log_level="warning", access_log=False, loop="uvloop",
+                                           http="httptools", lifespan="off", proxy_headers=False,
+                                           server_header=False, date_header=False))
+    server.run(sockets=[socket.socket(fileno=fd)])
 
 
 def measure(users: int, spawn_rate: int, duration_s: float, processes: int = 1) -> dict[str, Any]:
     """Requests/s, p50/p99 (and steady p99) of the no-op endpoint under Locust (`processes`
     of it: one is what the load bench runs), with what bounded the run and the CPU seconds
     per 1,000 requests of the server and of Locust."""
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "bench.http_ceiling", "--serve", str(port)])
+    sock = free_socket()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = subprocess.Popen([sys.executable, "-m", "bench.http_ceiling", "--serve-fd", str(sock.fileno())],
+                              pass_fds=(sock.fileno(),))
     try:
-        _wait_listening(port, server)
+        wait_healthy(url, server)
         meter = CpuMeter({"noop": server.pid})
         with tempfile.TemporaryDirectory(prefix="geoledger-ceiling-") as tmp:
             out = Path(tmp)
             meter.start()
             subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
                             "-u", str(users), "-r", str(spawn_rate), "-t", f"{max(1, round(duration_s))}s",
-                            "--csv", str(out / "locust"), "--csv-full-history", "--host", f"http://127.0.0.1:{port}",
+                            "--csv", str(out / "locust"), "--csv-full-history", "--host", url,
                             "--stop-timeout", "5", "--exit-code-on-error", "0"]
                            + (["--processes", str(processes)] if processes > 1 else []),
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -96,6 +83,7 @@ def measure(users: int, spawn_rate: int, duration_s: float, processes: int = 1) 
     finally:
         server.terminate()
         server.wait(timeout=10)
+        sock.close()
     requests = summary["requests"]
     return {"requests_per_s": summary["requests_per_s"], "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"],
             "p99_steady_ms": steady, "requests": requests, "failures": summary["failures"],
@@ -107,10 +95,10 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=400, help="Locust users (closed loop, as the load bench)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
     parser.add_argument("--processes", type=int, default=1, help="Locust processes")
-    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        _serve(args.serve)
+    if args.serve_fd is not None:
+        _serve(args.serve_fd)
         return
     if args.users < 1 or args.processes < 1 or not 0 < args.duration < float("inf"):
         parser.error("--users and --processes must be at least 1, --duration a positive number of seconds")
