@@ -71,6 +71,7 @@ from replication.messages import (
 from replication.outbox import CreditOutbox
 from replication.outcomes import CROSS_UNIT_TWO_PHASE, ID_IN_RESERVED_RANGE, ID_MUST_NAME_ITS_UNIT, UNAVAILABLE
 from replication.raft import LEADER, RAFT_MESSAGES, RaftConfig, RaftGroupState, RaftNode
+from replication.repairs import PendingRepairs
 from replication.replica import Replica, no_balances
 from replication.routing import RoutingTable
 from replication.snapshot import NodeSnapshot
@@ -167,9 +168,7 @@ class QuorumDesign:
         self.forwards: dict[int, tuple[int, np.ndarray, np.ndarray, int]] = {}
         self.fwd_next = 1
         self.persisted: dict[tuple[int, int], list[Entry]] = {}  # (group, index) -> copies we stored
-        # store index -> [checksum of the damaged record, group, seq, when peers were last asked
-        # (None: at recovery, before this process's clock started)]
-        self.damaged_records: dict[int, list[Any]] = {}
+        self.damaged_records = PendingRepairs(cfg.me, self.peers, cfg.tick_every)
         self.started = False
         # per group: what arrived while its leadership was being handed over (rows, reads, target)
         self.held: dict[int, list[tuple[np.ndarray, np.ndarray, Target]]] = {}
@@ -211,7 +210,7 @@ class QuorumDesign:
             for raft in self.groups:
                 raft.tick(now, out)
             self._send_credit_legs(now, out)
-            self._retry_repairs(now, out)
+            self.damaged_records.resend_due(now, out)
         elif t is RaftBundle:
             for msg in m.messages:
                 self._step(msg, now, out)
@@ -239,10 +238,8 @@ class QuorumDesign:
                 if e.intact():
                     out.append(Send(m.sender, RepairData(m.index, e), 96 + 128 * len(e.rows)))
         elif t is RepairData:
-            want = self.damaged_records.get(m.index)
             e = m.entry
-            if want is not None and e.checksum == want[0] and e.intact() and 0 <= e.group < len(self.groups):
-                del self.damaged_records[m.index]
+            if 0 <= e.group < len(self.groups) and self.damaged_records.take(m.index, e.group, e):
                 out.append(PersistRepair(m.index, e))
                 self.groups[e.group].repair(e)
 
@@ -286,7 +283,7 @@ class QuorumDesign:
         return None  # Raft never truncates a committed entry; recovery replays the rest as Raft does
 
     def damaged_positions(self) -> list[int]:
-        return list(self.damaged_records)
+        return self.damaged_records.positions()
 
     def retain_from(self) -> tuple[int, ...]:
         return ()
@@ -603,18 +600,7 @@ class QuorumDesign:
             if cands:
                 out.append(PersistRepair(index, cands[-1]))  # our own memory still holds it
             else:
-                self.damaged_records[index] = [checksum, group, seq, now]
-                for p in self.peers:
-                    out.append(Send(p, RepairRequest(self.me, group, seq, index)))
-
-    def _retry_repairs(self, now: int, out: list[Effect]) -> None:
-        for index, item in self.damaged_records.items():
-            _, group, seq, asked = item
-            if asked is None or now - asked >= 5 * self.cfg.tick_every:
-                item[3] = now
-                if asked is not None:
-                    for p in self.peers:
-                        out.append(Send(p, RepairRequest(self.me, group, seq, index)))
+                self.damaged_records.ask(index, group, seq, checksum, now, out)
 
     # -------------------------------------------------------------- recovery
     @classmethod
@@ -656,9 +642,7 @@ class QuorumDesign:
                 if rec.intact():
                     q.persisted.setdefault((rec.group, rec.seq), []).append(rec)
                 else:
-                    q.damaged_records[index] = [rec.checksum, rec.group, rec.seq, None]
-                    for p in q.peers:
-                        effects.append(Send(p, RepairRequest(q.me, rec.group, rec.seq, index)))
+                    q.damaged_records.ask(index, rec.group, rec.seq, rec.checksum, None, effects)
         q._apply_committed(None)
         return q, effects
 

@@ -55,6 +55,7 @@ from replication.messages import (
     Ship as ShipMsg,
 )
 from replication.outcomes import UNAVAILABLE
+from replication.repairs import PendingRepairs
 from replication.replica import Replica
 from replication.routing import RoutingTable, majority
 from replication.snapshot import NodeSnapshot, ShippingState
@@ -120,8 +121,7 @@ class LogShipping:
         self.forwards: dict[int, tuple[int, np.ndarray, int]] = {}  # fwd id -> (batch, rows, home)
         self.fwd_next = 1
         self.pulled_at: dict[tuple[int, int], int] = {}
-        # store index -> [origin, seq, last asked, the checksum the good copy must have]
-        self.repairing: dict[int, list[Any]] = {}
+        self.repairing = PendingRepairs(config.me, self.peers, config.tick_every)
         self.started = False
         self.reported_void: set[tuple[int, int]] = set()
         self._step: _StepEntry | None = None  # what this step accepted, written at its end
@@ -161,9 +161,7 @@ class LogShipping:
                 node.next_seq = max(node.next_seq, e.seq + 1)
             if not e.intact():
                 stopped.add(e.origin)
-                node.repairing[index] = [e.origin, e.seq, 0, e.checksum]
-                for p in node.peers:
-                    effects.append(Send(p, RepairRequest(node.me, e.origin, e.seq, index)))
+                node.repairing.ask(index, e.origin, e.seq, e.checksum, 0, effects)
                 continue
             if e.origin in stopped:
                 node.buffer[e.origin][e.seq] = e  # good, but must wait for the damaged one
@@ -221,7 +219,7 @@ class LogShipping:
         return None
 
     def damaged_positions(self) -> list[int]:
-        return list(self.repairing)
+        return self.repairing.positions()
 
     def retain_from(self) -> tuple[int, ...]:
         """Per origin: every peer's store snapshot covers its entries up to here, so no peer
@@ -545,7 +543,7 @@ class LogShipping:
             for p in self.peers:
                 out.append(Send(p, hb))
         if self.repairing:
-            self._retry_repairs(now, out)
+            self.repairing.resend_due(now, out)
         if self.own_gap():
             for p in self.peers:
                 self._pull(self.me, p, now, out)
@@ -607,19 +605,8 @@ class LogShipping:
         for index, origin, seq, _group, checksum in m.records:
             if index in self.repairing or self.entry_at(origin, seq) is None:
                 continue
-            self.repairing[index] = [origin, seq, now, checksum]
             out.append(Report("corruption", {"region": self.me, "index": index, "origin": origin, "seq": seq}))
-            for p in self.peers:
-                out.append(Send(p, RepairRequest(self.me, origin, seq, index)))
-
-    def _retry_repairs(self, now: int, out: list[Effect]) -> None:
-        """Asked during a partition, the answer may never come: ask again until repaired."""
-        for index, item in self.repairing.items():
-            origin, seq, last, _ = item
-            if now - last >= 5 * self.cfg.tick_every:
-                item[2] = now
-                for p in self.peers:
-                    out.append(Send(p, RepairRequest(self.me, origin, seq, index)))
+            self.repairing.ask(index, origin, seq, checksum, now, out)
 
     def _on_repair_request(self, m: RepairRequest, now: int, out: list[Effect]) -> None:
         e = self.entry_at(m.origin, m.seq)
@@ -630,9 +617,7 @@ class LogShipping:
         """A good copy of a damaged record, accepted only for a record this region asked to
         repair and only if it is that very entry (same origin, sequence and checksum)."""
         e = m.entry
-        want = self.repairing.get(m.index)
-        if want is not None and e.intact() and (e.origin, e.seq, e.checksum) == (want[0], want[1], want[3]):
-            del self.repairing[m.index]
+        if self.repairing.take(m.index, e.origin, e):
             out.append(PersistRepair(m.index, e))
             if e.seq > self.heads[e.origin]:
                 self.buffer[e.origin][e.seq] = e
