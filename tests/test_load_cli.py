@@ -130,3 +130,21 @@ def test_limits_say_what_bounded_a_run() -> None:
     assert meter.read({"me": -1})["regions"]["me"] is None  # restarted: no figure rather than a wrong one
     assert 0 <= read["machine_busy_fraction"] <= 1
     assert read["wall_s"] > 0
+
+
+@pytest.mark.parametrize("argv", [["--users", "0"], ["--users", "-5"], ["--processes", "0"], ["--duration", "0"],
+                                  ["--duration", "nan"], ["--duration", "inf"], ["--users", "1e3"],
+                                  ["--users", str(2**128 - 1)] + ["--processes", "-1"]])
+def test_the_ceiling_bench_refuses_bad_flags_before_starting_anything(
+        argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 2 with a usage error, no server and no Locust started (measure is never reached)."""
+    from bench import http_ceiling
+
+    def started(*_: object, **__: object) -> None:
+        raise AssertionError("a refused flag started the measurement")
+
+    monkeypatch.setattr(http_ceiling, "measure", started)
+    monkeypatch.setattr("sys.argv", ["http_ceiling", *argv])
+    with pytest.raises(SystemExit) as e:
+        http_ceiling.main()
+    assert e.value.code == 2 and "error:" in capsys.readouterr().err
