@@ -37,14 +37,18 @@ REGIONS = ["changchun", "beijing", "shanghai"]
 MODES = ["unit+semi-sync", "quorum"]
 LOST_PINNED, LOST_UNPINNED, LOST_SEMI = 2, 3, 4  # the runs of node-lost-for-good
 PINNED_LOST = {"quorum": LOST_PINNED, "unit+semi-sync": LOST_SEMI}
+NODE_LOSS_S = 10.0
 
 
 @pytest.fixture(scope="module")
 def cluster_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     require("Ray", _ray_importable(), RAY_HOW)
     d = tmp_path_factory.mktemp("ray-cluster")
-    spec = {"regions": REGIONS, "runs": [{"scenario": "node-loss", "mode": m, "duration": 8.0, "quiesce": 4.0,
-                                          "rate": 200} for m in MODES]
+    # node-loss runs 10 s: on a loaded CI machine the first acknowledged write on Beijing's
+    # accounts once came more than 5.6 s after the loss (no RTO in an 8 s run); it is measured
+    # to the end of the workload
+    spec = {"regions": REGIONS, "runs": [{"scenario": "node-loss", "mode": m, "duration": NODE_LOSS_S,
+                                          "quiesce": 4.0, "rate": 200} for m in MODES]
             + [{"scenario": "node-lost-for-good", "mode": "quorum", "duration": 5.0, "quiesce": 2.0, "rate": 200,
                 "damage_lost_store": True},
                # the unpinned run may end with regions down (it did when Ray packed them onto
@@ -75,7 +79,7 @@ def test_a_lost_node_costs_nothing_acknowledged_and_writes_resume(cluster_runs: 
     assert res["metrics"]["rpo"]["lost_acknowledged"] == 0
     (rto,) = res["metrics"]["rto"]
     assert rto["fault"] == "node-loss" and rto["target"] == ["beijing"]
-    assert rto["rto_s"] is not None and 0 < rto["rto_s"] < 8.0 - rto["at"], rto
+    assert rto["rto_s"] is not None and 0 < rto["rto_s"] < NODE_LOSS_S - rto["at"], rto
     assert any(e["event"] == "fenced" and "node lost" in e.get("detail", "") for e in res["metrics"]["series"]
                ["timeline"]), "the drill timeline says the node was lost"
 
