@@ -9,9 +9,10 @@ enters a snapshot, and a snapshot never holds an entry a fork may still void (th
 asks for settled positions: `replication.checkpoint`).
 
 Refused, with `CheckpointError` and the store unchanged: a prefix holding a damaged record
-(it must be repaired at its index first), or one whose replay leaves entries waiting behind
-a gap. The store then keeps its records; the node is told (`checkpoint_failed`) and tries
-again an interval later.
+the replay needs (it must be repaired at its index first; one the replayed node calls
+superseded, an entry behind its Raft log's snapshot, is what the checkpoint drops), or one
+whose replay leaves entries waiting behind a gap. The store then keeps its records; the node
+is told (`checkpoint_failed`) and tries again an interval later.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ def build(config: NodeConfig, store: RegionStore, position: int, retain_from: Se
         raise CheckpointError(f"a checkpoint at record {position} of a store holding records "
                               f"{store.base}..{store.end - 1}")
     payloads = [r.payload for r in store.records[:position - store.base]]
-    for i, p in enumerate(payloads, store.base):
-        if isinstance(p, Entry) and not p.intact():
-            raise CheckpointError(f"record {i} is damaged: it is repaired in place before any checkpoint covers it")
     node, _ = RegionNode.restore(config, store.load_snapshot(), payloads, store.base)
+    superseded = set(node.design.superseded_positions())
+    for i, p in enumerate(payloads, store.base):
+        if isinstance(p, Entry) and not p.intact() and i not in superseded:
+            raise CheckpointError(f"record {i} is damaged: it is repaired in place before any checkpoint covers it")
     waiting = [o for o, b in enumerate(getattr(node.design, "buffer", ())) if b]
     if waiting:
         raise CheckpointError(f"replaying the records before {position} leaves entries of origins {waiting} "

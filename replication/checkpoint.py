@@ -14,7 +14,9 @@ then at or past the entry. A checkpoint covers records up to the first unsettled
 other designs never void an entry (no forks in `async`/`escrow`; Raft never truncates a
 committed entry and recovery replays an uncommitted one as Raft does), so every record is
 settled as soon as it is written. A record found damaged is never covered either: it is
-repaired in place, at its index.
+repaired in place, at its index; unless no recovery would read it (quorum mode: its entry is
+behind its log's durable snapshot) and no copy of it may be left anywhere, when a checkpoint
+covering it is due at once, as that is what makes the store whole again.
 
 The node counts the records it writes (`Persist` effects, one store record each, in order),
 so it knows store positions without asking the store; it asks for one checkpoint at a time
@@ -67,11 +69,13 @@ class CheckpointPolicy:
                 self.bytes += RECORD_BYTES
             self.position += 1
 
-    def due(self, settled: Sequence[int] | None, damaged: Iterable[int]) -> int | None:
+    def due(self, settled: Sequence[int] | None, damaged: Iterable[int],
+            superseded: Sequence[int] = ()) -> int | None:
         """The position to checkpoint at now (and it is then in flight), or None.
 
         `settled[o]`: origin o's entries up to it can no longer be voided (None: none can be);
-        `damaged`: positions of records waiting for a repair."""
+        `damaged`: positions of records waiting for a repair; `superseded`: positions of
+        damaged records a checkpoint may drop (and should, now)."""
         if not self.enabled or self.asked is not None:
             return None
         q = self.unsettled
@@ -84,7 +88,8 @@ class CheckpointPolicy:
         covered = upto - self.floor
         if covered <= 0:
             return None
-        if (self.every and covered >= self.every) or (self.every_bytes and self.bytes >= self.every_bytes):
+        drop_now = bool(superseded) and max(superseded) < upto
+        if drop_now or (self.every and covered >= self.every) or (self.every_bytes and self.bytes >= self.every_bytes):
             self.asked = upto
             self.bytes = 0
             return upto

@@ -72,9 +72,11 @@ class Design(Protocol):
 
     def damaged_positions(self) -> list[int]: ...
 
+    def superseded_positions(self) -> list[int]: ...
+
     def retain_from(self) -> tuple[int, ...]: ...
 
-    def on_checkpointed(self, heads: Sequence[int]) -> None: ...
+    def on_checkpointed(self, position: int, heads: Sequence[int]) -> None: ...
 
     def rebuild(self, base: NodeSnapshot) -> None: ...
 
@@ -145,7 +147,8 @@ class RegionNode:
         if not self.checkpoints.enabled:
             return effects
         self._note(effects)
-        at = self.checkpoints.due(self.design.settled_heads(), self.design.damaged_positions())
+        design = self.design
+        at = self.checkpoints.due(design.settled_heads(), design.damaged_positions(), design.superseded_positions())
         if at is not None:
             effects.append(Checkpoint(at, self.design.retain_from()))
         return effects
@@ -183,7 +186,7 @@ class RegionNode:
     def checkpointed(self, position: int, heads: Sequence[int]) -> None:
         """The runtime made the checkpoint at `position` durable (its snapshot covers `heads`)."""
         self.checkpoints.done(position)
-        self.design.on_checkpointed(heads)
+        self.design.on_checkpointed(position, heads)
 
     def checkpoint_failed(self, position: int) -> None:
         """The checkpoint at `position` could not be taken; the next one waits an interval."""

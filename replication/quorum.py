@@ -38,6 +38,14 @@ Design (see replication/README.md, "quorum mode"):
   UNAVAILABLE at once: unavailability, never a lost acknowledgement.
 * The groups' Raft messages to one peer produced by one step travel as one `RaftBundle`,
   so heartbeats cost one message per peer per round, not one per group.
+* **A damaged store record** (bit rot, `corrupt`) is rewritten from a copy with its checksum:
+  ours, else a peer's. One whose entry lies behind its group's durable snapshot is also
+  *superseded*: recovery never reads it, so a store checkpoint may drop it, and one is taken
+  at once (store checkpoints drop the copies of entries they cover, so with checkpoints on
+  none may be left anywhere). A member whose log holds damaged
+  committed entries cannot apply past them; a leader with no copy answers its request with
+  its snapshot when that covers the entry, and the member installs it (below its commit if
+  need be), so a region never waits for ever on a copy nobody keeps.
 """
 
 from __future__ import annotations
@@ -169,6 +177,7 @@ class QuorumDesign:
         self.fwd_next = 1
         self.persisted: dict[tuple[int, int], list[Entry]] = {}  # (group, index) -> copies we stored
         self.damaged_records = PendingRepairs(cfg.me, self.peers, cfg.tick_every)
+        self.superseded: set[int] = set()  # damaged store records no log needs: a checkpoint may drop them
         self.started = False
         # per group: what arrived while its leadership was being handed over (rows, reads, target)
         self.held: dict[int, list[tuple[np.ndarray, np.ndarray, Target]]] = {}
@@ -210,6 +219,7 @@ class QuorumDesign:
             for raft in self.groups:
                 raft.tick(now, out)
             self._send_credit_legs(now, out)
+            self.superseded.update(self.damaged_records.matching(self._behind_snapshot))
             self.damaged_records.resend_due(now, out)
         elif t is RaftBundle:
             for msg in m.messages:
@@ -234,12 +244,15 @@ class QuorumDesign:
         elif t is Corrupted:
             self._on_corrupted(m, now, out)
         elif t is RepairRequest:  # in this mode a RepairRequest's `origin` names the group
-            for e in self.persisted.get((m.origin, m.seq), []):
-                if e.intact():
-                    out.append(Send(m.sender, RepairData(m.index, e), 96 + 128 * len(e.rows)))
+            copies = [e for e in self.persisted.get((m.origin, m.seq), []) if e.intact()]
+            for e in copies:
+                out.append(Send(m.sender, RepairData(m.index, e), 96 + 128 * len(e.rows)))
+            if not copies and 0 <= m.origin < len(self.groups) and m.sender in self.peers:
+                self.groups[m.origin].offer_snapshot(m.sender, m.seq, now, out)
         elif t is RepairData:
             e = m.entry
             if 0 <= e.group < len(self.groups) and self.damaged_records.take(m.index, e.group, e):
+                self.superseded.discard(m.index)
                 out.append(PersistRepair(m.index, e))
                 self.groups[e.group].repair(e)
 
@@ -283,17 +296,28 @@ class QuorumDesign:
         return None  # Raft never truncates a committed entry; recovery replays the rest as Raft does
 
     def damaged_positions(self) -> list[int]:
-        return self.damaged_records.positions()
+        return [i for i in self.damaged_records.positions() if i not in self.superseded]
+
+    def superseded_positions(self) -> list[int]:
+        return sorted(self.superseded)
+
+    def _behind_snapshot(self, group: int, seq: int) -> bool:
+        """Whether entry `seq` of `group` lies behind the group's durable snapshot: a store
+        record of it is then never read by a recovery (the snapshot replaces it)."""
+        return 0 <= group < len(self.groups) and seq <= self.groups[group].snap_index
 
     def retain_from(self) -> tuple[int, ...]:
         return ()
 
-    def on_checkpointed(self, heads: Sequence[int]) -> None:
-        """The store's snapshot now covers each log up to `heads` (its commit there): the
-        copies of entries both covered and compacted out of the log go, as no store record
-        needs them for a repair any more (the log keeps the others itself)."""
+    def on_checkpointed(self, position: int, heads: Sequence[int]) -> None:
+        """The store's snapshot now covers its records before `position` and each log up to
+        `heads` (its commit there): the copies of entries both covered and compacted out of
+        the log go, as no store record needs them for a repair any more (the log keeps the
+        others itself), and so do the superseded records it replaced."""
         for key in [k for k in self.persisted if k[1] <= min(heads[k[0]], self.groups[k[0]].offset)]:
             del self.persisted[key]
+        self.superseded = {i for i in self.superseded if i >= position}
+        self.damaged_records.forget_before(position)
 
     def rebuild(self, base: NodeSnapshot) -> None:
         raise RuntimeError("quorum mode never rebuilds its books from a snapshot (no LoadBase)")
@@ -558,6 +582,7 @@ class QuorumDesign:
                 continue
             if raft.pending_snapshot is not None:
                 install_units(engine, amap, self.group_units[g], raft.pending_snapshot.data)
+                self._drop_waiters(g, raft.pending_snapshot.index)
                 raft.pending_snapshot = None
                 if self.leading[g]:
                     self._rebuild_outbox(g)
@@ -576,11 +601,17 @@ class QuorumDesign:
                         self._answer(target, _unavailable(n), _no_balances(reads), out)
             if out is not None and raft.applied - raft.snap_index >= raft.cfg.snapshot_every:
                 raft.compact(export_units(engine, amap, self.group_units[g]), out)
-                for key in [k for k in self.waiters if k[0] == g and k[1] <= raft.snap_index]:
-                    del self.waiters[key]
+                self._drop_waiters(g, raft.snap_index)
                 # `persisted` keeps the compacted entries: the store still holds their records,
                 # and a record damaged later is repaired from a copy (ours or a peer's) until a
                 # store checkpoint covers it (`on_checkpointed`)
+
+    def _drop_waiters(self, g: int, index: int) -> None:
+        """The entries of group `g` up to `index` were applied as a snapshot, not one by one:
+        their results are not known here, so their clients get no answer (a timeout, which
+        a retry with the same ids resolves), never a guessed one."""
+        for key in [k for k in self.waiters if k[0] == g and k[1] <= index]:
+            del self.waiters[key]
 
     def _record_persists(self, out: list[Effect]) -> None:
         for eff in out:
@@ -601,6 +632,8 @@ class QuorumDesign:
                 out.append(PersistRepair(index, cands[-1]))  # our own memory still holds it
             else:
                 self.damaged_records.ask(index, group, seq, checksum, now, out)
+                if self._behind_snapshot(group, seq):
+                    self.superseded.add(index)
 
     # -------------------------------------------------------------- recovery
     @classmethod
@@ -637,12 +670,21 @@ class QuorumDesign:
                 if e.seq not in raft.damaged if kept else e.intact():
                     q.persisted.setdefault((e.group, e.seq), []).append(e)
         effects: list[Effect] = []
+        damaged = []
         for index, rec in enumerate(records, start=first):
             if type(rec) is Entry:
                 if rec.intact():
                     q.persisted.setdefault((rec.group, rec.seq), []).append(rec)
                 else:
-                    q.damaged_records.ask(index, rec.group, rec.seq, rec.checksum, None, effects)
+                    damaged.append((index, rec))
+        for index, rec in damaged:
+            copies = [e for e in q.persisted.get((rec.group, rec.seq), []) if e.checksum == rec.checksum]
+            if copies:  # the store holds the same entry again, intact
+                effects.append(PersistRepair(index, copies[-1]))
+            else:
+                q.damaged_records.ask(index, rec.group, rec.seq, rec.checksum, None, effects)
+                if 0 <= rec.group < len(q.groups) and rec.seq not in q.groups[rec.group].damaged:
+                    q.superseded.add(index)  # the log replays a later entry at its index, or a snapshot covers it
         q._apply_committed(None)
         return q, effects
 

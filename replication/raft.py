@@ -327,6 +327,23 @@ class RaftNode:
         if self.match_index[p] == self.last_index:
             out.append(Send(p, TimeoutNow(self.me, self.term, self.group)))
 
+    def _send_snapshot(self, p: int, now: int, out: list[Effect]) -> bool:
+        """Send `p` our snapshot, unless one went within an election timeout (resending floods
+        the link). Whether it was sent."""
+        assert self.snap is not None
+        if now - self.snap_sent.get(p, -(1 << 62)) < self.cfg.election_min:
+            return False
+        self.snap_sent[p] = now
+        out.append(Send(p, InstallSnapshot(self.me, self.term, self.snap, self.group), 96 + len(self.snap.data)))
+        return True
+
+    def offer_snapshot(self, p: int, seq: int, now: int, out: list[Effect]) -> None:
+        """Member `p` asked for entry `seq`, which its stored log holds damaged, and nobody
+        kept a copy: as leader, send our snapshot if it covers the entry (the member installs
+        it even below its commit: `_on_install`), so its log no longer needs the entry."""
+        if self.role == LEADER and self.snap is not None and 0 < seq <= self.snap_index:
+            self._send_snapshot(p, now, out)
+
     def _on_timeout_now(self, m: TimeoutNow, now: int, out: list[Effect]) -> None:
         if m.term == self.term and self.role == FOLLOWER and m.sender == self.leader:
             self._campaign(now, out, pre=False, transfer=True)
@@ -383,12 +400,8 @@ class RaftNode:
             return  # a probe is in flight: its answer sends the next one
         ni = self.next_index[p]
         if ni <= self.offset:
-            assert self.snap is not None
-            if now - self.snap_sent.get(p, -(1 << 62)) < self.cfg.election_min:
-                return  # one snapshot in flight per follower: resending floods the link
-            self.snap_sent[p] = now
-            out.append(Send(p, InstallSnapshot(self.me, self.term, self.snap, self.group), 96 + len(self.snap.data)))
-            self.next_index[p] = self.snap_index + 1
+            if self._send_snapshot(p, now, out):
+                self.next_index[p] = self.snap_index + 1
             return
         if ni > self.last_index and not heartbeat:
             return
@@ -550,7 +563,11 @@ class RaftNode:
         if not self._accept_leader(m, now, out):
             return
         s = m.snapshot
-        if s.index > self.commit:
+        # below our commit only to get past damaged entries we cannot apply (the log's own
+        # entries at the snapshot's index agree with it, so what follows it stays)
+        past_damage = (s.index > self.applied and any(i <= s.index for i in self.damaged)
+                       and self.term_at(s.index) == s.term)
+        if s.index > self.commit or past_damage:
             self._install(s)
             out.append(Persist(s))
         out.append(Send(m.sender, AppendReply(self.me, self.term, True, s.index, self.group)))

@@ -10,6 +10,7 @@ designs and the Raft group in quorum mode (what a `RepairRequest`'s `origin` nam
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from replication.log import Entry
@@ -59,6 +60,15 @@ class PendingRepairs:
             elif now - w.asked >= self.retry_after:
                 w.asked = now
                 self._send(index, out)
+
+    def matching(self, wants: Callable[[int, int], bool]) -> list[int]:
+        """The indices of the records whose entry (`log`, `seq`) `wants` says yes to."""
+        return [index for index, w in self.wanted.items() if wants(w.log, w.seq)]
+
+    def forget_before(self, position: int) -> None:
+        """A store checkpoint at `position` replaced the records before it: none is waited for."""
+        for index in [i for i in self.wanted if i < position]:
+            del self.wanted[index]
 
     def take(self, index: int, log: int, entry: Entry) -> bool:
         """Whether `entry` (of `log`) is the good copy record `index` waits for; if so, it is

@@ -221,6 +221,9 @@ class LogShipping:
     def damaged_positions(self) -> list[int]:
         return self.repairing.positions()
 
+    def superseded_positions(self) -> list[int]:
+        return []  # a peer may pull any entry of our log again: every damaged record is repaired
+
     def retain_from(self) -> tuple[int, ...]:
         """Per origin: every peer's store snapshot covers its entries up to here, so no peer
         will ask us for them again ("keep enough log"). Having applied an entry is not
@@ -236,7 +239,7 @@ class LogShipping:
             out.append(min(covered, default=self.heads[o]))
         return tuple(out)
 
-    def on_checkpointed(self, heads: Sequence[int]) -> None:
+    def on_checkpointed(self, position: int, heads: Sequence[int]) -> None:
         """The store's snapshot now covers each origin up to `heads`: what a rebuild replays
         starts past them, and only what peers may still pull is kept."""
         self.has_base = True

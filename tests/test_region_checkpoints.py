@@ -273,6 +273,44 @@ def test_entries_are_kept_until_every_peer_snapshot_covers_them(monkeypatch: pyt
         assert not result["violated"] and all(st.base > 0 for st in sim.stores)
 
 
+def test_a_checkpoint_may_cover_a_damaged_record_only_if_a_raft_snapshot_supersedes_it() -> None:
+    """Quorum mode: a damaged record whose entry a later snapshot record of its log covers is
+    never read by a recovery, so a checkpoint over it is taken (and recovers the same state
+    as the intact store); a damaged entry the log still needs refuses the checkpoint."""
+    from replication.raft import Snapshot
+
+    s = scenario("baseline", "quorum+ledger", 0)
+    s = dataclasses.replace(s, node=dataclasses.replace(s.node, snapshot_every=20))
+    sim, result = run_scenario(s, 1)
+    assert not result["violated"]
+    config, records = sim.cfgs[0], list(sim.stores[0].records)
+    snaps = [i for i, r in enumerate(records) if type(r.payload) is Snapshot]
+    assert len(snaps) >= 2
+    first_snap, last_snap = snaps[0], snaps[-1]
+    covered = next(i for i, r in enumerate(records[:first_snap]) if type(r.payload) is Entry
+                   and r.payload.seq <= records[first_snap].payload.index)
+    needed = next(i for i in range(last_snap + 1, len(records)) if type(records[i].payload) is Entry)
+
+    def store_damaged_at(index: int) -> MemoryRegionStore:
+        store = MemoryRegionStore()
+        for r in records:
+            store.append(r.payload)
+        store.corrupt(index)
+        return store
+
+    store = store_damaged_at(covered)
+    checkpoint.take(config, store, Checkpoint(first_snap + 1))
+    assert store.verify_chain() == (True, None) and store.scrub() == []
+    intact = MemoryRegionStore()
+    for r in records:
+        intact.append(r.payload)
+    assert durable_state(RegionNode.recover(config, store)[0]) == durable_state(RegionNode.recover(config, intact)[0])
+    store = store_damaged_at(needed)
+    with pytest.raises(checkpoint.CheckpointError, match=f"record {needed} is damaged"):
+        checkpoint.build(config, store, needed + 1)
+    assert store.base == 0 and store.scrub()[0][0] == needed
+
+
 # ---------------------------------------------------------------------- a live region (region.driver)
 @pytest.mark.parametrize("group_commit", [True, False], ids=["group commit", "immediate"])
 def test_a_live_region_checkpoints_and_restarts_from_its_snapshot(tmp_path: Path, group_commit: bool) -> None:
