@@ -69,6 +69,15 @@ class CheckpointPolicy:
                 self.bytes += RECORD_BYTES
             self.position += 1
 
+    def note_stored(self, records: Sequence[object], first: int, voidable: bool) -> None:
+        """After a restart: the store's records from `first` on, written by past lives. The
+        entries among them a fork could void are unsettled until the settled heads say
+        otherwise, as when they were written: a restarted region has heard no vouching yet,
+        and a checkpoint taken at once would otherwise cover its own unacknowledged entries."""
+        if voidable and self.enabled:
+            self.unsettled.extend((i, rec.origin, rec.seq) for i, rec in enumerate(records, first)
+                                  if type(rec) is Entry)
+
     def due(self, settled: Sequence[int] | None, damaged: Iterable[int],
             superseded: Sequence[int] = ()) -> int | None:
         """The position to checkpoint at now (and it is then in flight), or None.

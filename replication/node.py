@@ -126,6 +126,7 @@ class RegionNode:
             raise ValueError(f"records from index {first} on need the snapshot covering those before")
         design, effects = DESIGNS[config.mode].recover(config, Replica(config), records, base=base, first=first)
         node = cls(config, design, position=first + len(records), base=first)
+        node.checkpoints.note_stored(records, first, voidable=config.mode is Mode.UNIT)
         node._note(effects)
         return node, effects
 
