@@ -307,6 +307,19 @@ def test_a_fuzzed_region_crash_with_checkpoints_keeps_every_promise() -> None:
     assert violated == [], (seed, firsts)
 
 
+@pytest.mark.slow
+def test_fuzz_over_compacted_stores_keeps_every_promise() -> None:
+    """A few seeds of `fuzz-checkpoints` (crashes and bit rot over stores compacted by
+    checkpoints, Raft logs by snapshots) per family of designs, every node's invariants
+    checked after every step. (`geoledger fuzz --scenario fuzz-checkpoints` for more.)"""
+    from simulator.cli import fuzz_results
+
+    jobs = [("fuzz-checkpoints", mode, seed, True) for mode in ("unit+semi-sync", "quorum", "escrow")
+            for seed in range(1, 4)]
+    failed = [(seed, firsts) for seed, violated, _, firsts in fuzz_results(jobs, workers=2) if violated]
+    assert failed == []
+
+
 def test_a_checkpoint_may_cover_a_damaged_record_only_if_a_raft_snapshot_supersedes_it() -> None:
     """Quorum mode: a damaged record whose entry a later snapshot record of its log covers is
     never read by a recovery, so a checkpoint over it is taken (and recovers the same state
