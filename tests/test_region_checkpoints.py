@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -320,16 +320,57 @@ def test_fuzz_over_compacted_stores_keeps_every_promise() -> None:
     assert failed == []
 
 
+@functools.cache
+def compacted_history(mode: str) -> RunResult:
+    """A quorum run whose logs take a Raft snapshot every 20 entries, without store checkpoints."""
+    s = scenario("baseline", mode, 0)
+    sim, result = run_scenario(dataclasses.replace(s, node=dataclasses.replace(s.node, snapshot_every=20)), 1)
+    assert not result["violated"]
+    return sim
+
+
+def store_of(records: list[Any], damaged: Iterable[int] = ()) -> MemoryRegionStore:
+    store = MemoryRegionStore()
+    for r in records:
+        store.append(r.payload)
+    for index in damaged:
+        store.corrupt(index)
+    return store
+
+
+@pytest.mark.parametrize("mode", ["quorum+ledger", pytest.param("quorum", marks=pytest.mark.slow)])
+@settings(max_examples=8, deadline=None)
+@given(data=st.data())
+def test_a_checkpoint_over_damaged_records_is_refused_or_changes_nothing(mode: str, data: Any) -> None:
+    """Rot anywhere before a checkpoint's position: the checkpoint is refused (the store
+    unchanged), or taken, and then the store is whole and a restart from it has exactly the
+    state a restart from the intact records has."""
+    sim = compacted_history(mode)
+    r = data.draw(st.integers(0, len(sim.stores) - 1), label="region")
+    records = list(sim.stores[r].records)
+    position = data.draw(st.integers(1, len(records)), label="checkpoint at")
+    entries = [i for i, rec in enumerate(records[:position]) if type(rec.payload) is Entry]
+    if not entries:
+        return
+    damaged = data.draw(st.sets(st.sampled_from(entries), min_size=1, max_size=4), label="damaged")
+    store = store_of(records, damaged)
+    try:
+        checkpoint.take(sim.cfgs[r], store, Checkpoint(position))
+    except checkpoint.CheckpointError as e:
+        assert "is damaged" in str(e) and store.base == 0 and sorted(x[0] for x in store.scrub()) == sorted(damaged)
+        return
+    assert store.verify_chain() == (True, None) and store.scrub() == []
+    restarted = RegionNode.recover(sim.cfgs[r], store)[0]
+    assert durable_state(restarted) == durable_state(RegionNode.recover(sim.cfgs[r], store_of(records))[0])
+
+
 def test_a_checkpoint_may_cover_a_damaged_record_only_if_a_raft_snapshot_supersedes_it() -> None:
     """Quorum mode: a damaged record whose entry a later snapshot record of its log covers is
     never read by a recovery, so a checkpoint over it is taken (and recovers the same state
     as the intact store); a damaged entry the log still needs refuses the checkpoint."""
     from replication.raft import Snapshot
 
-    s = scenario("baseline", "quorum+ledger", 0)
-    s = dataclasses.replace(s, node=dataclasses.replace(s.node, snapshot_every=20))
-    sim, result = run_scenario(s, 1)
-    assert not result["violated"]
+    sim = compacted_history("quorum+ledger")
     config, records = sim.cfgs[0], list(sim.stores[0].records)
     snaps = [i for i, r in enumerate(records) if type(r.payload) is Snapshot]
     assert len(snaps) >= 2
@@ -338,21 +379,12 @@ def test_a_checkpoint_may_cover_a_damaged_record_only_if_a_raft_snapshot_superse
                    and r.payload.seq <= records[first_snap].payload.index)
     needed = next(i for i in range(last_snap + 1, len(records)) if type(records[i].payload) is Entry)
 
-    def store_damaged_at(index: int) -> MemoryRegionStore:
-        store = MemoryRegionStore()
-        for r in records:
-            store.append(r.payload)
-        store.corrupt(index)
-        return store
-
-    store = store_damaged_at(covered)
+    store = store_of(records, [covered])
     checkpoint.take(config, store, Checkpoint(first_snap + 1))
     assert store.verify_chain() == (True, None) and store.scrub() == []
-    intact = MemoryRegionStore()
-    for r in records:
-        intact.append(r.payload)
+    intact = store_of(records)
     assert durable_state(RegionNode.recover(config, store)[0]) == durable_state(RegionNode.recover(config, intact)[0])
-    store = store_damaged_at(needed)
+    store = store_of(records, [needed])
     with pytest.raises(checkpoint.CheckpointError, match=f"record {needed} is damaged"):
         checkpoint.build(config, store, needed + 1)
     assert store.base == 0 and store.scrub()[0][0] == needed
