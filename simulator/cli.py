@@ -62,7 +62,9 @@ def register(subparsers: Any) -> None:
     fuzz.add_argument("--start", type=int, default=1, help="first seed (default: %(default)s)")
     fuzz.add_argument("--mode", choices=MODE_CHOICES, default="unit+semi-sync", help="(default: %(default)s)")
     fuzz.add_argument("--jobs", type=int, default=1, help="worker processes (default: %(default)s)")
-    fuzz.add_argument("--scenario", default="fuzz", help="base scenario (default: %(default)s)")
+    fuzz.add_argument("--scenario", default="fuzz",
+                      help="base scenario (default: %(default)s; fuzz-checkpoints: the same over stores compacted "
+                           "by checkpoints and Raft snapshots)")
     fuzz.add_argument("--check-invariants", action="store_true",
                       help="also check every node's internal invariants after every step (Raft logs, "
                            "per-origin heads, credit legs owed, conservation, one leader per term); "
