@@ -79,7 +79,7 @@ from replication.messages import (
 from replication.outbox import CreditOutbox
 from replication.outcomes import CROSS_UNIT_TWO_PHASE, ID_IN_RESERVED_RANGE, ID_MUST_NAME_ITS_UNIT, UNAVAILABLE
 from replication.raft import LEADER, RAFT_MESSAGES, RaftConfig, RaftGroupState, RaftNode
-from replication.repairs import PendingRepairs
+from replication.repairs import PendingRepairs, Wanted
 from replication.replica import Replica, no_balances
 from replication.routing import RoutingTable
 from replication.snapshot import NodeSnapshot
@@ -177,7 +177,6 @@ class QuorumDesign:
         self.fwd_next = 1
         self.persisted: dict[tuple[int, int], list[Entry]] = {}  # (group, index) -> copies we stored
         self.damaged_records = PendingRepairs(cfg.me, self.peers, cfg.tick_every)
-        self.superseded: set[int] = set()  # damaged store records no log needs: a checkpoint may drop them
         self.started = False
         # per group: what arrived while its leadership was being handed over (rows, reads, target)
         self.held: dict[int, list[tuple[np.ndarray, np.ndarray, Target]]] = {}
@@ -219,7 +218,6 @@ class QuorumDesign:
             for raft in self.groups:
                 raft.tick(now, out)
             self._send_credit_legs(now, out)
-            self.superseded.update(self.damaged_records.matching(self._behind_snapshot))
             self.damaged_records.resend_due(now, out)
         elif t is RaftBundle:
             for msg in m.messages:
@@ -252,7 +250,6 @@ class QuorumDesign:
         elif t is RepairData:
             e = m.entry
             if 0 <= e.group < len(self.groups) and self.damaged_records.take(m.index, e.group, e):
-                self.superseded.discard(m.index)
                 out.append(PersistRepair(m.index, e))
                 self.groups[e.group].repair(e)
 
@@ -296,15 +293,21 @@ class QuorumDesign:
         return None  # Raft never truncates a committed entry; recovery replays the rest as Raft does
 
     def damaged_positions(self) -> list[int]:
-        return [i for i in self.damaged_records.positions() if i not in self.superseded]
+        superseded = set(self.superseded_positions())
+        return [i for i in self.damaged_records.positions() if i not in superseded]
 
     def superseded_positions(self) -> list[int]:
-        return sorted(self.superseded)
+        """The damaged records no recovery reads: a checkpoint may drop them (and one is due)."""
+        return sorted(self.damaged_records.matching(self._superseded))
 
-    def _behind_snapshot(self, group: int, seq: int) -> bool:
-        """Whether entry `seq` of `group` lies behind the group's durable snapshot: a store
-        record of it is then never read by a recovery (the snapshot replaces it)."""
-        return 0 <= group < len(self.groups) and seq <= self.groups[group].snap_index
+    def _superseded(self, w: Wanted) -> bool:
+        """Whether the damaged record of entry `w.seq` of log `w.log` is one a recovery never
+        reads: the entry lies behind the log's durable snapshot (which replaces it), or the
+        log holds another entry at its index (a later record of the store replaced it)."""
+        if not 0 <= w.log < len(self.groups):
+            return False
+        raft = self.groups[w.log]
+        return w.seq <= raft.snap_index or w.seq > raft.last_index or raft.entry(w.seq).checksum != w.checksum
 
     def retain_from(self) -> tuple[int, ...]:
         return ()
@@ -313,10 +316,9 @@ class QuorumDesign:
         """The store's snapshot now covers its records before `position` and each log up to
         `heads` (its commit there): the copies of entries both covered and compacted out of
         the log go, as no store record needs them for a repair any more (the log keeps the
-        others itself), and so do the superseded records it replaced."""
+        others itself), and no damaged record it replaced is waited for."""
         for key in [k for k in self.persisted if k[1] <= min(heads[k[0]], self.groups[k[0]].offset)]:
             del self.persisted[key]
-        self.superseded = {i for i in self.superseded if i >= position}
         self.damaged_records.forget_before(position)
 
     def rebuild(self, base: NodeSnapshot) -> None:
@@ -632,8 +634,6 @@ class QuorumDesign:
                 out.append(PersistRepair(index, cands[-1]))  # our own memory still holds it
             else:
                 self.damaged_records.ask(index, group, seq, checksum, now, out)
-                if self._behind_snapshot(group, seq):
-                    self.superseded.add(index)
 
     # -------------------------------------------------------------- recovery
     @classmethod
@@ -683,8 +683,6 @@ class QuorumDesign:
                 effects.append(PersistRepair(index, copies[-1]))
             else:
                 q.damaged_records.ask(index, rec.group, rec.seq, rec.checksum, None, effects)
-                if 0 <= rec.group < len(q.groups) and rec.seq not in q.groups[rec.group].damaged:
-                    q.superseded.add(index)  # the log replays a later entry at its index, or a snapshot covers it
         q._apply_committed(None)
         return q, effects
 

@@ -61,9 +61,9 @@ class PendingRepairs:
                 w.asked = now
                 self._send(index, out)
 
-    def matching(self, wants: Callable[[int, int], bool]) -> list[int]:
-        """The indices of the records whose entry (`log`, `seq`) `wants` says yes to."""
-        return [index for index, w in self.wanted.items() if wants(w.log, w.seq)]
+    def matching(self, wants: Callable[[Wanted], bool]) -> list[int]:
+        """The indices of the records `wants` says yes to."""
+        return [index for index, w in self.wanted.items() if wants(w)]
 
     def forget_before(self, position: int) -> None:
         """A store checkpoint at `position` replaced the records before it: none is waited for."""
