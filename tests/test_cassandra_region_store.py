@@ -109,10 +109,10 @@ def test_region_outage_on_ray_recovers_the_killed_region_from_cassandra(
     from simulator.scenario import load_scenario
 
     s = shortened(load_scenario("region-outage"), 13.0, 4.0)
-    # Beijing killed at 4 s for 7 s: a cold Cassandra's first writes can stall a region's loop
+    # Beijing killed at 4 s for 8 s: a cold Cassandra's first writes can stall a region's loop
     # for seconds on a loaded CI machine (a kill before any record is stored replays nothing),
     # actor calls take a second and more, and the promotion must still come before Beijing returns
-    s = replace(s, workload=replace(s.workload, rate=300), chaos=(replace(s.chaos[0], at=4.0, duration=7.0),))
+    s = replace(s, workload=replace(s.workload, rate=300), chaos=(replace(s.chaos[0], at=4.0, duration=8.0),))
     cassandra.extend(s.regions)
     _, res = run_scenario_ray(s, 1, store=URL)
     ray_local["pids"].update(res["ray"]["pids"])
